@@ -1,0 +1,1 @@
+"""Frame sources: camera, stream, file or image folder, behind one small protocol."""

@@ -1,0 +1,82 @@
+"""The `edge` command. Each area registers its own subcommands; this module only assembles them."""
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from edge.errors import EdgeError
+
+# Modules that define `register(commands: Commands)`; each adds its subcommands and sets `func`.
+COMMAND_MODULES = (
+    "edge.vision.cli",          # replay
+    "edge.bench.cli",           # bench
+    "edge.evaluation.cli",      # eval verify | identify
+    "edge.watchlist.cli",       # watchlist build | inspect | install
+    "edge.hq.keys_cli",         # hq keys init; device provision
+    "edge.hq.pki_cli",          # hq pki init | issue
+    "edge.hq.ingest_cli",       # hq ingest | events
+    "edge.link.publish_cli",    # watchlist publish
+    "edge.daemon.cli",          # run
+    "edge.audit.cli",           # audit verify
+    "edge.hq.pair_cli",         # hq pair | report
+    "edge.handheld.cli",        # handheld
+    "edge.demo.cli",            # demo
+    "edge.engines.cli",         # engines build | check
+)
+
+
+class Commands:
+    """Top-level subcommands plus named groups (`edge hq …`, `edge watchlist …`) shared across modules."""
+
+    def __init__(self, top: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+        self.top = top
+        self._groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
+
+    def add(self, name: str, help: str) -> argparse.ArgumentParser:
+        return self.top.add_parser(name, help=help, description=help)
+
+    def group(self, name: str, help: str) -> "argparse._SubParsersAction[argparse.ArgumentParser]":
+        if name not in self._groups:
+            parser = self.top.add_parser(name, help=help, description=help)
+            sub = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
+            sub.required = True
+            self._groups[name] = sub
+        return self._groups[name]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge", description="Face watchlist firmware for Jetson cameras.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    top = parser.add_subparsers(dest="command", metavar="COMMAND")
+    top.required = True
+    commands = Commands(top)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):  # area not present in this build
+                continue
+            raise
+        module.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return int(func(args) or 0)
+    except EdgeError as exc:
+        print(f"edge: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The device configuration: one TOML file, one pydantic model per section, unknown keys refused."""
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edge.config.camera import CameraConfig
+from edge.config.detector import DetectorConfig
+from edge.config.device import DeviceConfig
+from edge.config.embedder import EmbedderConfig
+from edge.config.match import MatchConfig
+from edge.config.quality import QualityConfig
+from edge.config.runtime import RuntimeConfig
+from edge.config.track import TrackConfig
+from edge.errors import ConfigError
+from edge.tomlio import load_toml
+
+
+class EdgeConfig(BaseModel):
+    """Everything `edge run` reads. Each section is documented in its own module."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device: DeviceConfig
+    camera: CameraConfig = Field(default_factory=CameraConfig)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    track: TrackConfig = Field(default_factory=TrackConfig)
+    match: MatchConfig = Field(default_factory=MatchConfig)
+
+
+def explain(exc: ValidationError, source: str) -> str:
+    """One line per problem, naming the key as written in the TOML file and what is allowed."""
+    problems: dict[str, list[str]] = {}
+    for err in exc.errors():
+        # Union members add tags such as 'int' or "literal['full']" to the location: not keys.
+        key = ".".join(str(p) for p in err["loc"] if not _is_type_tag(p)) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            problems.setdefault(key, []).append("unknown key: remove it or check its spelling")
+        elif err["type"] == "missing":
+            problems.setdefault(key, []).append("missing key")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.setdefault(key, []).append(f"bad value {err.get('input')!r}: {msg}")
+    return "\n".join(f"{source}: '{key}': " + "; or ".join(msgs) for key, msgs in problems.items())
+
+
+def _is_type_tag(part: object) -> bool:
+    return isinstance(part, str) and ("[" in part or part in {"int", "float", "str", "bool"})
+
+
+def load_config(path: Path) -> EdgeConfig:
+    """Read and validate a config file; any problem is a ConfigError naming the key."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found: create it from deploy/edge.toml.example")
+    try:
+        raw = load_toml(path)
+    except Exception as exc:  # tomllib.TOMLDecodeError; tomli's on Python 3.10
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return EdgeConfig(**raw)
+    except ValidationError as exc:
+        raise ConfigError(explain(exc, str(path))) from exc

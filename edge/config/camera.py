@@ -1,0 +1,12 @@
+"""[camera] section: where frames come from."""
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CameraConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field("cam0", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="camera name in events")
+    source: str = Field("csi://0", description="csi://N, /dev/edge/camera-N, v4l2:///dev/videoN, rtsp://…, file")
+    queue: int = Field(4, ge=1, le=64, description="frames buffered; the oldest is dropped (counted) when full")
+    max_backoff: float = Field(30.0, gt=0, description="seconds between reopen attempts of a dropped source")

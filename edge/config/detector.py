@@ -1,0 +1,18 @@
+"""[detector] section: which detector, at what input size, how often."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DetectorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "retinaface_mnet025"
+    long_side: int | Literal["full"] = Field(
+        640, description="detector input's long side in pixels (multiple of 32), or 'full' for the frame's own size"
+    )
+    min_score: float = Field(0.6, ge=0.05, le=0.99, description="detections below this are dropped")
+    nms_iou: float = Field(0.4, gt=0.0, lt=1.0)
+    max_faces: int = Field(64, ge=1, le=512)
+    stride: int = Field(1, ge=1, le=30, description="detect every Nth frame; the tracker carries boxes between")

@@ -1,0 +1,14 @@
+"""[track] section: how faces become tracks and tracks become decisions."""
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrackConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    iou: float = Field(0.3, gt=0.0, lt=1.0, description="box overlap that continues a track")
+    max_missed: int = Field(10, ge=0, le=300, description="detection rounds a track survives unseen")
+    min_evidence: int = Field(2, ge=1, le=20, description="embeddings from distinct frames that must agree")
+    better_quality: float = Field(1.15, ge=1.0, description="re-embed when quality beats the best so far by this")
+    reembed_every: int = Field(5, ge=1, description="undecided tracks also re-embed every N detection rounds")
+    max_embeddings: int = Field(12, ge=1, le=100, description="per track; then it waits for a better face")

@@ -1,0 +1,83 @@
+"""The model manifest (engines/models.toml): which ONNX files the device ships and how to feed them."""
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge.errors import ModelError
+from edge.tomlio import load_toml
+
+ENGINES_DIR = Path(__file__).resolve().parent.parent / "engines"
+
+
+class ModelSpec(BaseModel):
+    """One model: file, hash, input contract and provenance."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    role: Literal["detector", "embedder"]
+    file: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    input: str
+    layout: Literal["NCHW", "NHWC"]
+    color: Literal["RGB", "BGR"]
+    mean: tuple[float, float, float]
+    scale: float
+    size: Literal["dynamic"] | tuple[int, int]
+    outputs: list[str]
+    embedding_output: str | None = None
+    dim: int | None = None
+    description: str
+    provenance: str
+    licence: str
+
+
+class Manifest(BaseModel):
+    """All models in a manifest file, with the folder their files live in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    folder: Path
+    models: dict[str, ModelSpec]
+
+    @classmethod
+    def load(cls, folder: Path = ENGINES_DIR) -> "Manifest":
+        path = folder / "models.toml"
+        if not path.is_file():
+            raise ModelError(f"model manifest {path} not found: point engines_dir at the folder holding models.toml")
+        raw = load_toml(path)
+        models = {name: ModelSpec(name=name, **spec) for name, spec in raw.get("models", {}).items()}
+        return cls(folder=folder, models=models)
+
+    def spec(self, name: str) -> ModelSpec:
+        if name not in self.models:
+            raise ModelError(f"model {name!r} is not in {self.folder / 'models.toml'}; known: {sorted(self.models)}")
+        return self.models[name]
+
+    def path(self, name: str, verify: bool = True) -> Path:
+        """The model's file, checked against its sha256 so an altered file never loads."""
+        spec = self.spec(name)
+        path = self.folder / spec.file
+        if not path.is_file():
+            raise ModelError(f"model file {path} is missing: restore it from git or run scripts/rebuild-onnx")
+        if verify:
+            digest = sha256_file(path)
+            if digest != spec.sha256:
+                raise ModelError(
+                    f"model file {path} has sha256 {digest}, the manifest expects {spec.sha256}: "
+                    "the file was altered or replaced; restore it or rebuild with scripts/rebuild-onnx"
+                )
+        return path
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+

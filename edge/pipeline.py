@@ -1,0 +1,144 @@
+"""Frames in, alerts out: detect, track, embed when it helps, match, decide per track.
+
+Everything about a face that matches no one stays inside this module's tracks and is dropped when the
+track ends; the only outputs are alerts (matches) and counts.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from edge.capture.base import Frame
+from edge.config.quality import QualityConfig
+from edge.config.track import TrackConfig
+from edge.track.decision import Alert, Threshold, decide
+from edge.track.tracker import Evidence, Track, Tracker
+from edge.vision.quality import assess
+from edge.vision.stack import VisionStack
+from edge.watchlist.match import Gallery, MatchResult, match
+
+
+@dataclass
+class FaceCounters:
+    """Counts only, so that non-retention can be shown: what was seen, and what was let go."""
+
+    frames: int = 0
+    detections: int = 0
+    faces_seen: int = 0
+    faces_discarded: int = 0
+    embeddings: int = 0
+    alerts: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class Pipeline:
+    """One camera's face pipeline. Not thread-safe: one inference thread owns it (and the CUDA context)."""
+
+    def __init__(self, stack: VisionStack, gallery: Gallery, threshold: Threshold,
+                 quality: QualityConfig | None = None, track: TrackConfig | None = None, stride: int = 1,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.stack = stack
+        self.quality = quality or QualityConfig()
+        self.track_cfg = track or TrackConfig()
+        self.stride = stride
+        self.clock = clock
+        self.tracker = Tracker(self.track_cfg.iou, self.track_cfg.max_missed)
+        self.counters = FaceCounters()
+        self.gallery = gallery
+        self.threshold = threshold
+
+    def swap_watchlist(self, gallery: Gallery, threshold: Threshold) -> None:
+        """Install a new watchlist between frames; live tracks are re-judged against it from now on."""
+        self.gallery, self.threshold = gallery, threshold
+        for track in self.tracker.tracks.values():
+            track.evidence.clear()
+            track.alerted.clear()
+            track.last_embed_round = -(10**9)
+
+    def process(self, frame: Frame) -> list[Alert]:
+        self.counters.frames += 1
+        if frame.index % self.stride:
+            return []
+        det = self.stack.detector(frame.image)
+        self.counters.detections += len(det)
+        seen, dead = self.tracker.update(det, frame.index)
+        self._forget(dead)
+        self.counters.faces_seen += sum(1 for t, _ in seen if t.hits == 1)
+        todo = self._worth_embedding(frame, seen)
+        if not todo or self.gallery.size == 0:
+            return []
+        crops = np.stack([c for _, c, _ in todo])
+        embeddings = self.stack.embedder.embed(crops)
+        self.counters.embeddings += len(todo)
+        results = match(self.gallery, embeddings, self.clock(), k=2)
+        del embeddings
+        alerts = []
+        for (track, crop, q), res in zip(todo, results, strict=True):
+            best = res.best
+            track.evidence.append(Evidence(frame.index, q.score, best.subject_index if best else None,
+                                           best.score if best else -1.0, res.margin))
+            track.last_embed_round = self.tracker.round
+            if q.score > track.best_quality:
+                track.best_quality, track.best_crop, track.best_probe = q.score, crop, q
+            decided = decide(track, self.threshold.value, self.track_cfg.min_evidence)
+            if decided is not None:
+                alerts.append(self._alert(track, frame, decided[0], decided[1], res))
+        return alerts
+
+    def _worth_embedding(self, frame: Frame, seen: list[tuple[Track, int]]):
+        """Tracks whose face now is usable and new, clearly better, or due for another look."""
+        cfg = self.track_cfg
+        todo = []
+        for track, _ in seen:
+            if len(track.evidence) >= cfg.max_embeddings and not track.matched:
+                continue
+            crop = self.stack.embedder.crops(frame.image, track.landmarks[None])[0]
+            q = assess(crop, track.landmarks, track.score, self.quality)
+            if not q.ok:
+                continue
+            first = not track.evidence
+            better = q.score > track.best_quality * cfg.better_quality
+            due = not track.matched and self.tracker.round - track.last_embed_round >= cfg.reembed_every
+            if first or better or due:
+                todo.append((track, crop, q))
+        return todo
+
+    def _alert(self, track: Track, frame: Frame, subject: int, agreeing: list[int], res: MatchResult) -> Alert:
+        assert track.best_probe is not None and track.best_crop is not None  # set with the first evidence
+        track.alerted.add(subject)
+        self.counters.alerts += 1
+        best = max((track.evidence[i] for i in agreeing), key=lambda ev: ev.score)
+        runner = next((c.subject_id for c in res.candidates if c.subject_index != subject), None)
+        labels = self.gallery.labels
+        return Alert(
+            track_id=track.id,
+            frame=frame.index,
+            timestamp=frame.timestamp,
+            subject_index=subject,
+            subject_id=self.gallery.subject_ids[subject],
+            label=labels[subject] if labels else self.gallery.subject_ids[subject],
+            score=round(best.score, 4),
+            threshold=self.threshold,
+            margin=round(best.margin, 4),
+            runner_up=runner,
+            quality=track.best_probe,
+            box=tuple(round(float(v), 1) for v in track.box),
+            crop=track.best_crop,
+            evidence=len(agreeing),
+        )
+
+    def _forget(self, dead: list[Track]) -> None:
+        for track in dead:
+            if not track.matched:
+                self.counters.faces_discarded += 1
+            track.evidence.clear()
+            track.best_crop = None
+            track.best_probe = None
+
+    def finish(self) -> None:
+        """End of source: every track ends, and whatever they held is dropped."""
+        self._forget(self.tracker.close())

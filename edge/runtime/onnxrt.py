@@ -1,0 +1,29 @@
+"""ONNX Runtime backend: the CPU path, and HQ's enrolment path."""
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+
+class OnnxRuntime:
+    """One InferenceSession with a fixed thread count (intra-op; inter-op 1)."""
+
+    def __init__(self, path: Path, threads: int = 1, label: str | None = None) -> None:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        self._session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self._outputs = [o.name for o in self._session.get_outputs()]
+        self.name = f"onnxruntime:{label or path.stem}:{threads}t"
+        self.threads = threads
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = self._session.run(self._outputs, inputs)
+        return dict(zip(self._outputs, values, strict=True))
+
+    def close(self) -> None:
+        del self._session

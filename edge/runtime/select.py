@@ -1,0 +1,48 @@
+"""Pick a backend for a model: TensorRT when it and a matching engine exist, else ONNX Runtime."""
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Literal
+
+from edge.errors import ModelError
+from edge.models import Manifest
+from edge.runtime.base import Runtime
+from edge.runtime.onnxrt import OnnxRuntime
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["auto", "onnxruntime", "tensorrt"]
+
+
+def tensorrt_available() -> bool:
+    return importlib.util.find_spec("tensorrt") is not None and importlib.util.find_spec("pycuda") is not None
+
+
+def open_runtime(manifest: Manifest, model: str, backend: Backend = "auto", threads: int = 1,
+                 engine_dir: Path | None = None) -> Runtime:
+    """Open `model` on the requested backend.
+
+    `auto` uses TensorRT only when tensorrt and pycuda import and an engine built for this model,
+    TensorRT version and GPU exists; otherwise ONNX Runtime, and says so in the log. `tensorrt`
+    never falls back: a missing piece is an error naming it.
+    """
+    onnx_path = manifest.path(model)
+    if backend in ("auto", "tensorrt"):
+        if tensorrt_available():
+            from edge.runtime.tensorrt import TensorRTRuntime, engine_path_for
+
+            engine = engine_path_for(manifest, model, engine_dir)
+            if engine.is_file():
+                return TensorRTRuntime(engine, manifest.spec(model))
+            if backend == "tensorrt":
+                raise ModelError(f"no TensorRT engine {engine} for {model}: build it with `scripts/build-engines`")
+            log.info("no TensorRT engine for %s at %s; using ONNX Runtime", model, engine)
+        elif backend == "tensorrt":
+            raise ModelError(
+                "backend tensorrt asked for, but the tensorrt or pycuda module is missing: on a Jetson install "
+                "JetPack's python3-libnvinfer and `pip install .[jetson]`"
+            )
+    return OnnxRuntime(onnx_path, threads=threads, label=model)
+
+

@@ -1,0 +1,1 @@
+"""Pure vision steps: detection decode, alignment, embedding, quality. numpy + OpenCV only."""

@@ -1,0 +1,140 @@
+"""RetinaFace: preprocessing to a fixed input size, anchor decoding and NMS."""
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from edge.models import ModelSpec
+from edge.runtime.base import Runtime
+
+STEPS = (8, 16, 32)
+MIN_SIZES = ((16, 32), (64, 128), (256, 512))
+VARIANCES = (0.1, 0.2)
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Faces in frame coordinates: boxes (N,4) x1,y1,x2,y2; scores (N,); landmarks (N,5,2).
+
+    Landmark order: eye, eye, nose, mouth corner, mouth corner, left to right in the image.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    landmarks: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def take(self, index: np.ndarray) -> "Detections":
+        return Detections(self.boxes[index], self.scores[index], self.landmarks[index])
+
+    @classmethod
+    def empty(cls) -> "Detections":
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
+
+
+def input_size_for(frame_w: int, frame_h: int, long_side: int | None) -> tuple[int, int]:
+    """Detector input (W, H), multiples of 32, following the frame's aspect ratio.
+
+    `long_side=None` is full-resolution mode (for small, distant faces): the frame itself, rounded up.
+    640 on a 16:9 frame gives 640x384.
+    """
+    if long_side is None:
+        return _up32(frame_w), _up32(frame_h)
+    scale = long_side / max(frame_w, frame_h)
+    return _up32(round(frame_w * scale)), _up32(round(frame_h * scale))
+
+
+def _up32(v: float) -> int:
+    return max(32, int(np.ceil(v / 32.0)) * 32)
+
+
+@lru_cache(maxsize=8)
+def priors(width: int, height: int) -> np.ndarray:
+    """Anchor centres and sizes (A, 4) as fractions of the input, ordered row, column, anchor."""
+    out = []
+    for step, sizes in zip(STEPS, MIN_SIZES, strict=True):
+        fh, fw = int(np.ceil(height / step)), int(np.ceil(width / step))
+        ii, jj = np.meshgrid(np.arange(fh), np.arange(fw), indexing="ij")
+        cx = ((jj + 0.5) * step / width).reshape(-1, 1)
+        cy = ((ii + 0.5) * step / height).reshape(-1, 1)
+        per = [np.concatenate([cx, cy, np.full_like(cx, s / width), np.full_like(cy, s / height)], axis=1)
+               for s in sizes]
+        out.append(np.stack(per, axis=1).reshape(-1, 4))
+    return np.concatenate(out).astype(np.float32)
+
+
+class Detector:
+    """Runs RetinaFace at a fixed input size per frame shape and returns confident, de-duplicated faces."""
+
+    def __init__(self, runtime: Runtime, spec: ModelSpec, long_side: int | None = 640,
+                 min_score: float = 0.6, nms_iou: float = 0.4, max_faces: int = 64) -> None:
+        self.runtime = runtime
+        self.spec = spec
+        self.long_side = long_side
+        self.min_score = min_score
+        self.nms_iou = nms_iou
+        self.max_faces = max_faces
+        self._mean = np.array(spec.mean, np.float32)
+
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """Letterbox the BGR frame into the input (top-left aligned, mean padding); returns blob and scale."""
+        h, w = image.shape[:2]
+        in_w, in_h = input_size_for(w, h, self.long_side)
+        scale = min(in_w / w, in_h / h)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        resized = image if (nw, nh) == (w, h) else cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        canvas = np.empty((in_h, in_w, 3), np.float32)
+        canvas[...] = self._mean
+        canvas[:nh, :nw] = resized
+        canvas -= self._mean
+        return canvas.transpose(2, 0, 1)[None].copy(), scale
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        blob, scale = self.preprocess(image)
+        out = self.runtime.run({self.spec.input: blob})
+        _, _, in_h, in_w = blob.shape
+        return decode(out["loc"][0], out["conf"][0], out["landmarks"][0], in_w, in_h, scale,
+                      self.min_score, self.nms_iou, self.max_faces)
+
+
+def decode(loc: np.ndarray, conf: np.ndarray, landmarks: np.ndarray, in_w: int, in_h: int, scale: float,
+           min_score: float, nms_iou: float, max_faces: int) -> Detections:
+    """Decode raw outputs into frame coordinates (divide by the letterbox scale), then NMS."""
+    scores = conf[:, 1]
+    keep = np.flatnonzero(scores >= min_score)
+    if keep.size == 0:
+        return Detections.empty()
+    p = priors(in_w, in_h)[keep]
+    loc, lm, scores = loc[keep], landmarks[keep].reshape(-1, 5, 2), scores[keep]
+    v0, v1 = VARIANCES
+    centre = p[:, :2] + loc[:, :2] * v0 * p[:, 2:]
+    size = p[:, 2:] * np.exp(loc[:, 2:] * v1)
+    wh = np.array([in_w, in_h], np.float32)
+    boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1) * np.tile(wh, 2) / scale
+    points = (p[:, None, :2] + lm * v0 * p[:, None, 2:]) * wh / scale
+    order = nms(boxes, scores, nms_iou)[:max_faces]
+    return Detections(boxes[order].astype(np.float32), scores[order].astype(np.float32),
+                      points[order].astype(np.float32))
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Greedy non-maximum suppression; indices of kept boxes, best first."""
+    order = np.argsort(-scores)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    kept = []
+    while order.size:
+        i = order[0]
+        kept.append(i)
+        rest = order[1:]
+        xx1 = np.maximum(boxes[i, 0], boxes[rest, 0])
+        yy1 = np.maximum(boxes[i, 1], boxes[rest, 1])
+        xx2 = np.minimum(boxes[i, 2], boxes[rest, 2])
+        yy2 = np.minimum(boxes[i, 3], boxes[rest, 3])
+        inter = np.clip(xx2 - xx1, 0, None) * np.clip(yy2 - yy1, 0, None)
+        overlap = inter / (area[i] + area[rest] - inter + 1e-9)
+        order = rest[overlap <= iou]
+    return np.array(kept, dtype=np.int64)

@@ -1,0 +1,45 @@
+"""The device's models, opened once from config: the same detector and embedder at HQ and on the device."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.config.detector import DetectorConfig
+from edge.config.embedder import EmbedderConfig
+from edge.config.runtime import RuntimeConfig
+from edge.models import ENGINES_DIR, Manifest
+from edge.runtime import open_runtime
+from edge.vision.detect import Detector
+from edge.vision.embed import Embedder
+
+
+@dataclass
+class VisionStack:
+    detector: Detector
+    embedder: Embedder
+    manifest: Manifest
+    embedder_sha256: str
+    detector_sha256: str
+
+    @classmethod
+    def open(cls, detector: DetectorConfig | None = None, embedder: EmbedderConfig | None = None,
+             runtime: RuntimeConfig | None = None) -> "VisionStack":
+        detector = detector or DetectorConfig()
+        embedder = embedder or EmbedderConfig()
+        runtime = runtime or RuntimeConfig()
+        manifest = Manifest.load(runtime.engines_dir or ENGINES_DIR)
+        engine_dir: Path | None = runtime.engine_cache
+        det_rt = open_runtime(manifest, detector.model, runtime.backend, runtime.threads, engine_dir)
+        emb_rt = open_runtime(manifest, embedder.model, runtime.backend, runtime.threads, engine_dir)
+        long_side = None if detector.long_side == "full" else detector.long_side
+        return cls(
+            Detector(det_rt, manifest.spec(detector.model), long_side, detector.min_score, detector.nms_iou,
+                     detector.max_faces),
+            Embedder(emb_rt, manifest.spec(embedder.model), embedder.max_batch),
+            manifest,
+            manifest.spec(embedder.model).sha256,
+            manifest.spec(detector.model).sha256,
+        )
+
+    def close(self) -> None:
+        self.detector.runtime.close()
+        self.embedder.runtime.close()

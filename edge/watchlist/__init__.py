@@ -1,0 +1,1 @@
+"""Watchlist: bundle format (sign, encrypt), device store (install, rollback-proof), matching."""
