@@ -1,0 +1,200 @@
+"""Frames from NVIDIA's jetson_utils.videoSource: CSI sensors (csi://0), V4L2 cameras (v4l2:///dev/video0),
+RTSP (rtsp://…) and files (file://…), decoded and colour-converted on the GPU.
+
+jetson_utils comes from a source build of dusty-nv/jetson-utils. PyPI's `jetson-utils` is an unrelated
+package whose `jetson_utils` module would shadow it: it is recognised and refused with the fix.
+Live sources never end: a dropped camera or stream is reopened with back-off and the gap is logged.
+"""
+
+import importlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from types import ModuleType
+
+import numpy as np
+
+from edge.capture.base import Frame
+from edge.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+SCHEMES = ("csi://", "v4l2://", "rtsp://", "rtspt://", "file://")
+
+
+def import_jetson_utils() -> ModuleType:
+    """NVIDIA's jetson_utils (or the legacy jetson.utils), never PyPI's look-alike."""
+    try:
+        module = importlib.import_module("jetson_utils")
+    except ImportError as exc:
+        raise SourceError(
+            f"jetson_utils is missing ({exc}): build and install dusty-nv/jetson-utils from source "
+            "(docs/jetson.md), or use an OpenCV source; `edge engines check` lists every missing piece"
+        ) from exc
+    if hasattr(module, "videoSource"):
+        return module
+    try:
+        legacy = importlib.import_module("jetson.utils")
+    except ImportError:
+        legacy = None
+    if legacy is not None and hasattr(legacy, "videoSource"):
+        return legacy
+    raise SourceError(
+        f"the jetson_utils module at {getattr(module, '__file__', '?')} is not NVIDIA's (no videoSource): it is "
+        "PyPI's unrelated `jetson-utils` package; `pip uninstall jetson-utils` and build dusty-nv/jetson-utils"
+    )
+
+
+@dataclass
+class Backoff:
+    """Delays between reopen attempts: initial, doubling, capped."""
+
+    initial: float = 0.5
+    factor: float = 2.0
+    maximum: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.maximum, self.initial * self.factor ** max(attempt, 0))
+
+
+@dataclass
+class Outage:
+    """One stretch without frames: when it began, why, and how many reopen attempts it took."""
+
+    backoff: Backoff = field(default_factory=Backoff)
+    since: float | None = None
+    reason: str = ""
+    attempts: int = 0
+
+    def dropped(self, now: float, reason: str) -> None:
+        if self.since is None:
+            self.since = now
+            self.reason = reason
+
+    def next_delay(self) -> float:
+        delay = self.backoff.delay(self.attempts)
+        self.attempts += 1
+        return delay
+
+    def resumed(self, now: float) -> tuple[float, str, int] | None:
+        """(gap seconds, first reason, attempts) when an outage just ended, else None; resets."""
+        if self.since is None:
+            return None
+        gap = (now - self.since, self.reason, self.attempts)
+        self.since, self.reason, self.attempts = None, "", 0
+        return gap
+
+
+class JetsonSource:
+    """A FrameSource over jetson_utils.videoSource; frames come out as BGR HxWx3 uint8 copies."""
+
+    def __init__(self, uri: str, *, width: int | None = None, height: int | None = None,
+                 framerate: float | None = None, codec: str | None = None, latency_ms: int | None = None,
+                 capture_timeout_ms: int = 1000, stall_seconds: float = 5.0, backoff: Backoff | None = None) -> None:
+        if uri.startswith("/dev/"):
+            uri = f"v4l2://{uri}"  # /dev/edge/camera-0 and /dev/videoN as the udev rules name them
+        if not uri.startswith(SCHEMES):
+            raise SourceError(f"jetson source {uri!r}: use a /dev/ path or a URI starting with {', '.join(SCHEMES)}")
+        self.uri = uri
+        self.live = not uri.startswith("file://")
+        self._utils = import_jetson_utils()
+        self._argv = ["edge", "--log-level=warning"] + [
+            f"--{flag}={value}" for flag, value in (
+                ("input-width", width), ("input-height", height), ("input-rate", framerate),
+                ("input-codec", codec), ("input-latency", latency_ms)) if value is not None]
+        self._timeout_ms = capture_timeout_ms
+        self._stall_seconds = stall_seconds
+        self._outage = Outage(backoff or Backoff())
+        self._closed = threading.Event()
+        self._index = 0
+        self._last_frame = time.monotonic()
+        self._framerate = 0.0
+        self._source: object | None = None
+        try:
+            self._source = self._open()
+        except Exception as exc:  # jetson_utils raises plain Exception
+            advice = "check the URI, the cable, `v4l2-ctl --list-devices`, or nvargus-daemon for csi://"
+            if not self.live:
+                raise SourceError(f"cannot open {uri} with jetson_utils ({exc}): {advice}") from exc
+            # A camera missing at boot is an outage like any other: keep retrying rather than exit.
+            self._outage.dropped(time.monotonic(), f"open failed ({exc}); {advice}")
+            log.warning("%s cannot be opened yet (%s): %s; retrying with back-off", uri, exc, advice)
+
+    def _open(self) -> object:
+        source = self._utils.videoSource(self.uri, argv=self._argv)
+        self._framerate = float(source.GetFrameRate() or 0.0)
+        self._last_frame = time.monotonic()
+        return source
+
+    def _drop(self, reason: str) -> None:
+        """Close the broken source; the next read reopens it after a back-off delay."""
+        self._outage.dropped(time.monotonic(), reason)
+        log.warning("%s dropped: %s; reopening", self.uri, reason)
+        source, self._source = self._source, None
+        if source is not None:
+            try:
+                source.Close()
+            except Exception as exc:
+                log.debug("closing %s failed: %s", self.uri, exc)
+
+    def _reopen(self) -> None:
+        delay = self._outage.next_delay()
+        if self._closed.wait(delay):
+            return
+        try:
+            self._source = self._open()
+            log.info("%s reopened", self.uri)
+        except Exception as exc:
+            log.warning("%s: reopen attempt %d failed (%s); next in %.1f s", self.uri, self._outage.attempts, exc,
+                        self._outage.backoff.delay(self._outage.attempts))
+
+    def read(self) -> Frame | None:
+        """The next frame; None at the end of a file or after close(). Live sources block through outages."""
+        while not self._closed.is_set():
+            if self._source is None:
+                if not self.live:
+                    return None
+                self._reopen()
+                continue
+            try:
+                image = self._source.Capture(format="bgr8", timeout=self._timeout_ms)
+            except Exception as exc:
+                if not self.live:
+                    if not self._source.IsStreaming():
+                        return None
+                    raise SourceError(f"{self.uri}: capture failed ({exc})") from exc
+                self._drop(f"capture failed ({exc})")
+                continue
+            now = time.monotonic()
+            if image is None:  # timeout: no frame within capture_timeout_ms
+                if not self._source.IsStreaming() and not self.live:
+                    return None
+                if self.live and now - self._last_frame > self._stall_seconds:
+                    self._drop(f"no frame for {now - self._last_frame:.1f} s")
+                continue
+            return self._frame(image, now)
+        return None
+
+    def _frame(self, image: object, now: float) -> Frame:
+        # Capture converts on the GPU asynchronously; the buffer is reused by the source's ring: sync, then copy.
+        self._utils.cudaDeviceSynchronize()
+        array = np.array(self._utils.cudaToNumpy(image), dtype=np.uint8, copy=True)
+        if array.ndim != 3 or array.shape[2] != 3:
+            raise SourceError(f"{self.uri}: expected an HxWx3 frame, jetson_utils gave {array.shape}")
+        self._last_frame = now
+        gap = self._outage.resumed(now)
+        if gap is not None:
+            seconds, reason, attempts = gap
+            log.warning("%s back after a %.1f s gap without frames (%s; %d reopen attempts)", self.uri, seconds,
+                        reason, attempts)
+        index = self._index
+        self._index += 1
+        timestamp = index / self._framerate if not self.live and self._framerate > 0 else now
+        return Frame(image=array, index=index, timestamp=timestamp)
+
+    def close(self) -> None:
+        self._closed.set()
+        source, self._source = self._source, None
+        if source is not None:
+            source.Close()

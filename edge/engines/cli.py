@@ -1,0 +1,216 @@
+"""`edge engines build | check`: TensorRT engines for this device, and the JetPack pieces they need."""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from edge.cli import Commands
+from edge.engines.check import Check, run_checks
+from edge.engines.compare import verify_engine
+from edge.engines.naming import ShapeRange, calibration_cache_name, read_engine, rebuild_hint, timing_cache_name
+from edge.engines.profiles import (
+    DEFAULT_BATCH,
+    DEFAULT_DETECTOR_SIZES,
+    Precision,
+    Profile,
+    build_profiles,
+    parse_batch,
+    parse_size,
+    trtexec_command,
+)
+from edge.errors import ConfigError, EdgeError, ModelError
+from edge.models import ENGINES_DIR, Manifest
+
+
+def register(commands: Commands) -> None:
+    group = commands.group("engines", "TensorRT engines on this device: build them, check the JetPack pieces")
+    build = group.add_parser(
+        "build", help="build TensorRT engines from the ONNX models, on the board that will run them",
+        description="Build a TensorRT engine per model for this GPU and TensorRT version (FP16 where the GPU "
+                    "has fast FP16), then compare it with ONNX Runtime on real faces.")
+    build.add_argument("--model", action="append", help="model name from models.toml (repeat; default: all)")
+    build.add_argument("--manifest-dir", type=Path, default=ENGINES_DIR, help="folder with models.toml and the ONNX")
+    build.add_argument("--engine-dir", type=Path, help="where engines go (default: the manifest folder)")
+    build.add_argument("--precision", choices=["auto", "fp32", "fp16", "int8"], default="auto",
+                       help="auto: fp16 where the GPU has fast FP16, else fp32")
+    build.add_argument("--calib-dir", type=Path, help="int8: folder of real frames from this camera")
+    build.add_argument("--calib-images", type=int, default=512, help="int8: frames to calibrate on (default 512)")
+    build.add_argument("--detector-size", action="append", type=_size, metavar="WxH",
+                       help="detector input size, one profile each (repeat; default 640x384 and 640x640)")
+    build.add_argument("--batch", type=_batch, default=DEFAULT_BATCH, metavar="MIN,OPT,MAX",
+                       help="embedder batch sizes (default 1,8,32)")
+    build.add_argument("--workspace-mib", type=int, default=1024, help="builder workspace (default 1024 MiB)")
+    build.add_argument("--timing-cache", type=Path, help="timing cache file (default: one per TensorRT and GPU "
+                                                          "in the engine folder)")
+    build.add_argument("--if-missing", action="store_true", help="skip models whose engine exists and is valid")
+    build.add_argument("--verify", choices=["auto", "required", "off"], default="auto",
+                       help="compare each engine with ONNX Runtime on real faces: auto = when the evaluation "
+                            "data is there, required = fail without it")
+    build.add_argument("--data", type=Path, help="evaluation data folder (default: $EDGE_TEST_DATA or "
+                                                 "../shared/data beside the repository)")
+    build.add_argument("--verify-samples", type=int, default=64, help="images compared per profile (default 64)")
+    build.add_argument("--dry-run", action="store_true", help="print what would be built and the trtexec "
+                                                              "equivalent; needs no TensorRT")
+    build.set_defaults(func=run_build)
+
+    check = group.add_parser(
+        "check", help="say which JetPack piece (tensorrt, pycuda, jetson_utils, nvidia runtime) or engine is missing",
+        description="The Jetson install check: exit 0 when everything the TensorRT path needs is present.")
+    check.add_argument("--manifest-dir", type=Path, default=ENGINES_DIR, help="folder with models.toml")
+    check.add_argument("--engine-dir", type=Path, help="where engines are (default: the manifest folder)")
+    check.set_defaults(func=run_check)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        return parse_size(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _batch(text: str) -> tuple[int, int, int]:
+    try:
+        return parse_batch(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("EDGE_TEST_DATA", ENGINES_DIR.parent.parent / "shared" / "data"))
+
+
+def _profile_text(profile: Profile) -> str:
+    def dims(shape: tuple[int, ...]) -> str:
+        return "x".join(map(str, shape))
+
+    def one(name: str, r: ShapeRange) -> str:
+        return f"{name} {dims(r.min)}" if r.min == r.max else f"{name} {dims(r.min)} / {dims(r.opt)} / {dims(r.max)}"
+
+    return ", ".join(one(n, r) for n, r in profile.items())
+
+
+def run_build(args: argparse.Namespace) -> int:
+    manifest = Manifest.load(args.manifest_dir)
+    models = args.model or list(manifest.models)
+    for model in models:
+        manifest.spec(model)
+    engine_dir: Path = args.engine_dir or manifest.folder
+    sizes = tuple(args.detector_size or DEFAULT_DETECTOR_SIZES)
+    precision: Precision | None = None if args.precision == "auto" else args.precision
+    if precision == "int8" and args.calib_dir is not None and not args.calib_dir.is_dir():
+        raise ConfigError(f"--calib-dir {args.calib_dir} is not a folder")
+    if args.dry_run:
+        return _dry_run(manifest, models, engine_dir, sizes, args.batch, precision, args)
+    from edge.runtime.build import BuildOptions, build_engine
+    from edge.runtime.tensorrt import engine_path_for, import_tensorrt
+
+    import_tensorrt()
+    options = BuildOptions(engine_dir=engine_dir, precision=precision, calibration_dir=args.calib_dir,
+                           calibration_images=args.calib_images, detector_sizes=sizes, batch=args.batch,
+                           workspace_mib=args.workspace_mib, timing_cache=args.timing_cache)
+    data = args.data or default_data_dir()
+    took: dict[str, float] = {}
+    for number, model in enumerate(models, 1):
+        spec = manifest.spec(model)
+        target = engine_path_for(manifest, model, engine_dir)
+        if args.if_missing and target.is_file() and _engine_readable(target, model, engine_dir, spec.sha256):
+            print(f"[{number}/{len(models)}] {model}: {target} is up to date")
+            continue
+        print(f"[{number}/{len(models)}] {model}")
+        result = build_engine(manifest, model, options)
+        print(f"built {model} -> {result.path} ({result.meta.precision}, {len(result.meta.profiles)} profile(s)) "
+              f"in {result.seconds:.1f} s")
+        print("trtexec equivalent: " + trtexec_command(
+            manifest.path(model, verify=False), result.path.with_suffix(".plan"), result.meta.profiles,
+            result.meta.precision, args.workspace_mib, engine_dir / timing_cache_name(result.meta.tensorrt,
+                                                                                      result.meta.gpu),
+            engine_dir / calibration_cache_name(spec.sha256, result.meta.tensorrt)))
+        _verify(manifest, model, result.path, result.meta.profiles, result.meta.precision, data, args)
+        took[model] = result.seconds
+    if took:
+        print(f"built {len(took)} engine(s) in {sum(took.values()):.1f} s: "
+              + ", ".join(f"{m} {s:.1f} s" for m, s in took.items()))
+    return 0
+
+
+def _engine_readable(path: Path, model: str, engine_dir: Path, sha256: str) -> bool:
+    try:
+        meta, _ = read_engine(path, rebuild_hint(model, engine_dir))
+    except ModelError:
+        return False
+    return meta.model_sha256 == sha256
+
+
+def _verify(manifest: Manifest, model: str, engine: Path, profiles: list[Profile], precision: Precision,
+            data: Path, args: argparse.Namespace) -> None:
+    if args.verify == "off":
+        print(f"{model}: not compared with ONNX Runtime (--verify off)")
+        return
+    if not (data / "lfw").is_dir():
+        if args.verify == "required":
+            raise ConfigError(f"no evaluation data at {data} to verify {model}: pass --data DIR")
+        print(f"warning: {model} NOT verified against ONNX Runtime: no evaluation data at {data} "
+              "(pass --data DIR)", file=sys.stderr)
+        return
+    comparison = verify_engine(manifest, model, engine, profiles, data, args.verify_samples, precision)
+    print(comparison.summary())
+    if not comparison.ok:
+        rejected = engine.with_name(engine.name + ".rejected")
+        engine.replace(rejected)
+        raise ModelError(f"engine for {model} disagrees with ONNX Runtime beyond {precision} tolerance; moved to "
+                         f"{rejected} so the device does not load it: rebuild with --precision fp32, or report "
+                         "the TensorRT version")
+
+
+def _dry_run(manifest: Manifest, models: list[str], engine_dir: Path, sizes: tuple[tuple[int, int], ...],
+             batch: tuple[int, int, int], precision: Precision | None, args: argparse.Namespace) -> int:
+    for model in models:
+        spec = manifest.spec(model)
+        profiles = build_profiles(spec, sizes, batch)
+        shown: Precision = precision or "fp16"
+        engine = engine_dir / f"{spec.sha256[:16]}-trt<TensorRT version>-<gpu>.engine"
+        print(f"{model}: {manifest.path(model)}")
+        print(f"  precision: {precision or 'auto (fp16 where the GPU has fast FP16, else fp32)'}")
+        for index, profile in enumerate(profiles):
+            print(f"  profile {index}: {_profile_text(profile)}")
+        print(f"  engine: {engine}")
+        calib = engine_dir / calibration_cache_name(spec.sha256, "<TensorRT version>")
+        print("  trtexec equivalent: " + trtexec_command(
+            manifest.path(model, verify=False), engine_dir / f"{model}.plan", profiles, shown, args.workspace_mib,
+            args.timing_cache or engine_dir / timing_cache_name("<TensorRT version>", "<gpu>"),
+            calib if shown == "int8" else None))
+    return 0
+
+
+def _print_check(check: Check) -> None:
+    status = "ok" if check.ok else ("MISSING" if check.required else "warn")
+    print(f"{status:<8} {check.name:<15} {check.detail}")
+    if not check.ok and check.fix:
+        print(f"{'':<8} {'':<15} fix: {check.fix}")
+
+
+def run_check(args: argparse.Namespace) -> int:
+    checks = run_checks()
+    for check in checks:
+        _print_check(check)
+    ready = all(c.ok for c in checks if c.required)
+    manifest = Manifest.load(args.manifest_dir)
+    engine_dir: Path = args.engine_dir or manifest.folder
+    if not ready:
+        print(f"{'skipped':<8} {'engines':<15} needs the missing pieces above")
+        return 1
+    from edge.runtime.tensorrt import engine_path_for
+
+    for model in manifest.models:
+        try:
+            path = engine_path_for(manifest, model, engine_dir)
+        except EdgeError as exc:
+            _print_check(Check(f"engine {model}", False, str(exc)))
+            ready = False
+            continue
+        ok = path.is_file() and _engine_readable(path, model, engine_dir, manifest.spec(model).sha256)
+        _print_check(Check(f"engine {model}", ok, str(path), f"edge engines build --model {model} "
+                                                             f"--engine-dir {engine_dir}"))
+        ready = ready and ok
+    return 0 if ready else 1

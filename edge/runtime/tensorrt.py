@@ -1,0 +1,206 @@
+"""TensorRT backend (TensorRT 10 named-tensor API, pycuda for memory and streams).
+
+tensorrt and pycuda are imported when a runtime is made, never at module import: a machine without
+them can import this module, and the error on use names the missing piece. The CUDA context is the
+device's primary context, shared with TensorRT's own CUDA runtime calls and with jetson_utils; the
+inference worker that owns the runtime pushes it around each call, so any single thread may drive it.
+"""
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from edge.engines.naming import (
+    ShapeRange,
+    check_engine,
+    engine_file_name,
+    gpu_slug,
+    read_engine,
+    rebuild_hint,
+)
+from edge.engines.profiles import Profile, pick_profile
+from edge.errors import ModelError
+from edge.models import Manifest, ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+def import_tensorrt() -> tuple[ModuleType, ModuleType]:
+    """tensorrt and pycuda.driver, or a ModelError naming the one that is missing and how to get it."""
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        raise ModelError(
+            f"the tensorrt Python module is missing ({exc}): on a Jetson install JetPack's python3-libnvinfer "
+            "and create the venv with --system-site-packages; `edge engines check` lists every missing piece"
+        ) from exc
+    try:
+        import pycuda.driver as cuda
+    except ImportError as exc:
+        raise ModelError(
+            f"the pycuda module is missing ({exc}): `pip install '.[jetson]'` with /usr/local/cuda/bin on PATH; "
+            "`edge engines check` lists every missing piece"
+        ) from exc
+    return trt, cuda
+
+
+def device_gpu(cuda: ModuleType) -> str:
+    """This device's GPU id for engine names (see edge.engines.naming.gpu_slug)."""
+    cuda.init()
+    device = cuda.Device(0)
+    sms = device.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT)
+    return gpu_slug(device.name(), device.compute_capability(), int(sms))
+
+
+@contextmanager
+def primary_context(cuda: ModuleType) -> Iterator[Any]:
+    """Device 0's primary context, current on this thread for the duration, released afterwards."""
+    cuda.init()
+    context = cuda.Device(0).retain_primary_context()
+    context.push()
+    try:
+        yield context
+    finally:
+        cuda.Context.pop()
+        context.detach()
+
+
+def engine_path_for(manifest: Manifest, model: str, engine_dir: Path | None = None) -> Path:
+    """Where this device's engine for `model` lives: named by model hash, TensorRT version and GPU."""
+    trt, cuda = import_tensorrt()
+    spec = manifest.spec(model)
+    return (engine_dir or manifest.folder) / engine_file_name(spec.sha256, trt.__version__, device_gpu(cuda))
+
+
+@dataclass
+class _Buffer:
+    """A tensor's page-locked host memory and device memory, grown when a larger shape comes."""
+
+    host: np.ndarray
+    device: Any
+    nbytes: int
+
+
+class TensorRTRuntime:
+    """One engine, one execution context and one CUDA stream.
+
+    Refuses an engine whose file name or embedded metadata does not match this model, TensorRT
+    version and GPU. Not for concurrent use: one inference worker owns it.
+    """
+
+    def __init__(self, engine_path: Path, spec: ModelSpec) -> None:
+        self._trt, self._cuda = import_tensorrt()
+        trt, cuda = self._trt, self._cuda
+        hint = rebuild_hint(spec.name, engine_path.parent)
+        meta, plan = read_engine(engine_path, hint)
+        self.name = f"tensorrt:{spec.name}:{meta.precision}"
+        self._lock = threading.Lock()
+        self._buffers: dict[str, _Buffer] = {}
+        cuda.init()
+        self._context_cuda = cuda.Device(0).retain_primary_context()
+        self._context_cuda.push()
+        try:
+            check_engine(engine_path, meta, model=spec.name, model_sha256=spec.sha256, input_name=spec.input,
+                         outputs=spec.outputs, tensorrt_version=trt.__version__, gpu=device_gpu(cuda),
+                         rebuild_hint=hint)
+            self._logger = trt.Logger(trt.Logger.WARNING)
+            self._runtime = trt.Runtime(self._logger)
+            self._engine = self._runtime.deserialize_cuda_engine(plan)
+            if self._engine is None:
+                raise ModelError(f"TensorRT could not deserialize {engine_path} (see its log above); {hint}")
+            self._context = self._engine.create_execution_context()
+            self._stream = cuda.Stream()
+            names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+            self._inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+            self._outputs = [n for n in names if n not in self._inputs]
+            self._dtypes = {n: np.dtype(trt.nptype(self._engine.get_tensor_dtype(n))) for n in names}
+            self._profiles = [self._profile(index) for index in range(self._engine.num_optimization_profiles)]
+            self._active_profile = 0
+        except BaseException:
+            self._cuda.Context.pop()
+            self._context_cuda.detach()
+            raise
+        self._cuda.Context.pop()
+        log.info("loaded %s (%s, %d profiles) for %s", engine_path.name, meta.precision, len(self._profiles),
+                 spec.name)
+
+    def _profile(self, index: int) -> Profile:
+        ranges = {}
+        for name in self._inputs:
+            low, opt, high = self._engine.get_tensor_profile_shape(name, index)
+            ranges[name] = ShapeRange(min=tuple(low), opt=tuple(opt), max=tuple(high))
+        return ranges
+
+    def _buffer(self, name: str, count: int) -> _Buffer:
+        dtype = self._dtypes[name]
+        nbytes = max(count, 1) * dtype.itemsize
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.nbytes < nbytes:
+            if buffer is not None:
+                buffer.device.free()
+            buffer = _Buffer(host=self._cuda.pagelocked_empty(max(count, 1), dtype),
+                             device=self._cuda.mem_alloc(nbytes), nbytes=nbytes)
+            self._buffers[name] = buffer
+        return buffer
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if sorted(inputs) != sorted(self._inputs):
+            raise ModelError(f"{self.name} takes inputs {self._inputs}, was given {sorted(inputs)}")
+        with self._lock:
+            self._context_cuda.push()
+            try:
+                return self._run(inputs)
+            finally:
+                self._cuda.Context.pop()
+
+    def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        cuda, context, stream = self._cuda, self._context, self._stream
+        arrays = {n: np.ascontiguousarray(a, dtype=self._dtypes[n]) for n, a in inputs.items()}
+        profile = pick_profile(self._profiles, {n: tuple(a.shape) for n, a in arrays.items()})
+        if profile != self._active_profile:
+            context.set_optimization_profile_async(profile, stream.handle)
+            self._active_profile = profile
+        for name, array in arrays.items():
+            if not context.set_input_shape(name, array.shape):
+                raise ModelError(f"{self.name} rejected input {name} of shape {array.shape}")
+            buffer = self._buffer(name, array.size)
+            host = buffer.host[:array.size]
+            host[:] = array.ravel()
+            cuda.memcpy_htod_async(buffer.device, host, stream)
+            context.set_tensor_address(name, int(buffer.device))
+        unresolved = context.infer_shapes()
+        if unresolved:
+            raise ModelError(f"{self.name} cannot infer the shapes of {list(unresolved)}")
+        shapes = {}
+        for name in self._outputs:
+            shape = tuple(context.get_tensor_shape(name))
+            shapes[name] = shape
+            context.set_tensor_address(name, int(self._buffer(name, int(np.prod(shape))).device))
+        if not context.execute_async_v3(stream.handle):
+            raise ModelError(f"{self.name}: TensorRT execution failed (see its log)")
+        views = {}
+        for name, shape in shapes.items():
+            view = self._buffers[name].host[:int(np.prod(shape))]
+            cuda.memcpy_dtoh_async(view, self._buffers[name].device, stream)
+            views[name] = view
+        stream.synchronize()
+        return {name: view.reshape(shapes[name]).copy() for name, view in views.items()}
+
+    def close(self) -> None:
+        with self._lock:
+            self._context_cuda.push()
+            try:
+                for buffer in self._buffers.values():
+                    buffer.device.free()
+                self._buffers.clear()
+                del self._context, self._engine, self._runtime
+            finally:
+                self._cuda.Context.pop()
+                self._context_cuda.detach()

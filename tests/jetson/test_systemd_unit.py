@@ -1,0 +1,89 @@
+"""deploy/systemd: the units as systemd itself reads them (systemd-analyze verify and security, offline,
+against the overlay scripts/flash stages), and the properties the appliance relies on."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from jetson_support import REPO, run
+
+UNITS = REPO / "deploy" / "systemd"
+HOST_UNITS = Path("/lib/systemd/system")
+
+
+def directives(unit: Path) -> dict[str, list[str]]:
+    """`Section.Key` -> every value, in order (systemd allows a key more than once)."""
+    found: dict[str, list[str]] = {}
+    section = ""
+    for line in unit.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        found.setdefault(f"{section}.{key.strip()}", []).append(value.strip())
+    return found
+
+
+@pytest.fixture
+def staged_root(tmp_path: Path, l4t_dir: Path, device_dir: Path, venv_tar: Path) -> Path:
+    """The overlay scripts/flash stages, plus the host's own units (for targets such as multi-user.target)."""
+    if shutil.which("systemd-analyze") is None or not (HOST_UNITS / "multi-user.target").is_file():
+        pytest.skip("systemd-analyze or the host's systemd units are missing (apt install systemd)")
+    overlay = tmp_path / "overlay"
+    result = run([sys.executable, "scripts/flash", "--board", "jetson-orin-nano-devkit", "--jetpack", "6.1",
+                  "--l4t-dir", str(l4t_dir), "--device-dir", str(device_dir), "--venv-tar", str(venv_tar),
+                  "--overlay-dir", str(overlay), "--dry-run"])
+    assert result.returncode == 0, result.stderr
+    shutil.copytree(HOST_UNITS, overlay / "usr" / "lib" / "systemd" / "system", symlinks=True)
+    return overlay
+
+
+def test_units_pass_systemd_analyze_verify(staged_root: Path) -> None:
+    result = subprocess.run(["systemd-analyze", "verify", f"--root={staged_root}", "edge.service",
+                             "edge-engines.service"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", result.stderr  # unknown keys and bad values are only warnings
+
+
+def test_units_expose_little(staged_root: Path) -> None:
+    for unit, ceiling in (("edge.service", 3.0), ("edge-engines.service", 2.0)):
+        result = subprocess.run(["systemd-analyze", "security", "--offline=true", f"--root={staged_root}", unit],
+                                capture_output=True, text=True, timeout=60)
+        match = re.search(rf"Overall exposure level for {re.escape(unit)}: (\d+\.\d+) (\w+)", result.stdout)
+        assert match, result.stdout[-500:] + result.stderr
+        assert float(match.group(1)) <= ceiling, match.group(0)
+
+
+def test_edge_service_runs_the_daemon_unprivileged_and_confined() -> None:
+    unit = directives(UNITS / "edge.service")
+    assert unit["Service.ExecStart"] == ["/opt/edge/venv/bin/edge run --config /etc/edge/edge.toml"]
+    assert unit["Service.User"] == ["edge"] and unit["Service.SupplementaryGroups"] == ["video"]
+    assert unit["Service.Type"] == ["notify"] and unit["Service.WatchdogSec"]
+    assert unit["Service.Restart"] == ["on-failure"] and unit["Unit.StartLimitIntervalSec"] == ["0"]
+    assert unit["Service.ProtectSystem"] == ["strict"] and unit["Service.ReadWritePaths"] == ["/var/lib/edge"]
+    for key in ("PrivateTmp", "NoNewPrivileges", "ProtectHome", "ProtectKernelModules", "RestrictSUIDSGID"):
+        assert unit[f"Service.{key}"] == ["yes"], key
+    assert unit["Service.CapabilityBoundingSet"] == [""]
+    assert unit["Service.DevicePolicy"] == ["closed"]
+    allowed = unit["Service.DeviceAllow"]
+    assert "char-video4linux rw" in allowed
+    assert all(entry.startswith(("char-video4linux", "char-nv", "char-host1x", "/dev/nvmap", "char-drm",
+                                 "char-media")) for entry in allowed)
+    assert unit["Service.BindPaths"] == ["-/tmp/argus_socket"]
+    assert unit["Install.WantedBy"] == ["multi-user.target"]
+    assert "edge-engines.service" in unit["Unit.Wants"][0] and "edge-engines.service" in unit["Unit.After"][0]
+
+
+def test_engine_build_unit_is_pulled_in_not_enabled() -> None:
+    unit = directives(UNITS / "edge-engines.service")
+    assert unit["Service.Type"] == ["oneshot"] and unit["Service.User"] == ["edge"]
+    assert "--if-missing" in unit["Service.ExecStart"][0]
+    assert "--engine-dir /var/lib/edge/engines" in unit["Service.ExecStart"][0]
+    assert not any(key.startswith("Install.") for key in unit)
+    assert unit["Service.PrivateNetwork"] == ["yes"]

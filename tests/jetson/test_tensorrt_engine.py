@@ -1,0 +1,107 @@
+"""TensorRT end to end: build real engines from the shipped ONNX on this machine's GPU, load them, and
+compare them with ONNX Runtime on real faces. Needs tensorrt and pycuda (a Jetson with JetPack, or a CUDA
+machine with TensorRT): skipped elsewhere, naming the missing module."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.errors import ModelError
+from edge.models import Manifest
+
+
+def test_modules_import_without_the_nvidia_sdks() -> None:
+    code = ("import sys, edge.runtime.tensorrt, edge.runtime.build, edge.capture.jetson, edge.engines.cli; "
+            "print(sorted({'tensorrt', 'pycuda', 'jetson_utils'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt is installed here")
+def test_runtime_without_tensorrt_says_what_to_install(manifest: Manifest, tmp_path: Path) -> None:
+    from edge.runtime.tensorrt import TensorRTRuntime, engine_path_for
+
+    with pytest.raises(ModelError, match=r"tensorrt Python module is missing.*python3-libnvinfer"):
+        TensorRTRuntime(tmp_path / "x.engine", manifest.spec("mobilefacenet_192"))
+    with pytest.raises(ModelError, match="tensorrt Python module is missing"):
+        engine_path_for(manifest, "mobilefacenet_192", tmp_path)
+
+
+@pytest.fixture(scope="module")
+def sdks() -> None:
+    pytest.importorskip("tensorrt", reason="tensorrt is not installed (JetPack's python3-libnvinfer): no TensorRT")
+    pytest.importorskip("pycuda.driver", reason="pycuda is not installed (pip install '.[jetson]')")
+
+
+@pytest.fixture(scope="module")
+def embedder_engine(sdks: None, manifest: Manifest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edge.runtime.build import BuildOptions, build_engine
+
+    folder = tmp_path_factory.mktemp("engines")
+    result = build_engine(manifest, "mobilefacenet_192", BuildOptions(engine_dir=folder, batch=(1, 4, 8)))
+    return result.path
+
+
+def test_built_embedder_matches_onnx_runtime_on_real_faces(embedder_engine: Path, manifest: Manifest,
+                                                          data_dir: Path) -> None:
+    from edge.engines.compare import verify_engine
+    from edge.engines.naming import read_engine
+    from edge.runtime.tensorrt import engine_path_for
+
+    assert engine_path_for(manifest, "mobilefacenet_192", embedder_engine.parent) == embedder_engine
+    meta, _ = read_engine(embedder_engine, "rebuild")
+    comparison = verify_engine(manifest, "mobilefacenet_192", embedder_engine, meta.profiles, data_dir, 16,
+                               meta.precision)
+    assert comparison.ok, comparison.summary()
+    assert list(embedder_engine.parent.glob("*.timing-cache"))
+
+
+def test_engine_refuses_batches_and_names_outside_its_profiles(embedder_engine: Path, manifest: Manifest) -> None:
+    from edge.runtime.tensorrt import TensorRTRuntime
+
+    runtime = TensorRTRuntime(embedder_engine, manifest.spec("mobilefacenet_192"))
+    try:
+        out = runtime.run({"input": np.zeros((3, 3, 112, 112), np.float32)})
+        assert out["embedding"].shape == (3, 192)
+        with pytest.raises(ModelError, match="no optimization profile"):
+            runtime.run({"input": np.zeros((9, 3, 112, 112), np.float32)})
+        with pytest.raises(ModelError, match="takes inputs"):
+            runtime.run({"data": np.zeros((1, 3, 112, 112), np.float32)})
+    finally:
+        runtime.close()
+
+
+def test_copied_or_renamed_engine_is_refused(embedder_engine: Path, manifest: Manifest, tmp_path: Path) -> None:
+    from edge.runtime.tensorrt import TensorRTRuntime
+
+    renamed = tmp_path / embedder_engine.name.replace("-trt", "-trt0")
+    renamed.write_bytes(embedder_engine.read_bytes())
+    with pytest.raises(ModelError, match="does not match its header"):
+        TensorRTRuntime(renamed, manifest.spec("mobilefacenet_192"))
+    with pytest.raises(ModelError, match="built from model sha256"):
+        TensorRTRuntime(embedder_engine, manifest.spec("faceres_1024"))
+
+
+def test_detector_engine_runs_each_built_size(sdks: None, manifest: Manifest, tmp_path: Path) -> None:
+    from edge.runtime.build import BuildOptions, build_engine
+    from edge.runtime.onnxrt import OnnxRuntime
+    from edge.runtime.tensorrt import TensorRTRuntime
+
+    result = build_engine(manifest, "retinaface_mnet025",
+                          BuildOptions(engine_dir=tmp_path, detector_sizes=((640, 384), (320, 320))))
+    engine = TensorRTRuntime(result.path, manifest.spec("retinaface_mnet025"))
+    reference = OnnxRuntime(manifest.path("retinaface_mnet025"), threads=2)
+    try:
+        for height, width in ((384, 640), (320, 320), (384, 640)):
+            x = np.random.default_rng(height).normal(0, 60, (1, 3, height, width)).astype(np.float32)
+            ours, theirs = engine.run({"input": x}), reference.run({"input": x})
+            assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()}
+        with pytest.raises(ModelError, match="--detector-size"):
+            engine.run({"input": np.zeros((1, 3, 640, 640), np.float32)})
+    finally:
+        engine.close()
