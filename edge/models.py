@@ -1,6 +1,7 @@
 """The model manifest (engines/models.toml): which ONNX files the device ships and how to feed them."""
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -9,7 +10,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from edge.errors import ModelError
 from edge.tomlio import load_toml
 
-ENGINES_DIR = Path(__file__).resolve().parent.parent / "engines"
+
+def _default_engines_dir() -> Path:
+    """$EDGE_ENGINES_DIR, else the checkout's engines/ (development, editable install), else /opt/edge/engines
+    (where the flash overlay and the container put the models beside a wheel install)."""
+    if "EDGE_ENGINES_DIR" in os.environ:
+        return Path(os.environ["EDGE_ENGINES_DIR"])
+    source_tree = Path(__file__).resolve().parent.parent / "engines"
+    return source_tree if (source_tree / "models.toml").is_file() else Path("/opt/edge/engines")
+
+
+ENGINES_DIR = _default_engines_dir()
 
 
 class ModelSpec(BaseModel):
