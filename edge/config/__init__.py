@@ -4,14 +4,18 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edge.config.alerts import AlertsConfig
+from edge.config.audit import AuditConfig
 from edge.config.camera import CameraConfig
 from edge.config.detector import DetectorConfig
 from edge.config.device import DeviceConfig
 from edge.config.embedder import EmbedderConfig
+from edge.config.link import LinkConfig
 from edge.config.match import MatchConfig
 from edge.config.quality import QualityConfig
 from edge.config.runtime import RuntimeConfig
 from edge.config.track import TrackConfig
+from edge.config.watchlist import WatchlistConfig
 from edge.errors import ConfigError
 from edge.tomlio import load_toml
 
@@ -29,6 +33,10 @@ class EdgeConfig(BaseModel):
     quality: QualityConfig = Field(default_factory=QualityConfig)
     track: TrackConfig = Field(default_factory=TrackConfig)
     match: MatchConfig = Field(default_factory=MatchConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    watchlist: WatchlistConfig = Field(default_factory=WatchlistConfig)
+    link: LinkConfig = Field(default_factory=LinkConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
 
 def explain(exc: ValidationError, source: str) -> str:

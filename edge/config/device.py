@@ -10,6 +10,8 @@ class DeviceConfig(BaseModel):
 
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="device id, as in its certificate")
     state_dir: Path = Field(Path("/var/lib/edge"), description="watchlist, outbox, audit log (only writable path)")
+    fleet: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+                              description="fleet whose watchlist this device also takes")
     place: str = Field("", description="where the device is deployed (reported in periods of use)")
     signing_key: Path = Field(Path("/etc/edge/device_signing.key"), description="Ed25519 private key (PEM)")
     encryption_key: Path = Field(Path("/etc/edge/device_encryption.key"), description="X25519 private key (PEM)")

@@ -1,0 +1,307 @@
+"""The device daemon: the only module that knows every package.
+
+Threads: capture → bounded drop-oldest queue → one inference thread (owns the models, and on a Jetson the
+CUDA context) → alerts → outbox (durable) → publisher. Watchlist bundles arrive on the link's delivery
+thread and are swapped in between frames. The main thread handles signals, status and the watchdog.
+"""
+
+import base64
+import hashlib
+import logging
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+import cv2
+
+from edge import __version__
+from edge.audit.counters import MinuteCounters
+from edge.audit.log import AuditLog
+from edge.audit.records import (
+    AlertBody,
+    PeriodStartBody,
+    PeriodStopBody,
+    WatchlistInstalledBody,
+    WatchlistRefusedBody,
+)
+from edge.capture.open import open_source
+from edge.config import EdgeConfig
+from edge.daemon.framequeue import FrameQueue
+from edge.daemon.health import RateMeter, temperatures
+from edge.daemon.notify import Notifier
+from edge.errors import EdgeError
+from edge.keys import load_encryption_private, load_signing_private, load_signing_public
+from edge.link import messages
+from edge.link.uplink import Bundle, Uplink
+from edge.models import ENGINES_DIR, Manifest
+from edge.pipeline import FaceCounters, Pipeline
+from edge.track.decision import Alert
+from edge.vision.stack import VisionStack
+from edge.watchlist.calibration import ThresholdPolicy, load_policy
+from edge.watchlist.match import Gallery
+from edge.watchlist.store import InstalledWatchlist, Refusal, SubjectInfo, WatchlistStore
+
+log = logging.getLogger(__name__)
+
+STATUS_EVERY = 10.0
+DRAIN_TIMEOUT = 15.0  # seconds to wait at stop for the broker to acknowledge the outbox
+STALL_AFTER = 30.0  # seconds without a frame finishing before the watchdog stops being fed
+
+
+class Device:
+    """One camera's daemon. `run()` returns when the source ends (files) or on SIGTERM/SIGINT."""
+
+    def __init__(self, cfg: EdgeConfig, config_path: Path | None = None) -> None:
+        self.cfg = cfg
+        self.device_id = cfg.device.id
+        state = cfg.device.state_dir
+        self.signing_key = load_signing_private(cfg.device.signing_key)
+        manifest = Manifest.load(cfg.runtime.engines_dir or ENGINES_DIR)
+        self.embedder_sha256 = manifest.spec(cfg.embedder.model).sha256
+        self.detector_sha256 = manifest.spec(cfg.detector.model).sha256
+        self.policy: ThresholdPolicy = load_policy(cfg.match, manifest.folder, cfg.embedder.model,
+                                                   self.embedder_sha256)
+        self.uplink = Uplink(cfg.link.model_copy(update={"outbox": _under(state, cfg.link.outbox)}),
+                             self.signing_key, fleet=cfg.device.fleet, on_bundle=self._on_bundle,
+                             software=f"edge {__version__}")
+        if self.uplink.device_id != self.device_id:
+            raise EdgeError(f"device.id is {self.device_id!r} but the link certificate {cfg.link.cert} is for "
+                            f"{self.uplink.device_id!r}: provision the device again or fix the config")
+        self.audit = AuditLog.open(_under(state, cfg.audit.path), self.signing_key, cfg.audit.checkpoint_every,
+                                   device_id=self.device_id, checkpoint_seconds=cfg.audit.checkpoint_seconds,
+                                   fsync=cfg.audit.fsync, on_record=lambda r: self.uplink.send_audit(r.as_dict()))
+        self.minutes = MinuteCounters(lambda body: self.audit.append("counters", body))
+        self.store = WatchlistStore.open(state / "watchlist", device_key=load_encryption_private(
+            cfg.device.encryption_key), hq_public=load_signing_public(cfg.device.hq_public_key),
+            embedder_sha256=self.embedder_sha256, config=cfg.watchlist)
+        self.queue = FrameQueue(cfg.camera.queue)
+        self.notifier = Notifier()
+        self.stop_event = threading.Event()
+        self.period_id = str(uuid.uuid4())
+        self._swap_lock = threading.Lock()
+        self._pending: InstalledWatchlist | None = None
+        self._heartbeat = time.monotonic()
+        self._fps = RateMeter()
+        self._counters = FaceCounters()
+        self._last_status = self.store.state().status
+        self._failure: BaseException | None = None
+        self.config_path = config_path
+        self.alert_hooks: list[Callable[[messages.MatchEvent, Alert, SubjectInfo], None]] = []
+        self._installed: InstalledWatchlist | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        installed = self.store.current
+        threshold = self.policy.for_gallery(installed.gallery.size if installed else 0)
+        self.audit.append("period_start", PeriodStartBody(
+            period_id=self.period_id, place=self.cfg.device.place, camera=self.cfg.camera.id,
+            watchlist_id=installed.header.watchlist_id if installed else None,
+            watchlist_version=installed.header.version if installed else None,
+            watchlist_size=installed.gallery.size if installed else 0, threshold=threshold.value))
+        self.uplink.start()
+        self._publish_state_now()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop_event.set())
+        capture = threading.Thread(target=self._capture, name="edge-capture", daemon=True)
+        infer = threading.Thread(target=self._infer, name="edge-inference", daemon=True)
+        capture.start()
+        infer.start()
+        self.notifier.ready()
+        reason = "shutdown"
+        next_status = 0.0
+        while not self.stop_event.wait(1.0 if self.notifier.watchdog_interval is None
+                                       else min(1.0, self.notifier.watchdog_interval)):
+            if not infer.is_alive():
+                reason = "source_ended" if self._failure is None else "error"
+                break
+            if time.monotonic() - self._heartbeat < STALL_AFTER:
+                self.notifier.watchdog()  # a stalled pipeline stops the feed and systemd restarts us
+            else:
+                log.error("inference has made no progress for %.0f s; not feeding the watchdog", STALL_AFTER)
+            self.minutes.tick()
+            if time.monotonic() >= next_status:
+                self._report_status()
+                next_status = time.monotonic() + STATUS_EVERY
+        self.stop_event.set()
+        self.queue.close()
+        infer.join(30)
+        self.notifier.stopping()
+        self.minutes.flush()
+        self.audit.append("period_stop", PeriodStopBody(period_id=self.period_id, reason=reason))
+        self._report_status()
+        if not self.uplink.wait_drained(DRAIN_TIMEOUT):
+            log.warning("%d messages still in the outbox; they will be sent on the next start", self.uplink.pending)
+        self.uplink.stop()
+        self.audit.close()
+        if self._failure is not None:
+            raise EdgeError(f"the pipeline stopped: {self._failure}") from self._failure
+        return 0
+
+    # --- threads --------------------------------------------------------------------------------------
+
+    def _capture(self) -> None:
+        try:
+            source = open_source(self.cfg.camera.source, max_backoff=self.cfg.camera.max_backoff)
+        except EdgeError as exc:
+            log.error("camera %s: %s", self.cfg.camera.id, exc)
+            self._failure = exc
+            self.queue.close()
+            return
+        try:
+            while not self.stop_event.is_set() and (frame := source.read()) is not None:
+                self.queue.put(frame)
+                if not source.live:  # a file is read at the pace inference takes it, not dropped
+                    while len(self.queue) >= self.cfg.camera.queue and not self.stop_event.is_set():
+                        time.sleep(0.002)
+        finally:
+            source.close()
+            self.queue.close()
+
+    def _infer(self) -> None:
+        try:
+            stack = VisionStack.open(self.cfg.detector, self.cfg.embedder, self.cfg.runtime)
+            current = self.store.current
+            gallery = current.gallery if current else Gallery.empty(stack.embedder.dim)
+            pipeline = Pipeline(stack, gallery, self.policy.for_gallery(gallery.size), self.cfg.quality,
+                                self.cfg.track, self.cfg.detector.stride)
+            self._installed = current
+            while not self.queue.closed:
+                self._heartbeat = time.monotonic()
+                self._maybe_swap(pipeline)
+                frame = self.queue.get(timeout=0.5)
+                if frame is None:
+                    continue
+                before = pipeline.counters.faces_discarded, pipeline.counters.faces_seen
+                for alert in pipeline.process(frame):
+                    self._emit(alert)
+                self._count(pipeline, before)
+            before = pipeline.counters.faces_discarded, pipeline.counters.faces_seen
+            pipeline.finish()
+            self._count(pipeline, before, frames=0)
+            stack.close()
+        except Exception as exc:  # the daemon reports, audits the stop, and systemd restarts it
+            log.exception("inference thread failed")
+            self._failure = exc
+
+    def _count(self, pipeline: Pipeline, before: tuple[int, int], frames: int = 1) -> None:
+        c = pipeline.counters
+        discarded, seen = c.faces_discarded - before[0], c.faces_seen - before[1]
+        self.minutes.add(frames=frames, faces_seen=seen, faces_discarded=discarded,
+                         tracks_ended_without_match=discarded)
+        self._counters = FaceCounters(**c.as_dict())
+        if frames:
+            self._fps.tick()
+
+    # --- alerts ---------------------------------------------------------------------------------------
+
+    def _emit(self, alert: Alert) -> None:
+        """Outbox first (durable), then the audit record that binds the event to the chain."""
+        wl = self._installed
+        assert wl is not None  # an alert needs a watchlist
+        subject = wl.subject(alert.subject_index)
+        crop_jpeg = _jpeg(alert.crop) if self.cfg.alerts.probe_crop else None
+        event = messages.MatchEvent(
+            event_id=messages.new_event_id(), device=self.device_id, camera=self.cfg.camera.id,
+            track=alert.track_id, observed_at=messages.utc_now(), subject_id=alert.subject_id,
+            label=alert.label, category=subject.category, case_ref=subject.case_reference,
+            score=alert.score, threshold=alert.threshold.value, margin=max(0.0, alert.margin),
+            probe_quality=alert.quality.score,
+            box=messages.Box(x1=alert.box[0], y1=alert.box[1], x2=alert.box[2], y2=alert.box[3]),
+            watchlist=messages.WatchlistRef(id=wl.header.watchlist_id, version=wl.header.version, sha256=wl.sha256),
+            models=messages.ModelHashes(detector=self.detector_sha256, embedder=self.embedder_sha256),
+            probe_crop=base64.b64encode(crop_jpeg).decode() if crop_jpeg else None,
+        )
+        self.uplink.send_match(event)
+        self.minutes.add(alerts=1)
+        self.audit.append("alert", AlertBody(
+            event_id=event.event_id, track_id=alert.track_id, frame=alert.frame, frame_time=alert.timestamp,
+            subject_id=alert.subject_id, watchlist_id=wl.header.watchlist_id, watchlist_version=wl.header.version,
+            score=alert.score, threshold=alert.threshold.value, margin=alert.margin,
+            probe_quality=min(1.0, alert.quality.score), box=alert.box, detector_sha256=self.detector_sha256,
+            embedder_sha256=self.embedder_sha256,
+            crop_sha256=hashlib.sha256(crop_jpeg).hexdigest() if crop_jpeg else None))
+        for hook in self.alert_hooks:
+            hook(event, alert, subject)
+        log.info("alert: track %d %s score %.3f (threshold %.3f)", alert.track_id, alert.label, alert.score,
+                 alert.threshold.value)
+
+    # --- watchlist ------------------------------------------------------------------------------------
+
+    def _on_bundle(self, bundle: Bundle) -> None:
+        previous = self.store.current
+        result = self.store.install(bundle.data)
+        wl = self.store.current
+        if result.outcome == "installed" and wl is not None:
+            self.audit.append("watchlist_installed", WatchlistInstalledBody(
+                watchlist_id=wl.header.watchlist_id, version=wl.header.version, entries=wl.header.entry_count,
+                expires=wl.header.expires.timestamp(), bundle_sha256=wl.sha256, model_sha256=self.embedder_sha256,
+                previous_version=previous.header.version if previous else None))
+            with self._swap_lock:
+                self._pending = wl
+        elif result.outcome == "refused" and result.refusal is not None:
+            r = result.refusal
+            self.audit.append("watchlist_refused", WatchlistRefusedBody(
+                watchlist_id=r.watchlist_id, version=r.version, bundle_sha256=r.sha256,
+                reason=f"{r.code}: {r.message}"[:500],
+                kept_watchlist_id=wl.header.watchlist_id if wl else None,
+                kept_version=wl.header.version if wl else None))
+        self.uplink.send_watchlist_state(self._state_message(result.outcome, bundle, result.refusal))
+
+    def _maybe_swap(self, pipeline: Pipeline) -> None:
+        with self._swap_lock:
+            wl, self._pending = self._pending, None
+        if wl is not None:
+            pipeline.swap_watchlist(wl.gallery, self.policy.for_gallery(wl.gallery.size))
+            self._installed = wl
+            log.info("now matching against watchlist %s version %d", wl.header.watchlist_id, wl.header.version)
+
+    def _ref(self) -> messages.WatchlistRef | None:
+        wl = self.store.current
+        return messages.WatchlistRef(id=wl.header.watchlist_id, version=wl.header.version, sha256=wl.sha256) \
+            if wl else None
+
+    def _state_message(self, outcome: Literal["installed", "refused", "unchanged"], bundle: Bundle | None,
+                       refusal: Refusal | None) -> messages.WatchlistState:
+        offered = None
+        if refusal is not None and refusal.watchlist_id and bundle is not None:
+            offered = messages.WatchlistRef(id=refusal.watchlist_id, version=refusal.version or 0,
+                                            sha256=bundle.sha256)
+        reason = f"{refusal.code}: {refusal.message}" if refusal is not None else self.store.state().message
+        return messages.WatchlistState(
+            event_id=messages.new_event_id(), device=self.device_id, at=messages.utc_now(), outcome=outcome,
+            installed=self._ref(), offered=offered, reason=reason[:512])
+
+    def _publish_state_now(self) -> None:
+        self.uplink.send_watchlist_state(self._state_message("unchanged", None, None))
+
+    # --- status ---------------------------------------------------------------------------------------
+
+    def _report_status(self) -> None:
+        state = self.store.state(datetime.now(timezone.utc))
+        if state.status != self._last_status:  # e.g. the watchlist expired while installed: say so
+            self._last_status = state.status
+            self._publish_state_now()
+        c = self._counters
+        counters = {"frames": c.frames, "faces_seen": c.faces_seen, "faces_discarded": c.faces_discarded,
+                    "alerts": c.alerts, "dropped_frames": self.queue.dropped, "outbox_pending": self.uplink.pending,
+                    "fps_x10": round(self._fps.rate() * 10)}
+        counters.update({f"temp_mC_{k}": round(v * 1000) for k, v in temperatures().items()})
+        self.uplink.set_status(watchlist=self._ref(), counters=counters, reason=state.status)
+        self.notifier.status(f"{self._fps.rate():.1f} fps, {c.faces_seen} faces, {c.alerts} alerts, "
+                             f"watchlist {state.status}")
+
+
+def _under(state_dir: Path, path: Path) -> Path:
+    """Relative state paths live in the device's state directory (the one writable path under systemd)."""
+    return path if path.is_absolute() else state_dir / path
+
+
+def _jpeg(crop) -> bytes | None:
+    ok, data = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return data.tobytes() if ok else None

@@ -1,0 +1,1 @@
+"""The device daemon's parts: frame queue, capture thread, systemd notification, health."""

@@ -1,0 +1,46 @@
+"""A bounded frame queue that drops the oldest frame when full, and counts what it dropped."""
+
+import threading
+from collections import deque
+
+from edge.capture.base import Frame
+
+
+class FrameQueue:
+    """Capture never waits for inference: a slow pipeline sees the newest frames, and drops are counted."""
+
+    def __init__(self, size: int) -> None:
+        self._frames: deque[Frame] = deque()
+        self._size = size
+        self._cond = threading.Condition()
+        self._closed = False
+        self.dropped = 0
+
+    def put(self, frame: Frame) -> None:
+        with self._cond:
+            if len(self._frames) >= self._size:
+                self._frames.popleft()
+                self.dropped += 1
+            self._frames.append(frame)
+            self._cond.notify()
+
+    def get(self, timeout: float) -> Frame | None:
+        """The oldest queued frame, or None after `timeout` seconds or once closed and empty."""
+        with self._cond:
+            if not self._frames and not self._closed:
+                self._cond.wait(timeout)
+            return self._frames.popleft() if self._frames else None
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._frames)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        with self._cond:
+            return self._closed and not self._frames

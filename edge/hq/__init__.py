@@ -1,0 +1,1 @@
+"""HQ side: fleet PKI, broker ACL registry, event ingest and store."""

@@ -1,0 +1,206 @@
+"""HQ ingest: receive device records from the broker, check them, store each once, then acknowledge.
+
+Workers share the stream with MQTT 5 shared subscriptions (`$share/<group>/edge/v1/devices/+/…`): run as
+many as needed, each with its own `hq-<id>` certificate. Messages are acknowledged (manual PUBACK) only
+after the batch holding them is committed, so a crash of the worker or its store loses nothing; the
+broker redelivers and the store ignores event ids it already has.
+
+Checks, in order: topic is a device topic; payload is JSON of a known schema matching the topic; the
+`device` field equals the device in the topic (the broker's ACL guarantees who published on it); the
+Ed25519 signature verifies against that device's public key. Anything failing is stored in `rejected`
+with the reason and logged; it never stops the worker.
+"""
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge.config.link import LinkConfig
+from edge.hq.store import Batch, Event, EventStore, Rejection, Status, StoreError
+from edge.link import topics
+from edge.link.messages import (
+    AuditEnvelope,
+    DeviceStatus,
+    MatchEvent,
+    MessageError,
+    WatchlistState,
+    decode,
+    iso,
+    utc_now,
+    verify,
+)
+from edge.link.mqtt import Incoming, MqttClient
+
+log = logging.getLogger(__name__)
+
+_KINDS: dict[str, tuple[str, type[MatchEvent] | type[AuditEnvelope] | type[WatchlistState]]] = {
+    "events/match": ("match", MatchEvent),
+    "audit": ("audit", AuditEnvelope),
+    "watchlist/state": ("watchlist_state", WatchlistState),
+}
+
+
+class DeviceKeys:
+    """Device Ed25519 public keys (PEM SubjectPublicKeyInfo) from a folder holding, per device, either
+    `<device-id>.pub` or the provisioning folder `device-<id>/device_signing.pub` (`edge device provision`).
+
+    Read on first use and re-read when the file changes or appears, so enrolling or rotating a device key
+    needs no restart; deleting the file revokes it.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._cache: dict[str, tuple[float, Ed25519PublicKey]] = {}
+
+    def paths(self, device: str) -> list[Path]:
+        topics.check_id(device, "device id")
+        return [self.folder / f"{device}.pub", self.folder / f"device-{device}" / "device_signing.pub"]
+
+    def get(self, device: str) -> Ed25519PublicKey | None:
+        path = next((p for p in self.paths(device) if p.is_file()), None)
+        if path is None:
+            self._cache.pop(device, None)
+            return None
+        mtime = path.stat().st_mtime
+        cached = self._cache.get(device)
+        if cached is not None and cached[0] == mtime:
+            return cached[1]
+        try:
+            key = serialization.load_pem_public_key(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            log.error("device key %s is unreadable: %s", path, exc)
+            return None
+        if not isinstance(key, Ed25519PublicKey):
+            log.error("device key %s is not an Ed25519 public key", path)
+            return None
+        self._cache[device] = (mtime, key)
+        return key
+
+
+@dataclass
+class IngestStats:
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+
+
+class Ingest:
+    """One ingest worker: an MQTT client feeding a writer thread that batches into the store."""
+
+    def __init__(
+        self, config: LinkConfig, store: EventStore, keys: DeviceKeys, group: str = "hq", batch_size: int = 500
+    ) -> None:
+        self.store = store
+        self.keys = keys
+        self.stats = IngestStats()
+        self._batch_size = batch_size
+        self._queue: queue.Queue[Incoming] = queue.Queue()
+        self._stopping = threading.Event()
+        self._client = MqttClient(config, on_message=self._queue.put, manual_ack=True)
+        self._client.subscribe(
+            [topics.shared(group, topics.any_device(suffix)) for suffix in _KINDS] + [topics.any_device("status")]
+        )
+        self._writer = threading.Thread(target=self._write_loop, name="edge-hq-ingest", daemon=True)
+
+    def start(self) -> None:
+        self._writer.start()
+        self._client.start()
+
+    def wait_connected(self, timeout: float) -> None:
+        self._client.wait_connected(timeout)
+        self._client.wait_subscribed(timeout)
+
+    def stop(self) -> None:
+        """Store and acknowledge what has arrived, then disconnect."""
+        self._stopping.set()
+        self._writer.join()
+        self._client.stop()
+
+    def _write_loop(self) -> None:
+        pending: list[Incoming] = []
+        while True:
+            if not pending:
+                try:
+                    pending.append(self._queue.get(timeout=0.2))
+                except queue.Empty:
+                    if self._stopping.is_set():
+                        return
+                    continue
+                while len(pending) < self._batch_size:
+                    try:
+                        pending.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+            batch = self._classify(pending)
+            try:
+                new = self.store.write(batch)
+            except StoreError as exc:
+                log.error("%s; retrying in 1 s (messages stay unacknowledged at the broker)", exc)
+                if self._stopping.wait(1.0):
+                    return
+                continue
+            self.stats.received += len(pending)
+            self.stats.stored += new
+            self.stats.duplicates += len(batch.events) - new
+            self.stats.rejected += len(batch.rejections)
+            for message in pending:
+                self._client.ack(message)
+            pending = []
+
+    def _classify(self, messages: list[Incoming]) -> Batch:
+        now = iso(utc_now())
+        events: list[Event] = []
+        rejections: list[Rejection] = []
+        statuses: list[Status] = []
+        for message in messages:
+            try:
+                result = self._check(message, now)
+            except MessageError as exc:
+                log.warning("refused message on %s: %s", message.topic, exc)
+                rejections.append(Rejection(now, message.topic, str(exc), message.payload))
+                continue
+            if isinstance(result, Event):
+                events.append(result)
+            elif isinstance(result, Status):
+                statuses.append(result)
+        return Batch(events, rejections, statuses)
+
+    def _check(self, message: Incoming, now: str) -> Event | Status | None:
+        where = topics.parse_device_topic(message.topic)
+        if where is None:
+            raise MessageError("not a device topic")
+        if where.suffix == "status":
+            if not message.payload:  # a cleared retained status
+                return None
+            _, status = decode(message.payload)
+            if not isinstance(status, DeviceStatus) or status.device != where.device:
+                raise MessageError(f"status topic of {where.device} carries something else")
+            updated = iso(status.at) if status.at is not None else now
+            return Status(where.device, status.online, updated, message.payload.decode("utf-8"))
+        if where.suffix not in _KINDS:
+            raise MessageError(f"unexpected device topic suffix {where.suffix!r}")
+        kind, expected = _KINDS[where.suffix]
+        raw, record = decode(message.payload)
+        if not isinstance(record, expected):
+            raise MessageError(f"{record.schema_} payload on a {kind} topic")
+        if record.device != where.device:
+            raise MessageError(f"payload names device {record.device!r} but was published by {where.device!r}")
+        key = self.keys.get(where.device)
+        if key is None:
+            expected = " or ".join(map(str, self.keys.paths(where.device)))
+            raise MessageError(f"no public key for device {where.device!r}: expected {expected}")
+        if not verify(raw, key):
+            raise MessageError(f"signature does not verify with {where.device}'s key")
+        if isinstance(record, MatchEvent):
+            occurred = record.observed_at
+        elif isinstance(record, WatchlistState):
+            occurred = record.at
+        else:
+            occurred = record.sent_at or utc_now()
+        return Event(record.event_id, kind, where.device, iso(occurred), now, message.payload.decode("utf-8"))

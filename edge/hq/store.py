@@ -1,0 +1,232 @@
+"""HQ's record of what devices sent: accepted events (de-duplicated by event id), refusals, device status.
+
+SQLite (WAL, synchronous FULL) for one HQ host; PostgreSQL (`postgresql://…`, needs psycopg) when several
+ingest workers on several hosts share one store. Each batch is one transaction, written before the
+ingest acknowledges the messages to the broker, so a crash loses nothing and a redelivery is a no-op.
+Payloads are kept exactly as received, signature included, as evidence.
+"""
+
+import datetime as dt
+import importlib
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from edge.errors import EdgeError
+from edge.link.messages import iso
+
+
+class StoreError(EdgeError):
+    """The store cannot be opened or written."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """An accepted, signature-checked device record. Times are ISO 8601 UTC strings (`messages.iso`), which sort."""
+
+    event_id: str
+    kind: str  # "match" | "audit" | "watchlist_state"
+    device: str
+    occurred_at: str
+    received_at: str
+    payload: str
+
+
+@dataclass(frozen=True)
+class Rejection:
+    received_at: str
+    topic: str
+    reason: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Status:
+    device: str
+    online: bool
+    updated_at: str
+    payload: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    events: Sequence[Event] = ()
+    rejections: Sequence[Rejection] = ()
+    statuses: Sequence[Status] = ()
+
+
+class _Connection(Protocol):
+    def cursor(self) -> Any: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    def close(self) -> None: ...
+
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS events (
+    event_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    device TEXT NOT NULL,
+    occurred_at TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_received ON events (received_at);
+CREATE INDEX IF NOT EXISTS events_device ON events (device, received_at);
+CREATE TABLE IF NOT EXISTS rejected (
+    id {serial},
+    received_at TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    payload {blob} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS device_status (
+    device TEXT PRIMARY KEY,
+    online BOOLEAN NOT NULL,
+    updated_at TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+"""
+
+
+class EventStore:
+    """One store connection, serialised by a lock so readers in other threads never split a write batch."""
+
+    def __init__(self, connection: _Connection, placeholder: str, location: str) -> None:
+        self._lock = threading.Lock()
+        self._db = connection
+        self._ph = placeholder
+        self.location = location
+
+    @classmethod
+    def open(cls, target: str) -> "EventStore":
+        """`target`: a SQLite file path, or a `postgresql://` / `postgres://` URL."""
+        if target.startswith(("postgresql://", "postgres://")):
+            return cls._open_postgres(target)
+        path = Path(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = sqlite3.connect(path, check_same_thread=False, timeout=30)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_TABLES.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT", blob="BLOB"))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open HQ store {path}: {exc}") from exc
+        return cls(db, "?", str(path))
+
+    @classmethod
+    def _open_postgres(cls, url: str) -> "EventStore":
+        try:
+            psycopg = importlib.import_module("psycopg")
+        except ImportError as exc:
+            raise StoreError(
+                "a PostgreSQL URL was given but psycopg is not installed: pip install 'psycopg[binary]'"
+            ) from exc
+        try:
+            db = psycopg.connect(url)
+            with db.cursor() as cur:
+                for statement in _TABLES.format(serial="BIGSERIAL PRIMARY KEY", blob="BYTEA").split(";"):
+                    if statement.strip():
+                        cur.execute(statement)
+            db.commit()
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot open PostgreSQL store: {exc}") from exc
+        return cls(db, "%s", url.split("@")[-1])
+
+    def _sql(self, text: str) -> str:
+        return text.replace("?", self._ph)
+
+    def write(self, batch: Batch) -> int:
+        """Write a batch in one transaction; return how many events were new (the rest were duplicates)."""
+        with self._lock:
+            cur = self._db.cursor()
+            try:
+                new = self._write(cur, batch)
+                self._db.commit()
+            except Exception as exc:
+                self._db.rollback()
+                raise StoreError(f"cannot write to HQ store {self.location}: {exc}") from exc
+            finally:
+                cur.close()
+        return new
+
+    def _write(self, cur: Any, batch: Batch) -> int:
+        new = 0
+        for e in batch.events:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO events (event_id, kind, device, occurred_at, received_at, payload) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
+                ),
+                (e.event_id, e.kind, e.device, e.occurred_at, e.received_at, e.payload),
+            )
+            new += max(cur.rowcount, 0)
+        for r in batch.rejections:
+            cur.execute(
+                self._sql("INSERT INTO rejected (received_at, topic, reason, payload) VALUES (?, ?, ?, ?)"),
+                (r.received_at, r.topic, r.reason, r.payload),
+            )
+        for s in batch.statuses:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO device_status (device, online, updated_at, payload) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (device) DO UPDATE SET online = excluded.online, "
+                    "updated_at = excluded.updated_at, payload = excluded.payload"
+                ),
+                (s.device, s.online, s.updated_at, s.payload),
+            )
+        return new
+
+    def events(
+        self, since: dt.datetime | None = None, device: str | None = None, kind: str | None = None, limit: int = 1000
+    ) -> list[Event]:
+        """Accepted events received since `since`, oldest first."""
+        where, args = ["1=1"], []
+        if since is not None:
+            where.append("received_at >= ?")
+            args.append(iso(since))
+        if device is not None:
+            where.append("device = ?")
+            args.append(device)
+        if kind is not None:
+            where.append("kind = ?")
+            args.append(kind)
+        rows = self._query(
+            f"SELECT event_id, kind, device, occurred_at, received_at, payload FROM events "
+            f"WHERE {' AND '.join(where)} ORDER BY received_at, event_id LIMIT {int(limit)}",
+            args,
+        )
+        return [Event(*r) for r in rows]
+
+    def count(self, kind: str | None = None) -> int:
+        if kind is None:
+            return int(self._query("SELECT COUNT(*) FROM events", [])[0][0])
+        return int(self._query("SELECT COUNT(*) FROM events WHERE kind = ?", [kind])[0][0])
+
+    def rejections(self, limit: int = 1000) -> list[Rejection]:
+        rows = self._query(
+            f"SELECT received_at, topic, reason, payload FROM rejected ORDER BY id LIMIT {int(limit)}", []
+        )
+        return [Rejection(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+
+    def statuses(self) -> list[Status]:
+        rows = self._query("SELECT device, online, updated_at, payload FROM device_status ORDER BY device", [])
+        return [Status(r[0], bool(r[1]), r[2], r[3]) for r in rows]
+
+    def _query(self, sql: str, args: list[Any]) -> list[tuple[Any, ...]]:
+        with self._lock:
+            cur = self._db.cursor()
+            try:
+                cur.execute(self._sql(sql), args)
+                rows = list(cur.fetchall())
+                self._db.commit()
+                return rows
+            finally:
+                cur.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

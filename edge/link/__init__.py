@@ -1,0 +1,1 @@
+"""Device <-> broker <-> HQ messaging: topics, payloads, MQTT client, outbox, uplink, bundle chunks."""

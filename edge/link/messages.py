@@ -1,0 +1,230 @@
+"""Every MQTT payload as a versioned pydantic model, plus the device signature over it.
+
+Each payload names its own `schema` ("edge.match/1", …), so a receiver knows what it holds and refuses
+what it does not know. Device-originated records (match, audit, watchlist state) carry a unique `event_id`
+for de-duplication and an Ed25519 `signature` over the canonical JSON of the payload without the
+`signature` key: `json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+allow_nan=False).encode("utf-8")`. The verifier canonicalises the dict it *received*, so it checks exactly
+what the device sent. Field reference: docs/messages.md.
+"""
+
+import base64
+import binascii
+import datetime as dt
+import json
+import uuid
+from typing import Annotated, Any, Literal
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, ValidationError
+
+from edge.errors import EdgeError
+from edge.link.topics import check_id
+
+MATCH = "edge.match/1"
+STATUS = "edge.status/1"
+WATCHLIST_STATE = "edge.watchlist_state/1"
+AUDIT = "edge.audit/1"
+BUNDLE_MANIFEST = "edge.bundle_manifest/1"
+BUNDLE_CHUNK = "edge.bundle_chunk/1"
+
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+EventId = Annotated[str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+DeviceId = Annotated[str, AfterValidator(lambda v: check_id(v, "device id"))]
+Text = Annotated[str, Field(max_length=512)]
+
+
+class MessageError(EdgeError):
+    """An incoming payload is not JSON, names an unknown schema, or does not validate."""
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, allow_inf_nan=False)
+
+    def body(self) -> dict[str, Any]:
+        """The JSON-ready dict as sent on the wire (aliases applied: `schema`, not `schema_`)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class WatchlistRef(_Payload):
+    """Which watchlist: its id, monotonically increasing version, and the sha256 of the bundle file."""
+
+    id: Text
+    version: int = Field(ge=0)
+    sha256: Sha256Hex
+
+
+class ModelHashes(_Payload):
+    """sha256 of the detector and embedder models that produced the match."""
+
+    detector: Sha256Hex
+    embedder: Sha256Hex
+
+
+class Box(_Payload):
+    """Face box in frame pixels."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+class MatchEvent(_Payload):
+    """A candidate match for a person to adjudicate: who, how sure, against which watchlist and models."""
+
+    schema_: Literal["edge.match/1"] = Field(MATCH, alias="schema")
+    event_id: EventId
+    device: DeviceId
+    camera: Text
+    track: int = Field(ge=0)
+    observed_at: AwareDatetime
+    sent_at: AwareDatetime | None = None
+    subject_id: Text
+    label: Text
+    category: Text
+    case_ref: Text
+    score: float = Field(ge=-1.0, le=1.0)
+    threshold: float = Field(ge=-1.0, le=1.0)
+    margin: float = Field(ge=0.0, le=2.0, description="score minus the runner-up subject's score")
+    probe_quality: float = Field(ge=0.0)
+    box: Box
+    watchlist: WatchlistRef
+    models: ModelHashes
+    probe_crop: str | None = Field(None, pattern=r"^[A-Za-z0-9+/]*={0,2}$", description="base64 JPEG, if policy allows")
+    signature: str | None = None
+
+
+class DeviceStatus(_Payload):
+    """Retained per device; the broker publishes the `online: false` form as the device's will."""
+
+    schema_: Literal["edge.status/1"] = Field(STATUS, alias="schema")
+    device: DeviceId
+    online: bool
+    at: AwareDatetime | None = Field(None, description="when the device said this; None in the will")
+    reason: Text = ""
+    software: Text = ""
+    watchlist: WatchlistRef | None = None
+    counters: dict[str, int] = Field(default_factory=dict)
+
+
+class WatchlistState(_Payload):
+    """What the device did with a watchlist it was offered, and what it runs now."""
+
+    schema_: Literal["edge.watchlist_state/1"] = Field(WATCHLIST_STATE, alias="schema")
+    event_id: EventId
+    device: DeviceId
+    at: AwareDatetime
+    sent_at: AwareDatetime | None = None
+    outcome: Literal["installed", "refused", "unchanged"]
+    installed: WatchlistRef | None = Field(None, description="the watchlist active after this decision")
+    offered: WatchlistRef | None = Field(None, description="the one that arrived, when it could be read")
+    reason: Text = ""
+    signature: str | None = None
+
+
+class AuditEnvelope(_Payload):
+    """Carries one audit record; its body is defined by edge.audit and travels as a JSON object."""
+
+    schema_: Literal["edge.audit/1"] = Field(AUDIT, alias="schema")
+    event_id: EventId
+    device: DeviceId
+    sent_at: AwareDatetime | None = None
+    record: dict[str, JsonValue]
+    signature: str | None = None
+
+
+class BundleManifest(_Payload):
+    """Retained; names the bundle whose chunks are retained beside it. Published after its chunks."""
+
+    schema_: Literal["edge.bundle_manifest/1"] = Field(BUNDLE_MANIFEST, alias="schema")
+    sha256: Sha256Hex
+    size: int = Field(ge=1)
+    chunks: int = Field(ge=1)
+    chunk_bytes: int = Field(ge=1)
+    published_at: AwareDatetime
+
+
+class BundleChunk(_Payload):
+    """Header line of one chunk message (`<header JSON>\\n<raw bytes>`)."""
+
+    schema_: Literal["edge.bundle_chunk/1"] = Field(BUNDLE_CHUNK, alias="schema")
+    sha256: Sha256Hex = Field(description="of the whole bundle")
+    index: int = Field(ge=0)
+    count: int = Field(ge=1)
+    digest: Sha256Hex = Field(description="sha256 of this chunk's bytes")
+
+
+_BY_SCHEMA: dict[str, type[_Payload]] = {
+    MATCH: MatchEvent,
+    STATUS: DeviceStatus,
+    WATCHLIST_STATE: WatchlistState,
+    AUDIT: AuditEnvelope,
+    BUNDLE_MANIFEST: BundleManifest,
+    BUNDLE_CHUNK: BundleChunk,
+}
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def iso(when: dt.datetime) -> str:
+    """UTC ISO 8601 with milliseconds and `Z`, the form devices write."""
+    return when.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def decode(payload: bytes) -> tuple[dict[str, Any], _Payload]:
+    """Parse and validate a payload; return the raw dict (for signature checks) and the model.
+
+    Raises MessageError saying what is wrong; never anything else.
+    """
+    try:
+        raw = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MessageError(f"payload is not UTF-8 JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise MessageError(f"payload is JSON {type(raw).__name__}, expected an object")
+    schema = raw.get("schema")
+    model = _BY_SCHEMA.get(schema) if isinstance(schema, str) else None
+    if model is None:
+        raise MessageError(f"unknown schema {schema!r}; known: {', '.join(sorted(_BY_SCHEMA))}")
+    try:
+        return raw, model.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:5])
+        raise MessageError(f"{schema} payload does not validate: {problems}") from exc
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def canonical(body: dict[str, Any]) -> bytes:
+    """The bytes a device signs: the body without `signature`, keys sorted, no whitespace, UTF-8."""
+    unsigned = {k: v for k, v in body.items() if k != "signature"}
+    return json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+        "utf-8"
+    )
+
+
+def sign(body: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
+    """Return `body` with `signature` = base64(Ed25519(canonical(body)))."""
+    return {**body, "signature": base64.b64encode(key.sign(canonical(body))).decode("ascii")}
+
+
+def verify(body: dict[str, Any], key: Ed25519PublicKey) -> bool:
+    """True when `body["signature"]` is the device's Ed25519 signature over canonical(body)."""
+    signature = body.get("signature")
+    if not isinstance(signature, str):
+        return False
+    try:
+        key.verify(base64.b64decode(signature, validate=True), canonical(body))
+    except (InvalidSignature, binascii.Error, ValueError):
+        return False
+    return True

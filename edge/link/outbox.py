@@ -1,0 +1,123 @@
+"""Durable queue of messages waiting for the broker's PUBACK: SQLite in WAL mode, one row per message.
+
+A row is committed before anyone tries to send it and deleted only after the broker acknowledged it, so a
+dead broker, a killed process or a reboot loses nothing; the price is that a message may be sent twice
+(HQ de-duplicates by event id). A file that SQLite cannot read is moved aside, not deleted, and a fresh
+outbox is started so the device keeps working.
+"""
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from edge.errors import EdgeError
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    body BLOB NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+class OutboxError(EdgeError):
+    """The outbox cannot be written (disk full, permissions): the message was NOT queued."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    topic: str
+    body: bytes
+
+
+class Outbox:
+    """Thread-safe; one connection guarded by a lock (writes are tiny, contention is not the bottleneck)."""
+
+    def __init__(self, path: Path, sync: Literal["full", "normal"] = "full") -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._db = self._open(sync)
+        except sqlite3.DatabaseError as exc:
+            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            log.error("outbox %s is unreadable (%s); moved it to %s and started an empty one", path, exc, aside)
+            path.rename(aside)
+            for suffix in ("-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            self._db = self._open(sync)
+
+    def _open(self, sync: str) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={sync.upper()}")
+            if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("quick_check failed")
+            db.execute(_SCHEMA)
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def put(self, topic: str, body: bytes) -> int:
+        """Commit one message; when this returns it survives a crash. Returns its row id."""
+        try:
+            with self._lock:
+                cur = self._db.execute(
+                    "INSERT INTO outbox (topic, body, created) VALUES (?, ?, ?)", (topic, body, time.time())
+                )
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot write outbox {self.path}: {exc}; free disk space or fix permissions") from exc
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def after(self, last_id: int, limit: int) -> list[Entry]:
+        """Up to `limit` entries with id > `last_id`, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, topic, body FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (last_id, limit)
+            ).fetchall()
+        return [Entry(r[0], r[1], bytes(r[2])) for r in rows]
+
+    def get(self, ids: Iterable[int]) -> list[Entry]:
+        wanted = list(ids)
+        if not wanted:
+            return []
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT id, topic, body FROM outbox WHERE id IN ({','.join('?' * len(wanted))}) ORDER BY id", wanted
+            ).fetchall()
+        return [Entry(r[0], r[1], bytes(r[2])) for r in rows]
+
+    def remove(self, ids: Iterable[int]) -> None:
+        """Delete acknowledged entries in one transaction."""
+        batch = [(i,) for i in ids]
+        if not batch:
+            return
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany("DELETE FROM outbox WHERE id = ?", batch)
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

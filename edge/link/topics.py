@@ -1,0 +1,122 @@
+"""MQTT topic names and client identities: one place, so the device, HQ, the handheld and the broker ACL agree.
+
+Every topic lives under `edge/v1`. An identifier (device, handheld, fleet, HQ client) becomes one topic level
+and one ACL line, so it is restricted to characters that mean nothing to MQTT or to mosquitto's ACL syntax.
+"""
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+ROOT = "edge/v1"
+
+Role = Literal["device", "handheld", "hq"]
+ROLES: tuple[Role, ...] = ("device", "handheld", "hq")
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+def check_id(value: str, what: str = "id") -> str:
+    """Return `value` if it is a safe identifier (letters, digits, `_.-`, 1-63 chars), else raise ValueError."""
+    if not _ID.fullmatch(value):
+        raise ValueError(
+            f"{what} {value!r} is not allowed: use 1-63 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a client is: the certificate CN `<role>-<id>`, which the broker also uses as username and client id."""
+
+    role: Role
+    id: str
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"role {self.role!r} is not one of {', '.join(ROLES)}")
+        check_id(self.id, f"{self.role} id")
+
+    @property
+    def name(self) -> str:
+        return f"{self.role}-{self.id}"
+
+    @classmethod
+    def parse(cls, name: str) -> "Identity":
+        """`device-cam01` -> Identity("device", "cam01")."""
+        role, sep, ident = name.partition("-")
+        if not sep or role not in ROLES:
+            raise ValueError(f"identity {name!r} must look like <role>-<id> with role one of {', '.join(ROLES)}")
+        return cls(role, ident)  # type: ignore[arg-type]
+
+
+def device_base(device: str) -> str:
+    return f"{ROOT}/devices/{check_id(device, 'device id')}"
+
+
+def status(device: str) -> str:
+    """Retained device status; the broker publishes the device's will here when it drops off."""
+    return f"{device_base(device)}/status"
+
+
+def match_events(device: str) -> str:
+    return f"{device_base(device)}/events/match"
+
+
+def audit(device: str) -> str:
+    return f"{device_base(device)}/audit"
+
+
+def watchlist_state(device: str) -> str:
+    return f"{device_base(device)}/watchlist/state"
+
+
+def commands(device: str) -> str:
+    """Prefix of topics HQ uses to talk to one device (`…/commands/#`)."""
+    return f"{device_base(device)}/commands"
+
+
+def device_bundle(device: str) -> str:
+    """Prefix of the retained watchlist bundle addressed to one device (`…/manifest`, `…/chunk/<i>`)."""
+    return f"{device_base(device)}/watchlist/bundle"
+
+
+def fleet_bundle(fleet: str) -> str:
+    """Prefix of the retained watchlist bundle for every device of a fleet."""
+    return f"{ROOT}/fleets/{check_id(fleet, 'fleet')}/watchlist/bundle"
+
+
+def handheld_base(handheld: str) -> str:
+    """Prefix of a handheld's own topics (its adjudications, its inbox)."""
+    return f"{ROOT}/handhelds/{check_id(handheld, 'handheld id')}"
+
+
+def adjudications(handheld: str) -> str:
+    return f"{handheld_base(handheld)}/adjudications"
+
+
+def any_device(suffix: str) -> str:
+    """Filter over every device, e.g. `any_device("events/match")` -> `edge/v1/devices/+/events/match`."""
+    return f"{ROOT}/devices/+/{suffix}"
+
+
+def shared(group: str, topic_filter: str) -> str:
+    """MQTT 5 shared subscription: the broker hands each message to one member of `group`."""
+    return f"$share/{check_id(group, 'share group')}/{topic_filter}"
+
+
+@dataclass(frozen=True)
+class DeviceTopic:
+    """A topic under `edge/v1/devices/<id>/` split into the device id and the rest (`events/match`, …)."""
+
+    device: str
+    suffix: str
+
+
+def parse_device_topic(topic: str) -> DeviceTopic | None:
+    """Split a device topic, or None when `topic` is not one (or its id is not a valid identifier)."""
+    parts = topic.split("/", 4)
+    if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != ROOT or parts[2] != "devices" or not _ID.fullmatch(parts[3]):
+        return None
+    return DeviceTopic(parts[3], parts[4])

@@ -1,0 +1,89 @@
+"""The HQ store behaves the same on SQLite and PostgreSQL: one row per event id, refusals kept, status upserted."""
+
+import datetime as dt
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge.hq.broker import free_port
+from edge.hq.store import Batch, Event, EventStore, Rejection, Status
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server on a free 127.0.0.1 port (skipped when PostgreSQL or psycopg is missing)."""
+    pytest.importorskip("psycopg", reason="psycopg not installed (pip install 'psycopg[binary]')")
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not on PATH")
+    folder = Path(tempfile.mkdtemp(prefix="edge-pg-"))
+    user = "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres")
+    port = free_port()
+    subprocess.run(_as_postgres([initdb, "--no-sync", "-D", str(folder / "data"), "-A", "trust", "-U", user]),
+                   check=True, capture_output=True)
+    subprocess.run(_as_postgres([pg_ctl, "-D", str(folder / "data"), "-w", "-l", str(folder / "log"), "-o",
+                                 f"-h 127.0.0.1 -p {port} -k {folder}", "start"]), check=True, capture_output=True)
+    try:
+        yield f"postgresql://{user}@127.0.0.1:{port}/postgres"
+    finally:
+        pid = int((folder / "data" / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGQUIT)  # immediate shutdown, without pg_ctl's one-second polling
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.02)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def event(event_id: str, device: str, received: str) -> Event:
+    return Event(event_id, "match", device, "2025-01-01T00:00:00.000Z", received, f'{{"id": "{event_id}"}}')
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_store_deduplicates_keeps_refusals_and_upserts_status(backend: str, tmp_path: Path, request) -> None:  # type: ignore[no-untyped-def]
+    target = str(tmp_path / "hq.sqlite") if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    store = EventStore.open(target)
+    t1, t2 = "2025-01-01T10:00:00.000Z", "2025-01-01T11:00:00.000Z"
+    first = Batch(
+        events=[event("e1", "a", t1), event("e2", "b", t1), event("e1", "a", t1)],
+        rejections=[Rejection(t1, "edge/v1/devices/a/events/match", "bad signature", b"\x00\xff")],
+        statuses=[Status("a", True, t1, "{}")],
+    )
+    assert store.write(first) == 2
+    second = Batch(events=[event("e2", "b", t2), event("e3", "a", t2)], statuses=[Status("a", False, t2, "{}")])
+    assert store.write(second) == 1
+    assert store.count() == 3
+    assert [e.event_id for e in store.events(device="a")] == ["e1", "e3"]
+    since = dt.datetime(2025, 1, 1, 10, 30, tzinfo=dt.timezone.utc)
+    assert [e.event_id for e in store.events(since=since)] == ["e3"]
+    assert [(r.reason, r.payload) for r in store.rejections()] == [("bad signature", b"\x00\xff")]
+    assert [(s.device, s.online, s.updated_at) for s in store.statuses()] == [("a", False, t2)]
+    store.close()
+    reopened = EventStore.open(target)  # durable across reopen; creating the schema again is a no-op
+    assert reopened.count() == 3
+    reopened.close()
+
+
+def test_postgres_url_without_psycopg_is_a_clear_error() -> None:
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"
+        "from edge.hq.store import EventStore, StoreError\n"
+        "try:\n    EventStore.open('postgresql://hq@127.0.0.1/events')\n"
+        "except StoreError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "psycopg is not installed" in out and "pip install" in out
