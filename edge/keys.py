@@ -1,0 +1,97 @@
+"""PEM files for the two key kinds the system uses: Ed25519 (signing) and X25519 (encryption).
+
+Private keys are written 0600 and never overwritten: replacing a key by accident would orphan every
+device or bundle that trusts it.
+"""
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import TypeVar
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from edge.errors import EdgeError
+
+log = logging.getLogger(__name__)
+
+PrivateKey = Ed25519PrivateKey | X25519PrivateKey
+PublicKey = Ed25519PublicKey | X25519PublicKey
+_K = TypeVar("_K")
+
+
+def generate_signing() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def generate_encryption() -> X25519PrivateKey:
+    return X25519PrivateKey.generate()
+
+
+def key_id(public: PublicKey) -> str:
+    """sha256 (hex) of the raw 32-byte public key: how bundles name a signer or a recipient key."""
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()
+
+
+def save_private(key: PrivateKey, path: Path) -> None:
+    """Write PKCS#8 PEM, created 0600; refuses to replace an existing file."""
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    _write_new(path, pem, 0o600)
+
+
+def save_public(key: PublicKey, path: Path) -> None:
+    """Write SubjectPublicKeyInfo PEM (0644); refuses to replace an existing file."""
+    pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    _write_new(path, pem, 0o644)
+
+
+def load_signing_private(path: Path) -> Ed25519PrivateKey:
+    return _load(path, private=True, kind=Ed25519PrivateKey, what="Ed25519 signing private key")
+
+
+def load_signing_public(path: Path) -> Ed25519PublicKey:
+    return _load(path, private=False, kind=Ed25519PublicKey, what="Ed25519 signing public key")
+
+
+def load_encryption_private(path: Path) -> X25519PrivateKey:
+    return _load(path, private=True, kind=X25519PrivateKey, what="X25519 encryption private key")
+
+
+def load_encryption_public(path: Path) -> X25519PublicKey:
+    return _load(path, private=False, kind=X25519PublicKey, what="X25519 encryption public key")
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        raise EdgeError(f"{path} already exists: refusing to overwrite a key; move it away first") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(path, mode)  # the umask may have narrowed the mode given to open
+
+
+def _load(path: Path, private: bool, kind: type[_K], what: str) -> _K:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise EdgeError(f"cannot read {what} {path}: {exc.strerror}: check the path") from exc
+    try:
+        key = (serialization.load_pem_private_key(data, password=None) if private
+               else serialization.load_pem_public_key(data))
+    except (ValueError, TypeError) as exc:
+        raise EdgeError(f"{path} is not a PEM {what}: {exc}") from exc
+    if not isinstance(key, kind):
+        raise EdgeError(f"{path} holds a {type(key).__name__.removeprefix('_')}, not an {what}: "
+                        "check which file you passed")
+    if private and path.stat().st_mode & 0o077:
+        log.warning("%s is readable by group or others: chmod 600 it", path)
+    return key

@@ -1,0 +1,202 @@
+"""`edge watchlist build | inspect | install`: HQ builds and signs, anyone inspects, a device installs."""
+
+import argparse
+import re
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from pydantic import ValidationError
+
+from edge.cli import Commands
+from edge.config import explain
+from edge.config.device import DeviceConfig
+from edge.config.watchlist import WatchlistConfig
+from edge.errors import ConfigError, EdgeError
+from edge.hq.keys_cli import DEVICE_ENCRYPTION_PUB, DEVICE_TOML
+from edge.keys import key_id, load_encryption_private, load_encryption_public, load_signing_private, load_signing_public
+from edge.models import Manifest
+from edge.tomlio import load_toml
+from edge.watchlist.build import enrol
+from edge.watchlist.bundle import (
+    DEVICE_ID_PATTERN,
+    BundleRefused,
+    BundleSpec,
+    EmbedderRef,
+    decrypt,
+    parse_header,
+    seal,
+    split,
+    verify,
+)
+from edge.watchlist.entries import EntriesError, parse_time, read_entries
+from edge.watchlist.store import WatchlistStore, write_atomic
+
+DEFAULT_EMBEDDER = "mobilefacenet_192"
+
+
+def register(commands: Commands) -> None:
+    group = commands.group("watchlist", "watchlists: build and sign at HQ, inspect, install on a device")
+
+    build = group.add_parser("build", help="enrol photos and write a signed, encrypted bundle",
+                             description="Enrol every row of ENTRIES with the devices' own models and seal the "
+                                         "result for the recipient devices. See docs/watchlist-bundle.md.")
+    build.add_argument("--photos", type=Path, required=True, help="folder the CSV's photo names are relative to")
+    build.add_argument("--entries", type=Path, required=True,
+                       help="CSV: subject_id,label,category,case_reference,legal_basis,approver,expires,photos"
+                            "[,added]; several photos separated by ';'")
+    build.add_argument("--hq-key", type=Path, required=True, help="HQ signing private key (hq_signing.key)")
+    build.add_argument("--recipients", nargs="+", required=True, metavar="DEVICE",
+                       help="ID=PATH of a device_encryption.pub, or a folder from `edge device provision`")
+    build.add_argument("--version", type=int, required=True, help="must exceed every version devices have installed")
+    build.add_argument("--expires", required=True, help="ISO 8601 time the whole watchlist stops matching")
+    build.add_argument("--out", type=Path, required=True, help="bundle file to write")
+    build.add_argument("--watchlist-id", default="default", help="versions count per watchlist id (default: default)")
+    build.add_argument("--scope", default="fleet", help="who it is for, in words (default: fleet)")
+    build.add_argument("--not-before", default=None, help="ISO 8601 time it becomes valid (default: now)")
+    build.add_argument("--embedder", default=DEFAULT_EMBEDDER, help="embedder model the devices run")
+    build.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="embedding storage")
+    build.add_argument("--no-thumbnails", action="store_true", help="leave reference thumbnails out")
+    build.add_argument("--skip-refused", action="store_true",
+                       help="build without rows that have no usable photo instead of failing")
+    build.add_argument("--threads", type=int, default=1, help="inference threads for enrolment")
+    build.set_defaults(func=build_command)
+
+    inspect = group.add_parser("inspect", help="show a bundle's header, and its entries given a device key")
+    inspect.add_argument("bundle", type=Path)
+    inspect.add_argument("--key", type=Path, help="a recipient's device_encryption.key: also list the entries")
+    inspect.add_argument("--hq-pub", type=Path, help="HQ public key: also check the signature")
+    inspect.set_defaults(func=inspect_command)
+
+    install = group.add_parser("install", help="install a bundle on this device (refused bundles change nothing)")
+    install.add_argument("bundle", type=Path)
+    install.add_argument("--device", type=Path,
+                         help=f"TOML with a [device] section ({DEVICE_TOML} or edge.toml): keys and state_dir")
+    install.add_argument("--key", type=Path, help="device_encryption.key (instead of --device)")
+    install.add_argument("--hq-pub", type=Path, help="pinned hq_signing.pub (instead of --device)")
+    install.add_argument("--state-dir", type=Path, help="watchlist folder (default: [device] state_dir/watchlist)")
+    install.add_argument("--embedder", default=DEFAULT_EMBEDDER, help="embedder model this device runs")
+    install.set_defaults(func=install_command)
+
+
+def build_command(args: argparse.Namespace) -> int:
+    now = datetime.now(timezone.utc)
+    try:
+        expires = parse_time(args.expires)
+        not_before = parse_time(args.not_before) if args.not_before else now
+    except ValueError as exc:
+        raise EdgeError(f"--expires/--not-before: {exc}") from None
+    if expires <= now:
+        raise EdgeError(f"--expires {expires.isoformat()} is in the past: give a future time")
+    hq_key = load_signing_private(args.hq_key)
+    recipients = [_recipient(text) for text in args.recipients]
+    spec_dim = Manifest.load().spec(args.embedder).dim
+    rows = read_entries(args.entries, args.photos, now)
+    from edge.vision.enroll import Enroller  # loads ONNX Runtime and OpenCV: only when building
+
+    enroller = Enroller.open(embedder=args.embedder, threads=args.threads)
+    report = enrol(rows, enroller, thumbnails=not args.no_thumbnails)
+    for rejected in report.rejected:
+        print(rejected)
+    if report.refused_rows and not args.skip_refused:
+        raise EntriesError(f"{args.entries}: {len(report.refused_rows)} row(s) refused (or pass --skip-refused):\n  "
+                           + "\n  ".join(report.refused_rows))
+    for line in report.refused_rows:
+        print(f"left out: {line}")
+    if not report.subjects:
+        raise EntriesError(f"{args.entries}: no row has a usable photo: nothing to build")
+    try:
+        spec = BundleSpec(watchlist_id=args.watchlist_id, version=args.version, issued=now, not_before=not_before,
+                          expires=expires, scope=args.scope, dtype=args.dtype,
+                          embedder=EmbedderRef(name=args.embedder, sha256=enroller.model_sha256, dim=spec_dim))
+    except ValidationError as exc:
+        raise EdgeError(explain(exc, "watchlist build")) from None
+    data = seal(spec, report.subjects, recipients, hq_key)
+    write_atomic(args.out, data)
+    print(f"wrote {args.out}: watchlist {spec.watchlist_id} version {spec.version}, {len(report.subjects)} entries, "
+          f"{len(report.rejected)} photo(s) rejected, for {', '.join(d for d, _ in recipients)}, "
+          f"expires {expires.isoformat()}")
+    return 0
+
+
+def inspect_command(args: argparse.Namespace) -> int:
+    raw = split(_read(args.bundle))
+    header = verify(raw, load_signing_public(args.hq_pub)) if args.hq_pub else parse_header(raw)
+    print(f"bundle {args.bundle}: format {header.format}")
+    print(f"signature: {'valid, by the given HQ key' if args.hq_pub else 'not checked (pass --hq-pub)'}")
+    for name in ("watchlist_id", "version", "scope", "issued", "not_before", "expires", "entry_count",
+                 "embedding_count", "dtype", "cipher", "payload_sha256", "signer"):
+        print(f"{name}: {getattr(header, name)}")
+    print(f"embedder: {header.embedder.name} sha256 {header.embedder.sha256} dim {header.embedder.dim}")
+    for r in header.recipients:
+        print(f"recipient: {r.device_id} key {r.key_id}")
+    if args.key:
+        index = decrypt(raw, header, load_encryption_private(args.key)).index
+        for i in range(len(index)):
+            e, ref = index.entry(i), index.thumbnail[i]
+            thumb = f"{ref[1]} B thumbnail" if ref else "no thumbnail"
+            print(f"entry {i + 1}: {e.subject_id} | {e.label} | {e.category} | case {e.case_reference} | "
+                  f"legal basis {e.legal_basis} | approved by {e.approver} | added {e.added.isoformat()} | "
+                  f"expires {e.expires.isoformat()} | {index.embeddings[i]} embedding(s) | {thumb}")
+    return 0
+
+
+def install_command(args: argparse.Namespace) -> int:
+    config = WatchlistConfig()
+    if args.device:
+        device, config = _device_config(args.device)
+        key_path, hq_path = args.key or device.encryption_key, args.hq_pub or device.hq_public_key
+        state_dir = args.state_dir or device.state_dir / "watchlist"
+    elif args.key and args.hq_pub and args.state_dir:
+        key_path, hq_path, state_dir = args.key, args.hq_pub, args.state_dir
+    else:
+        raise EdgeError("say which device installs it: --device device.toml, or --key, --hq-pub and --state-dir")
+    store = WatchlistStore.open(state_dir, device_key=load_encryption_private(key_path),
+                                hq_public=load_signing_public(hq_path),
+                                embedder_sha256=Manifest.load().spec(args.embedder).sha256, config=config)
+    result = store.install(_read(args.bundle))
+    if result.refusal is not None:
+        kept = result.state.installed
+        raise BundleRefused(result.refusal.code, f"{args.bundle} refused ({result.refusal.code}): "
+                            f"{result.refusal.message}; kept "
+                            f"{f'version {kept.version} of {kept.watchlist_id}' if kept else 'no watchlist'}")
+    print(f"{result.outcome}: {result.state.message}")
+    return 0
+
+
+def _recipient(text: str) -> tuple[str, X25519PublicKey]:
+    """ID=PATH, or a provisioned device folder (its device.toml names the id)."""
+    if "=" in text:
+        device_id, path = text.split("=", 1)
+        if not re.fullmatch(DEVICE_ID_PATTERN, device_id):
+            raise EdgeError(f"recipient {text!r}: device id {device_id!r} may hold only letters, digits, _ . -")
+        return device_id, load_encryption_public(Path(path))
+    folder = Path(text)
+    if not (folder / DEVICE_TOML).is_file():
+        raise EdgeError(f"recipient {text!r}: give ID=PATH to a device_encryption.pub, or a folder from "
+                        f"`edge device provision` (with {DEVICE_TOML})")
+    device, _ = _device_config(folder / DEVICE_TOML)
+    public = load_encryption_public(folder / DEVICE_ENCRYPTION_PUB)
+    print(f"recipient {device.id}: key {key_id(public)[:16]}…", file=sys.stderr)
+    return device.id, public
+
+
+def _device_config(path: Path) -> tuple[DeviceConfig, WatchlistConfig]:
+    try:
+        raw = load_toml(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    if "device" not in raw:
+        raise ConfigError(f"{path} has no [device] section: pass the device.toml written by `edge device provision`")
+    try:
+        return DeviceConfig(**raw["device"]), WatchlistConfig(**raw.get("watchlist", {}))
+    except ValidationError as exc:
+        raise ConfigError(explain(exc, str(path))) from None
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise EdgeError(f"cannot read bundle {path}: {exc.strerror}") from None

@@ -1,0 +1,383 @@
+"""The device's watchlist folder: install a bundle only when every check passes, never lose the last good one.
+
+Files in the folder (0700):
+    watchlist.bundle   the installed bundle, byte for byte as HQ signed it (encrypted at rest);
+                       verified and decrypted again at each start
+    versions.json      highest version ever installed per watchlist id: survives deletion of the bundle,
+                       so an old bundle can never be replayed (rollback)
+    state.json         what is installed and the last refusal, for the status report
+    *.partial          a write in progress; removed at start (left by a killed process)
+
+Every write goes to a .partial file, is fsynced, renamed over the target, and the folder is fsynced:
+a process killed at any point leaves either the old file or the new one, complete.
+"""
+
+import errno
+import hashlib
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from edge.config.watchlist import WatchlistConfig
+from edge.watchlist.bundle import (
+    BundleHeader,
+    BundleRefused,
+    Content,
+    EmbedderRef,
+    RefusalCode,
+    check_validity,
+    decrypt,
+    split,
+    verify,
+)
+from edge.watchlist.entries import WatchlistEntry
+from edge.watchlist.match import Gallery, to_bfloat16
+
+log = logging.getLogger(__name__)
+
+BUNDLE_FILE = "watchlist.bundle"
+VERSIONS_FILE = "versions.json"
+STATE_FILE = "state.json"
+PARTIAL_SUFFIX = ".partial"
+_WIDEN_ROWS = 65536  # rows converted at a time when loading, to bound the float32 copy
+
+
+class InstalledInfo(BaseModel):
+    """The installed watchlist, as reported to HQ."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    watchlist_id: str
+    version: int
+    sha256: str = Field(description="sha256 of the bundle file")
+    entry_count: int
+    embedding_count: int
+    scope: str
+    issued: AwareDatetime
+    not_before: AwareDatetime
+    expires: AwareDatetime
+    embedder: EmbedderRef
+    installed_at: AwareDatetime
+
+
+class Refusal(BaseModel):
+    """Why the last offered bundle was not installed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: RefusalCode
+    message: str
+    at: AwareDatetime
+    sha256: str = Field(description="sha256 of the refused bytes")
+    watchlist_id: str | None = None
+    version: int | None = None
+
+
+class WatchlistState(BaseModel):
+    """The device's watchlist state: persisted in state.json and published to HQ."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["none", "active", "expired", "unusable"]
+    message: str
+    installed: InstalledInfo | None = None
+    last_refusal: Refusal | None = None
+
+
+class InstallResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Literal["installed", "unchanged", "refused"]
+    refusal: Refusal | None = None
+    state: WatchlistState
+
+
+class SubjectInfo(WatchlistEntry):
+    """An enrolled person's metadata for an alert: why they are listed, and their reference thumbnail."""
+
+    thumbnail: bytes | None = Field(None, description="small JPEG of the enrolled face, for the handheld")
+
+
+class _Versions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    highest: dict[str, int] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InstalledWatchlist:
+    """A verified, decrypted watchlist in memory: the gallery to match against and who each subject is.
+
+    Metadata is kept in columns (one tuple or array per field) rather than one object per subject,
+    so a large list costs little more than its strings.
+    """
+
+    header: BundleHeader
+    sha256: str
+    gallery: Gallery
+    categories: tuple[str, ...]
+    case_references: tuple[str, ...]
+    legal_bases: tuple[str, ...]
+    approvers: tuple[str, ...]
+    added: np.ndarray
+    entry_expires: np.ndarray
+    thumbnail_refs: np.ndarray
+    thumbnails: bytes
+
+    @classmethod
+    def from_content(cls, header: BundleHeader, sha256: str, content: Content,
+                     storage: Literal["bfloat16", "float32"]) -> "InstalledWatchlist":
+        index = content.index
+        pool: dict[str, str] = {}  # one string object per distinct value: categories, approvers repeat a lot
+
+        def column(values: list[str]) -> tuple[str, ...]:
+            return tuple(pool.setdefault(v, v) for v in values)
+
+        def seconds(times: list[datetime]) -> np.ndarray:
+            return np.fromiter((t.timestamp() for t in times), np.float64, len(times))
+
+        entry_expires = seconds(index.expires)
+        gallery = Gallery(
+            embeddings=_normalised(content.embeddings, storage),
+            owner=np.repeat(np.arange(len(index), dtype=np.int32), index.embeddings),
+            subject_ids=tuple(index.subject_id),
+            expires=np.minimum(entry_expires, header.expires.timestamp()),
+            labels=tuple(index.label),
+        )
+        refs = np.array([ref or (-1, 0) for ref in index.thumbnail], np.int64).reshape(-1, 2)
+        return cls(header, sha256, gallery, column(index.category), column(index.case_reference),
+                   column(index.legal_basis), column(index.approver), seconds(index.added), entry_expires, refs,
+                   bytes(content.thumbnails))
+
+    def subject(self, index: int) -> SubjectInfo:
+        """Metadata of the subject at `index` (Candidate.subject_index)."""
+        offset, length = (int(v) for v in self.thumbnail_refs[index])
+        return SubjectInfo(
+            subject_id=self.gallery.subject_ids[index], label=self.gallery.labels[index],
+            category=self.categories[index], case_reference=self.case_references[index],
+            legal_basis=self.legal_bases[index], approver=self.approvers[index],
+            added=datetime.fromtimestamp(self.added[index], timezone.utc),
+            expires=datetime.fromtimestamp(self.entry_expires[index], timezone.utc),
+            thumbnail=self.thumbnails[offset: offset + length] if offset >= 0 else None,
+        )
+
+    def expired(self, now: datetime) -> bool:
+        return self.header.expires <= now
+
+    def info(self, installed_at: datetime) -> InstalledInfo:
+        h = self.header
+        return InstalledInfo(watchlist_id=h.watchlist_id, version=h.version, sha256=self.sha256,
+                             entry_count=h.entry_count, embedding_count=h.embedding_count, scope=h.scope,
+                             issued=h.issued, not_before=h.not_before, expires=h.expires, embedder=h.embedder,
+                             installed_at=installed_at)
+
+
+class WatchlistStore:
+    """Install, keep and report one device's watchlist.
+
+    `install` may run on one thread (the MQTT callback) while others read `current` (the matcher):
+    the installed watchlist is swapped in by a single assignment once it is safely on disk.
+    """
+
+    def __init__(self, folder: Path, device_key: X25519PrivateKey, hq_public: Ed25519PublicKey,
+                 embedder_sha256: str, config: WatchlistConfig) -> None:
+        self.folder = folder
+        self._device_key = device_key
+        self._hq_public = hq_public
+        self._embedder_sha256 = embedder_sha256
+        self._config = config
+        self._lock = threading.Lock()
+        self._versions = _Versions()
+        self._installed_at: datetime | None = None
+        self._last_refusal: Refusal | None = None
+        self._load_error: str | None = None
+        self._expiry_reported = False
+        self.current: InstalledWatchlist | None = None
+
+    @classmethod
+    def open(cls, folder: Path, *, device_key: X25519PrivateKey, hq_public: Ed25519PublicKey,
+             embedder_sha256: str, config: WatchlistConfig | None = None) -> "WatchlistStore":
+        """Open (creating it 0700) the folder, clean up an interrupted install, load the installed watchlist."""
+        store = cls(folder, device_key, hq_public, embedder_sha256, config or WatchlistConfig())
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for partial in folder.glob("*" + PARTIAL_SUFFIX):
+            log.warning("removing %s: an install or state write was interrupted (the previous file is intact)",
+                        partial)
+            partial.unlink()
+        store._versions = store._read_versions()
+        previous = store._read_state()
+        store._last_refusal = previous.last_refusal if previous else None
+        store._load_installed()
+        return store
+
+    def state(self, now: datetime | None = None) -> WatchlistState:
+        """Current status; says so (once in the log, always in the state) when the watchlist has expired."""
+        now = now or datetime.now(timezone.utc)
+        wl = self.current
+        installed = wl.info(self._installed_at or now) if wl else None
+        if wl is None and self._load_error:
+            status, message = "unusable", self._load_error
+        elif wl is None:
+            status, message = "none", "no watchlist installed: nothing can match"
+        elif wl.expired(now):
+            status = "expired"
+            message = (f"watchlist {wl.header.watchlist_id} version {wl.header.version} expired at "
+                       f"{wl.header.expires.isoformat()}: nothing matches until HQ publishes a newer one")
+            if not self._expiry_reported:
+                log.warning(message)
+                self._expiry_reported = True
+        else:
+            status = "active"
+            message = (f"watchlist {wl.header.watchlist_id} version {wl.header.version}: "
+                       f"{wl.header.entry_count} entries until {wl.header.expires.isoformat()}")
+        return WatchlistState(status=status, message=message, installed=installed, last_refusal=self._last_refusal)
+
+    def install(self, data: bytes, now: datetime | None = None) -> InstallResult:
+        """Check and install a bundle; on any refusal the installed watchlist stays as it was."""
+        now = now or datetime.now(timezone.utc)
+        digest = hashlib.sha256(data).hexdigest()
+        with self._lock:
+            if self.current is not None and self.current.sha256 == digest:
+                return InstallResult(outcome="unchanged", state=self.state(now))
+            header: BundleHeader | None = None
+            try:
+                if len(data) > self._config.max_bundle_bytes:
+                    raise BundleRefused("oversized", f"bundle is {len(data)} bytes, over the limit of "
+                                        f"{self._config.max_bundle_bytes} (watchlist.max_bundle_mb)")
+                raw = split(data)
+                header = verify(raw, self._hq_public)
+                check_validity(header, now, self._embedder_sha256,
+                               skew=timedelta(seconds=self._config.clock_skew_s))
+                highest = self._versions.highest.get(header.watchlist_id, 0)
+                if header.version <= highest:
+                    raise BundleRefused("version_not_newer", f"bundle {header.watchlist_id} version {header.version}"
+                                        f" is not newer than version {highest}, the highest ever installed: "
+                                        "a replayed or rolled-back watchlist")
+                installed = InstalledWatchlist.from_content(header, digest, decrypt(raw, header, self._device_key),
+                                                            self._config.gallery_storage)
+                self._write(BUNDLE_FILE, data)
+            except BundleRefused as exc:
+                return self._refuse(exc, digest, header, now)
+            self.current = installed
+            self._installed_at = now
+            self._load_error = None
+            self._expiry_reported = False
+            self._versions.highest[header.watchlist_id] = header.version
+            self._persist(VERSIONS_FILE, self._versions.model_dump_json().encode())
+            state = self.state(now)
+            self._persist(STATE_FILE, state.model_dump_json().encode())
+            log.info("installed watchlist %s version %d: %d entries, expires %s", header.watchlist_id,
+                     header.version, header.entry_count, header.expires.isoformat())
+            return InstallResult(outcome="installed", state=state)
+
+    def _refuse(self, exc: BundleRefused, digest: str, header: BundleHeader | None, now: datetime) -> InstallResult:
+        refusal = Refusal(code=exc.code, message=str(exc), at=now, sha256=digest,
+                          watchlist_id=header.watchlist_id if header else None,
+                          version=header.version if header else None)
+        log.warning("watchlist bundle %s… refused (%s): %s; keeping %s", digest[:16], exc.code, exc,
+                    f"version {self.current.header.version}" if self.current else "no watchlist")
+        self._last_refusal = refusal
+        state = self.state(now)
+        self._persist(STATE_FILE, state.model_dump_json().encode())
+        return InstallResult(outcome="refused", refusal=refusal, state=state)
+
+    def _load_installed(self) -> None:
+        path = self.folder / BUNDLE_FILE
+        if not path.is_file():
+            return
+        data = path.read_bytes()
+        try:
+            raw = split(data)
+            header = verify(raw, self._hq_public)
+            if header.embedder.sha256 != self._embedder_sha256:
+                raise BundleRefused("wrong_embedder", f"the installed watchlist was enrolled with "
+                                    f"{header.embedder.name}, not this device's embedder: install a rebuilt one")
+            self.current = InstalledWatchlist.from_content(header, hashlib.sha256(data).hexdigest(),
+                                                           decrypt(raw, header, self._device_key),
+                                                           self._config.gallery_storage)
+        except BundleRefused as exc:
+            self._load_error = f"installed watchlist {path} cannot be used ({exc.code}): {exc}"
+            log.error(self._load_error)
+            return
+        self._installed_at = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)  # renamed in at install
+        if header.version > self._versions.highest.get(header.watchlist_id, 0):  # killed before versions.json
+            self._versions.highest[header.watchlist_id] = header.version
+            self._persist(VERSIONS_FILE, self._versions.model_dump_json().encode())
+        log.info("loaded watchlist %s version %d (%d entries)", header.watchlist_id, header.version,
+                 header.entry_count)
+
+    def _read_versions(self) -> _Versions:
+        path = self.folder / VERSIONS_FILE
+        if not path.exists():
+            return _Versions()
+        try:
+            return _Versions.model_validate_json(path.read_bytes())
+        except (OSError, ValidationError) as exc:
+            log.error("%s is unreadable (%s): rollback protection falls back to the installed version", path, exc)
+            return _Versions()
+
+    def _read_state(self) -> WatchlistState | None:
+        path = self.folder / STATE_FILE
+        try:
+            return WatchlistState.model_validate_json(path.read_bytes()) if path.exists() else None
+        except (OSError, ValidationError) as exc:
+            log.warning("%s is unreadable (%s): starting a fresh state report", path, exc)
+            return None
+
+    def _write(self, name: str, data: bytes) -> None:
+        """Atomic replace of folder/name; a failure is a refusal and leaves the old file."""
+        try:
+            write_atomic(self.folder / name, data)
+        except OSError as exc:
+            code: RefusalCode = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "write_failed"
+            raise BundleRefused(code, f"cannot write {self.folder / name}: {exc.strerror}: "
+                                "free space on the device or check its storage") from None
+
+    def _persist(self, name: str, data: bytes) -> None:
+        """Write a small bookkeeping file; a failure is logged (in-memory state stays right) and retried next time."""
+        try:
+            write_atomic(self.folder / name, data)
+        except OSError as exc:
+            log.error("cannot write %s: %s", self.folder / name, exc.strerror)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to path.partial, fsync, rename over path, fsync the folder; the partial file never survives an error."""
+    partial = path.with_name(path.name + PARTIAL_SUFFIX)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def _normalised(embeddings: np.ndarray, storage: Literal["bfloat16", "float32"]) -> np.ndarray:
+    """Bundle rows (float16/float32) -> L2-normalised gallery rows, converted a block at a time."""
+    out = np.empty(embeddings.shape, np.uint16 if storage == "bfloat16" else np.float32)
+    for a in range(0, len(embeddings), _WIDEN_ROWS):
+        rows = embeddings[a: a + _WIDEN_ROWS].astype(np.float32)
+        rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+        out[a: a + _WIDEN_ROWS] = to_bfloat16(rows) if storage == "bfloat16" else rows
+    return out
