@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class AuditConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: Path = Field(Path("/var/lib/edge/audit/audit.log"), description="append-only log file")
+    path: Path = Field(Path("audit/audit.log"), description="append-only log file; relative: in device.state_dir")
     checkpoint_every: int = Field(
         100, ge=1, le=100_000, description="sign the chain head after this many records (bounds an unsigned tail)"
     )

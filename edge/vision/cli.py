@@ -54,9 +54,9 @@ def run_replay(args: argparse.Namespace) -> int:
         for r in rejected:
             print(f"not enrolled: {r.path}: {r.reason.replace('_', ' ')}", file=sys.stderr)
     else:
-        from edge.watchlist.offline import gallery_from_bundle
+        from edge.watchlist.offline import load_bundle
 
-        gallery = gallery_from_bundle(args.watchlist, args.key, args.hq_pub, stack.embedder_sha256)
+        gallery = load_bundle(args.watchlist, args.key, args.hq_pub, stack.embedder_sha256).gallery
     if gallery.size == 0:
         print("warning: the watchlist is empty; no alert can be raised", file=sys.stderr)
     policy = load_policy(match_cfg, stack.manifest.folder, args.embedder, stack.embedder_sha256)

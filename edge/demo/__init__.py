@@ -1,0 +1,1 @@
+"""`edge demo`: the whole system on one machine, with throwaway identities."""
