@@ -27,7 +27,7 @@ class LinkConfig(BaseModel):
     )
     reconnect_min_s: int = Field(1, ge=1, description="first reconnect delay; doubles on each failure")
     reconnect_max_s: int = Field(60, ge=1, description="longest reconnect delay")
-    outbox: Path = Field(Path("outbox.sqlite"), description="device outbox (SQLite, WAL); relative: in device.state_dir")
+    outbox: Path = Field(Path("outbox.sqlite"), description="device outbox (SQLite, WAL); relative: in state_dir")
     outbox_sync: Literal["full", "normal"] = Field(
         "full", description="SQLite synchronous mode: full survives power loss, normal only a process crash"
     )
