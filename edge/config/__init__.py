@@ -49,10 +49,12 @@ def explain(exc: ValidationError, source: str) -> str:
             problems.setdefault(key, []).append("unknown key: remove it or check its spelling")
         elif err["type"] == "missing":
             problems.setdefault(key, []).append("missing key")
+        elif err["type"] == "value_error":  # our validators name the keys and values themselves
+            problems.setdefault("", []).append(err["msg"].removeprefix("Value error, "))
         else:
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.setdefault(key, []).append(f"bad value {err.get('input')!r}: {msg}")
-    return "\n".join(f"{source}: '{key}': " + "; or ".join(msgs) for key, msgs in problems.items())
+            problems.setdefault(key, []).append(f"bad value {err.get('input')!r}: {err['msg']}")
+    return "\n".join(f"{source}: " + (f"'{key}': " if key else "") + "; or ".join(msgs)
+                     for key, msgs in problems.items())
 
 
 def _is_type_tag(part: object) -> bool:

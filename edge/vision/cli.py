@@ -4,7 +4,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from edge.capture.open import URI_HELP
+from edge.config import explain
 from edge.config.detector import DetectorConfig
 from edge.config.embedder import EmbedderConfig
 from edge.config.match import MatchConfig
@@ -46,8 +49,8 @@ def run_replay(args: argparse.Namespace) -> int:
         raise ConfigError("give exactly one of --enroll <photo folder> or --watchlist <bundle> --key <device key>")
     try:
         match_cfg = MatchConfig() if args.threshold is None else MatchConfig(threshold=args.threshold)
-    except ValueError as exc:
-        raise ConfigError(str(exc).splitlines()[-1]) from exc
+    except ValidationError as exc:
+        raise ConfigError(explain(exc, "--threshold")) from exc
     stack = _stack(args)
     if args.enroll is not None:
         gallery, rejected = gallery_from_photos(args.enroll, Enroller(stack), progress=sys.stderr.isatty())
