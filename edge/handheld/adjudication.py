@@ -1,0 +1,145 @@
+"""An officer's decision on an alert (`edge.adjudication/1`), signed by the handheld, and how decisions add up.
+
+The handheld publishes each decision on `edge/v1/handhelds/<hid>/adjudications`; the device that raised
+the alert and HQ verify it against the handheld's Ed25519 key from their pairing records, and the device
+writes it to its audit log (`audit_body`). Each decision is one message with its own id: two officers
+deciding on one alert are two messages, and `tally` says what they amount to under the configured rule.
+"""
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, Literal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from edge.audit.records import AdjudicationBody
+from edge.errors import EdgeError
+from edge.handheld.alert import HandheldAlert, HandheldId
+from edge.link.messages import DeviceId, EventId, encode, new_event_id, sign, utc_now, verify
+from edge.link.topics import adjudications, check_id
+
+ADJUDICATION = "edge.adjudication/1"
+Decision = Literal["confirm", "reject", "unsure"]
+DECISIONS: tuple[Decision, ...] = ("confirm", "reject", "unsure")
+_AUDIT_DECISION: dict[Decision, Literal["confirmed", "rejected", "unsure"]] = {
+    "confirm": "confirmed", "reject": "rejected", "unsure": "unsure",
+}
+OfficerId = Annotated[str, AfterValidator(lambda v: check_id(v, "officer id"))]
+
+
+class AdjudicationRefused(EdgeError):
+    """A decision message that is malformed, from an unknown handheld, or not signed by it."""
+
+    def __init__(self, reason: Literal["malformed", "unknown_handheld", "bad_signature", "not_ours"],
+                 message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Adjudication(BaseModel):
+    """One officer's decision on one alert, as the handheld signs and publishes it."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, allow_inf_nan=False)
+
+    schema_: Literal["edge.adjudication/1"] = Field(ADJUDICATION, alias="schema")
+    adjudication_id: EventId = Field(description="unique per decision: receivers de-duplicate by it")
+    event_id: EventId = Field(description="the alert's (match event's) id")
+    device: DeviceId = Field(description="the device that raised the alert")
+    handheld: HandheldId
+    officer_id: OfficerId
+    officer_name: str = Field(min_length=1, max_length=120)
+    decision: Decision
+    note: str = Field("", max_length=500)
+    confirmations_required: int = Field(1, ge=1, le=2, description="2 under the two-officer rule")
+    decided_at: AwareDatetime
+    signature: str | None = None
+
+    @classmethod
+    def create(cls, alert: HandheldAlert, officer_id: str, officer_name: str, decision: Decision, note: str = "",
+               confirmations_required: int = 1, decided_at: dt.datetime | None = None) -> "Adjudication":
+        return cls(adjudication_id=new_event_id(), event_id=alert.event_id, device=alert.device,
+                   handheld=alert.handheld, officer_id=officer_id, officer_name=officer_name, decision=decision,
+                   note=note, confirmations_required=confirmations_required, decided_at=decided_at or utc_now())
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+    def signed(self, handheld_signing_key: Ed25519PrivateKey) -> bytes:
+        """The payload to publish: this decision with the handheld's Ed25519 signature."""
+        return encode(sign(self.body(), handheld_signing_key))
+
+
+def verify_adjudication(payload: bytes, handheld_keys: Mapping[str, Ed25519PublicKey], topic: str | None = None,
+                        device: str | None = None) -> Adjudication:
+    """Parse a decision and check it is signed by a handheld we know (its key from the pairing record).
+
+    `topic`, when given, must be that handheld's adjudications topic (a handheld cannot speak for another);
+    `device`, when given, must be the device the decision is about (a device keeps only its own).
+    """
+    try:
+        raw = json.loads(payload)
+        adjudication = Adjudication.model_validate(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
+        detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+        raise AdjudicationRefused("malformed", f"not an {ADJUDICATION} message: {detail}") from None
+    who = f"decision {adjudication.adjudication_id} by handheld {adjudication.handheld}"
+    if topic is not None and topic != adjudications(adjudication.handheld):
+        raise AdjudicationRefused("unknown_handheld", f"{who} arrived on {topic}, not on that handheld's topic")
+    key = handheld_keys.get(adjudication.handheld)
+    if key is None:
+        raise AdjudicationRefused("unknown_handheld", f"{who}: handheld {adjudication.handheld} is not paired here")
+    if not verify(raw, key):
+        raise AdjudicationRefused("bad_signature", f"{who}: signature is not handheld {adjudication.handheld}'s")
+    if device is not None and adjudication.device != device:
+        raise AdjudicationRefused("not_ours", f"{who} is about device {adjudication.device}'s alert, not {device}'s")
+    return adjudication
+
+
+def audit_body(adjudication: Adjudication) -> AdjudicationBody:
+    """The device's audit record of a verified decision (`AuditLog.append("adjudication", audit_body(a))`)."""
+    note = f"{adjudication.officer_name}: {adjudication.note}" if adjudication.note else adjudication.officer_name
+    return AdjudicationBody(event_id=adjudication.event_id, decision=_AUDIT_DECISION[adjudication.decision],
+                            by=adjudication.officer_id, handheld_id=adjudication.handheld,
+                            decided_at=adjudication.decided_at.timestamp(), note=note[:500])
+
+
+State = Literal["pending", "awaiting_second", "confirmed", "rejected", "disputed", "unsure"]
+
+
+class Tally(BaseModel):
+    """What the decisions on one alert amount to. A reject by anyone blocks confirmation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    state: State
+    confirmations: int
+    required: int
+    text: str
+    officers: dict[str, Decision] = Field(description="each officer's latest decision")
+
+
+def tally(decisions: Iterable[Adjudication], required: int) -> Tally:
+    """Count each officer's latest decision; confirmed once `required` different officers confirmed."""
+    latest: dict[str, Adjudication] = {}
+    for d in sorted(decisions, key=lambda d: d.decided_at):
+        latest[d.officer_id] = d
+    officers = {officer: d.decision for officer, d in latest.items()}
+    confirms = sum(1 for v in officers.values() if v == "confirm")
+    rejects = sum(1 for v in officers.values() if v == "reject")
+    count = f"{confirms} of {required} confirmations" if required > 1 else ""
+    if confirms and rejects:
+        state: State = "disputed"
+        text = f"Disputed: {confirms} confirm, {rejects} reject"
+    elif rejects:
+        state, text = "rejected", "Rejected"
+    elif confirms >= required:
+        state, text = "confirmed", f"Confirmed ({count})" if count else "Confirmed"
+    elif confirms:
+        state, text = "awaiting_second", count
+    elif officers:
+        state, text = "unsure", "Unsure: needs another look"
+    else:
+        state, text = "pending", "Awaiting decision"
+    return Tally(state=state, confirmations=confirms, required=required, text=text, officers=officers)

@@ -1,0 +1,230 @@
+"""The alert a device sends to an officer's handheld, signed by the device and sealed to the handheld's key.
+
+Sign, then encrypt: the device signs the alert (`edge.alert/1`, canonical JSON as in edge.link.messages)
+with its Ed25519 key, then encrypts the signed JSON to the handheld's X25519 key: a fresh ephemeral X25519
+key, HKDF-SHA256 over the shared secret (info binds both public keys), AES-256-GCM with the envelope
+header as associated data. The broker and HQ relay the envelope (`edge.sealed_alert/1`) without being able
+to read the images; the handheld shows an alert only when the device is one HQ paired it with and both the
+header and the signed alert name that device and this handheld.
+
+The envelope is JSON so it can travel through the device's outbox unchanged; the uplink may add `sent_at`
+and an outer device `signature`, which the handheld then verifies too.
+"""
+
+import base64
+import binascii
+import json
+import os
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from edge.errors import EdgeError
+from edge.link.messages import DeviceId, EventId, MatchEvent, Text, canonical, encode, sign, verify
+from edge.link.topics import check_id, handheld_base
+
+ALERT = "edge.alert/1"
+SEALED_ALERT = "edge.sealed_alert/1"
+STATEMENT = "Possible match — verify before any action"
+MAX_IMAGE_BYTES = 256 << 10
+_KDF_INFO = b"edge.sealed_alert/1 aes-256-gcm key\n"
+
+HandheldId = Annotated[str, AfterValidator(lambda v: check_id(v, "handheld id"))]
+
+
+def _jpeg_b64(value: str) -> str:
+    """Base64 of a JPEG (checked by its magic bytes), so the page only ever shows images."""
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("is not base64") from None
+    if not data.startswith(b"\xff\xd8\xff"):
+        raise ValueError("is not a JPEG image (base64 of the JPEG file expected)")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ValueError(f"is {len(data)} bytes; at most {MAX_IMAGE_BYTES} allowed")
+    return value
+
+
+def _raw_b64(size: int) -> AfterValidator:
+    def check(value: str) -> str:
+        try:
+            data = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("is not base64") from None
+        if len(data) != size:
+            raise ValueError(f"must decode to {size} bytes, not {len(data)}")
+        return value
+
+    return AfterValidator(check)
+
+
+JpegB64 = Annotated[str, AfterValidator(_jpeg_b64)]
+
+
+class AlertRefused(EdgeError):
+    """A sealed alert the handheld will not show; `reason` is a short code for counting, the message says why."""
+
+    def __init__(self, reason: Literal["malformed", "not_for_us", "unpaired", "tampered", "bad_signature"],
+                 message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class HandheldAlert(BaseModel):
+    """What the officer sees: a candidate match to verify, with everything needed to judge it."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, allow_inf_nan=False)
+
+    schema_: Literal["edge.alert/1"] = Field(ALERT, alias="schema")
+    event_id: EventId = Field(description="the match event's id: decisions and audit records refer to it")
+    device: DeviceId
+    handheld: HandheldId = Field(description="the one handheld this copy is for (binds the signature to it)")
+    camera: Text
+    observed_at: AwareDatetime
+    subject_id: Text
+    label: Text
+    category: Text
+    case_ref: Text
+    score: float = Field(ge=-1.0, le=1.0)
+    threshold: float = Field(ge=-1.0, le=1.0)
+    fpir: float | None = Field(None, ge=0.0, le=1.0, description="false positive identification rate at threshold")
+    margin: float = Field(ge=0.0, le=2.0, description="score minus the runner-up subject's score")
+    probe_quality: float = Field(ge=0.0)
+    probe_crop: JpegB64 = Field(description="base64 JPEG of the face the camera saw")
+    reference_thumbnail: JpegB64 | None = Field(None, description="base64 JPEG from the watchlist entry")
+    statement: Literal["Possible match — verify before any action"] = STATEMENT
+    signature: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+    @classmethod
+    def from_match(cls, event: MatchEvent, handheld: str, probe_crop_jpeg: bytes | None = None,
+                   reference_thumbnail_jpeg: bytes | None = None, fpir: float | None = None) -> "HandheldAlert":
+        """The handheld's copy of a match event. The crop comes from the event unless given (policy may keep
+        it out of the HQ event and still send it, end-to-end encrypted, to the officer)."""
+        if probe_crop_jpeg is not None:
+            crop = base64.b64encode(probe_crop_jpeg).decode("ascii")
+        elif event.probe_crop is not None:
+            crop = event.probe_crop
+        else:
+            raise EdgeError(f"match event {event.event_id} carries no probe crop: pass probe_crop_jpeg, "
+                            "an officer cannot verify a match without seeing the face")
+        thumb = None if reference_thumbnail_jpeg is None else base64.b64encode(reference_thumbnail_jpeg).decode("ascii")
+        return cls(event_id=event.event_id, device=event.device, handheld=handheld, camera=event.camera,
+                   observed_at=event.observed_at, subject_id=event.subject_id, label=event.label,
+                   category=event.category, case_ref=event.case_ref, score=event.score, threshold=event.threshold,
+                   fpir=fpir, margin=event.margin, probe_quality=event.probe_quality, probe_crop=crop,
+                   reference_thumbnail=thumb)
+
+
+class SealedAlert(BaseModel):
+    """The envelope on the wire: a readable header (who to whom, key agreement inputs) and the ciphertext."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    schema_: Literal["edge.sealed_alert/1"] = Field(SEALED_ALERT, alias="schema")
+    event_id: EventId
+    device: DeviceId
+    handheld: HandheldId
+    epk: Annotated[str, _raw_b64(32)] = Field(description="ephemeral X25519 public key, base64")
+    nonce: Annotated[str, _raw_b64(12)] = Field(description="AES-GCM nonce, base64")
+    ciphertext: str = Field(pattern=r"^[A-Za-z0-9+/]*={0,2}$", description="AES-256-GCM of the signed alert JSON")
+    sent_at: AwareDatetime | None = Field(None, description="set by the device's uplink when it publishes")
+    signature: str | None = Field(None, description="outer device signature added by the uplink, if any")
+
+    def associated_data(self) -> bytes:
+        """The header the AEAD binds: changing any of it makes decryption fail."""
+        return canonical({"schema": self.schema_, "event_id": self.event_id, "device": self.device,
+                          "handheld": self.handheld, "epk": self.epk, "nonce": self.nonce})
+
+
+def inbox(handheld: str, device: str) -> str:
+    """Topic of `device`'s alerts for `handheld`: `edge/v1/handhelds/<hid>/alerts/<device>`."""
+    return f"{handheld_base(handheld)}/alerts/{check_id(device, 'device id')}"
+
+
+def inbox_filter(handheld: str) -> str:
+    """What a handheld subscribes to: its alerts from every device (the ACL and the pairing decide which count)."""
+    return f"{handheld_base(handheld)}/alerts/+"
+
+
+def _raw(key: X25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _key(shared: bytes, epk: bytes, recipient: bytes) -> bytes:
+    return HKDF(hashes.SHA256(), 32, salt=None, info=_KDF_INFO + epk + recipient).derive(shared)
+
+
+def seal(alert: HandheldAlert, device_signing_key: Ed25519PrivateKey, handheld_public_key: X25519PublicKey) -> bytes:
+    """Sign `alert` with the device key and encrypt it to the handheld; returns the envelope's JSON bytes."""
+    plaintext = encode(sign(alert.body(), device_signing_key))
+    return _encrypt(plaintext, alert.event_id, alert.device, alert.handheld, handheld_public_key)
+
+
+def _encrypt(plaintext: bytes, event_id: str, device: str, handheld: str, recipient: X25519PublicKey) -> bytes:
+    ephemeral = X25519PrivateKey.generate()
+    epk = _raw(ephemeral.public_key())
+    key = _key(ephemeral.exchange(recipient), epk, _raw(recipient))
+    header = SealedAlert(event_id=event_id, device=device, handheld=handheld, epk=base64.b64encode(epk).decode("ascii"),
+                         nonce=base64.b64encode(os.urandom(12)).decode("ascii"), ciphertext="")
+    ciphertext = AESGCM(key).encrypt(base64.b64decode(header.nonce), plaintext, header.associated_data())
+    envelope = header.model_copy(update={"ciphertext": base64.b64encode(ciphertext).decode("ascii")})
+    return encode(envelope.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
+def open_sealed(payload: bytes, handheld_private_key: X25519PrivateKey,
+                paired_device_keys: Mapping[str, Ed25519PublicKey], handheld_id: str | None = None) -> HandheldAlert:
+    """Decrypt and verify an envelope; raise AlertRefused (with a reason code) for anything not to be shown.
+
+    `paired_device_keys` maps each device this handheld is paired with to its Ed25519 signing key.
+    `handheld_id`, when given, must be the envelope's addressee.
+    """
+    try:
+        raw = json.loads(payload)
+        envelope = SealedAlert.model_validate(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
+        raise AlertRefused("malformed", f"not a {SEALED_ALERT} envelope: {_first_error(exc)}") from None
+    who = f"alert {envelope.event_id} from device {envelope.device}"
+    if handheld_id is not None and envelope.handheld != handheld_id:
+        raise AlertRefused("not_for_us", f"{who} is addressed to handheld {envelope.handheld}, not {handheld_id}")
+    device_key = paired_device_keys.get(envelope.device)
+    if device_key is None:
+        raise AlertRefused("unpaired", f"{who}: this handheld is not paired with device {envelope.device} "
+                                       "(pair it at HQ with `edge hq pair`)")
+    if envelope.signature is not None and not verify(raw, device_key):
+        raise AlertRefused("bad_signature", f"{who}: the envelope's signature is not device {envelope.device}'s")
+    epk = base64.b64decode(envelope.epk)
+    try:
+        shared = handheld_private_key.exchange(X25519PublicKey.from_public_bytes(epk))
+        key = _key(shared, epk, _raw(handheld_private_key.public_key()))
+        plaintext = AESGCM(key).decrypt(base64.b64decode(envelope.nonce), base64.b64decode(envelope.ciphertext),
+                                        envelope.associated_data())
+    except (InvalidTag, ValueError):
+        raise AlertRefused("tampered", f"{who} does not decrypt: altered in transit or sealed to another key") from None
+    try:
+        inner = json.loads(plaintext)
+        alert = HandheldAlert.model_validate(inner)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
+        raise AlertRefused("malformed", f"{who}: the sealed alert does not validate: {_first_error(exc)}") from None
+    if not verify(inner, device_key):
+        raise AlertRefused("bad_signature", f"{who}: the alert's signature is not device {envelope.device}'s")
+    if (alert.device, alert.handheld, alert.event_id) != (envelope.device, envelope.handheld, envelope.event_id):
+        raise AlertRefused("tampered", f"{who}: the signed alert names device {alert.device}, handheld "
+                                       f"{alert.handheld}, event {alert.event_id}: not what the envelope says")
+    return alert
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        return f"{'.'.join(map(str, err['loc'])) or '<root>'}: {err['msg']}"
+    return str(exc)

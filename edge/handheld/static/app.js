@@ -1,0 +1,213 @@
+// edge handheld page: live alerts over Server-Sent Events, decisions POSTed to the handheld.
+// Plain JS, no third-party code. All text is set with textContent: nothing received is parsed as HTML.
+"use strict";
+
+const token = new URLSearchParams(location.hash.slice(1)).get("token") || "";
+const alerts = new Map();   // event_id -> alert view from the handheld
+const cards = new Map();    // event_id -> <article>
+let status = null;
+let pageOnline = false;
+const DONE = { confirm: "Confirmed", reject: "Rejected", unsure: "Unsure" };
+
+const $ = (id) => document.getElementById(id);
+
+// Keep the newest view of an alert: the POST answer and the event stream may arrive in either order.
+function update(a) {
+  const known = alerts.get(a.event_id);
+  if (!known || a.revision >= known.revision) alerts.set(a.event_id, a);
+}
+
+function notice(text) {
+  const el = $("notice");
+  el.textContent = text || "";
+  el.hidden = !text;
+}
+
+function officer() {
+  return $("officer").value;
+}
+
+function setStatus(next) {
+  status = next;
+  $("handheld").textContent = "Handheld " + status.handheld;
+  $("paired").textContent = status.paired_devices.length ?
+    "paired: " + status.paired_devices.join(", ") : "not paired with any device";
+  const select = $("officer");
+  if (select.options.length !== status.officers.length) {
+    select.replaceChildren(...status.officers.map((o) => new Option(o.name + " (" + o.id + ")", o.id)));
+    const saved = localStorage.getItem("edge.officer");
+    if (status.officers.some((o) => o.id === saved)) select.value = saved;
+  }
+  const refused = Object.entries(status.refused || {}).filter(([, n]) => n > 0);
+  $("refused").hidden = refused.length === 0;
+  $("refused").textContent = "Not shown (failed checks): " +
+    refused.map(([why, n]) => n + " " + why.replace("_", " ")).join(", ");
+  showLink();
+  render();
+}
+
+function showLink() {
+  const el = $("link");
+  const up = pageOnline && status && status.connected;
+  el.className = "link " + (up ? "on" : "off");
+  el.textContent = !pageOnline ? "page offline — reconnecting" :
+    (status && status.connected ? "live" : "broker offline — alerts wait at the broker");
+}
+
+function fmt(x, digits) {
+  return (x === null || x === undefined) ? "–" : Number(x).toFixed(digits);
+}
+
+function ago(iso) {
+  const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+  if (s < 60) return "just now";
+  if (s < 3600) return Math.floor(s / 60) + " min ago";
+  return Math.floor(s / 3600) + " h ago";
+}
+
+function fill(card, a) {
+  const q = (sel) => card.querySelector(sel);
+  q(".statement").textContent = a.statement;
+  q(".probe").src = "data:image/jpeg;base64," + a.probe_crop;
+  const ref = q(".reference");
+  ref.closest("figure").classList.toggle("missing", !a.reference_thumbnail);
+  if (a.reference_thumbnail) ref.src = "data:image/jpeg;base64," + a.reference_thumbnail;
+  else ref.removeAttribute("src");
+  q(".label").textContent = a.label;
+  q(".category").textContent = a.category;
+  q(".case").textContent = a.case_ref;
+  q(".score").textContent = fmt(a.score, 3);
+  q(".threshold").textContent = fmt(a.threshold, 3);
+  q(".fpir").textContent = a.fpir ? "false alarms ~1 in " + Math.round(1 / a.fpir).toLocaleString() : "";
+  q(".margin").textContent = fmt(a.margin, 3);
+  q(".quality").textContent = fmt(a.probe_quality, 2);
+  q(".camera").textContent = a.device + " / " + a.camera;
+  const t = q(".time");
+  t.dateTime = a.observed_at;
+  t.textContent = new Date(a.observed_at).toLocaleTimeString();
+  q(".ago").textContent = "(" + ago(a.observed_at) + ")";
+  const tally = q(".tally");
+  tally.textContent = a.tally.text;
+  if (a.tally.state === "awaiting_second") {
+    const hint = document.createElement("span");
+    hint.className = "hint";
+    hint.textContent = "a second officer must confirm";
+    tally.append(hint);
+  }
+  tally.className = "tally " + a.tally.state;
+  card.className = "alert " + a.tally.state;
+  const mine = a.tally.officers[officer()];
+  card.querySelectorAll(".actions button").forEach((b) => {
+    b.setAttribute("aria-pressed", String(mine === b.dataset.decision));
+  });
+  q(".decisions").replaceChildren(...a.decisions.map((d) => {
+    const li = document.createElement("li");
+    li.textContent = d.officer_name + ": " + DONE[d.decision] + " at " +
+      new Date(d.decided_at).toLocaleTimeString() + (d.sent ? " · sent ✓" : " · waiting for network");
+    li.className = d.sent ? "sent" : "unsent";
+    return li;
+  }));
+}
+
+function newCard(eventId) {
+  const card = $("card").content.firstElementChild.cloneNode(true);
+  card.dataset.event = eventId;
+  card.querySelectorAll(".actions button").forEach((b) => {
+    b.addEventListener("click", () => decide(card, eventId, b.dataset.decision));
+  });
+  cards.set(eventId, card);
+  return card;
+}
+
+function render() {
+  const list = [...alerts.values()].sort((x, y) => Date.parse(y.observed_at) - Date.parse(x.observed_at));
+  $("empty").hidden = list.length > 0;
+  const main = $("alerts");
+  list.forEach((a, i) => {
+    const card = cards.get(a.event_id) || newCard(a.event_id);
+    fill(card, a);
+    if (main.children[i + 1] !== card) main.insertBefore(card, main.children[i + 1] || null);
+  });
+}
+
+async function decide(card, eventId, decision) {
+  const error = card.querySelector(".error");
+  const buttons = card.querySelectorAll(".actions button");
+  buttons.forEach((b) => { b.disabled = true; });
+  error.hidden = true;
+  try {
+    const response = await fetch("/api/decisions", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Edge-Token": token },
+      body: JSON.stringify({ event_id: eventId, officer_id: officer(), decision: decision }),
+    });
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.error || response.statusText);
+    update(body);
+    render();
+  } catch (err) {
+    error.textContent = "Not recorded: " + err.message;
+    error.hidden = false;
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+  }
+}
+
+function connect() {
+  const events = new EventSource("/api/events?token=" + encodeURIComponent(token));
+  events.addEventListener("open", () => { pageOnline = true; notice(""); showLink(); });
+  events.addEventListener("error", () => {
+    pageOnline = false;
+    showLink();
+    if (events.readyState === EventSource.CLOSED) {  // refused, not just disconnected: find out why
+      waitForAccess().then(connect);
+    }
+  });
+  events.addEventListener("snapshot", (e) => {
+    const data = JSON.parse(e.data);
+    alerts.clear();
+    data.alerts.forEach((a) => alerts.set(a.event_id, a));
+    for (const id of [...cards.keys()]) {
+      if (!alerts.has(id)) { cards.get(id).remove(); cards.delete(id); }
+    }
+    setStatus(data.status);
+  });
+  events.addEventListener("alert", (e) => {
+    const a = JSON.parse(e.data);
+    if (!alerts.has(a.event_id) && navigator.vibrate) navigator.vibrate(300);
+    update(a);
+    render();
+  });
+  events.addEventListener("status", (e) => setStatus(JSON.parse(e.data)));
+}
+
+// The state, or false with the reason shown (a restarted handheld has a new token in its address).
+async function checkAccess() {
+  const response = await fetch("/api/state", { headers: { "X-Edge-Token": token } }).catch(() => null);
+  if (response && response.ok) return response.json();
+  const body = response ? await response.json().catch(() => ({})) : {};
+  notice(body.error || "The handheld is not answering: is `edge handheld` running?");
+  return false;
+}
+
+async function waitForAccess() {
+  let data = await checkAccess();
+  while (!data) {
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    data = await checkAccess();
+  }
+  notice("");
+  return data;
+}
+
+async function start() {
+  $("officer").addEventListener("change", () => { localStorage.setItem("edge.officer", officer()); render(); });
+  window.addEventListener("hashchange", () => location.reload());  // a new address (token) from a restart
+  setInterval(render, 30000);  // keep "x min ago" current
+  const data = await waitForAccess();
+  data.alerts.forEach((a) => alerts.set(a.event_id, a));
+  setStatus(data.status);
+  connect();
+}
+
+start();

@@ -1,0 +1,149 @@
+"""`edge hq pair --handheld H --device D [--unpair]`: who gets a device's alerts, on the broker and in signed records.
+
+One command changes three things; nothing is written unless every key needed is found:
+1. the fleet registry (pairings) and the broker ACL generated from it, then a broker reload;
+2. HQ-signed pairing records for the device (its handhelds and their keys) and for the handheld (its
+   devices and their keys), written under --out;
+3. with --broker: those records published retained on `devices/<id>/pairing` and `handhelds/<id>/pairing`.
+Public keys come from provisioning folders under --keys: `<keys>/device-<id>/device_signing.pub` (from
+`edge device provision`) and `<keys>/handheld-<id>/handheld_{signing,encryption}.pub` (`edge handheld provision`).
+"""
+
+import argparse
+import os
+import shlex
+from pathlib import Path
+
+from edge.cli import Commands
+from edge.errors import EdgeError
+from edge.hq.acl import Registry, reload_broker, render_acl
+from edge.hq.pairing import (
+    DevicePairing,
+    DevicePeer,
+    HandheldPairing,
+    HandheldPeer,
+    device_record,
+    device_topic,
+    handheld_record,
+    handheld_topic,
+    paired_handhelds,
+    pairing_acl,
+    payload,
+    raw_b64,
+    save_record,
+)
+from edge.keys import load_encryption_public, load_signing_private, load_signing_public
+from edge.link.cli_args import link_config
+from edge.link.mqtt import LinkError, MqttClient
+
+_PUBLISH_TIMEOUT_S = 15.0
+
+
+def register(commands: Commands) -> None:
+    hq = commands.group("hq", "HQ tools: keys, certificates, pairing, event ingest")
+    pair = hq.add_parser("pair", help="pair (or unpair) an officer's handheld with a device",
+                         description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    pair.add_argument("--handheld", required=True, help="handheld id")
+    pair.add_argument("--device", required=True, help="device id")
+    pair.add_argument("--unpair", action="store_true", help="remove the pairing instead of adding it")
+    pair.add_argument("--registry", type=Path, required=True, help="fleet registry (JSON) from `edge hq pki issue`")
+    pair.add_argument("--acl", type=Path, help="broker ACL file to regenerate (default: 'acl' beside the registry)")
+    pair.add_argument("--keys", type=Path, required=True,
+                      help="folder of provisioning folders device-<id>/ and handheld-<id>/ (public keys)")
+    pair.add_argument("--hq-key", type=Path, required=True, help="HQ signing key (hq_signing.key) to sign the records")
+    pair.add_argument("--out", type=Path,
+                      help="folder for the signed records (default: 'pairing' beside the registry)")
+    pair.add_argument("--broker-pid", type=Path, help="mosquitto pid file: send it SIGHUP to reload the ACL")
+    pair.add_argument("--broker", metavar="HOST[:PORT]", help="publish the records retained on this broker (TLS)")
+    pair.add_argument("--ca", type=Path, help="with --broker: fleet CA certificate")
+    pair.add_argument("--cert", type=Path, help="with --broker: an hq-<id> client certificate")
+    pair.add_argument("--key", type=Path, help="with --broker: its private key")
+    pair.set_defaults(func=pair_command)
+
+
+def handheld_peer(keys: Path, handheld: str) -> HandheldPeer:
+    folder = keys / f"handheld-{handheld}"
+    try:
+        return HandheldPeer(id=handheld, signing_key=raw_b64(load_signing_public(folder / "handheld_signing.pub")),
+                            encryption_key=raw_b64(load_encryption_public(folder / "handheld_encryption.pub")))
+    except EdgeError as exc:
+        raise EdgeError(f"{exc}; --keys needs handheld-{handheld}/ as `edge handheld provision` made it") from None
+
+
+def device_peer(keys: Path, device: str) -> DevicePeer:
+    try:
+        return DevicePeer(id=device, signing_key=raw_b64(load_signing_public(keys / f"device-{device}" /
+                                                                             "device_signing.pub")))
+    except EdgeError as exc:
+        raise EdgeError(f"{exc}; --keys needs device-{device}/ as `edge device provision` made it") from None
+
+
+def pair_command(args: argparse.Namespace) -> int:
+    publish = [args.broker, args.ca, args.cert, args.key]
+    if any(publish) and not all(publish):
+        raise EdgeError("to publish the records give all of --broker, --ca, --cert and --key (an hq-<id> certificate)")
+    hq_key = load_signing_private(args.hq_key)
+    registry = Registry.load(args.registry)
+    if args.unpair:
+        registry.unpair(args.handheld, args.device)
+    else:
+        registry.pair(args.handheld, args.device)
+    # Every record is built before anything is written: a missing key leaves registry and ACL untouched.
+    device_rec = device_record(args.device, [handheld_peer(args.keys, h) for h in
+                                             paired_handhelds(registry, args.device)], hq_key)
+    handheld_rec = handheld_record(args.handheld, [device_peer(args.keys, d) for d in
+                                                   registry.handhelds[args.handheld].devices], hq_key)
+    registry.save(args.registry)
+    acl = args.acl or args.registry.with_name("acl")
+    write_acl_with_pairing(registry, acl)
+    verb = "unpaired from" if args.unpair else "paired with"
+    print(f"handheld {args.handheld} {verb} device {args.device}; ACL written to {acl}")
+    if args.broker_pid is not None:
+        try:
+            pid = int(args.broker_pid.read_text().strip())
+        except (OSError, ValueError) as exc:
+            raise EdgeError(f"cannot read a pid from {args.broker_pid}: {exc}; reload the broker yourself "
+                            "(systemctl reload mosquitto)") from exc
+        reload_broker(pid)
+        print(f"broker (pid {pid}) reloaded its ACL")
+    else:
+        print("reload the broker so the ACL takes effect: systemctl reload mosquitto (or kill -HUP <pid>)")
+    out = args.out or args.registry.with_name("pairing")
+    records: list[tuple[str, Path, DevicePairing | HandheldPairing]] = [
+        (device_topic(args.device), out / f"device-{args.device}.json", device_rec),
+        (handheld_topic(args.handheld), out / f"handheld-{args.handheld}.json", handheld_rec),
+    ]
+    for _, path, record in records:
+        save_record(record, path)
+    print(f"signed pairing records: {records[0][1]} ({len(device_rec.handhelds)} handheld(s)), "
+          f"{records[1][1]} ({len(handheld_rec.devices)} device(s))")
+    if args.broker is None:
+        for topic, path, _ in records:
+            print(f"  publish retained: mosquitto_pub -r -q 1 -t {shlex.quote(topic)} -f {shlex.quote(str(path))} "
+                  "(with an hq certificate), or rerun with --broker")
+        return 0
+    _publish_retained(args, [(topic, payload(record)) for topic, _, record in records])
+    print(f"published retained to {args.broker}: {', '.join(topic for topic, _, _ in records)}")
+    return 0
+
+
+def write_acl_with_pairing(registry: Registry, path: Path) -> None:
+    """The registry's ACL plus the pairing grants, replaced atomically (mode 0644 for the broker user)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(render_acl(registry) + "\n" + pairing_acl(registry) + "\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def _publish_retained(args: argparse.Namespace, messages: list[tuple[str, bytes]]) -> None:
+    client = MqttClient(link_config(args))
+    client.start()
+    try:
+        client.wait_connected(_PUBLISH_TIMEOUT_S)
+        for topic, data in messages:
+            ack = client.publish_wait(topic, data, True, _PUBLISH_TIMEOUT_S)
+            if not ack.ok:
+                raise LinkError(f"broker refused the pairing record on {topic}: {ack.reason}; does the ACL let "
+                                f"{client.identity.name} write pairing topics?")
+    finally:
+        client.stop()

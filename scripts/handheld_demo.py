@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""The officer's handheld with real parts in a throwaway folder: take the docs screenshot, measure alert latency.
+
+A fleet made with the `edge` commands (CA, HQ key, device and handheld provisioning, certificates,
+`edge hq pair`), mosquitto with the deploy config, a device client that seals alerts, the handheld
+(HandheldApp + PageServer, as `edge handheld` runs them) and headless Chromium.
+
+    python scripts/handheld_demo.py screenshot [--out docs/img/handheld.png] [--data ../shared/data]
+    python scripts/handheld_demo.py latency [--alerts 30]
+
+The screenshot's faces are the project's demo data: the reference is the watchlist thumbnail enrolled
+from demo/lin-manuel-miranda.png, the probes are faces in the demo clip that match it; score, margin and
+quality are what the models compute. The label and case are placeholders, not claims about anyone.
+Latency is from the device's publish to the alert's card being in the page (a MutationObserver's clock).
+"""
+
+import argparse
+import base64
+import contextlib
+import datetime as dt
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge.cli import main as edge_main
+from edge.config.handheld import HandheldFile
+from edge.config.link import LinkConfig
+from edge.config.match import DEFAULT_THRESHOLD as THRESHOLD
+from edge.handheld.alert import HandheldAlert, inbox, seal
+from edge.handheld.app import HandheldApp
+from edge.handheld.web import PageServer
+from edge.hq.broker import LocalBroker
+from edge.hq.pairing import DevicePairing, device_topic, read_record
+from edge.keys import load_signing_private, load_signing_public
+from edge.link.messages import new_event_id
+from edge.link.mqtt import Incoming, MqttClient
+
+REPO = Path(__file__).resolve().parent.parent
+DEVICE, HANDHELD = "cam-market-st", "unit-12"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def edge(*argv: object) -> None:
+    if edge_main([str(a) for a in argv]) != 0:
+        sys.exit(f"edge {' '.join(map(str, argv))} failed")
+
+
+@dataclass
+class Demo:
+    server: PageServer
+    device: MqttClient
+    pairing: DevicePairing
+    device_key: Any
+
+    def send(self, alert: HandheldAlert) -> None:
+        for peer in self.pairing.handhelds:
+            copy = alert.model_copy(update={"handheld": peer.id})
+            self.device.publish_wait(inbox(peer.id, DEVICE), seal(copy, self.device_key, peer.encryption_public()),
+                                     False, 10)
+
+
+@contextlib.contextmanager
+def demo() -> Iterator[Demo]:
+    root = Path(tempfile.mkdtemp(prefix="edge-handheld-demo-"))
+    keys, tls, registry = root / "keys", root / "tls", root / "registry.json"
+    edge("hq", "pki", "init", "--out", root / "ca")
+    edge("hq", "keys", "init", "--out", root / "hq")
+    hq_pub = root / "hq" / "hq_signing.pub"
+    edge("device", "provision", "--id", DEVICE, "--hq-pub", hq_pub, "--out", keys / f"device-{DEVICE}")
+    for role, ident in (("device", DEVICE), ("hq", "ops")):
+        edge("hq", "pki", "issue", "--role", role, "--id", ident, "--ca", root / "ca", "--out", tls,
+             "--registry", registry)
+    broker = LocalBroker(root / "broker", root / "ca", root / "acl")
+    handheld_dir = keys / f"handheld-{HANDHELD}"
+    edge("handheld", "provision", "--id", HANDHELD, "--hq-pub", hq_pub, "--officer", "4711=Sgt. Alex Able",
+         "--officer", "4712=Cst. Bo Baker", "--two-officer-rule", "--broker", f"127.0.0.1:{broker.port}",
+         "--out", handheld_dir)
+    edge("hq", "pki", "issue", "--role", "handheld", "--id", HANDHELD, "--ca", root / "ca",
+         "--out", handheld_dir / "tls", "--registry", registry)
+    broker.start()
+    try:
+        edge("hq", "pair", "--handheld", HANDHELD, "--device", DEVICE, "--registry", registry, "--keys", keys,
+             "--hq-key", root / "hq" / "hq_signing.key", "--broker-pid", root / "broker" / "mosquitto.pid",
+             "--broker", f"127.0.0.1:{broker.port}", "--ca", tls / "ca.crt", "--cert", tls / "hq-ops.crt",
+             "--key", tls / "hq-ops.key")
+        loaded = HandheldFile.load(handheld_dir / "handheld.toml")
+        app = HandheldApp(loaded.handheld, loaded.link)
+        server = PageServer(app, "127.0.0.1", 0)
+        app.start()
+        server.start()
+        app.wait_connected(10)
+        records: list[Incoming] = []
+        device = MqttClient(LinkConfig(host="127.0.0.1", port=broker.port, ca=tls / "ca.crt",
+                                       cert=tls / f"device-{DEVICE}.crt", key=tls / f"device-{DEVICE}.key"),
+                            on_message=records.append)
+        device.subscribe([device_topic(DEVICE)])
+        device.start()
+        device.wait_connected(10)
+        deadline = time.monotonic() + 10
+        while not records and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pairing = read_record(records[0].payload, DevicePairing, load_signing_public(hq_pub), DEVICE)
+        try:
+            yield Demo(server, device, pairing, load_signing_private(keys / f"device-{DEVICE}" / "device_signing.key"))
+        finally:
+            device.stop()
+            server.stop()
+            app.stop()
+    finally:
+        broker.stop()
+
+
+@contextlib.contextmanager
+def chromium(bypass_csp: bool = False) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 390, "height": 1010}, device_scale_factor=2,
+                                          bypass_csp=bypass_csp)
+            yield context.new_page()
+        finally:
+            browser.close()
+
+
+def sightings(data: Path) -> list[dict[str, Any]]:
+    """Two sightings of the demo subject in the clip, older first: the best match, and the best one at least
+    two seconds away from it. Scores are cosine similarities to the enrolled thumbnail; the margin is to the
+    other enrolled person, as the device computes it."""
+    from edge.vision.enroll import Enroller
+    from edge.vision.quality import assess
+
+    enroller = Enroller.open()
+    stack = enroller.stack
+    target = enroller.enroll(data / "demo" / "lin-manuel-miranda.png")
+    other = enroller.enroll(data / "demo" / "alex-lacamoire.png")
+    assert target.embedding is not None and other.embedding is not None and target.thumbnail is not None
+    capture = cv2.VideoCapture(str(data / "demo" / "short_hamilton_clip.mp4"))
+    found: list[dict[str, Any]] = []
+    index = 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        index += 1
+        if index % 5:
+            continue
+        det = stack.detector(frame)
+        if len(det.scores) == 0:
+            continue
+        crops = stack.embedder.crops(frame, det.landmarks)
+        for i, embedding in enumerate(stack.embedder.embed(crops, flip=True)):
+            score = float(np.dot(embedding, target.embedding))
+            if score < THRESHOLD:
+                continue
+            quality = assess(crops[i], det.landmarks[i], float(det.scores[i]), enroller.quality).score
+            jpeg = cv2.imencode(".jpg", crops[i], [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+            found.append({"frame": index, "score": round(score, 3), "probe_quality": round(quality, 2),
+                          "margin": round(score - float(np.dot(embedding, other.embedding)), 3),
+                          "probe": jpeg, "reference": target.thumbnail})
+    capture.release()
+    if not found:
+        sys.exit("the demo subject never matches in the clip: check the models and the data folder")
+    best = max(found, key=lambda f: f["score"])
+    apart = [f for f in found if abs(f["frame"] - best["frame"]) >= 60]
+    return [max(apart, key=lambda f: f["score"]) if apart else best, best]
+
+
+def alert(**fields: Any) -> HandheldAlert:
+    base: dict[str, Any] = {
+        "event_id": new_event_id(), "device": DEVICE, "handheld": HANDHELD, "camera": "north-entrance",
+        "observed_at": dt.datetime.now(dt.timezone.utc), "subject_id": "demo-a", "label": "Demo subject A",
+        "category": "missing person", "case_ref": "DEMO-2025-0003", "threshold": THRESHOLD, "fpir": 0.001,
+    }
+    return HandheldAlert.model_validate(base | fields)
+
+
+def screenshot(out: Path, data: Path) -> None:
+    seen = sightings(data)
+    with demo() as d, chromium() as page:
+        now = dt.datetime.now(dt.timezone.utc)
+        alerts = [alert(observed_at=now - dt.timedelta(minutes=minutes, seconds=20), score=s["score"],
+                        margin=max(s["margin"], 0.0), probe_quality=s["probe_quality"],
+                        probe_crop=base64.b64encode(s["probe"]).decode(),
+                        reference_thumbnail=base64.b64encode(s["reference"]).decode())
+                  for minutes, s in zip((6, 0), seen, strict=True)]
+        for a in alerts:
+            d.send(a)
+        page.goto(d.server.url)
+        newest = page.locator(f'article[data-event="{alerts[-1].event_id}"]')
+        newest.wait_for(timeout=10_000)
+        page.locator(f'article[data-event="{alerts[0].event_id}"]').wait_for(timeout=10_000)
+        newest.locator("button.confirm").click()
+        newest.locator(".decisions li.sent").wait_for(timeout=10_000)
+        for image in page.locator("article img[src]").all():
+            image.evaluate("img => img.decode()")  # every face drawn before the shot
+        out.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(out))
+    print(f"wrote {out} (probe frames {[s['frame'] for s in seen]}, scores {[s['score'] for s in seen]})")
+
+
+def latency(count: int) -> None:
+    crop = base64.b64encode(cv2.imencode(".jpg", np.full((112, 112, 3), 128, np.uint8))[1].tobytes()).decode()
+    delays = []
+    with demo() as d, chromium(bypass_csp=True) as page:  # bypass: the probe below is injected script
+        page.goto(d.server.url)
+        page.locator("#link.on").wait_for(timeout=10_000)
+        for i in range(count):
+            a = alert(label=f"Latency {i}", score=0.6, margin=0.1, probe_quality=0.8, probe_crop=crop)
+            page.evaluate("""id => { window.seenAt = null; new MutationObserver((_, o) => {
+                if (document.querySelector(`article[data-event="${id}"]`)) {
+                  window.seenAt = performance.timeOrigin + performance.now(); o.disconnect(); } })
+                .observe(document.getElementById("alerts"), {childList: true}); }""", a.event_id)
+            sent = time.time()
+            d.send(a)
+            page.wait_for_function("window.seenAt !== null", timeout=10_000)
+            delays.append(page.evaluate("window.seenAt") / 1000 - sent)
+    delays.sort()
+    print(f"device publish -> card in page, {count} alerts: median {statistics.median(delays) * 1000:.1f} ms, "
+          f"p90 {delays[int(0.9 * (count - 1))] * 1000:.1f} ms, max {delays[-1] * 1000:.1f} ms")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="action", required=True)
+    shot = sub.add_parser("screenshot", help="take docs/img/handheld.png")
+    shot.add_argument("--out", type=Path, default=REPO / "docs" / "img" / "handheld.png")
+    shot.add_argument("--data", type=Path,
+                      default=Path(os.environ.get("EDGE_TEST_DATA", REPO.parent / "shared" / "data")))
+    lat = sub.add_parser("latency", help="time from the device's publish to the alert on the page")
+    lat.add_argument("--alerts", type=int, default=30)
+    args = parser.parse_args()
+    if args.action == "screenshot":
+        screenshot(args.out, args.data)
+    else:
+        latency(args.alerts)

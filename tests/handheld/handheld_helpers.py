@@ -1,0 +1,175 @@
+"""Stand-ins for the other ends of the handheld's link (a device, HQ) as real MQTT clients, and test images."""
+
+import base64
+import contextlib
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge.cli import main
+from edge.config.handheld import HandheldFile
+from edge.config.link import LinkConfig
+from edge.handheld.alert import HandheldAlert, inbox, seal
+from edge.handheld.app import HandheldApp
+from edge.handheld.web import PageServer
+from edge.hq.broker import LocalBroker
+from edge.hq.pairing import DevicePairing, device_topic, read_record
+from edge.keys import load_signing_private, load_signing_public
+from edge.link.messages import new_event_id
+from edge.link.mqtt import Ack, Incoming, MqttClient
+from edge.link.topics import adjudications
+
+
+@dataclass(frozen=True)
+class FleetFiles:
+    root: Path
+    port: int
+    hq_public: Path
+    keys: Path  # provisioning folders device-<id>/, handheld-<id>/
+    tls: Path  # client certificates of HQ and devices
+    handheld_toml: Path
+    registry: Path
+
+    def link(self, name: str) -> LinkConfig:
+        return LinkConfig(host="127.0.0.1", port=self.port, ca=self.tls / "ca.crt", cert=self.tls / f"{name}.crt",
+                          key=self.tls / f"{name}.key", reconnect_min_s=1, reconnect_max_s=2)
+
+
+class Collector:
+    """Collects received messages; `wait` blocks until one satisfies a predicate."""
+
+    def __init__(self) -> None:
+        self.messages: list[Incoming] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, message: Incoming) -> None:
+        with self._cond:
+            self.messages.append(message)
+            self._cond.notify_all()
+
+    def wait(self, predicate: Callable[[Incoming], bool], timeout: float = 5.0) -> Incoming:
+        def first() -> Incoming | None:
+            return next((m for m in self.messages if predicate(m)), None)
+
+        with self._cond:
+            self._cond.wait_for(lambda: first() is not None, timeout)
+            found = first()
+        assert found is not None, f"no matching message in {timeout} s; got topics {[m.topic for m in self.messages]}"
+        return found
+
+
+def jpeg(hue: int, text: str) -> bytes:
+    """A small real JPEG (a coloured disc with a caption), standing in for a face crop."""
+    image = np.full((112, 112, 3), 230, np.uint8)
+    cv2.circle(image, (56, 50), 34, (hue, 140, 60), -1)
+    cv2.putText(image, text, (8, 104), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
+    ok, data = cv2.imencode(".jpg", image)
+    assert ok
+    return data.tobytes()
+
+
+def make_alert(device: str, handheld: str, label: str = "Subject Alpha", **changes: object) -> HandheldAlert:
+    fields: dict[str, object] = {
+        "event_id": new_event_id(), "device": device, "handheld": handheld, "camera": "front",
+        "observed_at": dt.datetime.now(dt.timezone.utc), "subject_id": "S-001", "label": label,
+        "category": "missing", "case_ref": "CASE-2025-0042", "score": 0.612, "threshold": 0.45, "fpir": 0.001,
+        "margin": 0.184, "probe_quality": 0.83, "probe_crop": base64.b64encode(jpeg(200, "probe")).decode(),
+        "reference_thumbnail": base64.b64encode(jpeg(40, "reference")).decode(),
+    }
+    fields.update(changes)
+    return HandheldAlert.model_validate(fields)
+
+
+class DeviceSim:
+    """A device as the daemon would run it: reads its pairing record, seals alerts, hears decisions."""
+
+    def __init__(self, fleet: FleetFiles, device: str) -> None:
+        self.fleet = fleet
+        self.device = device
+        self.key = load_signing_private(fleet.keys / f"device-{device}" / "device_signing.key")
+        self.received = Collector()
+        self.client = MqttClient(fleet.link(f"device-{device}"), on_message=self.received)
+        self.client.subscribe([device_topic(device)])
+        self.client.start()
+        self.client.wait_connected(5)
+        self.client.wait_subscribed(5)
+
+    def pairing(self, handhelds: list[str] | None = None) -> DevicePairing:
+        """The HQ-signed record (retained, or a later one listing exactly `handhelds`), verified; also
+        subscribes to the paired handhelds' decisions."""
+        hq = load_signing_public(self.fleet.hq_public)
+
+        def wanted(m: Incoming) -> bool:
+            if m.topic != device_topic(self.device):
+                return False
+            ids = [h.id for h in read_record(m.payload, DevicePairing, hq, self.device).handhelds]
+            return handhelds is None or ids == handhelds
+
+        record = read_record(self.received.wait(wanted).payload, DevicePairing, hq, self.device)
+        self.client.subscribe([adjudications(h.id) for h in record.handhelds])
+        self.client.wait_subscribed(5)
+        return record
+
+    def send(self, alert: HandheldAlert, pairing: DevicePairing) -> list[Ack]:
+        """Seal `alert` to each paired handheld (a copy naming each) and publish it at QoS 1."""
+        acks = []
+        for peer in pairing.handhelds:
+            copy = alert.model_copy(update={"handheld": peer.id})
+            acks.append(self.client.publish_wait(inbox(peer.id, self.device), seal(copy, self.key,
+                                                                                    peer.encryption_public()),
+                                                 False, 5))
+        return acks
+
+    def publish_raw(self, topic: str, payload: bytes) -> Ack:
+        return self.client.publish_wait(topic, payload, False, 5)
+
+    def stop(self) -> None:
+        self.client.stop()
+
+
+@contextlib.contextmanager
+def running_handheld(fleet: FleetFiles, state_dir: Path, port: int = 0,
+                     **changes: Any) -> Iterator[tuple[HandheldApp, PageServer]]:
+    """Handheld h1 in this process, with its store and pairing file in `state_dir`, connected and serving."""
+    loaded = HandheldFile.load(fleet.handheld_toml)
+    config = loaded.handheld.model_copy(update={"state": state_dir / "handheld.sqlite",
+                                                "pairing": state_dir / "pairing.json", **changes})
+    link = loaded.link.model_copy(update={"reconnect_min_s": 1, "reconnect_max_s": 2})
+    app = HandheldApp(config, link)
+    server = PageServer(app, "127.0.0.1", port)
+    app.start()
+    server.start()
+    try:
+        app.wait_connected(5)
+        yield app, server
+    finally:
+        server.stop()
+        app.stop()
+
+
+def edge(*argv: str | Path) -> None:
+    """Run an `edge` command in-process, as a user would type it."""
+    assert main([str(a) for a in argv]) == 0, f"edge {' '.join(map(str, argv))} failed"
+
+
+def pair(fleet: FleetFiles, broker: LocalBroker, handheld: str, device: str, *extra: str) -> None:
+    edge("hq", "pair", "--handheld", handheld, "--device", device, *extra, "--registry", fleet.registry,
+         "--keys", fleet.keys, "--hq-key", fleet.root / "hq" / "hq_signing.key",
+         "--broker-pid", broker.workdir / "mosquitto.pid", "--broker", f"127.0.0.1:{broker.port}",
+         "--ca", fleet.tls / "ca.crt", "--cert", fleet.tls / "hq-ingest.crt", "--key", fleet.tls / "hq-ingest.key")
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return predicate()
+        time.sleep(0.02)
+    return True

@@ -1,0 +1,230 @@
+"""The officer's page in real headless Chromium, fed by a real device client through a real broker.
+
+Device -> broker -> `edge handheld` -> page; click -> signed decision -> broker -> device (audit log) and HQ.
+"""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from handheld_helpers import Collector, DeviceSim, FleetFiles, make_alert, running_handheld
+
+from edge.audit.log import AuditLog
+from edge.audit.records import AdjudicationBody, AuditRecord
+from edge.audit.verify import verify_file
+from edge.handheld.adjudication import audit_body, verify_adjudication
+from edge.handheld.alert import STATEMENT, inbox, seal
+from edge.hq.broker import LocalBroker, free_port
+from edge.hq.store import Batch, Event, EventStore
+from edge.keys import load_signing_private, load_signing_public
+from edge.link.messages import iso, utc_now
+from edge.link.mqtt import MqttClient
+from edge.link.topics import ROOT, adjudications
+
+TIMEOUT_MS = 5000
+
+
+def card(page: Any, event_id: str) -> Any:
+    return page.locator(f'article[data-event="{event_id}"]')
+
+
+def open_page(page: Any, url: str) -> None:
+    """Open the page and wait until the handheld is connected and holds its pairing (so it is subscribed)."""
+    page.goto(url)
+    page.locator("#link.on").wait_for(timeout=TIMEOUT_MS)
+    page.locator("#paired", has_text="cam01").wait_for(timeout=TIMEOUT_MS)
+
+
+def handheld_keys(fleet: FleetFiles) -> dict[str, Any]:
+    return {"h1": load_signing_public(fleet.keys / "handheld-h1" / "handheld_signing.pub")}
+
+
+def hq_client(fleet: FleetFiles, collector: Collector) -> MqttClient:
+    """HQ ingest's subscription for decisions. Not a `$share/…` one: mosquitto 2.0 forgets an offline
+    client's shared subscriptions when it restarts, and the broker restart below would then lose decisions."""
+    client = MqttClient(fleet.link("hq-ingest"), on_message=collector)
+    client.subscribe([f"{ROOT}/handhelds/+/adjudications"])
+    client.start()
+    client.wait_connected(5)
+    client.wait_subscribed(5)
+    return client
+
+
+def test_alert_shows_live_and_decisions_reach_device_audit_and_hq(fleet: FleetFiles, phone: Any,
+                                                                    tmp_path: Path, record_property: Any) -> None:
+    decisions_at_hq = Collector()
+    hq = hq_client(fleet, decisions_at_hq)
+    device = DeviceSim(fleet, "cam01")
+    pairing = device.pairing()
+    assert [h.id for h in pairing.handhelds] == ["h1"]
+    process = subprocess.Popen([sys.executable, "-m", "edge", "handheld", "--config", str(fleet.handheld_toml),
+                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "open http://127.0.0.1:" in line, line + (process.stderr.read() if process.poll() is not None else "")
+        open_page(phone, line.split("open ", 1)[1].strip())
+
+        alert = make_alert("cam01", "h1", label="Subject Alpha")
+        started = time.monotonic()
+        assert all(ack.ok for ack in device.send(alert, pairing))
+        shown = card(phone, alert.event_id)
+        shown.wait_for(timeout=TIMEOUT_MS)
+        record_property("alert_to_page_s", round(time.monotonic() - started, 3))
+        assert shown.locator(".label").text_content() == "Subject Alpha"
+        assert shown.locator(".statement").text_content() == STATEMENT
+        assert shown.locator(".score").text_content() == "0.612"
+        assert shown.locator(".threshold").text_content().startswith("0.450")
+        assert shown.locator(".case").text_content() == "CASE-2025-0042"
+        for image in (".probe", ".reference"):
+            assert shown.locator(image).evaluate("img => img.complete && img.naturalWidth") == 112
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 360  # fits a 360 px phone
+
+        # First officer confirms: under the two-officer rule that is 1 of 2.
+        shown.locator("button.confirm").click()
+        shown.locator(".tally", has_text="1 of 2 confirmations").wait_for(timeout=TIMEOUT_MS)
+        shown.locator(".decisions li.sent").wait_for(timeout=TIMEOUT_MS)
+
+        # HQ gets it, verifies the handheld's signature, stores it.
+        message = decisions_at_hq.wait(lambda m: m.topic == adjudications("h1"))
+        at_hq = verify_adjudication(message.payload, handheld_keys(fleet), topic=message.topic)
+        assert (at_hq.event_id, at_hq.device, at_hq.officer_id, at_hq.decision) == (
+            alert.event_id, "cam01", "4711", "confirm")
+        store = EventStore.open(str(tmp_path / "hq.sqlite"))
+        store.write(Batch(events=[Event(at_hq.adjudication_id, "adjudication", at_hq.device, iso(at_hq.decided_at),
+                                        iso(utc_now()), message.payload.decode())]))
+        assert [json.loads(e.payload)["event_id"] for e in store.events(kind="adjudication")] == [alert.event_id]
+        store.close()
+
+        # The device gets it from its paired handheld, verifies it, and writes it to its audit log.
+        message = device.received.wait(lambda m: m.topic == adjudications("h1"))
+        at_device = verify_adjudication(message.payload, pairing.handheld_keys(), topic=message.topic,
+                                        device="cam01")
+        device_key = load_signing_private(fleet.keys / "device-cam01" / "device_signing.key")
+        with AuditLog.open(tmp_path / "audit.log", device_key, device_id="cam01") as log:
+            log.append("adjudication", audit_body(at_device))
+        assert verify_file(tmp_path / "audit.log", [device_key.public_key()]).ok
+        records = [AuditRecord.model_validate_json(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+        audited = [r.body for r in records if isinstance(r.body, AdjudicationBody)]
+        assert [(b.event_id, b.decision, b.by, b.handheld_id) for b in audited] == [
+            (alert.event_id, "confirmed", "4711", "h1")]
+
+        # The same officer cannot count twice; a second officer makes it confirmed.
+        shown.locator("button.confirm").click()
+        shown.locator(".error", has_text="second officer must confirm").wait_for(timeout=TIMEOUT_MS)
+        phone.select_option("#officer", "4712")
+        shown.locator("button.confirm").click()
+        shown.locator(".tally", has_text="Confirmed (2 of 2 confirmations)").wait_for(timeout=TIMEOUT_MS)
+        second = decisions_at_hq.wait(lambda m: b'"4712"' in m.payload)
+        assert verify_adjudication(second.payload, handheld_keys(fleet)).confirmations_required == 2
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0, process.stderr.read() if process.stderr else ""
+        device.stop()
+        hq.stop()
+
+
+def test_unpaired_or_forged_alerts_never_show(fleet: FleetFiles, phone: Any, tmp_path: Path) -> None:
+    cam01, cam02 = DeviceSim(fleet, "cam01"), DeviceSim(fleet, "cam02")
+    pairing = cam01.pairing()
+    h1_public = pairing.handhelds[0].encryption_public()
+    try:
+        with running_handheld(fleet, tmp_path) as (_, server):
+            open_page(phone, server.url)
+            # The broker stops an unpaired device outright...
+            stray = make_alert("cam02", "h1", label="From unpaired device")
+            assert not cam02.publish_raw(inbox("h1", "cam02"), seal(stray, cam02.key, h1_public)).ok
+            # ...and the handheld refuses what gets through: another device's alert relayed by cam01,
+            # and an alert claiming to be cam01's but signed with another key.
+            assert cam01.publish_raw(inbox("h1", "cam01"), seal(stray, cam02.key, h1_public)).ok
+            forged = make_alert("cam01", "h1", label="Forged")
+            assert cam01.publish_raw(inbox("h1", "cam01"), seal(forged, cam02.key, h1_public)).ok
+            genuine = make_alert("cam01", "h1", label="Genuine")
+            assert all(ack.ok for ack in cam01.send(genuine, pairing))
+
+            card(phone, genuine.event_id).wait_for(timeout=TIMEOUT_MS)
+            phone.locator("#refused", has_text="1 unpaired").wait_for(timeout=TIMEOUT_MS)
+            assert "1 bad signature" in phone.locator("#refused").text_content()
+            assert phone.locator("article.alert").count() == 1
+            assert phone.get_by_text("Forged").count() == 0 and phone.get_by_text("From unpaired").count() == 0
+    finally:
+        cam01.stop()
+        cam02.stop()
+
+
+def test_nothing_is_lost_while_the_handheld_or_the_broker_is_away(
+        fleet_broker: tuple[FleetFiles, LocalBroker], phone: Any, tmp_path: Path) -> None:
+    fleet, broker = fleet_broker
+    decisions_at_hq = Collector()
+    hq = hq_client(fleet, decisions_at_hq)
+    device = DeviceSim(fleet, "cam01")
+    pairing = device.pairing()
+    port = free_port()
+    first, away = make_alert("cam01", "h1", label="Before"), [make_alert("cam01", "h1", label=f"Away {i}")
+                                                               for i in (1, 2)]
+    try:
+        with running_handheld(fleet, tmp_path, port=port) as (_, server):
+            open_page(phone, server.url)
+            device.send(first, pairing)
+            card(phone, first.event_id).wait_for(timeout=TIMEOUT_MS)
+        phone.locator("#link.off").wait_for(timeout=TIMEOUT_MS)  # the page notices the handheld is gone
+        for alert in away:  # the broker keeps them in the handheld's persistent session
+            assert all(ack.ok for ack in device.send(alert, pairing))
+
+        with running_handheld(fleet, tmp_path, port=port) as (_, server):
+            open_page(phone, server.url)  # a restart makes a new access token: the officer opens the new address
+            for alert in (first, *away):
+                card(phone, alert.event_id).wait_for(timeout=TIMEOUT_MS)
+            labels = phone.locator("article.alert .label").all_text_contents()
+            assert labels == ["Away 2", "Away 1", "Before"]  # newest first
+
+            # Broker down: a decision is kept and marked unsent; when the broker is back it goes out,
+            # and the same page (no reload) shows alerts that arrive after the reconnect.
+            broker.stop()
+            phone.locator("#link.off").wait_for(timeout=TIMEOUT_MS)
+            before = card(phone, first.event_id)
+            before.locator("button.reject").click()
+            before.locator(".decisions li.unsent").wait_for(timeout=TIMEOUT_MS)
+            broker.start()
+            before.locator(".decisions li.sent").wait_for(timeout=10_000)
+            message = decisions_at_hq.wait(lambda m: first.event_id.encode() in m.payload, timeout=10)
+            assert verify_adjudication(message.payload, handheld_keys(fleet)).decision == "reject"
+            later = make_alert("cam01", "h1", label="After reconnect")
+            device.client.wait_connected(10)
+            assert all(ack.ok for ack in device.send(later, pairing))
+            card(phone, later.event_id).wait_for(timeout=TIMEOUT_MS)
+    finally:
+        device.stop()
+        hq.stop()
+
+
+def test_page_api_needs_the_start_token_in_a_header(fleet: FleetFiles, tmp_path: Path) -> None:
+    """Static files are public and locked down by CSP; data and decisions need this start's token, and a
+    decision needs it in a header, which a cross-site form cannot send."""
+    with running_handheld(fleet, tmp_path) as (_, server):
+        base = server.url.split("#", 1)[0]
+        token = server.url.split("#token=", 1)[1]
+        with urllib.request.urlopen(base) as page:
+            assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+            assert page.headers["Referrer-Policy"] == "no-referrer"
+
+        def status(request: urllib.request.Request) -> int:
+            try:
+                with urllib.request.urlopen(request) as response:
+                    return int(response.status)
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert status(urllib.request.Request(base + "api/state")) == 403
+        assert status(urllib.request.Request(base + "api/state?token=wrong")) == 403
+        assert status(urllib.request.Request(base + f"api/state?token={token}")) == 200
+        body = json.dumps({"event_id": "x", "officer_id": "4711", "decision": "confirm"}).encode()
+        assert status(urllib.request.Request(base + f"api/decisions?token={token}", body, method="POST")) == 403
+        with_header = urllib.request.Request(base + "api/decisions", body, {"X-Edge-Token": token}, method="POST")
+        assert status(with_header) == 404  # authorised; there is no such alert
