@@ -12,7 +12,6 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
@@ -24,6 +23,8 @@ from edge.audit.counters import MinuteCounters
 from edge.audit.log import AuditLog
 from edge.audit.records import (
     AlertBody,
+    ConfigChange,
+    ConfigChangedBody,
     PeriodStartBody,
     PeriodStopBody,
     WatchlistInstalledBody,
@@ -35,6 +36,8 @@ from edge.daemon.framequeue import FrameQueue
 from edge.daemon.health import RateMeter, temperatures
 from edge.daemon.notify import Notifier
 from edge.errors import EdgeError
+from edge.handheld.adjudication import AdjudicationRefused, audit_body, verify_adjudication
+from edge.hq.pairing import DevicePairing, PairingError, load_record, read_record, save_record
 from edge.keys import load_encryption_private, load_signing_private, load_signing_public
 from edge.link import messages
 from edge.link.uplink import Bundle, Uplink
@@ -61,6 +64,10 @@ class Device:
         self.device_id = cfg.device.id
         state = cfg.device.state_dir
         self.signing_key = load_signing_private(cfg.device.signing_key)
+        self.hq_public = load_signing_public(cfg.device.hq_public_key)
+        self.pairing_file = state / "pairing.json"
+        self.pairing: DevicePairing | None = load_record(self.pairing_file, DevicePairing, self.hq_public,
+                                                         self.device_id)
         manifest = Manifest.load(cfg.runtime.engines_dir or ENGINES_DIR)
         self.embedder_sha256 = manifest.spec(cfg.embedder.model).sha256
         self.detector_sha256 = manifest.spec(cfg.detector.model).sha256
@@ -68,6 +75,7 @@ class Device:
                                                    self.embedder_sha256)
         self.uplink = Uplink(cfg.link.model_copy(update={"outbox": _under(state, cfg.link.outbox)}),
                              self.signing_key, fleet=cfg.device.fleet, on_bundle=self._on_bundle,
+                             on_pairing=self._on_pairing, on_adjudication=self._on_adjudication,
                              software=f"edge {__version__}")
         if self.uplink.device_id != self.device_id:
             raise EdgeError(f"device.id is {self.device_id!r} but the link certificate {cfg.link.cert} is for "
@@ -77,7 +85,7 @@ class Device:
                                    fsync=cfg.audit.fsync, on_record=lambda r: self.uplink.send_audit(r.as_dict()))
         self.minutes = MinuteCounters(lambda body: self.audit.append("counters", body))
         self.store = WatchlistStore.open(state / "watchlist", device_key=load_encryption_private(
-            cfg.device.encryption_key), hq_public=load_signing_public(cfg.device.hq_public_key),
+            cfg.device.encryption_key), hq_public=self.hq_public,
             embedder_sha256=self.embedder_sha256, config=cfg.watchlist)
         self.queue = FrameQueue(cfg.camera.queue)
         self.notifier = Notifier()
@@ -91,7 +99,6 @@ class Device:
         self._last_status = self.store.state().status
         self._failure: BaseException | None = None
         self.config_path = config_path
-        self.alert_hooks: list[Callable[[messages.MatchEvent, Alert, SubjectInfo], None]] = []
         self._installed: InstalledWatchlist | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------------
@@ -205,7 +212,8 @@ class Device:
         wl = self._installed
         assert wl is not None  # an alert needs a watchlist
         subject = wl.subject(alert.subject_index)
-        crop_jpeg = _jpeg(alert.crop) if self.cfg.alerts.probe_crop else None
+        crop_jpeg = _jpeg(alert.crop)
+        hq_crop = crop_jpeg if self.cfg.alerts.probe_crop else None
         event = messages.MatchEvent(
             event_id=messages.new_event_id(), device=self.device_id, camera=self.cfg.camera.id,
             track=alert.track_id, observed_at=messages.utc_now(), subject_id=alert.subject_id,
@@ -215,7 +223,7 @@ class Device:
             box=messages.Box(x1=alert.box[0], y1=alert.box[1], x2=alert.box[2], y2=alert.box[3]),
             watchlist=messages.WatchlistRef(id=wl.header.watchlist_id, version=wl.header.version, sha256=wl.sha256),
             models=messages.ModelHashes(detector=self.detector_sha256, embedder=self.embedder_sha256),
-            probe_crop=base64.b64encode(crop_jpeg).decode() if crop_jpeg else None,
+            probe_crop=base64.b64encode(hq_crop).decode() if hq_crop else None,
         )
         self.uplink.send_match(event)
         self.minutes.add(alerts=1)
@@ -226,10 +234,56 @@ class Device:
             probe_quality=min(1.0, alert.quality.score), box=alert.box, detector_sha256=self.detector_sha256,
             embedder_sha256=self.embedder_sha256,
             crop_sha256=hashlib.sha256(crop_jpeg).hexdigest() if crop_jpeg else None))
-        for hook in self.alert_hooks:
-            hook(event, alert, subject)
+        self._to_handhelds(event, alert, crop_jpeg, subject)
         log.info("alert: track %d %s score %.3f (threshold %.3f)", alert.track_id, alert.label, alert.score,
                  alert.threshold.value)
+
+    def _to_handhelds(self, event: messages.MatchEvent, alert: Alert, crop: bytes | None,
+                      subject: SubjectInfo) -> None:
+        """Each paired handheld gets the alert sealed to its own key: the broker and HQ relay, never read, it."""
+        pairing = self.pairing
+        if pairing is None or not pairing.handhelds:
+            log.warning("alert %s: no handheld is paired with this device; it went to HQ only", event.event_id)
+            return
+        try:
+            sealed = pairing.sealed_alerts(event, self.signing_key, crop, subject.thumbnail, alert.threshold.fpir)
+        except EdgeError as exc:
+            log.error("alert %s could not be sealed for the handhelds: %s", event.event_id, exc)
+            return
+        for topic, envelope in sealed:
+            self.uplink.send_handheld_alert(topic, envelope)
+
+    # --- pairing and adjudication ------------------------------------------------------------------
+
+    def _on_pairing(self, data: bytes) -> None:
+        current = self.pairing
+        try:
+            record = read_record(data, DevicePairing, self.hq_public, self.device_id, current=current)
+        except PairingError as exc:
+            if current is not None and current.signature and current.signature.encode() in data:
+                return  # the retained record we already hold, delivered again on reconnect
+            log.warning("pairing record refused: %s", exc)
+            return
+        save_record(record, self.pairing_file)
+        self.pairing = record
+        old = ",".join(h.id for h in current.handhelds) if current else ""
+        new = ",".join(h.id for h in record.handhelds)
+        self.audit.append("config_changed", ConfigChangedBody(
+            source="hq", changes=[ConfigChange(key="pairing.handhelds", old=old, new=new)]))
+        log.info("paired handhelds now: %s", new or "none")
+
+    def _on_adjudication(self, topic: str, data: bytes) -> None:
+        pairing = self.pairing
+        if pairing is None:
+            log.warning("adjudication on %s ignored: this device has no pairing record", topic)
+            return
+        try:
+            decision = verify_adjudication(data, pairing.handheld_keys(), topic=topic, device=self.device_id)
+        except AdjudicationRefused as exc:
+            if exc.reason != "not_ours":
+                log.warning("adjudication on %s refused: %s", topic, exc)
+            return
+        self.audit.append("adjudication", audit_body(decision))
 
     # --- watchlist ------------------------------------------------------------------------------------
 

@@ -78,7 +78,7 @@ class Fleet:
         self.root.mkdir(parents=True, exist_ok=True)
         self.run("hq", "pki", "init", "--out", str(self.pki))
         reg = ["--registry", str(self.registry), "--acl", str(self.acl)]
-        for role, ident in (("hq", "ingest"), ("hq", "publisher"), ("handheld", self.handheld_id)):
+        for role, ident in (("hq", "ingest"), ("hq", "publisher")):
             self.run("hq", "pki", "issue", "--role", role, "--id", ident, "--ca", str(self.pki), "--out",
                      str(self.certs), *reg)
         self.run("hq", "pki", "issue", "--role", "device", "--id", self.device_id, "--fleet", self.fleet, "--ca",
