@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 STATUS_EVERY = 10.0
 DRAIN_TIMEOUT = 15.0  # seconds to wait at stop for the broker to acknowledge the outbox
 STALL_AFTER = 30.0  # seconds without a frame finishing before the watchdog stops being fed
+WATCHLIST_WAIT = 10.0  # seconds a device with no watchlist waits at start for the retained one
 
 
 class Device:
@@ -100,6 +101,8 @@ class Device:
         self._failure: BaseException | None = None
         self.config_path = config_path
         self._installed: InstalledWatchlist | None = None
+        self._bundle_seen = threading.Event()
+        self._adjudicated: dict[str, None] = {}  # recent decision ids, oldest first
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -113,6 +116,9 @@ class Device:
             watchlist_size=installed.gallery.size if installed else 0, threshold=threshold.value))
         self.uplink.start()
         self._publish_state_now()
+        if self.store.current is None:  # a fresh device: the retained watchlist usually arrives within seconds
+            log.info("no watchlist installed yet; waiting up to %.0f s for one from HQ", WATCHLIST_WAIT)
+            self._bundle_seen.wait(WATCHLIST_WAIT)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop_event.set())
         capture = threading.Thread(target=self._capture, name="edge-capture", daemon=True)
@@ -283,11 +289,22 @@ class Device:
             if exc.reason != "not_ours":
                 log.warning("adjudication on %s refused: %s", topic, exc)
             return
+        if decision.adjudication_id in self._adjudicated:
+            return  # redelivered after a restart of the link: already in the chain
+        self._adjudicated[decision.adjudication_id] = None
+        while len(self._adjudicated) > 10_000:
+            self._adjudicated.pop(next(iter(self._adjudicated)))
         self.audit.append("adjudication", audit_body(decision))
 
     # --- watchlist ------------------------------------------------------------------------------------
 
     def _on_bundle(self, bundle: Bundle) -> None:
+        try:
+            self._install(bundle)
+        finally:
+            self._bundle_seen.set()
+
+    def _install(self, bundle: Bundle) -> None:
         previous = self.store.current
         result = self.store.install(bundle.data)
         wl = self.store.current

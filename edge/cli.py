@@ -16,11 +16,11 @@ COMMAND_MODULES = (
     "edge.watchlist.cli",       # watchlist build | inspect | install
     "edge.hq.keys_cli",         # hq keys init; device provision
     "edge.hq.pki_cli",          # hq pki init | issue
-    "edge.hq.ingest_cli",       # hq ingest | events
+    "edge.hq.ingest_cli",       # hq ingest | events | report
     "edge.link.publish_cli",    # watchlist publish
     "edge.daemon.cli",          # run
     "edge.audit.cli",           # audit verify
-    "edge.hq.pair_cli",         # hq pair | report
+    "edge.hq.pair_cli",         # hq pair
     "edge.handheld.cli",        # handheld
     "edge.demo.cli",            # demo
     "edge.engines.cli",         # engines build | check

@@ -35,14 +35,15 @@ from edge.cli import main as edge_main
 from edge.config.handheld import HandheldFile
 from edge.config.link import LinkConfig
 from edge.config.match import DEFAULT_THRESHOLD as THRESHOLD
-from edge.handheld.alert import HandheldAlert, inbox, seal
+from edge.handheld.alert import HandheldAlert, seal
 from edge.handheld.app import HandheldApp
 from edge.handheld.web import PageServer
 from edge.hq.broker import LocalBroker
-from edge.hq.pairing import DevicePairing, device_topic, read_record
+from edge.hq.pairing import DevicePairing, read_record
 from edge.keys import load_signing_private, load_signing_public
 from edge.link.messages import new_event_id
 from edge.link.mqtt import Incoming, MqttClient
+from edge.link.topics import device_pairing, handheld_inbox
 
 REPO = Path(__file__).resolve().parent.parent
 DEVICE, HANDHELD = "cam-market-st", "unit-12"
@@ -65,8 +66,8 @@ class Demo:
     def send(self, alert: HandheldAlert) -> None:
         for peer in self.pairing.handhelds:
             copy = alert.model_copy(update={"handheld": peer.id})
-            self.device.publish_wait(inbox(peer.id, DEVICE), seal(copy, self.device_key, peer.encryption_public()),
-                                     False, 10)
+            sealed = seal(copy, self.device_key, peer.encryption_public())
+            self.device.publish_wait(handheld_inbox(peer.id, DEVICE), sealed, False, 10)
 
 
 @contextlib.contextmanager
@@ -103,7 +104,7 @@ def demo() -> Iterator[Demo]:
         device = MqttClient(LinkConfig(host="127.0.0.1", port=broker.port, ca=tls / "ca.crt",
                                        cert=tls / f"device-{DEVICE}.crt", key=tls / f"device-{DEVICE}.key"),
                             on_message=records.append)
-        device.subscribe([device_topic(DEVICE)])
+        device.subscribe([device_pairing(DEVICE)])
         device.start()
         device.wait_connected(10)
         deadline = time.monotonic() + 10

@@ -10,7 +10,16 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+    model_validator,
+)
 
 AUDIT_SCHEMA = "edge.audit/1"
 GENESIS = "0" * 64
@@ -135,7 +144,11 @@ class AlertBody(_Body):
 
 
 class AdjudicationBody(_Body):
-    """A person's decision on an alert (Art. 12(3)(d), Art. 14(5))."""
+    """A person's decision on an alert (Art. 12(3)(d), Art. 14(5)), and the rule it was taken under.
+
+    `confirmations_required` is left out of the record when it is 1, so records written before the field
+    existed hash (and verify) as they did.
+    """
 
     event_id: Text
     decision: Decision
@@ -143,6 +156,15 @@ class AdjudicationBody(_Body):
     handheld_id: str | None = None
     decided_at: float
     note: str | None = Field(None, max_length=500)
+    confirmations_required: int = Field(1, ge=1, description="different officers who must confirm (2: two-officer "
+                                                             "rule); edge.handheld.adjudication.tally applies it")
+
+    @model_serializer(mode="wrap")
+    def _omit_default_rule(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("confirmations_required") == 1:
+            del data["confirmations_required"]
+        return data
 
 
 class CountersBody(_Body):

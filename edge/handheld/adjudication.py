@@ -26,6 +26,7 @@ DECISIONS: tuple[Decision, ...] = ("confirm", "reject", "unsure")
 _AUDIT_DECISION: dict[Decision, Literal["confirmed", "rejected", "unsure"]] = {
     "confirm": "confirmed", "reject": "rejected", "unsure": "unsure",
 }
+_FROM_AUDIT: dict[str, Decision] = {audited: decision for decision, audited in _AUDIT_DECISION.items()}
 OfficerId = Annotated[str, AfterValidator(lambda v: check_id(v, "officer id"))]
 
 
@@ -102,7 +103,8 @@ def audit_body(adjudication: Adjudication) -> AdjudicationBody:
     note = f"{adjudication.officer_name}: {adjudication.note}" if adjudication.note else adjudication.officer_name
     return AdjudicationBody(event_id=adjudication.event_id, decision=_AUDIT_DECISION[adjudication.decision],
                             by=adjudication.officer_id, handheld_id=adjudication.handheld,
-                            decided_at=adjudication.decided_at.timestamp(), note=note[:500])
+                            decided_at=adjudication.decided_at.timestamp(), note=note[:500],
+                            confirmations_required=adjudication.confirmations_required)
 
 
 State = Literal["pending", "awaiting_second", "confirmed", "rejected", "disputed", "unsure"]
@@ -120,12 +122,21 @@ class Tally(BaseModel):
     officers: dict[str, Decision] = Field(description="each officer's latest decision")
 
 
-def tally(decisions: Iterable[Adjudication], required: int) -> Tally:
-    """Count each officer's latest decision; confirmed once `required` different officers confirmed."""
-    latest: dict[str, Adjudication] = {}
-    for d in sorted(decisions, key=lambda d: d.decided_at):
-        latest[d.officer_id] = d
-    officers = {officer: d.decision for officer, d in latest.items()}
+def _vote(decision: Adjudication | AdjudicationBody) -> tuple[float, str, Decision]:
+    """(when, officer, decision) of a decision as the handheld signed it or as the device audited it."""
+    if isinstance(decision, Adjudication):
+        return decision.decided_at.timestamp(), decision.officer_id, decision.decision
+    return decision.decided_at, decision.by, _FROM_AUDIT[decision.decision]
+
+
+def tally(decisions: Iterable[Adjudication | AdjudicationBody], required: int) -> Tally:
+    """Count each officer's latest decision; confirmed once `required` different officers confirmed.
+
+    Takes the handheld's signed decisions (HQ, the device on receipt) or the device's audit records of them.
+    """
+    officers: dict[str, Decision] = {}
+    for _, officer, choice in sorted(map(_vote, decisions), key=lambda v: v[0]):
+        officers[officer] = choice
     confirms = sum(1 for v in officers.values() if v == "confirm")
     rejects = sum(1 for v in officers.values() if v == "reject")
     count = f"{confirms} of {required} confirmations" if required > 1 else ""

@@ -7,8 +7,9 @@ header as associated data. The broker and HQ relay the envelope (`edge.sealed_al
 to read the images; the handheld shows an alert only when the device is one HQ paired it with and both the
 header and the signed alert name that device and this handheld.
 
-The envelope is JSON so it can travel through the device's outbox unchanged; the uplink may add `sent_at`
-and an outer device `signature`, which the handheld then verifies too.
+The envelope is JSON so it can travel through the device's outbox unchanged: `Uplink.send_handheld_alert`
+adds `sent_at` and an outer device `signature` when it publishes, which the handheld verifies too. It goes
+to `edge.link.topics.handheld_inbox(handheld, device)`.
 """
 
 import base64
@@ -28,7 +29,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from edge.errors import EdgeError
 from edge.link.messages import DeviceId, EventId, MatchEvent, Text, canonical, encode, sign, verify
-from edge.link.topics import check_id, handheld_base
+from edge.link.topics import check_id
 
 ALERT = "edge.alert/1"
 SEALED_ALERT = "edge.sealed_alert/1"
@@ -144,16 +145,6 @@ class SealedAlert(BaseModel):
         """The header the AEAD binds: changing any of it makes decryption fail."""
         return canonical({"schema": self.schema_, "event_id": self.event_id, "device": self.device,
                           "handheld": self.handheld, "epk": self.epk, "nonce": self.nonce})
-
-
-def inbox(handheld: str, device: str) -> str:
-    """Topic of `device`'s alerts for `handheld`: `edge/v1/handhelds/<hid>/alerts/<device>`."""
-    return f"{handheld_base(handheld)}/alerts/{check_id(device, 'device id')}"
-
-
-def inbox_filter(handheld: str) -> str:
-    """What a handheld subscribes to: its alerts from every device (the ACL and the pairing decide which count)."""
-    return f"{handheld_base(handheld)}/alerts/+"
 
 
 def _raw(key: X25519PublicKey) -> bytes:

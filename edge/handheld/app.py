@@ -18,21 +18,14 @@ from edge.config.handheld import HandheldConfig
 from edge.config.link import LinkConfig
 from edge.errors import EdgeError
 from edge.handheld.adjudication import Adjudication, Decision, tally
-from edge.handheld.alert import AlertRefused, HandheldAlert, inbox_filter, open_sealed
+from edge.handheld.alert import AlertRefused, HandheldAlert, open_sealed
 from edge.handheld.inbox import Inbox, InboxError
-from edge.hq.pairing import (
-    HandheldPairing,
-    PairingError,
-    handheld_topic,
-    load_record,
-    read_record,
-    save_record,
-)
+from edge.hq.pairing import HandheldPairing, PairingError, load_record, read_record, save_record
 from edge.hq.pairing import payload as record_payload
 from edge.keys import load_encryption_private, load_signing_private, load_signing_public
 from edge.link.messages import iso, utc_now
 from edge.link.mqtt import Ack, Incoming, LinkError, MqttClient, read_identity
-from edge.link.topics import adjudications
+from edge.link.topics import adjudications, handheld_inbox_filter, handheld_pairing
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +109,7 @@ class HandheldApp:
         self.inbox = Inbox(config.state)
         self._purge()
         self._client = MqttClient(link, on_message=self._on_message, on_connect=self._send_unsent, manual_ack=True)
-        self._client.subscribe([inbox_filter(config.id), handheld_topic(config.id)])
+        self._client.subscribe([handheld_inbox_filter(config.id), handheld_pairing(config.id)])
         self._stopping = threading.Event()
         self._watcher = threading.Thread(target=self._watch_link, name="edge-handheld-link", daemon=True)
 
@@ -205,9 +198,9 @@ class HandheldApp:
         """Acknowledged only once handled: an alert that could not be stored stays at the broker, which
         delivers it again on the next connection."""
         try:
-            if message.topic == handheld_topic(self.config.id):
+            if message.topic == handheld_pairing(self.config.id):
                 self._on_pairing(message.payload)
-            elif message.topic.startswith(inbox_filter(self.config.id)[:-1]):
+            elif message.topic.startswith(handheld_inbox_filter(self.config.id)[:-1]):
                 self._on_alert(message.payload)
             else:
                 log.warning("ignored message on unexpected topic %s", message.topic)

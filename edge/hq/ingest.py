@@ -1,14 +1,22 @@
-"""HQ ingest: receive device records from the broker, check them, store each once, then acknowledge.
+"""HQ ingest: receive device records and officers' decisions from the broker, check them, store each once,
+then acknowledge.
 
-Workers share the stream with MQTT 5 shared subscriptions (`$share/<group>/edge/v1/devices/+/…`): run as
-many as needed, each with its own `hq-<id>` certificate. Messages are acknowledged (manual PUBACK) only
-after the batch holding them is committed, so a crash of the worker or its store loses nothing; the
-broker redelivers and the store ignores event ids it already has.
+Subscriptions: by default plain persistent ones (`edge/v1/devices/+/events/match`, `…/audit`,
+`…/watchlist/state`, `edge/v1/handhelds/+/adjudications`, and status). They live in the worker's broker
+session, which survives a restart of single-node mosquitto, so what devices publish while the worker is away
+waits for it. With `group`, workers share the stream through MQTT 5 shared subscriptions
+(`$share/<group>/…`): run as many as needed, each with its own `hq-<id>` certificate. Clustered brokers
+(EMQX, HiveMQ) keep shared subscriptions across restarts; mosquitto 2.0 forgets an offline client's shared
+subscriptions when it restarts, and until the workers reconnect the broker answers device publishes with
+PUBACK 0x10 "No matching subscribers" (the device uplink keeps those in its outbox and retries). Messages are
+acknowledged (manual PUBACK) only after the batch holding them is committed, so a crash of the worker or its
+store loses nothing; the broker redelivers and the store ignores ids it already has.
 
-Checks, in order: topic is a device topic; payload is JSON of a known schema matching the topic; the
-`device` field equals the device in the topic (the broker's ACL guarantees who published on it); the
-Ed25519 signature verifies against that device's public key. Anything failing is stored in `rejected`
-with the reason and logged; it never stops the worker.
+Checks of device records, in order: topic is a device topic; payload is JSON of a known schema matching the
+topic; the `device` field equals the device in the topic (the broker's ACL guarantees who published on it);
+the Ed25519 signature verifies against that device's public key. Decisions are checked by
+`edge.handheld.adjudication.verify_adjudication` with the handheld's key. Anything failing is stored in
+`rejected` with the reason and logged; it never stops the worker.
 """
 
 import logging
@@ -21,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.config.link import LinkConfig
+from edge.handheld.adjudication import AdjudicationRefused, verify_adjudication
 from edge.hq.store import Batch, Event, EventStore, Rejection, Status, StoreError
 from edge.link import topics
 from edge.link.messages import (
@@ -45,40 +54,52 @@ _KINDS: dict[str, tuple[str, type[MatchEvent] | type[AuditEnvelope] | type[Watch
 }
 
 
-class DeviceKeys:
-    """Device Ed25519 public keys (PEM SubjectPublicKeyInfo) from a folder holding, per device, either
-    `<device-id>.pub` or the provisioning folder `device-<id>/device_signing.pub` (`edge device provision`).
+class PublicKeys:
+    """Ed25519 public keys (PEM SubjectPublicKeyInfo) of devices and handhelds, from one folder laid out as
+    provisioning writes it: `device-<id>/device_signing.pub` (`edge device provision`; `<device-id>.pub` also
+    works) and `handheld-<id>/handheld_signing.pub` (`edge handheld provision`).
 
-    Read on first use and re-read when the file changes or appears, so enrolling or rotating a device key
-    needs no restart; deleting the file revokes it.
+    Read on first use and re-read when the file changes or appears, so enrolling or rotating a key needs no
+    restart; deleting the file revokes it.
     """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._cache: dict[str, tuple[float, Ed25519PublicKey]] = {}
+        self._cache: dict[Path, tuple[float, Ed25519PublicKey]] = {}
 
-    def paths(self, device: str) -> list[Path]:
+    def device_paths(self, device: str) -> list[Path]:
         topics.check_id(device, "device id")
         return [self.folder / f"{device}.pub", self.folder / f"device-{device}" / "device_signing.pub"]
 
-    def get(self, device: str) -> Ed25519PublicKey | None:
-        path = next((p for p in self.paths(device) if p.is_file()), None)
+    def handheld_paths(self, handheld: str) -> list[Path]:
+        topics.check_id(handheld, "handheld id")
+        return [self.folder / f"handheld-{handheld}" / "handheld_signing.pub"]
+
+    def device(self, device: str) -> Ed25519PublicKey | None:
+        return self._first(self.device_paths(device))
+
+    def handheld(self, handheld: str) -> Ed25519PublicKey | None:
+        return self._first(self.handheld_paths(handheld))
+
+    def _first(self, paths: list[Path]) -> Ed25519PublicKey | None:
+        path = next((p for p in paths if p.is_file()), None)
         if path is None:
-            self._cache.pop(device, None)
+            for p in paths:
+                self._cache.pop(p, None)
             return None
         mtime = path.stat().st_mtime
-        cached = self._cache.get(device)
+        cached = self._cache.get(path)
         if cached is not None and cached[0] == mtime:
             return cached[1]
         try:
             key = serialization.load_pem_public_key(path.read_bytes())
         except (OSError, ValueError) as exc:
-            log.error("device key %s is unreadable: %s", path, exc)
+            log.error("public key %s is unreadable: %s", path, exc)
             return None
         if not isinstance(key, Ed25519PublicKey):
-            log.error("device key %s is not an Ed25519 public key", path)
+            log.error("public key %s is not an Ed25519 public key", path)
             return None
-        self._cache[device] = (mtime, key)
+        self._cache[path] = (mtime, key)
         return key
 
 
@@ -94,8 +115,9 @@ class Ingest:
     """One ingest worker: an MQTT client feeding a writer thread that batches into the store."""
 
     def __init__(
-        self, config: LinkConfig, store: EventStore, keys: DeviceKeys, group: str = "hq", batch_size: int = 500
+        self, config: LinkConfig, store: EventStore, keys: PublicKeys, group: str | None = None, batch_size: int = 500
     ) -> None:
+        """`group`: share the stream with other workers through MQTT 5 shared subscriptions of this name."""
         self.store = store
         self.keys = keys
         self.stats = IngestStats()
@@ -103,9 +125,9 @@ class Ingest:
         self._queue: queue.Queue[Incoming] = queue.Queue()
         self._stopping = threading.Event()
         self._client = MqttClient(config, on_message=self._queue.put, manual_ack=True)
-        self._client.subscribe(
-            [topics.shared(group, topics.any_device(suffix)) for suffix in _KINDS] + [topics.any_device("status")]
-        )
+        streams = [topics.any_device(suffix) for suffix in _KINDS] + [topics.all_adjudications()]
+        self._client.subscribe([topics.shared(group, f) if group else f for f in streams]
+                               + [topics.any_device("status")])
         self._writer = threading.Thread(target=self._write_loop, name="edge-hq-ingest", daemon=True)
 
     def start(self) -> None:
@@ -172,35 +194,53 @@ class Ingest:
         return Batch(events, rejections, statuses)
 
     def _check(self, message: Incoming, now: str) -> Event | Status | None:
+        if (handheld := topics.parse_handheld_topic(message.topic)) is not None:
+            return self._adjudication(handheld.owner, message, now)
         where = topics.parse_device_topic(message.topic)
         if where is None:
-            raise MessageError("not a device topic")
+            raise MessageError("not a device or handheld topic")
+        device = where.owner
         if where.suffix == "status":
             if not message.payload:  # a cleared retained status
                 return None
             _, status = decode(message.payload)
-            if not isinstance(status, DeviceStatus) or status.device != where.device:
-                raise MessageError(f"status topic of {where.device} carries something else")
+            if not isinstance(status, DeviceStatus) or status.device != device:
+                raise MessageError(f"status topic of {device} carries something else")
             updated = iso(status.at) if status.at is not None else now
-            return Status(where.device, status.online, updated, message.payload.decode("utf-8"))
+            return Status(device, status.online, updated, message.payload.decode("utf-8"))
         if where.suffix not in _KINDS:
             raise MessageError(f"unexpected device topic suffix {where.suffix!r}")
         kind, expected = _KINDS[where.suffix]
         raw, record = decode(message.payload)
         if not isinstance(record, expected):
             raise MessageError(f"{record.schema_} payload on a {kind} topic")
-        if record.device != where.device:
-            raise MessageError(f"payload names device {record.device!r} but was published by {where.device!r}")
-        key = self.keys.get(where.device)
+        if record.device != device:
+            raise MessageError(f"payload names device {record.device!r} but was published by {device!r}")
+        key = self.keys.device(device)
         if key is None:
-            expected = " or ".join(map(str, self.keys.paths(where.device)))
-            raise MessageError(f"no public key for device {where.device!r}: expected {expected}")
+            paths = " or ".join(map(str, self.keys.device_paths(device)))
+            raise MessageError(f"no public key for device {device!r}: expected {paths}")
         if not verify(raw, key):
-            raise MessageError(f"signature does not verify with {where.device}'s key")
+            raise MessageError(f"signature does not verify with {device}'s key")
         if isinstance(record, MatchEvent):
             occurred = record.observed_at
         elif isinstance(record, WatchlistState):
             occurred = record.at
         else:
             occurred = record.sent_at or utc_now()
-        return Event(record.event_id, kind, where.device, iso(occurred), now, message.payload.decode("utf-8"))
+        return Event(record.event_id, kind, device, iso(occurred), now, message.payload.decode("utf-8"))
+
+    def _adjudication(self, handheld: str, message: Incoming, now: str) -> Event:
+        """An officer's decision: signed by the handheld whose topic it came on (the ACL confines each handheld)."""
+        if message.topic != topics.adjudications(handheld):
+            raise MessageError("unexpected handheld topic")
+        key = self.keys.handheld(handheld)
+        if key is None:
+            paths = " or ".join(map(str, self.keys.handheld_paths(handheld)))
+            raise MessageError(f"no public key for handheld {handheld!r}: expected {paths}")
+        try:
+            decision = verify_adjudication(message.payload, {handheld: key}, topic=message.topic)
+        except AdjudicationRefused as exc:
+            raise MessageError(f"adjudication refused ({exc.reason}): {exc}") from exc
+        return Event(decision.adjudication_id, "adjudication", decision.device, iso(decision.decided_at), now,
+                     message.payload.decode("utf-8"))

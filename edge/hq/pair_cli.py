@@ -10,24 +10,19 @@ Public keys come from provisioning folders under --keys: `<keys>/device-<id>/dev
 """
 
 import argparse
-import os
 import shlex
 from pathlib import Path
 
 from edge.cli import Commands
 from edge.errors import EdgeError
-from edge.hq.acl import Registry, reload_broker, render_acl
+from edge.hq.acl import Registry, reload_broker, write_acl
 from edge.hq.pairing import (
     DevicePairing,
     DevicePeer,
     HandheldPairing,
     HandheldPeer,
     device_record,
-    device_topic,
     handheld_record,
-    handheld_topic,
-    paired_handhelds,
-    pairing_acl,
     payload,
     raw_b64,
     save_record,
@@ -35,6 +30,7 @@ from edge.hq.pairing import (
 from edge.keys import load_encryption_public, load_signing_private, load_signing_public
 from edge.link.cli_args import link_config
 from edge.link.mqtt import LinkError, MqttClient
+from edge.link.topics import device_pairing, handheld_pairing
 
 _PUBLISH_TIMEOUT_S = 15.0
 
@@ -90,12 +86,12 @@ def pair_command(args: argparse.Namespace) -> int:
         registry.pair(args.handheld, args.device)
     # Every record is built before anything is written: a missing key leaves registry and ACL untouched.
     device_rec = device_record(args.device, [handheld_peer(args.keys, h) for h in
-                                             paired_handhelds(registry, args.device)], hq_key)
+                                             registry.paired_handhelds(args.device)], hq_key)
     handheld_rec = handheld_record(args.handheld, [device_peer(args.keys, d) for d in
                                                    registry.handhelds[args.handheld].devices], hq_key)
     registry.save(args.registry)
     acl = args.acl or args.registry.with_name("acl")
-    write_acl_with_pairing(registry, acl)
+    write_acl(registry, acl)
     verb = "unpaired from" if args.unpair else "paired with"
     print(f"handheld {args.handheld} {verb} device {args.device}; ACL written to {acl}")
     if args.broker_pid is not None:
@@ -110,8 +106,8 @@ def pair_command(args: argparse.Namespace) -> int:
         print("reload the broker so the ACL takes effect: systemctl reload mosquitto (or kill -HUP <pid>)")
     out = args.out or args.registry.with_name("pairing")
     records: list[tuple[str, Path, DevicePairing | HandheldPairing]] = [
-        (device_topic(args.device), out / f"device-{args.device}.json", device_rec),
-        (handheld_topic(args.handheld), out / f"handheld-{args.handheld}.json", handheld_rec),
+        (device_pairing(args.device), out / f"device-{args.device}.json", device_rec),
+        (handheld_pairing(args.handheld), out / f"handheld-{args.handheld}.json", handheld_rec),
     ]
     for _, path, record in records:
         save_record(record, path)
@@ -125,14 +121,6 @@ def pair_command(args: argparse.Namespace) -> int:
     _publish_retained(args, [(topic, payload(record)) for topic, _, record in records])
     print(f"published retained to {args.broker}: {', '.join(topic for topic, _, _ in records)}")
     return 0
-
-
-def write_acl_with_pairing(registry: Registry, path: Path) -> None:
-    """The registry's ACL plus the pairing grants, replaced atomically (mode 0644 for the broker user)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_acl(registry) + "\n" + pairing_acl(registry) + "\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def _publish_retained(args: argparse.Namespace, messages: list[tuple[str, bytes]]) -> None:

@@ -1,6 +1,7 @@
 """Pairing records: HQ's signed statement of which handhelds a device alerts, and which devices a handheld trusts.
 
-`edge hq pair` writes one record per side and publishes each retained on the side's `…/pairing` topic:
+`edge hq pair` writes one record per side and publishes each retained on the side's pairing topic
+(`edge.link.topics.device_pairing` / `handheld_pairing`):
 - to a device (`edge.device_pairing/1`): each paired handheld's id, Ed25519 key (to verify its decisions)
   and X25519 key (to seal alerts to it);
 - to a handheld (`edge.handheld_pairing/1`): each paired device's id and Ed25519 key (to verify alerts).
@@ -23,11 +24,10 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from edge.errors import EdgeError
-from edge.handheld.alert import HandheldAlert, inbox, seal
-from edge.hq.acl import Registry
+from edge.handheld.alert import HandheldAlert, seal
 from edge.keys import key_id
 from edge.link.messages import DeviceId, MatchEvent, Sha256Hex, encode, sign, utc_now, verify
-from edge.link.topics import ROOT, Identity, adjudications, any_device, check_id, device_base, handheld_base
+from edge.link.topics import check_id, handheld_inbox
 
 DEVICE_PAIRING = "edge.device_pairing/1"
 HANDHELD_PAIRING = "edge.handheld_pairing/1"
@@ -107,7 +107,7 @@ class DevicePairing(_Record):
         """One signed, sealed alert per paired handheld: (topic, payload) pairs to publish at QoS 1."""
         if event.device != self.device:
             raise ValueError(f"match event of device {event.device} cannot go out under {self.device}'s pairing")
-        return [(inbox(h.id, self.device),
+        return [(handheld_inbox(h.id, self.device),
                  seal(HandheldAlert.from_match(event, h.id, probe_crop_jpeg, reference_thumbnail_jpeg, fpir),
                       device_signing_key, h.encryption_public()))
                 for h in self.handhelds]
@@ -129,16 +129,6 @@ class HandheldPairing(_Record):
 
 
 R = TypeVar("R", DevicePairing, HandheldPairing)
-
-
-def device_topic(device: str) -> str:
-    """Retained `edge/v1/devices/<id>/pairing`."""
-    return f"{device_base(device)}/pairing"
-
-
-def handheld_topic(handheld: str) -> str:
-    """Retained `edge/v1/handhelds/<id>/pairing`."""
-    return f"{handheld_base(handheld)}/pairing"
 
 
 def device_record(device: str, handhelds: Sequence[HandheldPeer], hq_key: Ed25519PrivateKey,
@@ -202,25 +192,3 @@ def save_record(record: DevicePairing | HandheldPairing, path: Path) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-def paired_handhelds(registry: Registry, device: str) -> list[str]:
-    return sorted(h for h, entry in registry.handhelds.items() if device in entry.devices)
-
-
-def pairing_acl(registry: Registry) -> str:
-    """ACL grants the pairing flow needs on top of edge.hq.acl.render_acl.
-
-    A device may write alerts only into the inboxes of handhelds it is paired with (under its own id, so
-    it cannot pose as another device) and read only their decisions; HQ writes the retained records.
-    """
-    lines = ["# Pairing (edge.hq.pairing): sealed alerts to paired handhelds, decisions back, pairing records."]
-    for hq in registry.hq:
-        lines += [f"user {Identity('hq', hq).name}", f"topic write {any_device('pairing')}",
-                  f"topic write {ROOT}/handhelds/+/pairing", ""]
-    for device in sorted(registry.devices):
-        lines += [f"user {Identity('device', device).name}", f"topic read {device_topic(device)}"]
-        for handheld in paired_handhelds(registry, device):
-            lines += [f"topic write {inbox(handheld, device)}", f"topic read {adjudications(handheld)}"]
-        lines.append("")
-    return "\n".join(lines)

@@ -7,7 +7,6 @@ from edge.cli import Commands
 from edge.errors import EdgeError
 from edge.hq import pki
 from edge.hq.acl import Registry, write_acl
-from edge.hq.pairing import pairing_acl
 from edge.link.topics import ROLES, Identity
 
 
@@ -65,6 +64,6 @@ def _issue(args: argparse.Namespace) -> int:
             raise EdgeError(str(exc)) from exc
         registry.save(args.registry)
         acl = args.acl or args.registry.with_name("acl")
-        write_acl(registry, acl, pairing_acl(registry))
+        write_acl(registry, acl)
         print(f"registered in {args.registry}; ACL written to {acl}: reload the broker (systemctl reload mosquitto)")
     return 0

@@ -1,13 +1,17 @@
 """Deployment report from a device's ingested audit records: each period of use, where, against which
 watchlist, what was alerted and how people decided, and what was seen and let go.
 
-The report states the chain's integrity first (verified with the device's public keys when given): a
-report built on records with problems says so instead of looking clean.
+An alert counts as confirmed only when `edge.handheld.adjudication.tally` says so under the rule its
+decisions were taken under (two-officer rule: two different officers confirmed, nobody rejected). The
+report states the chain's integrity first (verified with the device's public keys when given): a report
+built on records with problems says so instead of looking clean. `edge hq report` builds it from the HQ store.
 """
 
 import datetime as dt
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict
@@ -18,7 +22,6 @@ from edge.audit.records import (
     AlertBody,
     AuditRecord,
     CountersBody,
-    Decision,
     PeriodStartBody,
     PeriodStopBody,
     WatchlistInstalledBody,
@@ -26,6 +29,13 @@ from edge.audit.records import (
 )
 from edge.audit.verify import verify_records
 from edge.errors import EdgeError
+from edge.handheld.adjudication import Adjudication, State, Tally, tally
+
+Outcome = Literal["confirmed", "rejected", "unsure", "pending"]
+_OUTCOME: dict[State, Outcome] = {
+    "confirmed": "confirmed", "rejected": "rejected", "disputed": "rejected", "unsure": "unsure",
+    "awaiting_second": "pending", "pending": "pending",
+}
 
 
 class _Model(BaseModel):
@@ -39,12 +49,15 @@ class CounterTotals(_Model):
     tracks_ended_without_match: int = 0
     alerts: int = 0
 
-    def add(self, body: CountersBody) -> None:
+    def add(self, body: "CountersBody | CounterTotals") -> None:
         for name in FIELDS:
             setattr(self, name, getattr(self, name) + getattr(body, name))
 
 
 class Outcomes(_Model):
+    """Alerts by what their decisions amount to. `rejected` includes disputed ones (a reject by anyone blocks
+    confirmation); `pending` includes those still waiting for a second officer's confirmation."""
+
     alerts: int = 0
     confirmed: int = 0
     rejected: int = 0
@@ -84,6 +97,7 @@ class Refusal(_Model):
 class DeploymentReport(_Model):
     device: str
     generated_at: float
+    since: float | None = None
     records: int
     first_seq: int
     last_seq: int
@@ -100,12 +114,28 @@ class DeploymentReport(_Model):
     notes: list[str]
 
 
-def build_report(records: Iterable[AuditRecord], outcomes: Mapping[str, Decision] | None = None,
-                 keys: Sequence[Ed25519PublicKey] = (), clock: Callable[[], float] = time.time) -> DeploymentReport:
+def decide(decisions: Sequence[Adjudication | AdjudicationBody]) -> Tally:
+    """What the decisions on one alert amount to, under the strictest rule any of them was taken under."""
+    return tally(decisions, max((d.confirmations_required for d in decisions), default=1))
+
+
+def hq_outcomes(decisions: Iterable[Adjudication]) -> dict[str, Outcome]:
+    """Alert event id -> outcome, from the signed decisions HQ ingested from the handhelds."""
+    by_alert: dict[str, list[Adjudication]] = {}
+    for d in decisions:
+        by_alert.setdefault(d.event_id, []).append(d)
+    return {event_id: _OUTCOME[decide(ds).state] for event_id, ds in by_alert.items()}
+
+
+def build_report(records: Iterable[AuditRecord], outcomes: Mapping[str, Outcome] | None = None,
+                 keys: Sequence[Ed25519PublicKey] = (), clock: Callable[[], float] = time.time,
+                 since: float | None = None) -> DeploymentReport:
     """Report on one device's records (any order, duplicates allowed).
 
-    `outcomes` maps event id to the decision HQ ingested from the handheld; it takes precedence over the
-    device's own adjudication records, and where the two differ the event is listed in `disagreements`.
+    `outcomes` maps event id to the outcome of the decisions HQ ingested from the handhelds (`hq_outcomes`);
+    it takes precedence over the device's own adjudication records, and where the two differ the event is
+    listed in `disagreements`. `since` (POSIX seconds): report only periods of use still running at or after
+    it, and alerts, counters and refusals outside periods from then on; the chain is verified whole.
     """
     unique = sorted({(r.seq, r.hash): r for r in records}.values(), key=lambda r: r.seq)
     if not unique:
@@ -114,11 +144,12 @@ def build_report(records: Iterable[AuditRecord], outcomes: Mapping[str, Decision
     if len(devices) > 1:
         raise EdgeError(f"audit records of several devices ({', '.join(devices)}): build one report per device")
     check = verify_records(unique, keys)
+    start = -math.inf if since is None else since
     periods: list[PeriodReport] = []
     alerts_in: dict[str, list[str]] = {}  # period id (or "" outside periods) -> alert event ids
-    device_decisions: dict[str, Decision] = {}
+    device_decisions: dict[str, list[AdjudicationBody]] = {}
     refusals: list[Refusal] = []
-    totals, notes, config_changes = CounterTotals(), [], 0
+    outside, notes, config_changes = CounterTotals(), [], 0
     current: PeriodReport | None = None
     for r in unique:
         body = r.body
@@ -135,29 +166,35 @@ def build_report(records: Iterable[AuditRecord], outcomes: Mapping[str, Decision
         elif isinstance(body, WatchlistInstalledBody) and current is not None:
             current.watchlists.append(WatchlistUse(watchlist_id=body.watchlist_id, version=body.version,
                                                    size=body.entries, since=r.time))
-        elif isinstance(body, WatchlistRefusedBody):
+        elif isinstance(body, WatchlistRefusedBody) and r.time >= start:
             refusals.append(Refusal(time=r.time, watchlist_id=body.watchlist_id, version=body.version,
                                     reason=body.reason))
-        elif isinstance(body, AlertBody):
+        elif isinstance(body, AlertBody) and (current is not None or r.time >= start):
             alerts_in.setdefault(current.period_id if current else "", []).append(body.event_id)
         elif isinstance(body, AdjudicationBody):
-            device_decisions[body.event_id] = body.decision
+            device_decisions.setdefault(body.event_id, []).append(body)
         elif isinstance(body, CountersBody):
-            totals.add(body)
             if current is not None:
                 current.counters.add(body)
-        elif r.kind == "config_changed":
+            elif r.time >= start:
+                outside.add(body)
+        elif r.kind == "config_changed" and r.time >= start:
             config_changes += 1
     if current is not None:
         notes.append(f"period {current.period_id} has no stop record yet")
+    periods = [p for p in periods if p.stop is None or p.stop >= start]
+    device_outcomes = {e: _OUTCOME[decide(ds).state] for e, ds in device_decisions.items()}
     outcomes = dict(outcomes or {})
-    final = device_decisions | outcomes
+    final = device_outcomes | outcomes
     for period in periods:
         period.outcomes = _tally(alerts_in.get(period.period_id, []), final)
-    outside = _tally(alerts_in.get("", []), final)
+    totals = CounterTotals()
+    for counters in [*(p.counters for p in periods), outside]:
+        totals.add(counters)
     return DeploymentReport(
         device=devices[0],
         generated_at=clock(),
+        since=since,
         records=len(unique),
         first_seq=unique[0].seq,
         last_seq=unique[-1].seq,
@@ -167,10 +204,10 @@ def build_report(records: Iterable[AuditRecord], outcomes: Mapping[str, Decision
         periods=periods,
         refusals=refusals,
         config_changes=config_changes,
-        outside_periods=outside,
-        totals=_tally([e for ids in alerts_in.values() for e in ids], final),
+        outside_periods=_tally(alerts_in.get("", []), final),
+        totals=_tally([e for p in periods for e in alerts_in.get(p.period_id, [])] + alerts_in.get("", []), final),
         counters=totals,
-        disagreements=sorted(e for e, d in outcomes.items() if device_decisions.get(e, d) != d),
+        disagreements=sorted(e for e, o in outcomes.items() if device_outcomes.get(e, o) != o),
         notes=notes,
     )
 
@@ -183,11 +220,11 @@ def _period(start: float, body: PeriodStartBody) -> PeriodReport:
                         outcomes=Outcomes(), counters=CounterTotals())
 
 
-def _tally(event_ids: list[str], decisions: Mapping[str, Decision]) -> Outcomes:
+def _tally(event_ids: list[str], outcomes: Mapping[str, Outcome]) -> Outcomes:
     out = Outcomes(alerts=len(event_ids))
     for event_id in event_ids:
-        decision = decisions.get(event_id, "pending")
-        setattr(out, decision, getattr(out, decision) + 1)
+        outcome = outcomes.get(event_id, "pending")
+        setattr(out, outcome, getattr(out, outcome) + 1)
     return out
 
 
@@ -197,7 +234,8 @@ def render_markdown(report: DeploymentReport) -> str:
         f"# Deployment report: device {report.device}",
         "",
         f"Generated {_when(report.generated_at)} from {report.records} audit records "
-        f"(seq {report.first_seq}-{report.last_seq}).",
+        f"(seq {report.first_seq}-{report.last_seq})"
+        + (f"; periods of use running since {_when(report.since)}." if report.since is not None else "."),
         "",
     ]
     if report.integrity_problems:

@@ -1,4 +1,4 @@
-"""HQ's record of what devices sent: accepted events (de-duplicated by event id), refusals, device status.
+"""HQ's record of what devices and handhelds sent: accepted events (de-duplicated by id), refusals, device status.
 
 SQLite (WAL, synchronous FULL) for one HQ host; PostgreSQL (`postgresql://…`, needs psycopg) when several
 ingest workers on several hosts share one store. Each batch is one transaction, written before the
@@ -25,10 +25,13 @@ class StoreError(EdgeError):
 
 @dataclass(frozen=True)
 class Event:
-    """An accepted, signature-checked device record. Times are ISO 8601 UTC strings (`messages.iso`), which sort."""
+    """An accepted, signature-checked record. Times are ISO 8601 UTC strings (`messages.iso`), which sort.
+
+    For an officer's decision (kind "adjudication") `event_id` is its adjudication id and `device` the device
+    whose alert it decides; the alert's own event id is in the payload."""
 
     event_id: str
-    kind: str  # "match" | "audit" | "watchlist_state"
+    kind: str  # "match" | "audit" | "watchlist_state" | "adjudication"
     device: str
     occurred_at: str
     received_at: str
@@ -181,9 +184,10 @@ class EventStore:
         return new
 
     def events(
-        self, since: dt.datetime | None = None, device: str | None = None, kind: str | None = None, limit: int = 1000
+        self, since: dt.datetime | None = None, device: str | None = None, kind: str | None = None,
+        limit: int | None = 1000,
     ) -> list[Event]:
-        """Accepted events received since `since`, oldest first."""
+        """Accepted events received since `since`, oldest first; `limit` None: all of them."""
         where, args = ["1=1"], []
         if since is not None:
             where.append("received_at >= ?")
@@ -196,7 +200,8 @@ class EventStore:
             args.append(kind)
         rows = self._query(
             f"SELECT event_id, kind, device, occurred_at, received_at, payload FROM events "
-            f"WHERE {' AND '.join(where)} ORDER BY received_at, event_id LIMIT {int(limit)}",
+            f"WHERE {' AND '.join(where)} ORDER BY received_at, event_id"
+            + ("" if limit is None else f" LIMIT {int(limit)}"),
             args,
         )
         return [Event(*r) for r in rows]
@@ -211,6 +216,12 @@ class EventStore:
             f"SELECT received_at, topic, reason, payload FROM rejected ORDER BY id LIMIT {int(limit)}", []
         )
         return [Rejection(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+
+    def devices(self, kind: str | None = None) -> list[str]:
+        """Devices with accepted events (of `kind`, if given), sorted."""
+        sql, args = ("SELECT DISTINCT device FROM events", []) if kind is None else (
+            "SELECT DISTINCT device FROM events WHERE kind = ?", [kind])
+        return sorted(r[0] for r in self._query(sql, args))
 
     def statuses(self) -> list[Status]:
         rows = self._query("SELECT device, online, updated_at, payload FROM device_status ORDER BY device", [])

@@ -25,7 +25,7 @@ from edge.config.link import LinkConfig
 from edge.hq import pki
 from edge.hq.acl import Registry, write_acl
 from edge.hq.broker import LocalBroker
-from edge.hq.ingest import DeviceKeys, Ingest
+from edge.hq.ingest import Ingest, PublicKeys
 from edge.hq.store import EventStore
 from edge.link.messages import Box, MatchEvent, ModelHashes, WatchlistRef, utc_now
 from edge.link.topics import Identity
@@ -108,7 +108,9 @@ def bench_main(argv: list[str]) -> int:
                               key=certs / f"{name}.key", **extra)  # type: ignore[arg-type]
 
         store = EventStore.open(str(root / "hq.sqlite"))
-        workers = [Ingest(config(f"hq-ingest{i}"), store, DeviceKeys(root / "keys")) for i in range(args.workers)]
+        group = "bench" if args.workers > 1 else None  # several workers split the stream (shared subscription)
+        workers = [Ingest(config(f"hq-ingest{i}"), store, PublicKeys(root / "keys"), group)
+                   for i in range(args.workers)]
         for worker in workers:
             worker.start()
             worker.wait_connected(10)

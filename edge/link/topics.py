@@ -87,12 +87,33 @@ def fleet_bundle(fleet: str) -> str:
     return f"{ROOT}/fleets/{check_id(fleet, 'fleet')}/watchlist/bundle"
 
 
+def device_pairing(device: str) -> str:
+    """Retained HQ-signed record of the handhelds a device alerts (`edge.device_pairing/1`)."""
+    return f"{device_base(device)}/pairing"
+
+
 def handheld_base(handheld: str) -> str:
-    """Prefix of a handheld's own topics (its adjudications, its inbox)."""
+    """Prefix of a handheld's own topics (its inbox, its pairing record, its adjudications)."""
     return f"{ROOT}/handhelds/{check_id(handheld, 'handheld id')}"
 
 
+def handheld_inbox(handheld: str, device: str) -> str:
+    """Sealed alerts from `device` to `handheld`: `edge/v1/handhelds/<h>/alerts/<d>` (the ACL binds `<d>`)."""
+    return f"{handheld_base(handheld)}/alerts/{check_id(device, 'device id')}"
+
+
+def handheld_inbox_filter(handheld: str) -> str:
+    """What a handheld subscribes to: its alerts from every device (the ACL and its pairing decide which count)."""
+    return f"{handheld_base(handheld)}/alerts/+"
+
+
+def handheld_pairing(handheld: str) -> str:
+    """Retained HQ-signed record of the devices a handheld trusts (`edge.handheld_pairing/1`)."""
+    return f"{handheld_base(handheld)}/pairing"
+
+
 def adjudications(handheld: str) -> str:
+    """Officers' signed decisions (`edge.adjudication/1`) published by one handheld."""
     return f"{handheld_base(handheld)}/adjudications"
 
 
@@ -101,22 +122,42 @@ def any_device(suffix: str) -> str:
     return f"{ROOT}/devices/+/{suffix}"
 
 
+def any_handheld(suffix: str) -> str:
+    """Filter over every handheld, e.g. `any_handheld("pairing")` -> `edge/v1/handhelds/+/pairing`."""
+    return f"{ROOT}/handhelds/+/{suffix}"
+
+
+def all_adjudications() -> str:
+    """`edge/v1/handhelds/+/adjudications`: devices and HQ subscribe to this; the ACL lets a device read only
+    the handhelds paired with it."""
+    return any_handheld("adjudications")
+
+
 def shared(group: str, topic_filter: str) -> str:
     """MQTT 5 shared subscription: the broker hands each message to one member of `group`."""
     return f"$share/{check_id(group, 'share group')}/{topic_filter}"
 
 
 @dataclass(frozen=True)
-class DeviceTopic:
-    """A topic under `edge/v1/devices/<id>/` split into the device id and the rest (`events/match`, …)."""
+class OwnTopic:
+    """A topic under `edge/v1/<devices|handhelds>/<id>/` split into the owner's id and the rest (`events/match`, …)."""
 
-    device: str
+    owner: str
     suffix: str
 
 
-def parse_device_topic(topic: str) -> DeviceTopic | None:
-    """Split a device topic, or None when `topic` is not one (or its id is not a valid identifier)."""
+def _parse(topic: str, level: str) -> OwnTopic | None:
     parts = topic.split("/", 4)
-    if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != ROOT or parts[2] != "devices" or not _ID.fullmatch(parts[3]):
+    if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != ROOT or parts[2] != level or not _ID.fullmatch(parts[3]):
         return None
-    return DeviceTopic(parts[3], parts[4])
+    return OwnTopic(parts[3], parts[4])
+
+
+def parse_device_topic(topic: str) -> OwnTopic | None:
+    """Split a device topic, or None when `topic` is not one (or its id is not a valid identifier)."""
+    return _parse(topic, "devices")
+
+
+def parse_handheld_topic(topic: str) -> OwnTopic | None:
+    """Split a handheld topic, or None when `topic` is not one (or its id is not a valid identifier)."""
+    return _parse(topic, "handhelds")

@@ -1,13 +1,20 @@
-"""Device side of the link: durable outbox + publisher thread up, retained watchlist bundles down.
+"""Device side of the link: durable outbox + publisher thread up; watchlist bundles, pairing records and
+officers' decisions down.
 
-The daemon calls `send_match` / `send_audit` / `send_watchlist_state`; each returns once the message is
-committed to the outbox, so from then on nothing short of losing the disk loses it. A publisher thread
-signs each message (setting `sent_at`), publishes it at QoS 1 with a bounded window of unacknowledged
-messages, and deletes it from the outbox only on a successful PUBACK; a refused PUBACK (e.g. ACL) keeps
-it and retries later. Bundles published by HQ arrive reassembled on a delivery thread via `on_bundle`.
-Status is retained on `devices/<id>/status`; the broker's will turns it to offline when the device vanishes.
+The daemon calls `send_match` / `send_audit` / `send_watchlist_state` / `send_handheld_alert`; each returns
+once the message is committed to the outbox, so from then on nothing short of losing the disk loses it. A
+publisher thread signs each message (setting `sent_at`), publishes it at QoS 1 with a bounded window of
+unacknowledged messages, and deletes it from the outbox only when the broker has taken it: a refused PUBACK
+(e.g. ACL) keeps it and retries later, and so does PUBACK 0x10 "No matching subscribers" (nobody would get
+it, e.g. HQ's shared subscription was forgotten by a broker restart, or the handheld never connected): the
+topic is then held, its messages wait in the outbox, and one of them probes with back-off until someone
+takes it. Retained bundles, the retained pairing record and decisions arrive on one delivery thread that
+calls `on_bundle`, `on_pairing` and `on_adjudication` (never paho's network thread; an exception there is
+logged, never fatal). Status is retained on `devices/<id>/status`; the broker's will turns it to offline
+when the device vanishes.
 """
 
+import bisect
 import hashlib
 import json
 import logging
@@ -15,7 +22,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import JsonValue
 
 from edge.config.link import LinkConfig
+from edge.handheld.alert import SealedAlert
 from edge.link import topics
 from edge.link.chunks import Reassembler
 from edge.link.messages import (
@@ -44,6 +53,7 @@ from edge.link.outbox import Outbox
 log = logging.getLogger(__name__)
 
 _SIGNATURE_ROOM = 200  # signature and sent_at are added at publish time
+NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK reason: accepted, but no subscription matched
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,26 @@ class Bundle:
     source: str
     sha256: str
     data: bytes
+
+
+@dataclass
+class _Hold:
+    """A topic the broker had no subscriber for: its messages wait in the outbox (`parked`, oldest first)
+    and one of them (`probe`) is sent each `delay` seconds until the broker has someone to give it to."""
+
+    delay: float
+    until: float
+    parked: list[int] = field(default_factory=list)
+    probe: int | None = None
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    """Work for the delivery thread: call `handler`, then acknowledge `message` (if any) to the broker."""
+
+    what: str
+    handler: Callable[[], None]
+    message: Incoming | None = None
 
 
 def load_signing_key(key: Ed25519PrivateKey | Path) -> Ed25519PrivateKey:
@@ -76,8 +106,13 @@ class Uplink:
         signing_key: Ed25519PrivateKey | Path,
         fleet: str | None = None,
         on_bundle: Callable[[Bundle], None] | None = None,
+        on_pairing: Callable[[bytes], None] | None = None,
+        on_adjudication: Callable[[str, bytes], None] | None = None,
         software: str = "",
     ) -> None:
+        """`on_bundle(bundle)`: a complete watchlist bundle; `on_pairing(payload)`: the retained HQ-signed
+        pairing record on `devices/<id>/pairing` (again on every reconnect); `on_adjudication(topic, payload)`:
+        an officer's signed decision from a paired handheld. Verifying them is the caller's job."""
         identity = read_identity(config.cert)
         if identity.role != "device":
             raise LinkError(f"certificate {config.cert} is for {identity.name}, not a device-<id> identity")
@@ -86,18 +121,21 @@ class Uplink:
         self._key = load_signing_key(signing_key)
         self._outbox = Outbox(config.outbox, config.outbox_sync)
         self._on_bundle = on_bundle
+        self._on_pairing = on_pairing
+        self._on_adjudication = on_adjudication
         self._status_lock = threading.Lock()
         self._status = DeviceStatus(device=self.device_id, online=True, reason="running", software=software)
         self._prefixes = {topics.device_bundle(self.device_id): f"device:{self.device_id}"}
         if fleet is not None:
             self._prefixes[topics.fleet_bundle(fleet)] = f"fleet:{fleet}"
         self._reassembler = Reassembler()
-        self._bundles: queue.Queue[Bundle | None] = queue.Queue()
-        self._acks: queue.SimpleQueue[tuple[int, Ack]] = queue.SimpleQueue()
+        self._deliveries: queue.Queue[_Delivery | None] = queue.Queue()
+        self._acks: queue.SimpleQueue[tuple[int, str, Ack]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._inflight: set[int] = set()
         self._retry: dict[int, float] = {}
+        self._held: dict[str, _Hold] = {}
         self._cursor = 0
         will = DeviceStatus(device=self.device_id, online=False, reason="connection lost", software=software)
         self._client = MqttClient(
@@ -105,17 +143,22 @@ class Uplink:
             will=Will(topics.status(self.device_id), encode(will.body())),
             on_message=self._handle_message,
             on_connect=self._publish_status,
+            manual_ack=True,
         )
         self._threads = [threading.Thread(target=self._publisher, name="edge-uplink-publisher", daemon=True)]
-        if on_bundle is not None:
-            self._threads.append(threading.Thread(target=self._deliverer, name="edge-uplink-bundles", daemon=True))
+        if on_bundle is not None or on_pairing is not None or on_adjudication is not None:
+            self._threads.append(threading.Thread(target=self._deliverer, name="edge-uplink-delivery", daemon=True))
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Connect in the background (reconnecting with back-off) and start publishing the outbox."""
-        if self._on_bundle is not None:
-            self._client.subscribe([f"{prefix}/#" for prefix in self._prefixes])
+        filters = [f"{prefix}/#" for prefix in self._prefixes] if self._on_bundle is not None else []
+        if self._on_pairing is not None:
+            filters.append(topics.device_pairing(self.device_id))
+        if self._on_adjudication is not None:
+            filters.append(topics.all_adjudications())
+        self._client.subscribe(filters)
         self._client.start()
         for thread in self._threads:
             thread.start()
@@ -131,7 +174,7 @@ class Uplink:
                 log.warning("could not publish offline status: %s", exc)
         self._stopping.set()
         self._wake.set()
-        self._bundles.put(None)
+        self._deliveries.put(None)
         for thread in self._threads:
             thread.join(timeout)
         self._client.stop()
@@ -146,11 +189,11 @@ class Uplink:
 
     @property
     def pending(self) -> int:
-        """Messages in the outbox not yet acknowledged by the broker."""
+        """Messages in the outbox the broker has not taken yet (held for want of a subscriber included)."""
         return len(self._outbox)
 
     def wait_drained(self, timeout: float) -> bool:
-        """True once the outbox is empty (every message acknowledged), False after `timeout` seconds."""
+        """True once the outbox is empty (every message taken by the broker), False after `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while self.pending:
             if time.monotonic() >= deadline:
@@ -177,6 +220,22 @@ class Uplink:
     def send_watchlist_state(self, state: WatchlistState) -> None:
         """Queue what the device did with an offered watchlist (installed, refused and why, unchanged)."""
         self._put(topics.watchlist_state(self.device_id), self._own(state).body())
+
+    def send_handheld_alert(self, topic: str, envelope: dict[str, Any] | bytes) -> None:
+        """Queue a sealed alert (`edge.sealed_alert/1`, from `DevicePairing.sealed_alerts`) for one paired
+        handheld durably; the publisher adds `sent_at` and the device's outer signature, which the handheld
+        verifies. `topic` must be that handheld's inbox for this device."""
+        try:
+            body = json.loads(envelope) if isinstance(envelope, bytes) else dict(envelope)
+            sealed = SealedAlert.model_validate(body)
+        except ValueError as exc:  # JSON, UTF-8 and pydantic validation errors all are
+            raise ValueError(f"not an edge.sealed_alert/1 envelope: {exc}") from exc
+        if sealed.device != self.device_id:
+            raise ValueError(f"sealed alert names device {sealed.device!r} but this uplink is {self.device_id!r}")
+        if topic != topics.handheld_inbox(sealed.handheld, self.device_id):
+            raise ValueError(f"sealed alert for handheld {sealed.handheld} cannot go to {topic}; "
+                             f"use {topics.handheld_inbox(sealed.handheld, self.device_id)}")
+        self._put(topic, body)
 
     def set_status(
         self, watchlist: WatchlistRef | None = None, counters: Mapping[str, int] | None = None, reason: str = "running"
@@ -235,60 +294,118 @@ class Uplink:
         done: list[int] = []
         while True:
             try:
-                entry_id, ack = self._acks.get_nowait()
+                entry_id, topic, ack = self._acks.get_nowait()
             except queue.Empty:
                 break
             self._inflight.discard(entry_id)
-            if ack.ok:
+            hold = self._held.get(topic)
+            probe = hold is not None and hold.probe == entry_id
+            if hold is not None and probe:
+                hold.probe = None
+            if ack.code == NO_MATCHING_SUBSCRIBERS:
+                self._park(entry_id, topic, probe)
+            elif ack.ok:
                 done.append(entry_id)
+                if hold is not None:
+                    self._release(topic)
             else:
                 log.error("broker refused outbox message %d (%s); keeping it, retry in %d s",
                           entry_id, ack.reason, self.config.reconnect_max_s)
                 self._retry[entry_id] = time.monotonic() + self.config.reconnect_max_s
         self._outbox.remove(done)
 
+    def _park(self, entry_id: int, topic: str, probe: bool) -> None:
+        """Keep a message nobody subscribed to in the outbox; hold its topic and back off (logged once per hold)."""
+        now = time.monotonic()
+        hold = self._held.get(topic)
+        if hold is None:
+            hold = self._held[topic] = _Hold(self.config.reconnect_min_s, now + self.config.reconnect_min_s)
+            log.warning("broker has no subscriber for %s yet (PUBACK 0x10): its messages stay in the outbox and "
+                        "are retried with back-off up to %d s", topic, self.config.reconnect_max_s)
+        elif probe:
+            hold.delay = min(2 * hold.delay, self.config.reconnect_max_s)
+            hold.until = now + hold.delay
+        at = bisect.bisect_left(hold.parked, entry_id)
+        if at == len(hold.parked) or hold.parked[at] != entry_id:
+            hold.parked.insert(at, entry_id)
+
+    def _release(self, topic: str) -> None:
+        """Someone takes `topic` again: send what waited for it, oldest first."""
+        hold = self._held.pop(topic)
+        if hold.parked:
+            log.info("broker has a subscriber for %s again: sending the %d message(s) held for it",
+                     topic, len(hold.parked))
+        now = time.monotonic()
+        for entry_id in hold.parked:
+            self._retry[entry_id] = now
+
     def _send_more(self) -> None:
         free = self.config.inflight - len(self._inflight)
         now = time.monotonic()
-        due = [i for i, when in self._retry.items() if when <= now][:free]
+        wanted: list[int] = []
+        for hold in self._held.values():
+            if len(wanted) < free and hold.probe is None and hold.parked and hold.until <= now:
+                hold.probe = hold.parked.pop(0)
+                wanted.append(hold.probe)
+        due = [i for i, when in self._retry.items() if when <= now][: free - len(wanted)]
         for entry_id in due:
             del self._retry[entry_id]
-        entries = self._outbox.get(due)
-        if free - len(entries) > 0:
-            fresh = self._outbox.after(self._cursor, free - len(entries))
-            if fresh:
-                self._cursor = fresh[-1].id
-            entries += fresh
+        entries = self._outbox.get(wanted + due)
+        while len(entries) < free and (fresh := self._outbox.after(self._cursor, free - len(entries))):
+            self._cursor = fresh[-1].id
+            for entry in fresh:
+                hold = self._held.get(entry.topic)
+                if hold is None:
+                    entries.append(entry)
+                else:
+                    bisect.insort(hold.parked, entry.id)
         for entry in entries:
             body = json.loads(entry.body)
             body["sent_at"] = iso(utc_now())
             self._inflight.add(entry.id)
-            self._client.publish(entry.topic, encode(sign(body, self._key)), on_ack=self._acked(entry.id))
+            self._client.publish(entry.topic, encode(sign(body, self._key)), on_ack=self._acked(entry.id, entry.topic))
 
-    def _acked(self, entry_id: int) -> Callable[[Ack], None]:
+    def _acked(self, entry_id: int, topic: str) -> Callable[[Ack], None]:
         def on_ack(ack: Ack) -> None:
-            self._acks.put((entry_id, ack))
+            self._acks.put((entry_id, topic, ack))
             self._wake.set()
 
         return on_ack
 
     def _handle_message(self, message: Incoming) -> None:
+        """On paho's thread: hand the work to the delivery thread. Decisions and pairing records are acknowledged
+        once handled (a crash before that gets them again); bundle chunks at once (retained, sent again anyway)."""
         topic = message.topic
+        where = topics.parse_handheld_topic(topic)
+        if self._on_pairing is not None and topic == topics.device_pairing(self.device_id):
+            self._deliveries.put(_Delivery(f"pairing record on {topic}", partial(self._on_pairing, message.payload),
+                                           message))
+        elif self._on_adjudication is not None and where is not None and where.suffix == "adjudications":
+            self._deliveries.put(_Delivery(f"decision on {topic}", partial(self._on_adjudication, topic,
+                                                                           message.payload), message))
+        else:
+            self._feed_bundle(message)
+            self._client.ack(message)
+
+    def _feed_bundle(self, message: Incoming) -> None:
+        on_bundle = self._on_bundle
         for prefix, source in self._prefixes.items():
-            if topic.startswith(prefix + "/"):
-                kind = topic[len(prefix) + 1 :].split("/", 1)[0]
+            if on_bundle is not None and message.topic.startswith(prefix + "/"):
+                kind = message.topic[len(prefix) + 1 :].split("/", 1)[0]
                 data = self._reassembler.feed(prefix, kind, message.payload)
                 if data is not None:
                     bundle = Bundle(source, hashlib.sha256(data).hexdigest(), data)
                     log.info("watchlist bundle from %s complete: %d bytes, sha256 %s", source, len(data), bundle.sha256)
-                    self._bundles.put(bundle)
+                    self._deliveries.put(_Delivery(f"watchlist bundle from {source} {bundle.sha256}",
+                                                   partial(on_bundle, bundle)))
                 return
-        log.warning("ignored message on unexpected topic %s", topic)
+        log.warning("ignored message on unexpected topic %s", message.topic)
 
     def _deliverer(self) -> None:
-        assert self._on_bundle is not None
-        while (bundle := self._bundles.get()) is not None:
+        while (delivery := self._deliveries.get()) is not None:
             try:
-                self._on_bundle(bundle)
+                delivery.handler()
             except Exception:
-                log.exception("watchlist bundle handler failed for %s %s", bundle.source, bundle.sha256)
+                log.exception("handler failed for %s; carrying on", delivery.what)
+            if delivery.message is not None:
+                self._client.ack(delivery.message)

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from handheld_helpers import FleetFiles, edge, pair
+from handheld_helpers import FleetFiles, edge, hq_ingest, pair
 
 from edge.hq.broker import LocalBroker, find_mosquitto
+from edge.hq.store import EventStore
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -21,8 +22,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 @pytest.fixture(scope="module")
 def fleet_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FleetFiles, LocalBroker]]:
-    """HQ `ingest`, devices cam01 (paired with handheld h1) and cam02 (not paired), handheld h1 with two
-    officers and the two-officer rule, and a running broker whose ACL came from `edge hq pair`."""
+    """HQ `ingest` and `ops`, devices cam01 (paired with handheld h1) and cam02 (not paired), handheld h1 with
+    two officers and the two-officer rule, and a running broker whose ACL came from `edge hq pair`."""
     try:
         find_mosquitto()
     except Exception as exc:
@@ -36,8 +37,9 @@ def fleet_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fle
         edge("device", "provision", "--id", device, "--hq-pub", hq_pub, "--out", keys / f"device-{device}")
         edge("hq", "pki", "issue", "--role", "device", "--id", device, "--ca", root / "ca", "--out", tls,
              "--registry", registry)
-    edge("hq", "pki", "issue", "--role", "hq", "--id", "ingest", "--ca", root / "ca", "--out", tls,
-         "--registry", registry)
+    for hq in ("ingest", "ops"):  # ingest worker; operator publishing pairing records (its own session)
+        edge("hq", "pki", "issue", "--role", "hq", "--id", hq, "--ca", root / "ca", "--out", tls,
+             "--registry", registry)
     broker = LocalBroker(root / "broker", root / "ca", root / "acl")
     handheld_dir = keys / "handheld-h1"
     edge("handheld", "provision", "--id", "h1", "--hq-pub", hq_pub, "--officer", "4711=Sgt. Alex Able",
@@ -57,6 +59,13 @@ def fleet_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fle
 @pytest.fixture(scope="module")
 def fleet(fleet_broker: tuple[FleetFiles, LocalBroker]) -> FleetFiles:
     return fleet_broker[0]
+
+
+@pytest.fixture
+def hq_store(fleet: FleetFiles, tmp_path: Path) -> Iterator[EventStore]:
+    """HQ's store, filled by a running HQ ingest worker (the real one, in this process)."""
+    with hq_ingest(fleet, tmp_path / "hq.sqlite") as store:
+        yield store
 
 
 @pytest.fixture(scope="session")

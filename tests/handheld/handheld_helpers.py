@@ -16,15 +16,17 @@ import numpy as np
 from edge.cli import main
 from edge.config.handheld import HandheldFile
 from edge.config.link import LinkConfig
-from edge.handheld.alert import HandheldAlert, inbox, seal
+from edge.handheld.alert import HandheldAlert, seal
 from edge.handheld.app import HandheldApp
 from edge.handheld.web import PageServer
 from edge.hq.broker import LocalBroker
-from edge.hq.pairing import DevicePairing, device_topic, read_record
+from edge.hq.ingest import Ingest, PublicKeys
+from edge.hq.pairing import DevicePairing, read_record
+from edge.hq.store import EventStore
 from edge.keys import load_signing_private, load_signing_public
 from edge.link.messages import new_event_id
 from edge.link.mqtt import Ack, Incoming, MqttClient
-from edge.link.topics import adjudications
+from edge.link.topics import all_adjudications, device_pairing, handheld_inbox
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,9 @@ def make_alert(device: str, handheld: str, label: str = "Subject Alpha", **chang
 
 
 class DeviceSim:
-    """A device as the daemon would run it: reads its pairing record, seals alerts, hears decisions."""
+    """A device's MQTT client as a test instrument (acks, raw and forged payloads): reads its pairing record,
+    seals alerts, hears decisions (the ACL passes only its paired handhelds'). The daemon's real side,
+    edge.link.uplink.Uplink, is tested in test_handheld_flow."""
 
     def __init__(self, fleet: FleetFiles, device: str) -> None:
         self.fleet = fleet
@@ -96,33 +100,29 @@ class DeviceSim:
         self.key = load_signing_private(fleet.keys / f"device-{device}" / "device_signing.key")
         self.received = Collector()
         self.client = MqttClient(fleet.link(f"device-{device}"), on_message=self.received)
-        self.client.subscribe([device_topic(device)])
+        self.client.subscribe([device_pairing(device), all_adjudications()])
         self.client.start()
         self.client.wait_connected(5)
         self.client.wait_subscribed(5)
 
     def pairing(self, handhelds: list[str] | None = None) -> DevicePairing:
-        """The HQ-signed record (retained, or a later one listing exactly `handhelds`), verified; also
-        subscribes to the paired handhelds' decisions."""
+        """The HQ-signed record (retained, or a later one listing exactly `handhelds`), verified."""
         hq = load_signing_public(self.fleet.hq_public)
 
         def wanted(m: Incoming) -> bool:
-            if m.topic != device_topic(self.device):
+            if m.topic != device_pairing(self.device):
                 return False
             ids = [h.id for h in read_record(m.payload, DevicePairing, hq, self.device).handhelds]
             return handhelds is None or ids == handhelds
 
-        record = read_record(self.received.wait(wanted).payload, DevicePairing, hq, self.device)
-        self.client.subscribe([adjudications(h.id) for h in record.handhelds])
-        self.client.wait_subscribed(5)
-        return record
+        return read_record(self.received.wait(wanted).payload, DevicePairing, hq, self.device)
 
     def send(self, alert: HandheldAlert, pairing: DevicePairing) -> list[Ack]:
         """Seal `alert` to each paired handheld (a copy naming each) and publish it at QoS 1."""
         acks = []
         for peer in pairing.handhelds:
             copy = alert.model_copy(update={"handheld": peer.id})
-            acks.append(self.client.publish_wait(inbox(peer.id, self.device), seal(copy, self.key,
+            acks.append(self.client.publish_wait(handheld_inbox(peer.id, self.device), seal(copy, self.key,
                                                                                     peer.encryption_public()),
                                                  False, 5))
         return acks
@@ -154,6 +154,20 @@ def running_handheld(fleet: FleetFiles, state_dir: Path, port: int = 0,
         app.stop()
 
 
+@contextlib.contextmanager
+def hq_ingest(fleet: FleetFiles, db: Path) -> Iterator[EventStore]:
+    """`edge hq ingest` in this process (plain persistent subscriptions), storing into `db`; yields the store."""
+    store = EventStore.open(str(db))
+    ingest = Ingest(fleet.link("hq-ingest"), store, PublicKeys(fleet.keys))
+    ingest.start()
+    try:
+        ingest.wait_connected(5)
+        yield store
+    finally:
+        ingest.stop()
+        store.close()
+
+
 def edge(*argv: str | Path) -> None:
     """Run an `edge` command in-process, as a user would type it."""
     assert main([str(a) for a in argv]) == 0, f"edge {' '.join(map(str, argv))} failed"
@@ -163,7 +177,7 @@ def pair(fleet: FleetFiles, broker: LocalBroker, handheld: str, device: str, *ex
     edge("hq", "pair", "--handheld", handheld, "--device", device, *extra, "--registry", fleet.registry,
          "--keys", fleet.keys, "--hq-key", fleet.root / "hq" / "hq_signing.key",
          "--broker-pid", broker.workdir / "mosquitto.pid", "--broker", f"127.0.0.1:{broker.port}",
-         "--ca", fleet.tls / "ca.crt", "--cert", fleet.tls / "hq-ingest.crt", "--key", fleet.tls / "hq-ingest.key")
+         "--ca", fleet.tls / "ca.crt", "--cert", fleet.tls / "hq-ops.crt", "--key", fleet.tls / "hq-ops.key")
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:

@@ -1,6 +1,7 @@
 """The officer's page in real headless Chromium, fed by a real device client through a real broker.
 
-Device -> broker -> `edge handheld` -> page; click -> signed decision -> broker -> device (audit log) and HQ.
+Device -> broker -> `edge handheld` -> page; click -> signed decision -> broker -> device (audit log) and HQ
+ingest (store).
 """
 
 import json
@@ -13,19 +14,17 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from handheld_helpers import Collector, DeviceSim, FleetFiles, make_alert, running_handheld
+from handheld_helpers import DeviceSim, FleetFiles, make_alert, running_handheld, wait_until
 
 from edge.audit.log import AuditLog
 from edge.audit.records import AdjudicationBody, AuditRecord
 from edge.audit.verify import verify_file
-from edge.handheld.adjudication import audit_body, verify_adjudication
-from edge.handheld.alert import STATEMENT, inbox, seal
+from edge.handheld.adjudication import Adjudication, audit_body, verify_adjudication
+from edge.handheld.alert import STATEMENT, seal
 from edge.hq.broker import LocalBroker, free_port
-from edge.hq.store import Batch, Event, EventStore
+from edge.hq.store import EventStore
 from edge.keys import load_signing_private, load_signing_public
-from edge.link.messages import iso, utc_now
-from edge.link.mqtt import MqttClient
-from edge.link.topics import ROOT, adjudications
+from edge.link.topics import adjudications, handheld_inbox
 
 TIMEOUT_MS = 5000
 
@@ -45,21 +44,17 @@ def handheld_keys(fleet: FleetFiles) -> dict[str, Any]:
     return {"h1": load_signing_public(fleet.keys / "handheld-h1" / "handheld_signing.pub")}
 
 
-def hq_client(fleet: FleetFiles, collector: Collector) -> MqttClient:
-    """HQ ingest's subscription for decisions. Not a `$share/…` one: mosquitto 2.0 forgets an offline
-    client's shared subscriptions when it restarts, and the broker restart below would then lose decisions."""
-    client = MqttClient(fleet.link("hq-ingest"), on_message=collector)
-    client.subscribe([f"{ROOT}/handhelds/+/adjudications"])
-    client.start()
-    client.wait_connected(5)
-    client.wait_subscribed(5)
-    return client
+def decisions_at_hq(store: EventStore, fleet: FleetFiles, count: int) -> list[Adjudication]:
+    """The decisions HQ ingest stored, once there are `count`, checked again with the handheld's key."""
+    assert wait_until(lambda: store.count("adjudication") >= count, 10), "decisions did not reach the HQ store"
+    events = store.events(kind="adjudication")
+    assert len(events) == count
+    return [verify_adjudication(e.payload.encode(), handheld_keys(fleet), topic=adjudications("h1")) for e in events]
 
 
-def test_alert_shows_live_and_decisions_reach_device_audit_and_hq(fleet: FleetFiles, phone: Any,
-                                                                    tmp_path: Path, record_property: Any) -> None:
-    decisions_at_hq = Collector()
-    hq = hq_client(fleet, decisions_at_hq)
+def test_alert_shows_live_and_decisions_reach_device_audit_and_hq(fleet: FleetFiles, phone: Any, tmp_path: Path,
+                                                                    hq_store: EventStore,
+                                                                    record_property: Any) -> None:
     device = DeviceSim(fleet, "cam01")
     pairing = device.pairing()
     assert [h.id for h in pairing.handhelds] == ["h1"]
@@ -91,16 +86,10 @@ def test_alert_shows_live_and_decisions_reach_device_audit_and_hq(fleet: FleetFi
         shown.locator(".tally", has_text="1 of 2 confirmations").wait_for(timeout=TIMEOUT_MS)
         shown.locator(".decisions li.sent").wait_for(timeout=TIMEOUT_MS)
 
-        # HQ gets it, verifies the handheld's signature, stores it.
-        message = decisions_at_hq.wait(lambda m: m.topic == adjudications("h1"))
-        at_hq = verify_adjudication(message.payload, handheld_keys(fleet), topic=message.topic)
+        # HQ ingest gets it, verifies the handheld's signature, stores it.
+        [at_hq] = decisions_at_hq(hq_store, fleet, 1)
         assert (at_hq.event_id, at_hq.device, at_hq.officer_id, at_hq.decision) == (
             alert.event_id, "cam01", "4711", "confirm")
-        store = EventStore.open(str(tmp_path / "hq.sqlite"))
-        store.write(Batch(events=[Event(at_hq.adjudication_id, "adjudication", at_hq.device, iso(at_hq.decided_at),
-                                        iso(utc_now()), message.payload.decode())]))
-        assert [json.loads(e.payload)["event_id"] for e in store.events(kind="adjudication")] == [alert.event_id]
-        store.close()
 
         # The device gets it from its paired handheld, verifies it, and writes it to its audit log.
         message = device.received.wait(lambda m: m.topic == adjudications("h1"))
@@ -121,13 +110,12 @@ def test_alert_shows_live_and_decisions_reach_device_audit_and_hq(fleet: FleetFi
         phone.select_option("#officer", "4712")
         shown.locator("button.confirm").click()
         shown.locator(".tally", has_text="Confirmed (2 of 2 confirmations)").wait_for(timeout=TIMEOUT_MS)
-        second = decisions_at_hq.wait(lambda m: b'"4712"' in m.payload)
-        assert verify_adjudication(second.payload, handheld_keys(fleet)).confirmations_required == 2
+        second = decisions_at_hq(hq_store, fleet, 2)[1]
+        assert (second.officer_id, second.confirmations_required) == ("4712", 2)
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0, process.stderr.read() if process.stderr else ""
         device.stop()
-        hq.stop()
 
 
 def test_unpaired_or_forged_alerts_never_show(fleet: FleetFiles, phone: Any, tmp_path: Path) -> None:
@@ -139,12 +127,12 @@ def test_unpaired_or_forged_alerts_never_show(fleet: FleetFiles, phone: Any, tmp
             open_page(phone, server.url)
             # The broker stops an unpaired device outright...
             stray = make_alert("cam02", "h1", label="From unpaired device")
-            assert not cam02.publish_raw(inbox("h1", "cam02"), seal(stray, cam02.key, h1_public)).ok
+            assert not cam02.publish_raw(handheld_inbox("h1", "cam02"), seal(stray, cam02.key, h1_public)).ok
             # ...and the handheld refuses what gets through: another device's alert relayed by cam01,
             # and an alert claiming to be cam01's but signed with another key.
-            assert cam01.publish_raw(inbox("h1", "cam01"), seal(stray, cam02.key, h1_public)).ok
+            assert cam01.publish_raw(handheld_inbox("h1", "cam01"), seal(stray, cam02.key, h1_public)).ok
             forged = make_alert("cam01", "h1", label="Forged")
-            assert cam01.publish_raw(inbox("h1", "cam01"), seal(forged, cam02.key, h1_public)).ok
+            assert cam01.publish_raw(handheld_inbox("h1", "cam01"), seal(forged, cam02.key, h1_public)).ok
             genuine = make_alert("cam01", "h1", label="Genuine")
             assert all(ack.ok for ack in cam01.send(genuine, pairing))
 
@@ -159,10 +147,8 @@ def test_unpaired_or_forged_alerts_never_show(fleet: FleetFiles, phone: Any, tmp
 
 
 def test_nothing_is_lost_while_the_handheld_or_the_broker_is_away(
-        fleet_broker: tuple[FleetFiles, LocalBroker], phone: Any, tmp_path: Path) -> None:
+        fleet_broker: tuple[FleetFiles, LocalBroker], phone: Any, tmp_path: Path, hq_store: EventStore) -> None:
     fleet, broker = fleet_broker
-    decisions_at_hq = Collector()
-    hq = hq_client(fleet, decisions_at_hq)
     device = DeviceSim(fleet, "cam01")
     pairing = device.pairing()
     port = free_port()
@@ -193,15 +179,14 @@ def test_nothing_is_lost_while_the_handheld_or_the_broker_is_away(
             before.locator(".decisions li.unsent").wait_for(timeout=TIMEOUT_MS)
             broker.start()
             before.locator(".decisions li.sent").wait_for(timeout=10_000)
-            message = decisions_at_hq.wait(lambda m: first.event_id.encode() in m.payload, timeout=10)
-            assert verify_adjudication(message.payload, handheld_keys(fleet)).decision == "reject"
+            [at_hq] = decisions_at_hq(hq_store, fleet, 1)
+            assert (at_hq.event_id, at_hq.decision) == (first.event_id, "reject")
             later = make_alert("cam01", "h1", label="After reconnect")
             device.client.wait_connected(10)
             assert all(ack.ok for ack in device.send(later, pairing))
             card(phone, later.event_id).wait_for(timeout=TIMEOUT_MS)
     finally:
         device.stop()
-        hq.stop()
 
 
 def test_page_api_needs_the_start_token_in_a_header(fleet: FleetFiles, tmp_path: Path) -> None:

@@ -4,10 +4,11 @@ from pathlib import Path
 
 from handheld_helpers import DeviceSim, FleetFiles, make_alert, pair, running_handheld, wait_until
 
-from edge.handheld.alert import inbox, seal
+from edge.handheld.alert import seal
 from edge.hq.broker import LocalBroker
 from edge.hq.pairing import HandheldPairing, load_record
 from edge.keys import load_signing_public
+from edge.link.topics import handheld_inbox
 
 
 def test_pairing_and_unpairing_take_effect_on_broker_device_and_handheld(
@@ -19,7 +20,7 @@ def test_pairing_and_unpairing_take_effect_on_broker_device_and_handheld(
             assert wait_until(lambda: app.status()["paired_devices"] == ["cam01"], 5)
             h1_public = cam01.pairing(["h1"]).handhelds[0].encryption_public()
             early = make_alert("cam02", "h1", label="Before pairing")
-            assert not cam02.publish_raw(inbox("h1", "cam02"), seal(early, cam02.key, h1_public)).ok
+            assert not cam02.publish_raw(handheld_inbox("h1", "cam02"), seal(early, cam02.key, h1_public)).ok
 
             pair(fleet, broker, "h1", "cam02")
             assert wait_until(lambda: app.status()["paired_devices"] == ["cam01", "cam02"], 5)
@@ -31,7 +32,7 @@ def test_pairing_and_unpairing_take_effect_on_broker_device_and_handheld(
             assert wait_until(lambda: app.status()["paired_devices"] == ["cam02"], 5)
             assert cam01.pairing([]).handhelds == []  # the device learns it has no handheld left
             late = make_alert("cam01", "h1", label="After unpairing")
-            assert not cam01.publish_raw(inbox("h1", "cam01"), seal(late, cam01.key, h1_public)).ok
+            assert not cam01.publish_raw(handheld_inbox("h1", "cam01"), seal(late, cam01.key, h1_public)).ok
         kept = load_record(tmp_path / "pairing.json", HandheldPairing, load_signing_public(fleet.hq_public), "h1")
         assert kept is not None and [d.id for d in kept.devices] == ["cam02"]  # survives a handheld restart
     finally:

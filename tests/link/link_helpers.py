@@ -1,6 +1,8 @@
 """Shared pieces of the link tests: the throwaway fleet's identities, a broker handle, a message inbox."""
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,7 @@ IDENTITIES = [
     Identity("device", "b"),
     Identity("device", "unlisted"),  # valid certificate, deliberately not in the registry
     Identity("handheld", "h1"),
+    Identity("handheld", "h2"),
     Identity("hq", "ingest"),
     Identity("hq", "publisher"),
 ]
@@ -40,6 +43,7 @@ class Fleet:
             if identity.id != "unlisted":
                 registry.add(identity, FLEETS.get(identity.id) if identity.role == "device" else None)
         registry.pair("h1", "a")
+        registry.pair("h2", "b")
         return registry
 
     def signing_key(self, device: str) -> Ed25519PrivateKey:
@@ -99,3 +103,11 @@ def connect(broker: Broker, name: str, inbox: Inbox | None = None, certs: Path |
     client.start()
     client.wait_connected(5)
     return client
+
+
+def wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `predicate` until it holds; fail the test naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.05)

@@ -87,24 +87,49 @@ def test_device_is_confined_to_its_own_topics(broker: Broker) -> None:
             client.stop()
 
 
-def test_handheld_reads_only_paired_devices_and_pairing_takes_effect_on_reload(broker: Broker) -> None:
-    inbox = Inbox()
-    handheld = connect(broker, "handheld-h1", inbox)
-    a = connect(broker, "device-a")
-    b = connect(broker, "device-b")
+def test_pairing_confines_alerts_and_decisions_and_takes_effect_on_reload(broker: Broker) -> None:
+    """h1 is paired with device a, h2 with device b (link_helpers.Fleet.registry)."""
+    at_h1, at_a = Inbox(), Inbox()
+    hq = connect(broker, "hq-publisher")
+    h1, h2 = connect(broker, "handheld-h1", at_h1), connect(broker, "handheld-h2")
+    a, b = connect(broker, "device-a", at_a), connect(broker, "device-b")
     try:
-        handheld.subscribe([topics.match_events("a"), topics.match_events("b"), topics.status("b")])
-        handheld.wait_subscribed(5)
-        assert b.publish_wait(topics.match_events("b"), b"b-1", False, 5).ok
-        assert a.publish_wait(topics.match_events("a"), b"a-1", False, 5).ok
-        assert inbox.wait_for(topics.match_events("a"))
-        assert inbox.topics() == {topics.match_events("a")}
+        for topic in (topics.device_pairing("a"), topics.device_pairing("b"), topics.handheld_pairing("h1"),
+                      topics.handheld_pairing("h2")):
+            assert hq.publish_wait(topic, topic.encode(), True, 5).ok  # only HQ writes pairing records
+        for device in (a, b):
+            assert device.publish_wait(topics.status(device.identity.id), b"online", True, 5).ok
+        h1.subscribe([topics.handheld_inbox_filter("h1"), topics.handheld_pairing("h1"), topics.status("a"),
+                      topics.status("b"), topics.match_events("a"), topics.handheld_inbox_filter("h2"),
+                      topics.adjudications("h2"), topics.handheld_pairing("h2")])
+        a.subscribe([topics.all_adjudications(), topics.device_pairing("a"), topics.device_pairing("b"),
+                     topics.handheld_inbox_filter("h1")])
+        h1.wait_subscribed(5)
+        a.wait_subscribed(5)
+        # The handheld never reads match events (they may carry the crop its sealed alert keeps encrypted).
+        assert a.publish_wait(topics.match_events("a"), b"event", False, 5).ok
+        # A device writes only to paired handhelds' inboxes, and only under its own id.
+        assert not a.publish_wait(topics.handheld_inbox("h1", "b"), b"a-as-b", False, 5).ok
+        assert not a.publish_wait(topics.handheld_inbox("h2", "a"), b"unpaired", False, 5).ok
+        assert b.publish_wait(topics.handheld_inbox("h2", "b"), b"for-h2", False, 5).ok
+        # A handheld writes only its own decisions: not another's, not its pairing record, not an inbox.
+        for topic in (topics.adjudications("h2"), topics.handheld_pairing("h1"), topics.handheld_inbox("h1", "a")):
+            refused = h1.publish_wait(topic, b"forged", False, 5)
+            assert not refused.ok and refused.reason == "Not authorized", topic
+        assert h2.publish_wait(topics.adjudications("h2"), b"h2-decision", False, 5).ok  # not for device a
+        # Controls, sent last: what each may get.
+        assert a.publish_wait(topics.handheld_inbox("h1", "a"), b"alert", False, 5).ok
+        assert h1.publish_wait(topics.adjudications("h1"), b"h1-decision", False, 5).ok
+        assert at_h1.wait_for(topics.handheld_inbox("h1", "a")) and at_a.wait_for(topics.adjudications("h1"))
+        assert at_h1.topics() == {topics.handheld_pairing("h1"), topics.status("a"), topics.handheld_inbox("h1", "a")}
+        assert at_a.topics() == {topics.device_pairing("a"), topics.adjudications("h1")}
 
         broker.registry.pair("h1", "b")
         broker.update_acl()
-        assert b.publish_wait(topics.match_events("b"), b"b-2", False, 5).ok
-        assert inbox.wait_for(topics.match_events("b"))
-        assert [m.payload for m in inbox.messages if m.topic == topics.match_events("b")] == [b"b-2"]
+        assert b.publish_wait(topics.handheld_inbox("h1", "b"), b"b-alert", False, 5).ok
+        assert b.publish_wait(topics.status("b"), b"still online", True, 5).ok
+        assert at_h1.wait_for(topics.status("b"))
+        assert [m.payload for m in at_h1.messages if m.topic == topics.status("b")] == [b"still online"]
     finally:
-        for client in (handheld, a, b):
+        for client in (hq, h1, h2, a, b):
             client.stop()

@@ -1,17 +1,18 @@
 """At-least-once from device outbox to broker, exactly-once into the HQ store, whatever dies in between."""
 
 import json
+import logging
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from link_helpers import Broker
+import pytest
+from link_helpers import Broker, wait
 
 from edge.cli import main as edge_main
-from edge.hq.ingest import DeviceKeys, Ingest
+from edge.hq.ingest import Ingest, PublicKeys
 from edge.hq.store import EventStore
 from edge.link import topics
 from edge.link.bench import synthetic_event_id, synthetic_match
@@ -23,20 +24,13 @@ from edge.link.uplink import Uplink
 BURST = 1000
 
 
-def wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.05)
-
-
 def stored_ids(store: EventStore, kind: str = "match") -> list[str]:
     return [e.event_id for e in store.events(kind=kind, limit=10 * BURST)]
 
 
 def test_burst_survives_broker_restart(broker: Broker, tmp_path: Path) -> None:
     store = EventStore.open(str(tmp_path / "hq.sqlite"))
-    ingest = Ingest(broker.config("hq-ingest"), store, DeviceKeys(broker.fleet.device_keys))
+    ingest = Ingest(broker.config("hq-ingest"), store, PublicKeys(broker.fleet.device_keys))
     ingest.start()
     ingest.wait_connected(5)
     uplink = Uplink(broker.config("device-a", outbox_sync="normal"), broker.fleet.signing["a"], fleet="north")
@@ -68,6 +62,57 @@ def test_burst_survives_broker_restart(broker: Broker, tmp_path: Path) -> None:
     assert len(ids) == BURST and set(ids) == {synthetic_event_id("a", i) for i in range(BURST)}
     assert stored_ids(store, "audit") == [audit_id]
     assert store.count("watchlist_state") == 1
+    assert store.rejections() == []
+    store.close()
+
+
+@pytest.mark.parametrize("group", [None, "hq"], ids=["plain-subscription", "shared-subscription"])
+def test_records_sent_while_hq_is_away_across_a_broker_restart_are_stored_once(
+        broker: Broker, tmp_path: Path, group: str | None, caplog: pytest.LogCaptureFixture) -> None:
+    """mosquitto 2.0 forgets an offline client's `$share/…` subscriptions when it restarts and then answers
+    publishes with PUBACK 0x10 "No matching subscribers". Plain subscriptions survive in HQ's session, so the
+    broker queues for HQ; with shared ones the device keeps the records in its outbox until HQ is back."""
+    count = 200
+    store = EventStore.open(str(tmp_path / "hq.sqlite"))
+    ingest = Ingest(broker.config("hq-ingest"), store, PublicKeys(broker.fleet.device_keys), group)
+    ingest.start()
+    ingest.wait_connected(5)
+    ingest.stop()  # HQ goes away; its persistent session stays at the broker
+    broker.local.stop()
+    broker.local.start()
+    uplink = Uplink(broker.config("device-a", outbox_sync="normal"), broker.fleet.signing["a"])
+    uplink.start()
+    try:
+        uplink.wait_connected(5)
+        for i in range(count):
+            uplink.send_match(synthetic_match("a", i))
+        audit_id = uplink.send_audit({"seq": 1, "action": "boot", "prev": "0" * 64})
+        ref = WatchlistRef(id="wl", version=3, sha256="cd" * 32)
+        uplink.send_watchlist_state(WatchlistState(event_id=new_event_id(), device="a", at=utc_now(),
+                                                   outcome="installed", installed=ref, offered=ref))
+        if group is None:
+            assert uplink.wait_drained(10)  # the broker took them all, for HQ's session
+        else:
+            held = {topics.match_events("a"), topics.audit("a"), topics.watchlist_state("a")}
+
+            def warned() -> list[str]:
+                return [t for r in caplog.records if r.levelno == logging.WARNING
+                        for t in held if t in r.getMessage() and "no subscriber" in r.getMessage()]
+
+            wait(lambda: set(warned()) == held, 10, "PUBACK 0x10 on every topic")
+            assert uplink.pending == count + 2  # nothing dropped
+            assert sorted(warned()) == sorted(held)  # one warning per topic, not one per message
+        assert store.count() == 0
+        ingest = Ingest(broker.config("hq-ingest"), store, PublicKeys(broker.fleet.device_keys), group)
+        ingest.start()
+        wait(lambda: store.count() >= count + 2, 15, "every record at HQ")
+        assert uplink.wait_drained(5)
+    finally:
+        uplink.stop()
+        ingest.stop()
+    ids = stored_ids(store)
+    assert len(ids) == count and set(ids) == {synthetic_event_id("a", i) for i in range(count)}
+    assert stored_ids(store, "audit") == [audit_id] and store.count("watchlist_state") == 1
     assert store.rejections() == []
     store.close()
 
@@ -130,7 +175,7 @@ def test_burst_survives_device_sigkill(broker: Broker, tmp_path: Path, capsys) -
 
 def test_ingest_refuses_malformed_forged_and_misaddressed_payloads(broker: Broker, tmp_path: Path) -> None:
     store = EventStore.open(str(tmp_path / "hq.sqlite"))
-    ingest = Ingest(broker.config("hq-ingest"), store, DeviceKeys(broker.fleet.device_keys))
+    ingest = Ingest(broker.config("hq-ingest"), store, PublicKeys(broker.fleet.device_keys))
     ingest.start()
     ingest.wait_connected(5)
     device = MqttClient(broker.config("device-a"))
@@ -181,7 +226,7 @@ def test_ingest_refuses_malformed_forged_and_misaddressed_payloads(broker: Broke
 
 def test_refused_publish_stays_in_the_outbox_until_the_broker_accepts_it(broker: Broker, tmp_path: Path) -> None:
     store = EventStore.open(str(tmp_path / "hq.sqlite"))
-    ingest = Ingest(broker.config("hq-ingest"), store, DeviceKeys(broker.fleet.device_keys))
+    ingest = Ingest(broker.config("hq-ingest"), store, PublicKeys(broker.fleet.device_keys))
     ingest.start()
     ingest.wait_connected(5)
     del broker.registry.devices["a"]  # device a loses its rights: the broker answers PUBACK "Not authorized"
