@@ -1,0 +1,45 @@
+"""Frame sources: files end cleanly, folders skip what they cannot read, a live source comes back after a drop."""
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from edge.capture.open import open_source
+from edge.capture.opencv import VideoSource
+from edge.errors import SourceError
+
+
+def test_file_ends_cleanly(demo_dir: Path):
+    source = open_source(str(demo_dir / "short_hamilton_clip.mp4"))
+    frames = 0
+    while (frame := source.read()) is not None:
+        assert frame.image.shape == (360, 640, 3) and frame.index == frames
+        frames += 1
+    assert frames == 275 and not source.live
+    assert source.read() is None
+    source.close()
+
+
+def test_file_uri_and_single_image(demo_dir: Path):
+    source = open_source(f"file://{demo_dir / 'obama.jpg'}")
+    assert source.read().image.ndim == 3
+    assert source.read() is None
+
+
+def test_live_source_that_drops_is_reopened_and_the_gap_logged(demo_dir: Path, caplog):
+    """A live source read past its end behaves as a dropped camera: reopened with back-off, gap logged."""
+    source = VideoSource(str(demo_dir / "short_hamilton_clip.mp4"), "test://live", live=True, max_backoff=0.5)
+    caplog.set_level(logging.WARNING)
+    for _ in range(275 + 10):
+        assert source.read() is not None
+    source.close()
+    assert "source dropped; reopening" in caplog.text
+    assert "source back after a" in caplog.text
+
+
+@pytest.mark.parametrize("uri", ["csi://0", "/dev/video99", "rtsp://", "gopher://x"])
+def test_unavailable_sources_say_what_to_do(uri: str):
+    with pytest.raises(SourceError) as err:
+        open_source(uri)
+    assert uri.split("://")[0] in str(err.value) or "cannot open" in str(err.value)
