@@ -20,6 +20,7 @@ from pathlib import Path
 from edge.demo.fleet import Fleet
 from edge.demo.media import CLIP, PEOPLE, find_media
 from edge.errors import EdgeError
+from edge.hq.broker import BrokerError, find_mosquitto
 
 OFFICER = ("demo-officer", "Officer Demo")
 
@@ -93,6 +94,12 @@ class Page:
 
 def run_demo(media: Path | None, workdir: Path | None, manual: bool, port: int, say=print) -> dict[str, object]:
     """Bring everything up, run the clip, adjudicate, and return the summary."""
+    try:
+        find_mosquitto()
+    except BrokerError as exc:
+        raise EdgeError(f"{exc}. The demo runs the fleet's real broker configuration, which needs MQTT 5, TLS "
+                        "client certificates and per-client ACLs; the pure-Python brokers on PyPI (amqtt: MQTT "
+                        "3.1.1 only) offer none of these, so there is no in-process fallback") from exc
     root = workdir or Path(tempfile.mkdtemp(prefix="edge-demo-"))
     media_dir = find_media(media, Path.home() / ".cache" / "edge" / "demo")
     fleet = Fleet(root)
