@@ -7,6 +7,8 @@ device or bundle that trusts it.
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -21,6 +23,28 @@ log = logging.getLogger(__name__)
 PrivateKey = Ed25519PrivateKey | X25519PrivateKey
 PublicKey = Ed25519PublicKey | X25519PublicKey
 _K = TypeVar("_K")
+
+HQ_SIGNING_PUB = "hq_signing.pub"
+
+
+@dataclass(frozen=True)
+class KeyPairFiles:
+    """File names of one party's (a device's, a handheld's) keys in its folder."""
+
+    signing_key: str
+    signing_pub: str
+    encryption_key: str
+    encryption_pub: str
+
+    @classmethod
+    def of(cls, role: str) -> "KeyPairFiles":
+        """`<role>_signing.key`, `<role>_signing.pub`, `<role>_encryption.key`, `<role>_encryption.pub`."""
+        return cls(f"{role}_signing.key", f"{role}_signing.pub", f"{role}_encryption.key", f"{role}_encryption.pub")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every file `write_key_pairs` writes, the pinned HQ key included."""
+        return *astuple(self), HQ_SIGNING_PUB
 
 
 def generate_signing() -> Ed25519PrivateKey:
@@ -48,6 +72,30 @@ def save_public(key: PublicKey, path: Path) -> None:
     """Write SubjectPublicKeyInfo PEM (0644); refuses to replace an existing file."""
     pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     _write_new(path, pem, 0o644)
+
+
+def refuse_existing(folder: Path, names: Sequence[str]) -> None:
+    """Raise before anything is written if `folder` already holds one of these files: keys are never replaced."""
+    existing = [n for n in names if (folder / n).exists()]
+    if existing:
+        raise EdgeError(f"{folder} already holds {', '.join(existing)}: refusing to overwrite keys; "
+                        "choose an empty folder")
+
+
+def write_key_pairs(folder: Path, files: KeyPairFiles, hq_public: Ed25519PublicKey,
+                    reserved: Sequence[str] = ()) -> None:
+    """New Ed25519 signing and X25519 encryption key pairs, and a pinned copy of the HQ key, into `folder`.
+
+    Refuses, having written nothing, when any of them or of `reserved` (what the caller writes beside them)
+    is there already.
+    """
+    refuse_existing(folder, [*reserved, *files.names])
+    signing, encryption = generate_signing(), generate_encryption()
+    save_private(signing, folder / files.signing_key)
+    save_public(signing.public_key(), folder / files.signing_pub)
+    save_private(encryption, folder / files.encryption_key)
+    save_public(encryption.public_key(), folder / files.encryption_pub)
+    save_public(hq_public, folder / HQ_SIGNING_PUB)
 
 
 def load_signing_private(path: Path) -> Ed25519PrivateKey:

@@ -5,8 +5,9 @@ handheld's client certificate, whose CN `handheld-<id>` must name the same id as
 """
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge.config.link import LinkConfig
 from edge.errors import ConfigError
@@ -14,21 +15,19 @@ from edge.link.topics import check_id
 from edge.tomlio import load_toml
 
 
+def _checked_id(key: str) -> AfterValidator:
+    """An id usable in topic names and certificate CNs; the error names the config key."""
+    return AfterValidator(lambda v: check_id(v, key))
+
+
 class Officer(BaseModel):
     """A person who may adjudicate on this handheld; the id goes into every signed decision and the audit log."""
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(description="officer's service id (letters, digits, '_', '.', '-')")
+    id: Annotated[str, _checked_id("handheld.officers.id")] = Field(
+        description="officer's service id (letters, digits, '_', '.', '-')")
     name: str = Field(min_length=1, max_length=120, description="name shown on the page and sent with decisions")
-
-    @field_validator("id")
-    @classmethod
-    def _id(cls, v: str) -> str:
-        try:
-            return check_id(v, "handheld.officers.id")
-        except ValueError as exc:
-            raise ValueError(str(exc)) from None
 
 
 class HandheldConfig(BaseModel):
@@ -36,7 +35,8 @@ class HandheldConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(description="handheld id, as in its certificate CN handheld-<id>")
+    id: Annotated[str, _checked_id("handheld.id")] = Field(
+        description="handheld id, as in its certificate CN handheld-<id>")
     officers: list[Officer] = Field(min_length=1, description="who may decide here; the first is preselected")
     signing_key: Path = Field(Path("handheld_signing.key"), description="Ed25519 private key (PEM): signs decisions")
     encryption_key: Path = Field(Path("handheld_encryption.key"), description="X25519 private key (PEM): opens alerts")
@@ -51,14 +51,6 @@ class HandheldConfig(BaseModel):
     retention_hours: float = Field(
         24.0, gt=0, le=24 * 90, description="alerts (and their images) older than this are deleted from the handheld"
     )
-
-    @field_validator("id")
-    @classmethod
-    def _id(cls, v: str) -> str:
-        try:
-            return check_id(v, "handheld.id")
-        except ValueError as exc:
-            raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
     def _unique_officers(self) -> "HandheldConfig":

@@ -16,8 +16,8 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from edge.audit.records import AdjudicationBody
 from edge.errors import EdgeError
-from edge.handheld.alert import HandheldAlert, HandheldId
-from edge.link.messages import DeviceId, EventId, encode, new_event_id, sign, utc_now, verify
+from edge.handheld.alert import HandheldAlert
+from edge.link.messages import DeviceId, EventId, HandheldId, encode, new_event_id, sign, utc_now, verify
 from edge.link.topics import adjudications, check_id
 
 ADJUDICATION = "edge.adjudication/1"

@@ -28,16 +28,24 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from edge.errors import EdgeError
-from edge.link.messages import DeviceId, EventId, MatchEvent, Text, canonical, encode, sign, verify
-from edge.link.topics import check_id
+from edge.link.messages import (
+    DeviceId,
+    EventId,
+    HandheldId,
+    MatchEvent,
+    Text,
+    base64_of,
+    canonical,
+    encode,
+    sign,
+    verify,
+)
 
 ALERT = "edge.alert/1"
 SEALED_ALERT = "edge.sealed_alert/1"
 STATEMENT = "Possible match — verify before any action"
 MAX_IMAGE_BYTES = 256 << 10
 _KDF_INFO = b"edge.sealed_alert/1 aes-256-gcm key\n"
-
-HandheldId = Annotated[str, AfterValidator(lambda v: check_id(v, "handheld id"))]
 
 
 def _jpeg_b64(value: str) -> str:
@@ -51,19 +59,6 @@ def _jpeg_b64(value: str) -> str:
     if len(data) > MAX_IMAGE_BYTES:
         raise ValueError(f"is {len(data)} bytes; at most {MAX_IMAGE_BYTES} allowed")
     return value
-
-
-def _raw_b64(size: int) -> AfterValidator:
-    def check(value: str) -> str:
-        try:
-            data = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("is not base64") from None
-        if len(data) != size:
-            raise ValueError(f"must decode to {size} bytes, not {len(data)}")
-        return value
-
-    return AfterValidator(check)
 
 
 JpegB64 = Annotated[str, AfterValidator(_jpeg_b64)]
@@ -135,8 +130,8 @@ class SealedAlert(BaseModel):
     event_id: EventId
     device: DeviceId
     handheld: HandheldId
-    epk: Annotated[str, _raw_b64(32)] = Field(description="ephemeral X25519 public key, base64")
-    nonce: Annotated[str, _raw_b64(12)] = Field(description="AES-GCM nonce, base64")
+    epk: Annotated[str, base64_of(32)] = Field(description="ephemeral X25519 public key, base64")
+    nonce: Annotated[str, base64_of(12)] = Field(description="AES-GCM nonce, base64")
     ciphertext: str = Field(pattern=r"^[A-Za-z0-9+/]*={0,2}$", description="AES-256-GCM of the signed alert JSON")
     sent_at: AwareDatetime | None = Field(None, description="set by the device's uplink when it publishes")
     signature: str | None = Field(None, description="outer device signature added by the uplink, if any")

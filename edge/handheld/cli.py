@@ -13,16 +13,13 @@ from edge.config.handheld import HandheldConfig, HandheldFile, Officer
 from edge.errors import EdgeError
 from edge.handheld.app import HandheldApp
 from edge.handheld.web import PageServer
-from edge.keys import generate_encryption, generate_signing, load_signing_public, save_private, save_public
+from edge.keys import HQ_SIGNING_PUB, KeyPairFiles, load_signing_public, write_key_pairs
+from edge.link.cli_args import DEFAULT_PORT, parse_broker
 
 log = logging.getLogger(__name__)
 
 HANDHELD_TOML = "handheld.toml"
-SIGNING_KEY = "handheld_signing.key"
-SIGNING_PUB = "handheld_signing.pub"
-ENCRYPTION_KEY = "handheld_encryption.key"
-ENCRYPTION_PUB = "handheld_encryption.pub"
-HQ_SIGNING_PUB = "hq_signing.pub"
+KEYS = KeyPairFiles.of("handheld")
 
 
 def register(commands: Commands) -> None:
@@ -35,13 +32,14 @@ def register(commands: Commands) -> None:
     provision = sub.add_parser(
         "provision", help="create a handheld's key pairs and config",
         description=f"Write OUT/{HANDHELD_TOML}, the handheld's Ed25519 signing and X25519 encryption key pairs "
-                    f"({SIGNING_PUB} and {ENCRYPTION_PUB} go to HQ for `edge hq pair`) and a pinned copy of the "
-                    "HQ public key. Use OUT = <keys folder>/handheld-<id> so `edge hq pair --keys` finds them.")
+                    f"({KEYS.signing_pub} and {KEYS.encryption_pub} go to HQ for `edge hq pair`) and a pinned copy "
+                    "of the HQ public key. Use OUT = <keys folder>/handheld-<id> so `edge hq pair --keys` finds them.")
     provision.add_argument("--id", required=True, help="handheld id (letters, digits, _ . -), as in its certificate")
     provision.add_argument("--hq-pub", type=Path, required=True, help=f"HQ's {HQ_SIGNING_PUB}")
     provision.add_argument("--officer", action="append", required=True, metavar="ID=NAME",
                            help="an officer who decides on this handheld (repeatable; the first is preselected)")
-    provision.add_argument("--broker", default="localhost:8883", metavar="HOST[:PORT]", help="MQTT broker (TLS)")
+    provision.add_argument("--broker", default=f"localhost:{DEFAULT_PORT}", metavar="HOST[:PORT]",
+                           help="MQTT broker (TLS)")
     provision.add_argument("--two-officer-rule", action="store_true",
                            help="count an alert as confirmed only after two different officers confirm it")
     provision.add_argument("--out", type=Path, required=True, help="folder to write (copied to the handheld)")
@@ -93,34 +91,20 @@ def provision_handheld(args: argparse.Namespace) -> int:
         if not sep:
             raise EdgeError(f"--officer {text!r}: expected ID=NAME, e.g. --officer 4711='Sgt. Jane Roe'")
         officers.append(Officer(id=officer_id.strip(), name=name.strip()))
-    host, sep, port = str(args.broker).rpartition(":")
-    if not sep:
-        host, port = port, "8883"
-    if not host or not port.isdigit():
-        raise EdgeError(f"--broker {args.broker!r}: expected HOST or HOST:PORT, e.g. broker.example.org:8883")
+    host, port = parse_broker(str(args.broker))
     try:
         config = HandheldConfig(id=args.id, officers=officers, two_officer_rule=args.two_officer_rule)
     except ValueError as exc:
         raise EdgeError(f"cannot provision handheld {args.id!r}: {exc}") from None
     hq_public = load_signing_public(args.hq_pub)
-    existing = [n for n in (HANDHELD_TOML, SIGNING_KEY, SIGNING_PUB, ENCRYPTION_KEY, ENCRYPTION_PUB, HQ_SIGNING_PUB)
-                if (out / n).exists()]
-    if existing:
-        raise EdgeError(f"{out} already holds {', '.join(existing)}: refusing to overwrite keys; "
-                        "choose an empty folder")
-    signing, encryption = generate_signing(), generate_encryption()
-    save_private(signing, out / SIGNING_KEY)
-    save_public(signing.public_key(), out / SIGNING_PUB)
-    save_private(encryption, out / ENCRYPTION_KEY)
-    save_public(encryption.public_key(), out / ENCRYPTION_PUB)
-    save_public(hq_public, out / HQ_SIGNING_PUB)
+    write_key_pairs(out, KEYS, hq_public, reserved=[HANDHELD_TOML])
     name = f"handheld-{config.id}"
     lines = [
         f"# Handheld {config.id}, written by `edge handheld provision`. Paths are relative to this file.",
         "[handheld]",
         f"id = {json.dumps(config.id)}",
-        f"signing_key = {json.dumps(SIGNING_KEY)}",
-        f"encryption_key = {json.dumps(ENCRYPTION_KEY)}",
+        f"signing_key = {json.dumps(KEYS.signing_key)}",
+        f"encryption_key = {json.dumps(KEYS.encryption_key)}",
         f"hq_public_key = {json.dumps(HQ_SIGNING_PUB)}",
         f"pairing = {json.dumps(str(config.pairing))}",
         f"state = {json.dumps(str(config.state))}",
@@ -134,7 +118,7 @@ def provision_handheld(args: argparse.Namespace) -> int:
         "",
         "[link]",
         f"host = {json.dumps(host)}",
-        f"port = {int(port)}",
+        f"port = {port}",
         'ca = "tls/ca.crt"',
         f'cert = "tls/{name}.crt"',
         f'key = "tls/{name}.key"',

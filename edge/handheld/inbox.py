@@ -5,17 +5,14 @@ page hears of them, decisions before they are published, and a decision stays ma
 broker acknowledged it. Alerts (with their face images) are deleted after the retention period.
 """
 
-import logging
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 from edge.errors import EdgeError
 from edge.handheld.adjudication import Adjudication
 from edge.handheld.alert import HandheldAlert
-
-log = logging.getLogger(__name__)
+from edge.localdb import open_local_db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -44,30 +41,8 @@ class Inbox:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        try:
-            self._db = self._open()
-        except sqlite3.DatabaseError as exc:
-            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-            log.error("handheld store %s is unreadable (%s); moved it to %s and started an empty one", path, exc, aside)
-            path.rename(aside)
-            for suffix in ("-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
-            self._db = self._open()
-
-    def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-                raise sqlite3.DatabaseError("quick_check failed")
-            db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError:
-            db.close()
-            raise
-        return db
+        self._db = open_local_db(path, _SCHEMA, "handheld store")
 
     def _write(self, sql: str, params: tuple[object, ...]) -> int:
         try:

@@ -10,21 +10,21 @@ from edge.cli import Commands
 from edge.config.device import DeviceConfig
 from edge.errors import EdgeError
 from edge.keys import (
-    generate_encryption,
+    HQ_SIGNING_PUB,
+    KeyPairFiles,
     generate_signing,
     key_id,
     load_signing_public,
+    refuse_existing,
     save_private,
     save_public,
+    write_key_pairs,
 )
 
 HQ_SIGNING_KEY = "hq_signing.key"
-HQ_SIGNING_PUB = "hq_signing.pub"
 DEVICE_TOML = "device.toml"
-DEVICE_SIGNING_KEY = "device_signing.key"
-DEVICE_SIGNING_PUB = "device_signing.pub"
-DEVICE_ENCRYPTION_KEY = "device_encryption.key"
-DEVICE_ENCRYPTION_PUB = "device_encryption.pub"
+DEVICE_KEYS = KeyPairFiles.of("device")
+DEVICE_ENCRYPTION_PUB = DEVICE_KEYS.encryption_pub
 
 
 def register(commands: Commands) -> None:
@@ -54,7 +54,7 @@ def register(commands: Commands) -> None:
 
 def hq_keys_init(args: argparse.Namespace) -> int:
     out: Path = args.out
-    _refuse_existing(out, [HQ_SIGNING_KEY, HQ_SIGNING_PUB])
+    refuse_existing(out, [HQ_SIGNING_KEY, HQ_SIGNING_PUB])
     key = generate_signing()
     save_private(key, out / HQ_SIGNING_KEY)
     save_public(key.public_key(), out / HQ_SIGNING_PUB)
@@ -68,19 +68,13 @@ def device_provision(args: argparse.Namespace) -> int:
     out: Path = args.out
     key_dir = (args.key_dir or out).resolve()
     try:
-        device = DeviceConfig(id=device_id, signing_key=key_dir / DEVICE_SIGNING_KEY,
-                              encryption_key=key_dir / DEVICE_ENCRYPTION_KEY, hq_public_key=key_dir / HQ_SIGNING_PUB)
+        device = DeviceConfig(id=device_id, signing_key=key_dir / DEVICE_KEYS.signing_key,
+                              encryption_key=key_dir / DEVICE_KEYS.encryption_key,
+                              hq_public_key=key_dir / HQ_SIGNING_PUB)
     except ValidationError:
         raise EdgeError(f"device id {device_id!r} is not allowed: use 1-64 letters, digits, '_', '.', '-'") from None
     hq_public = load_signing_public(args.hq_pub)
-    _refuse_existing(out, [DEVICE_TOML, DEVICE_SIGNING_KEY, DEVICE_SIGNING_PUB, DEVICE_ENCRYPTION_KEY,
-                           DEVICE_ENCRYPTION_PUB, HQ_SIGNING_PUB])
-    signing, encryption = generate_signing(), generate_encryption()
-    save_private(signing, out / DEVICE_SIGNING_KEY)
-    save_public(signing.public_key(), out / DEVICE_SIGNING_PUB)
-    save_private(encryption, out / DEVICE_ENCRYPTION_KEY)
-    save_public(encryption.public_key(), out / DEVICE_ENCRYPTION_PUB)
-    save_public(hq_public, out / HQ_SIGNING_PUB)
+    write_key_pairs(out, DEVICE_KEYS, hq_public, reserved=[DEVICE_TOML])
     lines = [f"# Identity of device {device_id}, written by `edge device provision`.",
              "[device]", f"id = {json.dumps(device.id)}",
              *(f"{k} = {json.dumps(str(getattr(device, k)))}" for k in ("signing_key", "encryption_key",
@@ -89,10 +83,3 @@ def device_provision(args: argparse.Namespace) -> int:
     print(f"device {device_id} provisioned in {out}: give HQ {out / DEVICE_ENCRYPTION_PUB} as its watchlist "
           f"recipient key (--recipients {device_id}={out / DEVICE_ENCRYPTION_PUB}, or --recipients {out})")
     return 0
-
-
-def _refuse_existing(out: Path, names: list[str]) -> None:
-    existing = [n for n in names if (out / n).exists()]
-    if existing:
-        raise EdgeError(f"{out} already holds {', '.join(existing)}: refusing to overwrite keys; "
-                        "choose an empty folder")

@@ -21,31 +21,29 @@ from typing import Annotated, Any, Literal, TypeVar
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from edge.errors import EdgeError
 from edge.handheld.alert import HandheldAlert, seal
 from edge.keys import key_id
-from edge.link.messages import DeviceId, MatchEvent, Sha256Hex, encode, sign, utc_now, verify
-from edge.link.topics import check_id, handheld_inbox
+from edge.link.messages import (
+    DeviceId,
+    HandheldId,
+    MatchEvent,
+    Sha256Hex,
+    base64_of,
+    encode,
+    sign,
+    utc_now,
+    verify,
+)
+from edge.link.topics import handheld_inbox
 
 DEVICE_PAIRING = "edge.device_pairing/1"
 HANDHELD_PAIRING = "edge.handheld_pairing/1"
 
-HandheldId = Annotated[str, AfterValidator(lambda v: check_id(v, "handheld id"))]
 
-
-def _raw_key(value: str) -> str:
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except ValueError:
-        raise ValueError("is not base64") from None
-    if len(raw) != 32:
-        raise ValueError(f"must be a raw 32-byte public key, not {len(raw)} bytes")
-    return value
-
-
-RawKey = Annotated[str, AfterValidator(_raw_key)]
+RawKey = Annotated[str, base64_of(32)]
 
 
 class PairingError(EdgeError):

@@ -32,7 +32,23 @@ BUNDLE_CHUNK = "edge.bundle_chunk/1"
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 EventId = Annotated[str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
 DeviceId = Annotated[str, AfterValidator(lambda v: check_id(v, "device id"))]
+HandheldId = Annotated[str, AfterValidator(lambda v: check_id(v, "handheld id"))]
 Text = Annotated[str, Field(max_length=512)]
+
+
+def base64_of(size: int) -> AfterValidator:
+    """Base64 text that decodes to exactly `size` bytes (a raw public key, a nonce)."""
+
+    def check(value: str) -> str:
+        try:
+            data = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("is not base64") from None
+        if len(data) != size:
+            raise ValueError(f"must decode to {size} bytes, not {len(data)}")
+        return value
+
+    return AfterValidator(check)
 
 
 class MessageError(EdgeError):

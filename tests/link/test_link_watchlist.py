@@ -6,7 +6,8 @@ import queue
 import random
 from pathlib import Path
 
-from link_helpers import Broker, Inbox, connect
+from link_helpers import Broker, connect
+from mqtt_collector import Collector
 
 from edge.cli import main as edge_main
 from edge.link import topics
@@ -48,7 +49,7 @@ def test_bundle_published_while_device_offline_arrives_when_it_reconnects(broker
         device.stop()
 
     # Only the small bundle's two chunks and its manifest stay retained: the big one's extra chunks were cleared.
-    inbox = Inbox()
+    inbox = Collector()
     hq = connect(broker, "hq-ingest", inbox)
     try:
         prefix = topics.fleet_bundle("north")

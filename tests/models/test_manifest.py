@@ -6,6 +6,7 @@ import pytest
 
 from edge.errors import ModelError
 from edge.models import ENGINES_DIR, Manifest, sha256_file
+from edge.vision.detect import priors
 
 MODELS = ("retinaface_mnet025", "mobilefacenet_192", "faceres_1024")
 
@@ -68,14 +69,12 @@ def test_embedders_take_any_batch(manifest: Manifest, name: str) -> None:
 
 
 def test_detector_anchor_count_follows_the_documented_layout(manifest: Manifest) -> None:
-    from rebuild_onnx.faces import priors
-
     spec = manifest.spec("retinaface_mnet025")
     session = _session(manifest, "retinaface_mnet025")
     for h, w in ((640, 640), (384, 640)):
         x = np.zeros((1, 3, h, w), np.float32)
         loc, conf, landmarks = session.run(["loc", "conf", "landmarks"], {spec.input: x})
-        assert loc.shape == (1, len(priors(h, w)), 4)
+        assert loc.shape == (1, len(priors(w, h)), 4)
         assert conf.shape[2] == 2 and landmarks.shape[2] == 10
         np.testing.assert_allclose(conf.sum(axis=2), 1.0, atol=1e-5)  # already softmaxed
     assert len(priors(640, 640)) == 16800

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -24,8 +25,13 @@ from rebuild_onnx.digest import digest_matches, sha256_bytes
 from rebuild_onnx.fetch import ToolError, read_tar_member
 from rebuild_onnx.retinaface import weights_from_source, weights_from_wheel
 
+from edge.config.runtime import RuntimeConfig
 from edge.errors import EdgeError
 from edge.models import ENGINES_DIR, Manifest
+from edge.vision.align import ARCFACE_112
+from edge.vision.detect import Detector
+from edge.vision.select import select_face
+from edge.vision.stack import VisionStack
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "rebuild-onnx"
 
@@ -316,19 +322,25 @@ def test_other_patterns_are_not_mistaken_for_prelu(prelu: ModuleType) -> None:
     assert prelu.fold_prelu(model) == 0
 
 
-# --- comparison inputs: real faces, aligned -----------------------------------------------------------
+# --- comparison inputs: real faces, found and aligned by edge.vision -------------------------------------
 
-def test_aligned_lfw_faces_keep_identity(manifest: Manifest, data_dir: Path) -> None:
-    """Landmark decoding and alignment are right when two photos of one man embed closer than two men."""
+@pytest.fixture(scope="module")
+def detector() -> Iterator[Detector]:
+    stack = VisionStack.open(runtime=RuntimeConfig(backend="onnxruntime", threads=2))
+    yield stack.detector
+    stack.close()
+
+
+def test_aligned_lfw_faces_keep_identity(manifest: Manifest, data_dir: Path, detector: Detector) -> None:
+    """Faces are found and aligned right when two photos of one man embed closer than two men."""
     from rebuild_onnx.compare import run_onnx
-    from rebuild_onnx.faces import LandmarkFinder, aligned_faces, to_model_input
+    from rebuild_onnx.faces import aligned_faces, to_model_input
 
     lfw = data_dir / "lfw"
     paths = [lfw / "George_W_Bush" / "George_W_Bush_0001.jpg", lfw / "George_W_Bush" / "George_W_Bush_0002.jpg",
-             lfw / "Colin_Powell" / "Colin_Powell_0001.jpg"]
-    finder = LandmarkFinder(manifest.path("retinaface_mnet025"), manifest.spec("retinaface_mnet025"))
-    crops = aligned_faces(paths, finder, 112)
-    assert crops.shape == (3, 112, 112, 3)
+             lfw / "Colin_Powell" / "Colin_Powell_0001.jpg", data_dir / "no-such-photo.jpg"]
+    crops = aligned_faces(paths, detector, 112)
+    assert crops.shape == (3, 112, 112, 3)  # the missing photo is left out
     spec = manifest.spec("mobilefacenet_192")
     emb = run_onnx(manifest.path(spec.name), spec.input, to_model_input(crops, spec), ["embedding"])["embedding"]
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
@@ -336,16 +348,16 @@ def test_aligned_lfw_faces_keep_identity(manifest: Manifest, data_dir: Path) -> 
     assert same > 0.4 > different, (same, different)
 
 
-def test_landmarks_found_again_on_aligned_crops_sit_on_the_template(manifest: Manifest, data_dir: Path) -> None:
-    """Decoding checked against itself: an aligned crop's own landmarks land on the ArcFace template."""
-    from rebuild_onnx.faces import ARCFACE_112, LandmarkFinder, aligned_faces, lfw_images
+def test_landmarks_found_again_on_aligned_crops_sit_on_the_template(data_dir: Path, detector: Detector) -> None:
+    """An aligned crop's own landmarks land on the ArcFace template at the crop's size."""
+    from rebuild_onnx.faces import aligned_faces, lfw_images
 
-    finder = LandmarkFinder(manifest.path("retinaface_mnet025"), manifest.spec("retinaface_mnet025"))
-    crops = aligned_faces(lfw_images(data_dir / "lfw", 8), finder, 224)
+    crops = aligned_faces(lfw_images(data_dir / "lfw", 8), detector, 224)
     assert len(crops) >= 6
     errors = []
     for crop in crops:
-        points = finder.find(crop)
-        assert points is not None
-        errors.append(float(np.abs(points - ARCFACE_112 * 2).mean()))
-    assert np.median(errors) < 6.0, errors  # pixels at 224; a wrong anchor layout gives about 9
+        found = detector(crop)
+        index, _ = select_face(found, crop.shape, "central")
+        assert index is not None
+        errors.append(float(np.abs(found.landmarks[index] - ARCFACE_112 * 2).mean()))
+    assert np.median(errors) < 6.0, errors  # pixels at 224
