@@ -1,0 +1,233 @@
+"""`edge eval verify | identify | calibrate`: the accuracy figures we publish, measured on the device's path."""
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from edge.config.detector import DetectorConfig
+from edge.config.embedder import EmbedderConfig
+from edge.config.runtime import RuntimeConfig
+from edge.errors import ConfigError
+from edge.evaluation.calibrate import FPIRS as CAL_FPIRS
+from edge.evaluation.calibrate import SIZES, calibration_toml, measure, write_calibration
+from edge.evaluation.embedcache import EmbedCache
+from edge.evaluation.identify import FLIP_NOTES, Protocol, build_protocol, det_curve, identify_report
+from edge.evaluation.lfw import parse_pairs
+from edge.evaluation.verify import roc_curve, verify_report
+from edge.vision.stack import VisionStack
+from edge.watchlist.calibration import calibration_path
+
+IDENTIFY_FLIPS = ("none", "enrol", "both")
+
+
+def register(commands) -> None:
+    group = commands.group("eval", "measure accuracy on labelled photos with the device's own detect-align-embed path")
+
+    p = group.add_parser("verify", help="LFW 1:1 verification, official 10-fold protocol",
+                         description="LFW 1:1 verification with the official pairs and 10-fold protocol")
+    p.add_argument("--lfw", type=Path, required=True, help="LFW folder holding Name/Name_NNNN.jpg")
+    p.add_argument("--pairs", type=Path, required=True, help="LFW pairs.txt")
+    p.add_argument("--per-class", type=int, help="only the first N matched and N mismatched pairs of each fold")
+    p.add_argument("--flip", default="none", help="none, both (flip-test), or a comma list to compare")
+    _common(p)
+    p.set_defaults(func=run_verify)
+
+    p = group.add_parser("identify", help="1:N search: one photo per person enrolled, mated and non-mated probes",
+                         description="1:N identification: each gallery person is enrolled from their first photo "
+                                     "(sorted); probes of enrolled people are mated, all others non-mated")
+    _protocol_args(p)
+    p.add_argument("--flip", default="enrol",
+                   help="none, enrol (gallery flip-summed, as the device enrols; default), both (flip-test), "
+                        "or a comma list to compare")
+    _common(p)
+    p.set_defaults(func=run_identify)
+
+    p = group.add_parser("calibrate", help="thresholds at fixed FPIR for several watchlist sizes",
+                         description="measure the threshold at each FPIR for random gallery subsets and write "
+                                     "engines/calibration-<embedder>.toml")
+    p.add_argument("--lfw", type=Path, help="LFW folder: shorthand for --gallery DIR --probes DIR --min-images 2 "
+                                            "--exclude-known-label-noise (the reference protocol)")
+    _protocol_args(p, required=False)
+    p.add_argument("--sizes", default=",".join(map(str, SIZES)), help="gallery sizes, comma separated")
+    p.add_argument("--fpirs", default=",".join(f"{f:g}" for f in CAL_FPIRS), help="FPIRs, comma separated")
+    p.add_argument("--seed", type=int, default=0, help="random seed for the gallery subsets")
+    p.add_argument("--repeats", type=int, default=5, help="random subsets averaged per gallery size")
+    p.add_argument("--flip", choices=IDENTIFY_FLIPS, default="enrol", help="as for identify (default: enrol)")
+    p.add_argument("--out", type=Path, help="table to write (default engines/calibration-<embedder>.toml)")
+    p.add_argument("--at-thresholds", default="", help="also report FPIR and FNIR at these thresholds, comma separated")
+    _common(p, need_json=False)
+    p.set_defaults(func=run_calibrate)
+
+
+def _protocol_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--gallery", type=Path, required=required, help="folder, one sub-folder per person")
+    p.add_argument("--probes", type=Path, required=required,
+                   help="folder, one sub-folder per person (may be --gallery)")
+    p.add_argument("--min-images", type=int, default=1,
+                   help="enrol only people with at least N photos in --gallery (LFW reference protocol: 2)")
+    p.add_argument("--exclude-known-label-noise", action="store_true",
+                   help="leave out the 7 LFW single-image people known to be gallery people (figures with them "
+                        "are reported too)")
+
+
+def _common(p: argparse.ArgumentParser, need_json: bool = True) -> None:
+    p.add_argument("--json", type=Path, required=need_json, help="write the report here")
+    if need_json:
+        p.add_argument("--plot", type=Path, help="write the curve here (PNG)")
+    p.add_argument("--embedder", default=EmbedderConfig().model, help="embedder model from engines/models.toml")
+    p.add_argument("--long-side", default="640", help="detector input long side, or 'full'")
+    p.add_argument("--threads", type=int, default=2, help="inference threads per model")
+    p.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto")
+    p.add_argument("--cache", type=Path, help="folder keeping faces and embeddings between runs")
+
+
+def _cache(args: argparse.Namespace) -> EmbedCache:
+    try:
+        long_side: int | str = args.long_side if args.long_side == "full" else int(args.long_side)
+        stack = VisionStack.open(DetectorConfig(long_side=long_side), EmbedderConfig(model=args.embedder),
+                                 RuntimeConfig(threads=args.threads, backend=args.backend))
+    except ValueError as exc:
+        raise ConfigError(f"--long-side or --threads: {str(exc).splitlines()[-1]}") from exc
+    return EmbedCache(stack, args.cache, progress=sys.stderr.isatty())
+
+
+def _flips(text: str, allowed: tuple[str, ...]) -> list[str]:
+    flips = [f.strip() for f in text.split(",") if f.strip()]
+    bad = [f for f in flips if f not in allowed]
+    if not flips or bad:
+        raise ConfigError(f"--flip {text!r}: use one or more of {', '.join(allowed)}, comma separated")
+    return flips
+
+
+def _write_json(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def _command() -> str:
+    """The command line that produced a report, less --cache (a cache changes how fast, never what)."""
+    if not sys.argv or not sys.argv[0].endswith("edge"):
+        return ""
+    argv, kept = sys.argv[1:], []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--cache":
+            skip = True
+        elif not arg.startswith("--cache="):
+            kept.append(arg)
+    return "edge " + shlex.join(kept)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    flips = _flips(args.flip, ("none", "both"))
+    pairs = parse_pairs(args.pairs, args.lfw, args.per_class)
+    cache = _cache(args)
+    reports, curves = [], {}
+    for flip in flips:
+        report, ps = verify_report(cache, pairs, flip == "both")
+        reports.append(report)
+        curves[f"{cache.embedder}, flip {flip}: {100 * report['accuracy_mean']:.2f} %"] = roc_curve(ps.scores, ps.same)
+        print(f"verify {cache.embedder} flip {flip}: accuracy {100 * report['accuracy_mean']:.2f} % "
+              f"± {100 * report['accuracy_std']:.2f} over {report['pairs']} pairs; "
+              f"threshold {report['threshold']:.3f}; "
+              f"TAR@FAR1e-3 {_pct(report['tar_at_far_1e-3'])}; AUC {report['auc']:.4f}; "
+              f"images with no face: {report['failed_images']['count']}")
+    out = {**reports[0], "command": _command()}
+    if len(reports) > 1:
+        out["other_variants"] = reports[1:]
+    _write_json(args.json, out)
+    if args.plot:
+        from edge.evaluation.plots import roc_plot
+
+        roc_plot(args.plot, curves, f"LFW verification, {len(pairs)} pairs")
+    return 0
+
+
+def _protocol(args: argparse.Namespace) -> tuple[Protocol, str]:
+    if getattr(args, "lfw", None) is not None:
+        if args.gallery is not None or args.probes is not None:
+            raise ConfigError("give either --lfw or --gallery and --probes, not both")
+        args.gallery = args.probes = args.lfw
+        args.min_images, args.exclude_known_label_noise = 2, True
+    elif args.gallery is None or args.probes is None:
+        raise ConfigError("give --gallery and --probes (one sub-folder per person), or --lfw for LFW's protocol")
+    if args.min_images < 1:
+        raise ConfigError("--min-images must be 1 or more")
+    protocol = build_protocol(args.gallery, args.probes, args.min_images, args.exclude_known_label_noise)
+    note = (f"first photo (sorted) of each of the {len(protocol.gallery)} people in {args.gallery} with "
+            f"{args.min_images}+ photos")
+    return protocol, note
+
+
+def run_identify(args: argparse.Namespace) -> int:
+    flips = _flips(args.flip, IDENTIFY_FLIPS)
+    protocol, note = _protocol(args)
+    cache = _cache(args)
+    reports, curves = [], {}
+    for flip in flips:
+        report, searches = identify_report(cache, protocol, flip, note)  # type: ignore[arg-type]  # checked by _flips
+        reports.append(report)
+        curves[f"{cache.embedder}, flip {flip}"] = det_curve(searches)
+        print(f"identify {cache.embedder} flip {flip}: gallery {report['gallery_size']}, mated {report['mated']}, "
+              f"non-mated {report['non_mated']}; rank-1 {_pct(report['rank1'])}; "
+              f"FNIR {_pct(report['fnir_at_fpir_1e-2'])} at FPIR 1e-2 (threshold {report['threshold_at_fpir_1e-2']}), "
+              f"{_pct(report['fnir_at_fpir_1e-3'])} at 1e-3 (threshold {report['threshold_at_fpir_1e-3']}); "
+              f"images with no face: {report['failed_images']['count']}")
+        if "known_label_noise" in report:
+            noise = report["known_label_noise"]
+            print(f"  known LFW label noise ({len(noise['excluded_from_non_mated'])} non-mated probes) excluded; "
+                  f"with them: FNIR {_pct(noise['with_them_included']['fnir_at_fpir_1e-2'])} at FPIR 1e-2, "
+                  f"{_pct(noise['with_them_included']['fnir_at_fpir_1e-3'])} at 1e-3")
+    out = {**reports[0], "command": _command()}
+    if len(reports) > 1:
+        out["other_variants"] = reports[1:]
+    _write_json(args.json, out)
+    if args.plot:
+        from edge.evaluation.plots import det_plot
+
+        det_plot(args.plot, curves, f"1:N, gallery {reports[0]['gallery_size']}, "
+                                    f"{reports[0]['non_mated']} non-mated probes")
+    return 0
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    try:
+        sizes = tuple(int(v) for v in args.sizes.split(","))
+        fpirs = tuple(float(v) for v in args.fpirs.split(","))
+        at = tuple(float(v) for v in args.at_thresholds.split(",") if v.strip())
+    except ValueError as exc:
+        raise ConfigError("--sizes takes integers, --fpirs and --at-thresholds numbers, comma separated "
+                          "(e.g. 100,500 and 1e-2,1e-3)") from exc
+    if any(s < 1 for s in sizes) or any(not 0 < f < 1 for f in fpirs) or args.repeats < 1:
+        raise ConfigError("--sizes must be >= 1, --fpirs between 0 and 1, --repeats >= 1")
+    protocol, note = _protocol(args)
+    cache = _cache(args)
+    points, fixed = measure(cache, protocol, sizes, fpirs, args.flip, args.seed, args.repeats, sys.stderr.isatty(),
+                            at)
+    noise = "known LFW label noise excluded" if args.exclude_known_label_noise else "known LFW label noise included"
+    dataset = (f"{args.gallery.name}: gallery = random subsets (seed {args.seed}, mean of {args.repeats} draws below "
+               f"the full size) of the {note}; non-mated = {len(protocol.non_mated)} photos of people not "
+               f"enrolled ({noise}); {FLIP_NOTES[args.flip]}; detector long side {args.long_side}")
+    text = calibration_toml(points, cache.embedder, cache.stack.embedder_sha256, dataset, _command())
+    out = args.out or calibration_path(cache.stack.manifest.folder, cache.embedder)
+    write_calibration(out, text)
+    for p in points:
+        print(f"gallery {p.gallery_size:5d}  FPIR {p.fpir:<6g} threshold {p.threshold:.4f}  FNIR {100 * p.fnir:5.1f} %")
+    for f in fixed:
+        print(f"gallery {f.gallery_size:5d}  threshold {f.threshold:<6g} FPIR {f.fpir:.2e} "
+              f"({f.searches} non-mated searches)  FNIR {100 * f.fnir:5.1f} %")
+    print(f"wrote {out}")
+    if args.json:
+        _write_json(args.json, {"command": _command(), "dataset": dataset, "embedder": cache.embedder,
+                                "points": [vars(p) for p in points], "at_thresholds": [vars(f) for f in fixed]})
+    return 0
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f} %"
+

@@ -1,0 +1,62 @@
+"""ROC (verification) and DET (identification) plots as PNG; matplotlib is imported only when a plot is asked for."""
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.errors import EdgeError
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ModuleNotFoundError as exc:
+        raise EdgeError("plots need matplotlib: `pip install matplotlib` (or `pip install edge[eval]`), "
+                        "or leave out --plot") from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def roc_plot(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> Path:
+    """TAR against FAR (log scale), one line per label: (far, tar)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
+    for label, (far, tar) in curves.items():
+        keep = far > 0
+        ax.plot(far[keep], tar[keep], label=label)
+    ax.set_xscale("log")
+    ax.set_xlim(1e-4, 1)
+    ax.set_xlabel("false accept rate (FAR)")
+    ax.set_ylabel("true accept rate (TAR)")
+    return _finish(plt, fig, ax, path, title)
+
+
+def det_plot(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str,
+             floor: float = 1e-3) -> Path:
+    """FNIR against FPIR, both log scale, one line per label: (fpir, fnir); FNIR 0 is drawn at `floor`."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
+    for label, (fpir, fnir) in curves.items():
+        keep = fpir > 0
+        ax.plot(fpir[keep], np.maximum(fnir[keep], floor), label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(1e-4, 1)
+    ax.set_ylim(floor, 1)
+    ax.set_xlabel("false positive identification rate (FPIR)")
+    ax.set_ylabel("false negative identification rate (FNIR)")
+    return _finish(plt, fig, ax, path, title)
+
+
+def _finish(plt: Any, fig: Any, ax: Any, path: Path, title: str) -> Path:
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

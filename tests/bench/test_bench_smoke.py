@@ -1,0 +1,54 @@
+"""`edge bench` end to end on a small frame and a few frames of the demo clip: the report's keys."""
+
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+
+from edge.bench import baseline
+from edge.cli import main
+
+
+@pytest.fixture(scope="module")
+def short_clip(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo clip's first eight frames (a person in view), re-encoded so the stream workload stays quick."""
+    src = cv2.VideoCapture(str(demo_dir / "short_hamilton_clip.mp4"))
+    path = tmp_path_factory.mktemp("clip") / "short.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (640, 360))
+    try:
+        for _ in range(8):
+            ok, frame = src.read()
+            assert ok, "demo clip ended early"
+            writer.write(frame)
+    finally:
+        src.release()
+        writer.release()
+    return path
+
+
+def test_bench_reports_stages_and_fps(data_dir: Path, short_clip: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--size", "480x270", "--faces", "2", "--runs", "1", "--stream-runs", "1",
+               "--clip", str(short_clip), "--gallery-size", "50", "--data", str(data_dir), "--json", str(out)])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    assert r["threads"] == 1 and r["input_size"] == "480x270" and r["detector_input"] == "640x384"
+    assert r["runtime"]["detector"].startswith(("onnxruntime:", "tensorrt:"))
+    cold = r["cold_frame"]["edge"]
+    for key in ("decode_ms", "detect_ms", "align_ms_per_face", "embed_ms_per_face", "match_ms", "frame_ms", "fps"):
+        assert cold[key] > 0, key
+    assert cold["faces_detected"] == 2 and cold["faces_embedded"] == 2
+    assert r["cold_frame"]["gallery_real_people"] == 2
+    s = r["stream"]["edge"]
+    assert s["frames"] == 8 and s["fps"] > 0 and s["detector_calls"] == 8
+    assert s["embeddings"] >= 1
+    for section in (r["cold_frame"], r["stream"]):
+        b = section["face_recognition"]
+        if baseline.available():
+            assert b["fps"] > 0 and section["speedup"] > 0
+        else:
+            assert "not installed" in b["skipped"]
+    printed = capsys.readouterr().out
+    assert "cold frame 480x270" in printed and "frames/s" in printed
