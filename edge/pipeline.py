@@ -57,7 +57,7 @@ class Pipeline:
         for track in self.tracker.tracks.values():
             track.evidence.clear()
             track.alerted.clear()
-            track.last_embed_round = -(10**9)
+            track.last_embed_frame = -(10**9)
 
     def process(self, frame: Frame) -> list[Alert]:
         self.counters.frames += 1
@@ -81,7 +81,7 @@ class Pipeline:
             best = res.best
             track.evidence.append(Evidence(frame.index, q.score, best.subject_index if best else None,
                                            best.score if best else -1.0, res.margin))
-            track.last_embed_round = self.tracker.round
+            track.last_embed_frame = frame.index
             if q.score > track.best_quality:
                 track.best_quality, track.best_crop, track.best_probe = q.score, crop, q
             decided = decide(track, self.threshold.value, self.track_cfg.min_evidence)
@@ -102,7 +102,7 @@ class Pipeline:
                 continue
             first = not track.evidence
             better = q.score > track.best_quality * cfg.better_quality
-            due = not track.matched and self.tracker.round - track.last_embed_round >= cfg.reembed_every
+            due = not track.matched and frame.index - track.last_embed_frame >= cfg.reembed_every
             if first or better or due:
                 todo.append((track, crop, q))
         return todo

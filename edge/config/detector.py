@@ -15,4 +15,4 @@ class DetectorConfig(BaseModel):
     min_score: float = Field(0.6, ge=0.05, le=0.99, description="detections below this are dropped")
     nms_iou: float = Field(0.4, gt=0.0, lt=1.0)
     max_faces: int = Field(64, ge=1, le=512)
-    stride: int = Field(1, ge=1, le=30, description="detect every Nth frame; the tracker carries boxes between")
+    stride: int = Field(3, ge=1, le=30, description="detect every Nth frame; the tracker carries boxes between")

@@ -10,5 +10,5 @@ class TrackConfig(BaseModel):
     max_missed: int = Field(10, ge=0, le=300, description="detection rounds a track survives unseen")
     min_evidence: int = Field(2, ge=1, le=20, description="embeddings from distinct frames that must agree")
     better_quality: float = Field(1.15, ge=1.0, description="re-embed when quality beats the best so far by this")
-    reembed_every: int = Field(5, ge=1, description="undecided tracks also re-embed every N detection rounds")
+    reembed_every: int = Field(5, ge=1, description="undecided tracks also re-embed every N frames (if detected)")
     max_embeddings: int = Field(12, ge=1, le=100, description="per track; then it waits for a better face")

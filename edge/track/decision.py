@@ -10,11 +10,15 @@ from edge.vision.quality import Quality
 
 @dataclass(frozen=True)
 class Threshold:
-    """The threshold in force and the false-alarm rate per passer-by it stands for (None: not calibrated)."""
+    """The threshold in force and the false-alarm rate per passer-by it stands for (None: not calibrated).
+
+    `fpir_bound`: the rate is at most `fpir` (the threshold lies above what the calibration could measure).
+    """
 
     value: float
     fpir: float | None
     mode: str
+    fpir_bound: bool = False
 
 
 @dataclass(frozen=True)

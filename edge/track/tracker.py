@@ -32,7 +32,7 @@ class Track:
     hits: int = 1
     missed: int = 0
     best_quality: float = 0.0
-    last_embed_round: int = -(10**9)
+    last_embed_frame: int = -(10**9)
     evidence: list[Evidence] = field(default_factory=list)
     alerted: set[int] = field(default_factory=set)
     best_crop: np.ndarray | None = None
@@ -88,8 +88,13 @@ class Tracker:
             track.last_round, track.missed = self._round, 0
             track.hits += 1
             seen.append((track, di))
+        # A second box on a face that already continued a track (NMS keeps boxes overlapping less than its
+        # threshold) must not start a duplicate track, or one person would yield two decisions.
+        duplicate = np.zeros(len(det), bool)
+        if used_d:
+            duplicate = iou_matrix(det.boxes, det.boxes[sorted(used_d)]).max(axis=1) >= self.iou
         for di in range(len(det)):
-            if di not in used_d:
+            if di not in used_d and not duplicate[di]:
                 track = Track(self._next_id, det.boxes[di], det.landmarks[di], float(det.scores[di]), frame,
                               self._round)
                 self._next_id += 1

@@ -15,7 +15,7 @@ from edge.config.runtime import RuntimeConfig
 from edge.errors import ConfigError
 from edge.pipeline import Pipeline
 from edge.vision.enroll import Enroller
-from edge.vision.replay import replay
+from edge.vision.replay import fpir_text, replay
 from edge.vision.stack import VisionStack
 from edge.watchlist.calibration import load_policy
 from edge.watchlist.photos import gallery_from_photos
@@ -31,8 +31,10 @@ def register(commands) -> None:
     p.add_argument("--threshold", type=float, help="cosine threshold (default from [match]; never below the floor)")
     p.add_argument("--json", action="store_true", help="one JSON object per alert line")
     p.add_argument("--embedder", default=EmbedderConfig().model, help="embedder model from engines/models.toml")
-    p.add_argument("--long-side", default="640", help="detector input long side, or 'full' for full resolution")
-    p.add_argument("--stride", type=int, default=1, help="detect every Nth frame")
+    p.add_argument("--long-side", default=str(DetectorConfig().long_side),
+                   help="detector input long side, or 'full' for small, distant faces (default %(default)s)")
+    p.add_argument("--stride", type=int, default=DetectorConfig().stride,
+                   help="detect every Nth frame; the tracker carries boxes between (default %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="inference threads per model")
     p.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto")
     p.set_defaults(func=run_replay)
@@ -65,7 +67,7 @@ def run_replay(args: argparse.Namespace) -> int:
     policy = load_policy(match_cfg, stack.manifest.folder, args.embedder, stack.embedder_sha256)
     threshold = policy.for_gallery(gallery.size)
     print(f"watchlist: {gallery.size} people; threshold {threshold.value:.3f} ({threshold.mode}"
-          + (f", FPIR ~{threshold.fpir:.1e}" if threshold.fpir else "") + ")", file=sys.stderr)
+          + (f", FPIR {fpir_text(threshold)}" if threshold.fpir else "") + ")", file=sys.stderr)
     pipeline = Pipeline(stack, gallery, threshold, stride=args.stride)
     summary = replay(pipeline, args.source, sys.stdout, args.json)
     c = summary.counters

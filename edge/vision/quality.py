@@ -11,6 +11,7 @@ from edge.vision.align import ARCFACE_112, similarity
 TEMPLATE_EYE_MID = (ARCFACE_112[0] + ARCFACE_112[1]) / 2
 TEMPLATE_MOUTH_MID = (ARCFACE_112[3] + ARCFACE_112[4]) / 2
 TEMPLATE_EYE_DIST = float(np.linalg.norm(ARCFACE_112[1] - ARCFACE_112[0]))
+TEMPLATE_EYE_TO_MOUTH = float(np.linalg.norm(TEMPLATE_MOUTH_MID - TEMPLATE_EYE_MID))
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,11 @@ def pose(landmarks: np.ndarray) -> tuple[float, float]:
 def assess(crop: np.ndarray, landmarks: np.ndarray, detection: float, cfg: QualityConfig) -> Quality:
     """Quality of a face from its aligned crop (BGR, any template size) and its frame landmarks (5, 2)."""
     eye_distance = float(np.linalg.norm(landmarks[1] - landmarks[0]))
+    # A turned head brings the eyes together without making the face smaller: size is judged on the larger of
+    # the eye distance and the eye-to-mouth height (scaled to the template's eye distance), so a profile is
+    # refused as a pose, not as too small.
+    eye_to_mouth = float(np.linalg.norm((landmarks[3] + landmarks[4]) / 2 - (landmarks[0] + landmarks[1]) / 2))
+    size = max(eye_distance, eye_to_mouth * TEMPLATE_EYE_DIST / TEMPLATE_EYE_TO_MOUTH)
     grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
     if grey.shape[0] != 112:
         grey = cv2.resize(grey, (112, 112), interpolation=cv2.INTER_AREA)
@@ -57,7 +63,7 @@ def assess(crop: np.ndarray, landmarks: np.ndarray, detection: float, cfg: Quali
     brightness = float(centre.mean())
     yaw, pitch = pose(landmarks)
     reasons = []
-    if eye_distance < cfg.min_eye_distance:
+    if size < cfg.min_eye_distance:
         reasons.append("too_small")
     if sharpness < cfg.min_sharpness:
         reasons.append("blurred")
@@ -68,7 +74,7 @@ def assess(crop: np.ndarray, landmarks: np.ndarray, detection: float, cfg: Quali
     if detection < cfg.min_score:
         reasons.append("low_confidence")
     factors = (
-        min(1.0, eye_distance / cfg.good_eye_distance),
+        min(1.0, size / cfg.good_eye_distance),
         min(1.0, sharpness / cfg.good_sharpness),
         max(0.0, 1.0 - max(yaw / cfg.max_yaw, pitch / cfg.max_pitch) ** 2),
         min(1.0, detection),

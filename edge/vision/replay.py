@@ -10,7 +10,7 @@ from typing import TextIO
 
 from edge.capture.open import open_source
 from edge.pipeline import FaceCounters, Pipeline
-from edge.track.decision import Alert
+from edge.track.decision import Alert, Threshold
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ def alert_record(alert: Alert) -> dict[str, object]:
         "threshold": alert.threshold.value,
         "threshold_mode": alert.threshold.mode,
         "fpir": alert.threshold.fpir,
+        "fpir_is_upper_bound": alert.threshold.fpir_bound,
         "margin": alert.margin,
         "runner_up": alert.runner_up,
         "quality": alert.quality.score,
@@ -38,11 +39,15 @@ def alert_record(alert: Alert) -> dict[str, object]:
 
 def format_alert(alert: Alert) -> str:
     minutes, seconds = divmod(alert.timestamp, 60)
-    fpir = f", FPIR ~{alert.threshold.fpir:.0e}" if alert.threshold.fpir else ""
+    fpir = f", FPIR {fpir_text(alert.threshold)}" if alert.threshold.fpir else ""
     box = ",".join(f"{v:.0f}" for v in alert.box)
     return (f"{int(minutes):02d}:{seconds:05.2f}  track {alert.track_id:<3d} POSSIBLE MATCH {alert.label}  "
             f"score {alert.score:.3f}  threshold {alert.threshold.value:.3f}{fpir}  margin {alert.margin:.3f}  "
             f"quality {alert.quality.score:.2f}  box [{box}]")
+
+
+def fpir_text(threshold: Threshold) -> str:
+    return f"{'<=' if threshold.fpir_bound else '~'}{threshold.fpir:.1e}"
 
 
 @dataclass(frozen=True)

@@ -64,10 +64,16 @@ class Calibration(BaseModel):
         order = np.argsort(log_f)
         return float(np.interp(math.log10(fpir), log_f[order], thr[order]))
 
-    def fpir_at(self, size: int, threshold: float) -> float:
+    def fpir_at(self, size: int, threshold: float) -> tuple[float, bool]:
+        """Estimated FPIR at this threshold, and whether it is only an upper bound.
+
+        Above the highest measured threshold the table cannot say how rare false alarms become (the
+        non-mated probes run out), so the smallest measured FPIR is returned as a bound.
+        """
         log_f, thr = self._curve(size)
         order = np.argsort(thr)
-        return float(10 ** np.interp(threshold, thr[order], log_f[order]))
+        x, y = thr[order], log_f[order]
+        return float(10 ** np.interp(threshold, x, y)), bool(threshold > x[-1])
 
 
 class ThresholdPolicy:
@@ -86,9 +92,12 @@ class ThresholdPolicy:
         cal = self.calibration
         if self.cfg.mode == "constant_fpir" and cal is not None:
             value = max(self.cfg.floor, cal.threshold_at(size, self.cfg.target_fpir))
-            return Threshold(round(value, 4), cal.fpir_at(size, value), "constant_fpir")
-        fpir = cal.fpir_at(size, self.cfg.threshold) if cal is not None and size > 0 else None
-        return Threshold(self.cfg.threshold, fpir, "fixed")
+            fpir, bound = cal.fpir_at(size, value)
+            return Threshold(round(value, 4), fpir, "constant_fpir", bound)
+        if cal is None or size == 0:
+            return Threshold(self.cfg.threshold, None, "fixed")
+        fpir, bound = cal.fpir_at(size, self.cfg.threshold)
+        return Threshold(self.cfg.threshold, fpir, "fixed", bound)
 
 
 def calibration_path(engines_dir: Path, embedder: str) -> Path:

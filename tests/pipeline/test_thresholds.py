@@ -44,7 +44,7 @@ def test_constant_fpir_threshold_grows_with_the_list():
 
 
 def test_fixed_threshold_reports_the_fpir_it_stands_for():
-    policy = ThresholdPolicy(MatchConfig(threshold=0.60), table())
+    policy = ThresholdPolicy(MatchConfig(mode="fixed", threshold=0.60), table())
     assert policy.for_gallery(100).fpir == pytest.approx(1e-3)
     assert policy.for_gallery(1000).fpir == pytest.approx(1e-2)
 
@@ -64,3 +64,5 @@ def test_shipped_calibration_matches_the_shipped_embedder():
     thresholds = [policy.for_gallery(n).value for n in (100, 500, 1680)]
     assert thresholds == sorted(thresholds), "a longer list needs a higher threshold for the same FPIR"
     assert all(THRESHOLD_FLOOR <= t < 1 for t in thresholds)
+    tiny = policy.for_gallery(2)
+    assert tiny.value == THRESHOLD_FLOOR and tiny.fpir_bound, "a tiny list sits on the floor; its rate is a bound"
