@@ -78,7 +78,8 @@ def _common(p: argparse.ArgumentParser, need_json: bool = True) -> None:
     if need_json:
         p.add_argument("--plot", type=Path, help="write the curve here (PNG)")
     p.add_argument("--embedder", default=EmbedderConfig().model, help="embedder model from engines/models.toml")
-    p.add_argument("--long-side", default="640", help="detector input long side, or 'full'")
+    p.add_argument("--long-side", default=str(DetectorConfig().long_side),
+                   help="detector input long side, or 'full' (default: the device's, %(default)s)")
     p.add_argument("--threads", type=int, default=2, help="inference threads per model")
     p.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto")
     p.add_argument("--cache", type=Path, help="folder keeping faces and embeddings between runs")

@@ -1,6 +1,9 @@
 """`edge run` for real: a provisioned device, a real broker, a watchlist synced over MQTT, HQ ingest storing."""
 
+import contextlib
 import json
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -44,8 +47,17 @@ def test_demo_clip_alerts_reach_hq_and_nothing_else(fleet: Fleet, demo_dir: Path
                                        fleet.hq / "demo-v1.bundle")
         fleet.publish(bundle, broker.port)  # retained: the device is not even running yet
         config = fleet.device_config(str(demo_dir / "short_hamilton_clip.mp4"), broker.port)
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # stands in for systemd (Type=notify)
+        notify.bind(str(fleet.root / "notify.sock"))
+        notify.settimeout(0.1)
+        env = {**os.environ, "NOTIFY_SOCKET": str(fleet.root / "notify.sock"), "WATCHDOG_USEC": "2000000"}
         device = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config)],
-                                capture_output=True, text=True, timeout=240)
+                                capture_output=True, text=True, timeout=240, env=env)
+        told = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                told.append(notify.recv(4096).decode())
+        notify.close()
         assert device.returncode == 0, device.stderr[-3000:]
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -59,6 +71,8 @@ def test_demo_clip_alerts_reach_hq_and_nothing_else(fleet: Fleet, demo_dir: Path
         ingest.wait(10)
         broker.stop()
     assert matches, f"no match event at HQ; device log:\n{device.stderr[-3000:]}"
+    assert told[0] == "READY=1" and "WATCHDOG=1" in told and told[-1] == "STOPPING=1", told
+    assert any(t.startswith("STATUS=") and "fps" in t for t in told)
     assert {m["label"] for m in matches} == {"Lin-Manuel Miranda"}
     assert len({m["event_id"] for m in matches}) == len(matches)
     for m in matches:
