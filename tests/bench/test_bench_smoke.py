@@ -9,6 +9,7 @@ import pytest
 from edge.bench import baseline
 from edge.cli import main
 from edge.config.detector import DetectorConfig
+from edge.vision.detect import input_size_for
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,8 @@ def test_bench_reports_stages_and_fps(data_dir: Path, short_clip: Path, tmp_path
                "--clip", str(short_clip), "--gallery-size", "50", "--data", str(data_dir), "--json", str(out)])
     assert rc == 0
     r = json.loads(out.read_text())
-    assert r["threads"] == 1 and r["input_size"] == "480x270" and r["detector_input"] == "640x384"
+    assert r["threads"] == 1 and r["input_size"] == "480x270" and r["detector_input"] == "x".join(
+        map(str, input_size_for(480, 270, DetectorConfig().long_side)))
     assert r["runtime"]["detector"].startswith(("onnxruntime:", "tensorrt:"))
     cold = r["cold_frame"]["edge"]
     for key in ("decode_ms", "detect_ms", "align_ms_per_face", "embed_ms_per_face", "match_ms", "frame_ms", "fps"):
