@@ -54,13 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     top.required = True
     commands = Commands(top)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):  # area not present in this build
-                continue
-            raise
-        module.register(commands)
+        importlib.import_module(name).register(commands)
     return parser
 
 
