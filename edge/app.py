@@ -7,6 +7,7 @@ thread and are swapped in between frames. The main thread handles signals, statu
 
 import base64
 import hashlib
+import json
 import logging
 import signal
 import threading
@@ -14,7 +15,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 
@@ -47,7 +48,7 @@ from edge.track.decision import Alert
 from edge.vision.stack import VisionStack
 from edge.watchlist.calibration import ThresholdPolicy, load_policy
 from edge.watchlist.match import Gallery
-from edge.watchlist.store import InstalledWatchlist, Refusal, SubjectInfo, WatchlistStore
+from edge.watchlist.store import InstalledWatchlist, Refusal, SubjectInfo, WatchlistStore, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class Device:
     # --- lifecycle ------------------------------------------------------------------------------------
 
     def run(self) -> int:
+        self._audit_config_changes()
         installed = self.store.current
         threshold = self.policy.for_gallery(installed.gallery.size if installed else 0)
         self.audit.append("period_start", PeriodStartBody(
@@ -155,6 +157,24 @@ class Device:
         if self._failure is not None:
             raise EdgeError(f"the pipeline stopped: {self._failure}") from self._failure
         return 0
+
+    def _audit_config_changes(self) -> None:
+        """Record in the chain every key whose value differs from the configuration of the previous start."""
+        current = _flatten(self.cfg.model_dump(mode="json"))
+        last_file = self.cfg.device.state_dir / "config.last.json"
+        try:
+            last = json.loads(last_file.read_text())
+        except FileNotFoundError:
+            last = {}
+        except (OSError, ValueError) as exc:
+            log.warning("previous configuration %s unreadable (%s); recording every key as changed", last_file, exc)
+            last = {}
+        changes = [ConfigChange(key=k, old=_scalar(last.get(k)), new=_scalar(current.get(k)))
+                   for k in sorted(set(current) | set(last)) if last.get(k) != current.get(k)]
+        if changes:
+            self.audit.append("config_changed", ConfigChangedBody(
+                source=str(self.config_path or "defaults"), changes=changes))
+            write_atomic(last_file, json.dumps(current, sort_keys=True).encode())
 
     # --- threads --------------------------------------------------------------------------------------
 
@@ -366,6 +386,20 @@ class Device:
         self.uplink.set_status(watchlist=self._ref(), counters=counters, reason=state.status)
         self.notifier.status(f"{self._fps.rate():.1f} fps, {c.faces_seen} faces, {c.alerts} alerts, "
                              f"watchlist {state.status}")
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _scalar(value: Any) -> str | int | float | bool | None:
+    return value if value is None or isinstance(value, str | int | float | bool) else json.dumps(value)
 
 
 def _under(state_dir: Path, path: Path) -> Path:

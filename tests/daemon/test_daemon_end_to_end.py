@@ -82,6 +82,8 @@ def test_demo_clip_alerts_reach_hq_and_nothing_else(fleet: Fleet, demo_dir: Path
         assert m["watchlist"]["version"] == 1
     kinds = [a["record"]["kind"] for a in audits]
     assert "watchlist_installed" in kinds and "period_start" in kinds and "period_stop" in kinds
+    first_config = next(a["record"]["body"] for a in audits if a["record"]["kind"] == "config_changed")
+    assert {c["key"]: c["new"] for c in first_config["changes"]}["match.mode"] == "constant_fpir"
     assert kinds.count("alert") == len(matches)
     states = hq_events(fleet, "watchlist_state")
     assert any(s["outcome"] == "installed" for s in states)
