@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -103,7 +104,9 @@ class Device:
         self.config_path = config_path
         self._installed: InstalledWatchlist | None = None
         self._bundle_seen = threading.Event()
+        self._models_ready = threading.Event()
         self._adjudicated: dict[str, None] = {}  # recent decision ids, oldest first
+        self._undelivered: list[_Delivery] = []  # alerts with a delivery step still to do (inference thread)
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -116,18 +119,20 @@ class Device:
             watchlist_id=installed.header.watchlist_id if installed else None,
             watchlist_version=installed.header.version if installed else None,
             watchlist_size=installed.gallery.size if installed else 0, threshold=threshold.value))
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop_event.set())
         self.uplink.start()
         self._publish_state_now()
         if self.store.current is None:  # a fresh device: the retained watchlist usually arrives within seconds
             log.info("no watchlist installed yet; waiting up to %.0f s for one from HQ", WATCHLIST_WAIT)
             self._bundle_seen.wait(WATCHLIST_WAIT)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.stop_event.set())
         capture = threading.Thread(target=self._capture, name="edge-capture", daemon=True)
         infer = threading.Thread(target=self._infer, name="edge-inference", daemon=True)
-        capture.start()
         infer.start()
-        self.notifier.ready()
+        while not self._models_ready.wait(0.5) and infer.is_alive() and not self.stop_event.is_set():
+            pass
+        capture.start()
+        self.notifier.ready()  # models loaded and the source opening: systemd may count us as started
         reason = "shutdown"
         next_status = 0.0
         while not self.stop_event.wait(1.0 if self.notifier.watchdog_interval is None
@@ -147,8 +152,15 @@ class Device:
         self.queue.close()
         infer.join(30)
         self.notifier.stopping()
-        self.minutes.flush()
-        self.audit.append("period_stop", PeriodStopBody(period_id=self.period_id, reason=reason))
+        self._deliver_pending()  # the inference thread has ended: its queue is ours now
+        if self._undelivered:
+            log.critical("%d alerts could not be queued or audited before stopping (see the errors above); "
+                         "they are lost with this process", len(self._undelivered))
+        try:
+            self.minutes.flush()
+            self.audit.append("period_stop", PeriodStopBody(period_id=self.period_id, reason=reason))
+        except EdgeError as exc:
+            log.error("period stop not recorded in the audit log: %s", exc)
         self._report_status()
         if not self.uplink.wait_drained(DRAIN_TIMEOUT):
             log.warning("%d messages still in the outbox; they will be sent on the next start", self.uplink.pending)
@@ -204,6 +216,7 @@ class Device:
             pipeline = Pipeline(stack, gallery, self.policy.for_gallery(gallery.size), self.cfg.quality,
                                 self.cfg.track, self.cfg.detector.stride)
             self._installed = current
+            self._models_ready.set()
             while not self.queue.closed:
                 self._heartbeat = time.monotonic()
                 self._maybe_swap(pipeline)
@@ -211,6 +224,7 @@ class Device:
                 if frame is None:
                     continue
                 before = pipeline.counters.faces_discarded, pipeline.counters.faces_seen
+                self._deliver_pending()
                 for alert in pipeline.process(frame):
                     self._emit(alert)
                 self._count(pipeline, before)
@@ -234,7 +248,7 @@ class Device:
     # --- alerts ---------------------------------------------------------------------------------------
 
     def _emit(self, alert: Alert) -> None:
-        """Outbox first (durable), then the audit record that binds the event to the chain."""
+        """Turn an alert into its match event and deliver it; a failed step is kept and retried, never dropped."""
         wl = self._installed
         assert wl is not None  # an alert needs a watchlist
         subject = wl.subject(alert.subject_index)
@@ -251,18 +265,43 @@ class Device:
             models=messages.ModelHashes(detector=self.detector_sha256, embedder=self.embedder_sha256),
             probe_crop=base64.b64encode(hq_crop).decode() if hq_crop else None,
         )
-        self.uplink.send_match(event)
-        self.minutes.add(alerts=1)
-        self.audit.append("alert", AlertBody(
+        audit = AlertBody(
             event_id=event.event_id, track_id=alert.track_id, frame=alert.frame, frame_time=alert.timestamp,
             subject_id=alert.subject_id, watchlist_id=wl.header.watchlist_id, watchlist_version=wl.header.version,
             score=alert.score, threshold=alert.threshold.value, margin=alert.margin,
             probe_quality=min(1.0, alert.quality.score), box=alert.box, detector_sha256=self.detector_sha256,
             embedder_sha256=self.embedder_sha256,
-            crop_sha256=hashlib.sha256(crop_jpeg).hexdigest() if crop_jpeg else None))
-        self._to_handhelds(event, alert, crop_jpeg, subject)
+            crop_sha256=hashlib.sha256(crop_jpeg).hexdigest() if crop_jpeg else None)
+        self.minutes.add(alerts=1)
         log.info("alert: track %d %s score %.3f (threshold %.3f)", alert.track_id, alert.label, alert.score,
                  alert.threshold.value)
+        self._undelivered.append(_Delivery(event, audit, alert, crop_jpeg, subject))
+        self._deliver_pending()
+
+    def _deliver_pending(self) -> None:
+        """Outbox first (durable), then the audit record, then the handhelds; each step done once.
+
+        A full disk or a broken outbox raises here: the alert stays in memory, the reason is logged, and the
+        step is retried with the next frame, so the pipeline keeps running and no match event is lost.
+        """
+        while self._undelivered:
+            d = self._undelivered[0]
+            try:
+                if not d.queued:
+                    self.uplink.send_match(d.event)
+                    d.queued = True
+                if not d.audited:
+                    self.audit.append("alert", d.audit)
+                    d.audited = True
+                if not d.to_handhelds:
+                    self._to_handhelds(d.event, d.alert, d.crop, d.subject)
+                    d.to_handhelds = True
+            except EdgeError as exc:
+                if not d.failing:
+                    log.error("alert %s not fully delivered yet (%s); keeping it and retrying", d.event.event_id, exc)
+                d.failing = True
+                return
+            self._undelivered.pop(0)
 
     def _to_handhelds(self, event: messages.MatchEvent, alert: Alert, crop: bytes | None,
                       subject: SubjectInfo) -> None:
@@ -311,10 +350,10 @@ class Device:
             return
         if decision.adjudication_id in self._adjudicated:
             return  # redelivered after a restart of the link: already in the chain
+        self.audit.append("adjudication", audit_body(decision))  # raises: left unacknowledged, redelivered
         self._adjudicated[decision.adjudication_id] = None
         while len(self._adjudicated) > 10_000:
             self._adjudicated.pop(next(iter(self._adjudicated)))
-        self.audit.append("adjudication", audit_body(decision))
 
     # --- watchlist ------------------------------------------------------------------------------------
 
@@ -329,12 +368,12 @@ class Device:
         result = self.store.install(bundle.data)
         wl = self.store.current
         if result.outcome == "installed" and wl is not None:
+            with self._swap_lock:  # matching moves to the new list even if the audit write below fails
+                self._pending = wl
             self.audit.append("watchlist_installed", WatchlistInstalledBody(
                 watchlist_id=wl.header.watchlist_id, version=wl.header.version, entries=wl.header.entry_count,
                 expires=wl.header.expires.timestamp(), bundle_sha256=wl.sha256, model_sha256=self.embedder_sha256,
                 previous_version=previous.header.version if previous else None))
-            with self._swap_lock:
-                self._pending = wl
         elif result.outcome == "refused" and result.refusal is not None:
             r = result.refusal
             self.audit.append("watchlist_refused", WatchlistRefusedBody(
@@ -369,7 +408,10 @@ class Device:
             installed=self._ref(), offered=offered, reason=reason[:512])
 
     def _publish_state_now(self) -> None:
-        self.uplink.send_watchlist_state(self._state_message("unchanged", None, None))
+        try:
+            self.uplink.send_watchlist_state(self._state_message("unchanged", None, None))
+        except EdgeError as exc:  # e.g. a full disk: the state goes out with the next change or status
+            log.error("watchlist state not queued: %s", exc)
 
     # --- status ---------------------------------------------------------------------------------------
 
@@ -386,6 +428,21 @@ class Device:
         self.uplink.set_status(watchlist=self._ref(), counters=counters, reason=state.status)
         self.notifier.status(f"{self._fps.rate():.1f} fps, {c.faces_seen} faces, {c.alerts} alerts, "
                              f"watchlist {state.status}")
+
+
+@dataclass
+class _Delivery:
+    """An alert on its way out, and which of its steps are done."""
+
+    event: messages.MatchEvent
+    audit: AlertBody
+    alert: Alert
+    crop: bytes | None
+    subject: SubjectInfo
+    queued: bool = False
+    audited: bool = False
+    to_handhelds: bool = False
+    failing: bool = False
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

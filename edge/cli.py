@@ -69,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgeError as exc:
         print(f"edge: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path the user gave cannot be read or written
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"edge: error:{where}: {exc.strerror or exc}; check the path and its permissions", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `edge hq events | head`: the reader left; not an error of ours

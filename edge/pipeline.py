@@ -52,11 +52,15 @@ class Pipeline:
         self.threshold = threshold
 
     def swap_watchlist(self, gallery: Gallery, threshold: Threshold) -> None:
-        """Install a new watchlist between frames; live tracks are re-judged against it from now on."""
+        """Install a new watchlist between frames; live tracks are re-judged against it from now on.
+
+        Evidence refers to the old list's subjects and is dropped; who a track already alerted on is kept
+        (by subject id), so an update never raises a second alert on the same person.
+        """
         self.gallery, self.threshold = gallery, threshold
         for track in self.tracker.tracks.values():
             track.evidence.clear()
-            track.alerted.clear()
+            track.best_quality = 0.0
             track.last_embed_frame = -(10**9)
 
     def process(self, frame: Frame) -> list[Alert]:
@@ -79,12 +83,12 @@ class Pipeline:
         alerts = []
         for (track, crop, q), res in zip(todo, results, strict=True):
             best = res.best
-            track.evidence.append(Evidence(frame.index, q.score, best.subject_index if best else None,
-                                           best.score if best else -1.0, res.margin))
+            candidate = best is not None and best.score >= self.threshold.value
+            track.evidence.append(Evidence(frame.index, q, best.subject_index if best else None,
+                                           best.score if best else -1.0, res.margin, crop if candidate else None))
             track.last_embed_frame = frame.index
-            if q.score > track.best_quality:
-                track.best_quality, track.best_crop, track.best_probe = q.score, crop, q
-            decided = decide(track, self.threshold.value, self.track_cfg.min_evidence)
+            track.best_quality = max(track.best_quality, q.score)
+            decided = decide(track, self.threshold.value, self.track_cfg.min_evidence, self.gallery.subject_ids)
             if decided is not None:
                 alerts.append(self._alert(track, frame, decided[0], decided[1], res))
         return alerts
@@ -94,24 +98,24 @@ class Pipeline:
         cfg = self.track_cfg
         todo = []
         for track, _ in seen:
-            if len(track.evidence) >= cfg.max_embeddings and not track.matched:
-                continue
             crop = self.stack.embedder.crops(frame.image, track.landmarks[None])[0]
             q = assess(crop, track.landmarks, track.score, self.quality)
             if not q.ok:
                 continue
             first = not track.evidence
             better = q.score > track.best_quality * cfg.better_quality
-            due = not track.matched and frame.index - track.last_embed_frame >= cfg.reembed_every
+            due = (not track.matched and len(track.evidence) < cfg.max_embeddings
+                   and frame.index - track.last_embed_frame >= cfg.reembed_every)
             if first or better or due:
                 todo.append((track, crop, q))
         return todo
 
     def _alert(self, track: Track, frame: Frame, subject: int, agreeing: list[int], res: MatchResult) -> Alert:
-        assert track.best_probe is not None and track.best_crop is not None  # set with the first evidence
-        track.alerted.add(subject)
+        """The alert shows the agreeing face that scored highest: its crop, quality and score belong together."""
+        track.alerted.add(self.gallery.subject_ids[subject])
         self.counters.alerts += 1
         best = max((track.evidence[i] for i in agreeing), key=lambda ev: ev.score)
+        assert best.crop is not None  # kept for every face at or above the threshold
         runner = next((c.subject_id for c in res.candidates if c.subject_index != subject), None)
         labels = self.gallery.labels
         return Alert(
@@ -125,9 +129,9 @@ class Pipeline:
             threshold=self.threshold,
             margin=round(best.margin, 4),
             runner_up=runner,
-            quality=track.best_probe,
+            quality=best.probe,
             box=tuple(round(float(v), 1) for v in track.box),
-            crop=track.best_crop,
+            crop=best.crop,
             evidence=len(agreeing),
         )
 
@@ -136,8 +140,6 @@ class Pipeline:
             if not track.matched:
                 self.counters.faces_discarded += 1
             track.evidence.clear()
-            track.best_crop = None
-            track.best_probe = None
 
     def finish(self) -> None:
         """End of source: every track ends, and whatever they held is dropped."""

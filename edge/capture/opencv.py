@@ -75,7 +75,14 @@ class VideoSource:
         self.live = live
         self._target = target
         self._max_backoff = max_backoff
-        self._cap = self._open()
+        try:
+            self._cap = self._open()
+        except SourceError:
+            if not live:
+                raise
+            # A camera unplugged at start is a camera to wait for, not a reason to exit and restart in a loop.
+            log.warning("%s: not available yet; waiting for it", uri)
+            self._cap = cv2.VideoCapture()
         self._index = 0
         self._fps = self._cap.get(cv2.CAP_PROP_FPS) or 30.0
         self._started = time.monotonic()

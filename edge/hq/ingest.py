@@ -187,6 +187,11 @@ class Ingest:
                 log.warning("refused message on %s: %s", message.topic, exc)
                 rejections.append(Rejection(now, message.topic, str(exc), message.payload))
                 continue
+            except Exception as exc:  # one hostile or broken message must never stop ingest for the fleet
+                log.exception("refused message on %s: could not be checked", message.topic)
+                rejections.append(Rejection(now, message.topic, f"could not be checked: {type(exc).__name__}",
+                                            message.payload))
+                continue
             if isinstance(result, Event):
                 events.append(result)
             elif isinstance(result, Status):

@@ -204,6 +204,8 @@ def decode(payload: bytes) -> tuple[dict[str, Any], _Payload]:
         raw = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MessageError(f"payload is not UTF-8 JSON: {exc}") from exc
+    except RecursionError:  # e.g. 200,000 nested brackets from a hostile client
+        raise MessageError("payload JSON is nested too deeply") from None
     if not isinstance(raw, dict):
         raise MessageError(f"payload is JSON {type(raw).__name__}, expected an object")
     schema = raw.get("schema")

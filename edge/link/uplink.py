@@ -405,7 +405,8 @@ class Uplink:
         while (delivery := self._deliveries.get()) is not None:
             try:
                 delivery.handler()
-            except Exception:
-                log.exception("handler failed for %s; carrying on", delivery.what)
+            except Exception:  # not acknowledged: the broker delivers it again after the next reconnect
+                log.exception("handler failed for %s; left unacknowledged for redelivery", delivery.what)
+                continue
             if delivery.message is not None:
                 self._client.ack(delivery.message)

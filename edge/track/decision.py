@@ -41,17 +41,19 @@ class Alert:
     evidence: int
 
 
-def decide(track: Track, threshold: float, min_evidence: int) -> tuple[int, list[int]] | None:
+def decide(track: Track, threshold: float, min_evidence: int,
+           subject_ids: tuple[str, ...]) -> tuple[int, list[int]] | None:
     """The subject this track now alerts on, with the indices of agreeing evidence, or None.
 
     A subject counts when an embedding's best candidate is that subject at or above the threshold;
-    `min_evidence` such embeddings (from distinct frames) must agree, and each subject alerts once per track.
+    `min_evidence` such embeddings (from distinct frames) must agree, and each subject alerts once per track
+    (by subject id, so a watchlist update does not alert again on a person already alerted).
     """
     votes: dict[int, list[int]] = {}
     for i, ev in enumerate(track.evidence):
         if ev.subject_index is not None and ev.score >= threshold:
             votes.setdefault(ev.subject_index, []).append(i)
     for subject, idx in sorted(votes.items(), key=lambda kv: -len(kv[1])):
-        if subject not in track.alerted and len({track.evidence[i].frame for i in idx}) >= min_evidence:
+        if subject_ids[subject] not in track.alerted and len({track.evidence[i].frame for i in idx}) >= min_evidence:
             return subject, idx
     return None

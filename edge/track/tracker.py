@@ -10,13 +10,18 @@ from edge.vision.quality import Quality
 
 @dataclass
 class Evidence:
-    """One embedding of a track's face and what the watchlist said about it."""
+    """One embedding of a track's face and what the watchlist said about it.
+
+    The aligned crop is kept only when the face scored at or above the threshold, i.e. could become part of
+    an alert; it lives as long as the track and is never written anywhere unless an alert carries it.
+    """
 
     frame: int
-    quality: float
+    probe: Quality
     subject_index: int | None
     score: float
     margin: float
+    crop: np.ndarray | None
 
 
 @dataclass
@@ -32,11 +37,10 @@ class Track:
     hits: int = 1
     missed: int = 0
     best_quality: float = 0.0
+    """Best probe quality embedded so far: a clearly better face is embedded again."""
     last_embed_frame: int = -(10**9)
     evidence: list[Evidence] = field(default_factory=list)
-    alerted: set[int] = field(default_factory=set)
-    best_crop: np.ndarray | None = None
-    best_probe: Quality | None = None
+    alerted: set[str] = field(default_factory=set)
 
     @property
     def matched(self) -> bool:

@@ -123,3 +123,30 @@ def test_track_state_dies_with_the_track(stack, demo_dir, clip):
     pipeline.finish()
     assert pipeline.tracker.tracks == {}
     assert np.isclose(pipeline.counters.faces_discarded, pipeline.counters.faces_seen)
+
+
+def test_a_watchlist_update_does_not_alert_again_on_the_same_person(stack, demo_dir, clip):
+    """HQ pushes a new version mid-scene: the live track already alerted on Lin-Manuel Miranda stays quiet."""
+    enroller = Enroller(stack)
+    lin = enroller.enroll(demo_dir / "lin-manuel-miranda.png").embedding
+    biden = enroller.enroll(demo_dir / "biden.jpg").embedding
+    v1 = Gallery.from_subjects([("lmm", "Lin-Manuel Miranda", lin[None])])
+    v2 = Gallery.from_subjects([("biden", "Joe Biden", biden[None]), ("lmm", "Lin-Manuel Miranda", lin[None])])
+    threshold = stack_threshold()
+    pipeline = Pipeline(stack, v1, threshold)
+    from edge.capture.open import open_source
+
+    source = open_source(clip)
+    alerts, swapped_at = [], None
+    while (frame := source.read()) is not None:
+        new = pipeline.process(frame)
+        alerts += [(a.track_id, a.subject_id, frame.index) for a in new]
+        if new and swapped_at is None:
+            pipeline.swap_watchlist(v2, threshold)  # subject indices change: lmm is now index 1
+            swapped_at = frame.index
+    source.close()
+    pipeline.finish()
+    assert swapped_at is not None, "the clip must alert on Lin-Manuel Miranda before the update"
+    tracks = [t for t, _, _ in alerts]
+    assert len(tracks) == len(set(tracks)), f"a track alerted twice: {alerts}"
+    assert all(subject == "lmm" for _, subject, _ in alerts)
