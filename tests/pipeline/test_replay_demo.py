@@ -2,6 +2,7 @@
 
 import io
 import json
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -67,8 +68,9 @@ def test_people_not_in_the_clip_raise_nothing(tmp_path, demo_dir, clip, capsys):
     assert "alerts 0" in err
 
 
-def test_nothing_about_unmatched_faces_leaves_the_pipeline(stack, demo_dir, clip, tmp_path, monkeypatch):
-    """Empty list and a list of absent people: no output, no file written, no socket, nothing kept."""
+def test_nothing_about_unmatched_faces_leaves_the_pipeline(stack, demo_dir, clip, tmp_path, monkeypatch, caplog):
+    """Empty list and a list of absent people: no output, no log line, no file written, no socket, nothing kept."""
+    caplog.set_level(logging.DEBUG)
     gallery, _ = gallery_from_photos(demo_dir / "knn_examples" / "train" / "kit_harington", Enroller(stack),
                                      progress=False)
     writes: list[str] = []
@@ -98,6 +100,8 @@ def test_nothing_about_unmatched_faces_leaves_the_pipeline(stack, demo_dir, clip
         else:
             assert c.embeddings > 0
     active[0] = False
+    assert [r.getMessage() for r in caplog.records if r.name.startswith(("edge.pipeline", "edge.track",
+                                                                          "edge.vision", "edge.watchlist.match"))] == []
     assert [w for w in writes if not w.startswith(sys.prefix)] == []
     assert list(tmp_path.iterdir()) == []
 
