@@ -7,22 +7,30 @@ Layout (docs/watchlist-bundle.md is the normative description, enough for anothe
 
 The payload's data key is wrapped once per recipient device: X25519 with a fresh ephemeral key,
 HKDF-SHA256, AES-256-GCM. Only `cryptography`'s standard constructions are used.
+
+A device never holds a bundle or its plaintext twice: a bundle file is mapped rather than read, and the
+payload is decrypted a chunk at a time, its embedding rows straight into the gallery array.
 """
 
 import hashlib
 import json
+import mmap
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, BinaryIO, Literal
 
 import numpy as np
+import pydantic_core
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, model_validator
@@ -30,6 +38,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt
 from edge.errors import EdgeError
 from edge.keys import key_id
 from edge.watchlist.entries import SUBJECT_ID_PATTERN, Category, LongText, ShortText, SubjectId, WatchlistEntry
+from edge.watchlist.match import to_bfloat16
 
 MAGIC = b"EDGEWL\r\n"
 FORMAT = 1
@@ -39,6 +48,8 @@ MAX_THUMBNAIL_BYTES = 64 << 10
 _PREFIX = struct.Struct(">8sI")
 _PAYLOAD_LEN = struct.Struct(">Q")
 _INDEX_LEN = struct.Struct(">I")
+_TAG_SIZE = 16
+_CHUNK = 1 << 18  # payload bytes decrypted at a time: the most plaintext ever outside its final place
 HEX64 = r"^[0-9a-f]{64}$"
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 
@@ -170,9 +181,16 @@ class Subject:
     thumbnail: bytes | None = None
 
 
+GalleryStorage = Literal["bfloat16", "float32"]
+GALLERY_DTYPES: dict[GalleryStorage, np.dtype] = {"bfloat16": np.dtype(np.uint16), "float32": np.dtype(np.float32)}
+PayloadReader = Callable[[int, int], bytes | memoryview]
+"""read(offset, n): n bytes of the payload from `offset` (counted from the payload's first byte)."""
+
+
 @dataclass(frozen=True)
 class Content:
-    """A decrypted payload: entry columns, their embedding rows (entry order), and the thumbnail area."""
+    """A decrypted payload: entry columns, their embedding rows (entry order) as gallery rows (L2-normalised,
+    float32 or bfloat16 bits per GALLERY_DTYPES), and the thumbnail area (read-only)."""
 
     index: PayloadIndex
     embeddings: np.ndarray
@@ -187,6 +205,11 @@ class RawBundle:
     payload: memoryview
     signature: bytes
     signed: memoryview
+
+    @property
+    def payload_offset(self) -> int:
+        """Where the payload starts in the bundle."""
+        return _PREFIX.size + len(self.header) + _PAYLOAD_LEN.size
 
 
 def seal(spec: BundleSpec, subjects: Sequence[Subject], recipients: Sequence[tuple[str, X25519PublicKey]],
@@ -233,6 +256,41 @@ def split(data: bytes | memoryview) -> RawBundle:
         raise BundleRefused("oversized", f"bundle is {len(view)} bytes, its lengths say {total}: extra bytes")
     return RawBundle(bytes(view[_PREFIX.size: _PREFIX.size + header_len]), view[payload_at: payload_at + payload_len],
                      bytes(view[total - SIGNATURE_SIZE:]), view[: total - SIGNATURE_SIZE])
+
+
+@contextmanager
+def mapped(path: Path) -> Iterator[memoryview]:
+    """A file's bytes without reading them into memory: a read-only map.
+
+    Ed25519 needs the signed bytes in one piece; mapped, they are file pages that the kernel can drop
+    under pressure, not process memory, and they leave this process when the block ends (a view kept
+    past the block still reads, paging back in).
+    """
+    with open(path, "rb") as file:
+        if os.fstat(file.fileno()).st_size == 0:  # mmap refuses an empty file
+            yield memoryview(b"")
+            return
+        pages = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        yield memoryview(pages)
+    finally:
+        pages.madvise(mmap.MADV_DONTNEED)  # unmapped when its last view goes; closing now would break those views
+
+
+def file_reader(file: BinaryIO, raw: RawBundle) -> PayloadReader:
+    """Read the payload of `raw` from an open copy of its bundle file, at most _CHUNK bytes at a time, into one
+    reused buffer (each read is valid until the next)."""
+    buffer = bytearray(_CHUNK)
+
+    def read(offset: int, n: int) -> memoryview:
+        view = memoryview(buffer)[:n]
+        got = os.preadv(file.fileno(), [view], raw.payload_offset + offset)
+        if got != n:
+            raise BundleRefused("truncated", f"{file.name} ended {n - got} bytes early while being decrypted: "
+                                "it was cut short on disk; check the device's storage")
+        return view
+
+    return read
 
 
 def parse_header(raw: RawBundle) -> BundleHeader:
@@ -286,8 +344,25 @@ def check_validity(header: BundleHeader, now: datetime, embedder_sha256: str, sk
                             f"(device time {now.isoformat()}): publish a current watchlist")
 
 
-def decrypt(raw: RawBundle, header: BundleHeader, device_key: X25519PrivateKey) -> Content:
-    """Unwrap this device's data key and decrypt and parse the payload."""
+def decrypt(raw: RawBundle, header: BundleHeader, device_key: X25519PrivateKey, storage: GalleryStorage = "float32",
+            read: PayloadReader | None = None) -> Content:
+    """Unwrap this device's data key and decrypt the payload a chunk at a time (from `raw`, or through `read`).
+
+    Embedding rows go straight into the gallery array (L2-normalised, in `storage`), the index and the
+    thumbnails into their own buffers: the plaintext is never whole in memory. None of it is trusted
+    until the GCM tag has verified at the end (a failure drops it all); only then is the index parsed.
+    """
+    data_key = _data_key(header, device_key)
+    try:
+        plain = _Plaintext(data_key, bytes.fromhex(header.payload_nonce),
+                           _payload_aad(header.watchlist_id, header.version),
+                           read or (lambda at, n: raw.payload[at: at + n]), len(raw.payload))
+        return _decode_payload(plain, header, storage)
+    except InvalidTag:
+        raise BundleRefused("undecryptable", "bundle payload does not decrypt with this device's key") from None
+
+
+def _data_key(header: BundleHeader, device_key: X25519PrivateKey) -> bytes:
     mine = key_id(device_key.public_key())
     wrapped = next((r for r in header.recipients if r.key_id == mine), None)
     if wrapped is None:
@@ -297,13 +372,104 @@ def decrypt(raw: RawBundle, header: BundleHeader, device_key: X25519PrivateKey) 
     try:
         shared = device_key.exchange(X25519PublicKey.from_public_bytes(bytes.fromhex(wrapped.ephemeral_public)))
         kek = _kek(shared, bytes.fromhex(wrapped.ephemeral_public), device_key.public_key())
-        data_key = AESGCM(kek).decrypt(bytes.fromhex(wrapped.nonce), bytes.fromhex(wrapped.wrapped_key),
-                                       _wrap_aad(header.watchlist_id, header.version, wrapped.device_id))
-        plaintext = AESGCM(data_key).decrypt(bytes.fromhex(header.payload_nonce), raw.payload,
-                                             _payload_aad(header.watchlist_id, header.version))
+        return AESGCM(kek).decrypt(bytes.fromhex(wrapped.nonce), bytes.fromhex(wrapped.wrapped_key),
+                                   _wrap_aad(header.watchlist_id, header.version, wrapped.device_id))
     except (InvalidTag, ValueError):
         raise BundleRefused("undecryptable", "bundle payload does not decrypt with this device's key") from None
-    return _decode_payload(memoryview(plaintext), header)
+
+
+class _Plaintext:
+    """The payload decrypted in order, a piece at a time into one reused buffer; unauthentic until `finish`."""
+
+    def __init__(self, key: bytes, nonce: bytes, aad: bytes, read: PayloadReader, size: int) -> None:
+        if size < _TAG_SIZE:
+            raise InvalidTag()  # too short to hold its tag
+        self._decryptor = Cipher(algorithms.AES(key), modes.GCM(nonce, bytes(read(size - _TAG_SIZE, _TAG_SIZE)))
+                                 ).decryptor()
+        self._decryptor.authenticate_additional_data(aad)
+        self._read = read
+        self._offset = 0
+        self.left = size - _TAG_SIZE
+        self._buffer = bytearray(_CHUNK + 15)  # update_into wants room for a block beyond the data
+
+    def next(self, n: int) -> memoryview:
+        """The next n (<= _CHUNK) plaintext bytes, valid until the next call."""
+        done = self._decryptor.update_into(self._read(self._offset, n), self._buffer)
+        self._offset += n
+        self.left -= n
+        return memoryview(self._buffer)[:done]
+
+    def into(self, target: bytearray) -> None:
+        """Fill target with the next len(target) plaintext bytes."""
+        for at in range(0, len(target), _CHUNK):
+            piece = self.next(min(_CHUNK, len(target) - at))
+            target[at: at + len(piece)] = piece
+
+    def finish(self) -> None:
+        """Decrypt what is left unread, then check the tag: InvalidTag unless every byte is as HQ encrypted it."""
+        while self.left:
+            self.next(min(_CHUNK, self.left))
+        self._decryptor.finalize()
+
+
+def _decode_payload(plain: _Plaintext, header: BundleHeader, storage: GalleryStorage) -> Content:
+    def bad(why: str) -> BundleRefused:
+        return BundleRefused("malformed", f"bundle payload is inconsistent: {why}")
+
+    dim, rows = header.embedder.dim, header.embedding_count
+    dtype = np.dtype("<f2" if header.dtype == "float16" else "<f4")
+    row_bytes = dim * dtype.itemsize
+    index, thumbnails = bytearray(), bytearray()
+    gallery = np.empty((0, dim), GALLERY_DTYPES[storage])
+    problem = None
+    if plain.left < _INDEX_LEN.size:
+        problem = "too short for its index"
+    else:
+        (index_len,) = _INDEX_LEN.unpack(plain.next(_INDEX_LEN.size))
+        if index_len + rows * row_bytes > plain.left:  # unauthentic yet: judged after the tag
+            problem = "index and embedding area longer than the payload"
+        else:
+            index = bytearray(index_len)
+            plain.into(index)
+            gallery = np.empty((rows, dim), GALLERY_DTYPES[storage])
+            step = _CHUNK // row_bytes
+            with np.errstate(all="ignore"):  # unauthentic rows may hold anything; they are dropped if so
+                for a in range(0, rows, step):
+                    block = np.frombuffer(plain.next(min(step, rows - a) * row_bytes), dtype).reshape(-1, dim)
+                    gallery[a: a + len(block)] = _gallery_rows(block, storage)
+            thumbnails = bytearray(plain.left)
+            plain.into(thumbnails)
+    plain.finish()
+    if problem:
+        raise bad(problem)
+    try:
+        parsed = _parse_index(index)
+    except ValueError as exc:
+        raise bad(f"index: {_first_error(exc) if isinstance(exc, ValidationError) else exc}") from None
+    counted = sum(parsed.embeddings)
+    if len(parsed) != header.entry_count or counted != rows:
+        raise bad(f"{len(parsed)} entries with {counted} embeddings, header says "
+                  f"{header.entry_count} and {header.embedding_count}")
+    if len(set(parsed.subject_id)) != len(parsed):
+        raise bad("a subject id appears twice")
+    if any(ref is not None and ref[0] + ref[1] > len(thumbnails) for ref in parsed.thumbnail):
+        raise bad("a thumbnail lies outside the thumbnail area")
+    return Content(parsed, gallery, memoryview(thumbnails).toreadonly())
+
+
+def _parse_index(text: bytearray) -> PayloadIndex:
+    """Parse the index JSON, emptying `text` before validating: a 1,000,000-entry index then never has its text,
+    a parse tree (pydantic's JSON mode builds one) and its objects in memory at once. Raises ValueError."""
+    columns = pydantic_core.from_json(text, cache_strings=True)  # repeated values become one string object
+    del text[:]
+    return PayloadIndex.model_validate(columns)
+
+
+def _gallery_rows(block: np.ndarray, storage: GalleryStorage) -> np.ndarray:
+    """Bundle rows (float16/float32) -> L2-normalised gallery rows (float32, or bfloat16 bits)."""
+    rows = block.astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    return to_bfloat16(rows) if storage == "bfloat16" else rows
 
 
 def _encode_payload(spec: BundleSpec, subjects: Sequence[Subject]) -> tuple[bytes, int]:
@@ -337,35 +503,6 @@ def _encode_payload(spec: BundleSpec, subjects: Sequence[Subject]) -> tuple[byte
     index = PayloadIndex.model_construct(**columns, embeddings=[len(r) for r in rows], thumbnail=refs)
     index_json = index.model_dump_json().encode()
     return b"".join([_INDEX_LEN.pack(len(index_json)), index_json, matrix.tobytes(), *thumbs]), len(matrix)
-
-
-def _decode_payload(plain: memoryview, header: BundleHeader) -> Content:
-    def bad(why: str) -> BundleRefused:
-        return BundleRefused("malformed", f"bundle payload is inconsistent: {why}")
-
-    if len(plain) < _INDEX_LEN.size:
-        raise bad("too short for its index")
-    (index_len,) = _INDEX_LEN.unpack_from(plain)
-    start = _INDEX_LEN.size + index_len
-    try:
-        index = PayloadIndex.model_validate_json(bytes(plain[_INDEX_LEN.size: start]))
-    except ValidationError as exc:
-        raise bad(f"index: {_first_error(exc)}") from None
-    rows = sum(index.embeddings)
-    if len(index) != header.entry_count or rows != header.embedding_count:
-        raise bad(f"{len(index)} entries with {rows} embeddings, header says "
-                  f"{header.entry_count} and {header.embedding_count}")
-    if len(set(index.subject_id)) != len(index):
-        raise bad("a subject id appears twice")
-    dtype = np.dtype("<f2" if header.dtype == "float16" else "<f4")
-    size = header.embedding_count * header.embedder.dim * dtype.itemsize
-    if len(plain) < start + size:
-        raise bad("embedding area shorter than the counts say")
-    embeddings = np.frombuffer(plain, dtype, header.embedding_count * header.embedder.dim, start)
-    thumbnails = plain[start + size:]
-    if any(ref is not None and ref[0] + ref[1] > len(thumbnails) for ref in index.thumbnail):
-        raise bad("a thumbnail lies outside the thumbnail area")
-    return Content(index, embeddings.reshape(header.embedding_count, header.embedder.dim), thumbnails)
 
 
 def _wrap(data_key: bytes, device_id: str, public: X25519PublicKey, spec: BundleSpec) -> WrappedKey:

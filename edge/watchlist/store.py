@@ -3,6 +3,9 @@
 Files in the folder (0700):
     watchlist.bundle   the installed bundle, byte for byte as HQ signed it (encrypted at rest);
                        verified and decrypted again at each start
+    watchlist.bundle.partial
+                       a bundle being installed: written once its signature and header pass, then
+                       decrypted from here and renamed over watchlist.bundle
     versions.json      highest version ever installed per watchlist id: survives deletion of the bundle,
                        so an old bundle can never be replayed (rollback)
     state.json         what is installed and the last refusal, for the status report
@@ -10,6 +13,9 @@ Files in the folder (0700):
 
 Every write goes to a .partial file, is fsynced, renamed over the target, and the folder is fsynced:
 a process killed at any point leaves either the old file or the new one, complete.
+
+A large list (1,000,000 entries: a ~500 MB bundle) is never held twice: a bundle file is mapped, not
+read, and the payload is decrypted from disk a chunk at a time, straight into the gallery array.
 """
 
 import errno
@@ -17,6 +23,8 @@ import hashlib
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -28,19 +36,25 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from edge.config.watchlist import WatchlistConfig
+from edge.errors import EdgeError
 from edge.watchlist.bundle import (
+    GALLERY_DTYPES,
     BundleHeader,
     BundleRefused,
     Content,
     EmbedderRef,
+    GalleryStorage,
+    RawBundle,
     RefusalCode,
     check_validity,
     decrypt,
+    file_reader,
+    mapped,
     split,
     verify,
 )
 from edge.watchlist.entries import WatchlistEntry
-from edge.watchlist.match import Gallery, to_bfloat16
+from edge.watchlist.match import Gallery
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +62,6 @@ BUNDLE_FILE = "watchlist.bundle"
 VERSIONS_FILE = "versions.json"
 STATE_FILE = "state.json"
 PARTIAL_SUFFIX = ".partial"
-_WIDEN_ROWS = 65536  # rows converted at a time when loading, to bound the float32 copy
 
 
 class InstalledInfo(BaseModel):
@@ -131,11 +144,14 @@ class InstalledWatchlist:
     added: np.ndarray
     entry_expires: np.ndarray
     thumbnail_refs: np.ndarray
-    thumbnails: bytes
+    thumbnails: memoryview
 
     @classmethod
     def from_content(cls, header: BundleHeader, sha256: str, content: Content,
-                     storage: Literal["bfloat16", "float32"]) -> "InstalledWatchlist":
+                     storage: GalleryStorage) -> "InstalledWatchlist":
+        """Take over the decrypted content (its gallery rows as they are: decrypt them with this `storage`)."""
+        if content.embeddings.dtype != GALLERY_DTYPES[storage]:
+            raise ValueError(f"content holds {content.embeddings.dtype} rows, not {storage}: pass storage to decrypt")
         index = content.index
         pool: dict[str, str] = {}  # one string object per distinct value: categories, approvers repeat a lot
 
@@ -147,7 +163,7 @@ class InstalledWatchlist:
 
         entry_expires = seconds(index.expires)
         gallery = Gallery(
-            embeddings=_normalised(content.embeddings, storage),
+            embeddings=content.embeddings,
             owner=np.repeat(np.arange(len(index), dtype=np.int32), index.embeddings),
             subject_ids=tuple(index.subject_id),
             expires=np.minimum(entry_expires, header.expires.timestamp()),
@@ -156,7 +172,7 @@ class InstalledWatchlist:
         refs = np.array([ref or (-1, 0) for ref in index.thumbnail], np.int64).reshape(-1, 2)
         return cls(header, sha256, gallery, column(index.category), column(index.case_reference),
                    column(index.legal_basis), column(index.approver), seconds(index.added), entry_expires, refs,
-                   bytes(content.thumbnails))
+                   content.thumbnails)
 
     def subject(self, index: int) -> SubjectInfo:
         """Metadata of the subject at `index` (Candidate.subject_index)."""
@@ -167,7 +183,7 @@ class InstalledWatchlist:
             legal_basis=self.legal_bases[index], approver=self.approvers[index],
             added=datetime.fromtimestamp(self.added[index], timezone.utc),
             expires=datetime.fromtimestamp(self.entry_expires[index], timezone.utc),
-            thumbnail=self.thumbnails[offset: offset + length] if offset >= 0 else None,
+            thumbnail=bytes(self.thumbnails[offset: offset + length]) if offset >= 0 else None,
         )
 
     def expired(self, now: datetime) -> bool:
@@ -241,32 +257,46 @@ class WatchlistStore:
                        f"{wl.header.entry_count} entries until {wl.header.expires.isoformat()}")
         return WatchlistState(status=status, message=message, installed=installed, last_refusal=self._last_refusal)
 
-    def install(self, data: bytes, now: datetime | None = None) -> InstallResult:
-        """Check and install a bundle; on any refusal the installed watchlist stays as it was."""
+    def install(self, bundle: bytes | Path, now: datetime | None = None) -> InstallResult:
+        """Check and install a bundle (its bytes, or a file); on any refusal the installed watchlist stays as it was.
+
+        The signature and header are checked where the bundle lies (a file is mapped, not read); it is then
+        written to watchlist.bundle.partial and decrypted from there a chunk at a time, so that neither the
+        bundle nor its plaintext is ever held twice.
+        """
         now = now or datetime.now(timezone.utc)
-        digest = hashlib.sha256(data).hexdigest()
+        partial = self.folder / (BUNDLE_FILE + PARTIAL_SUFFIX)
         with self._lock:
-            if self.current is not None and self.current.sha256 == digest:
-                return InstallResult(outcome="unchanged", state=self.state(now))
             header: BundleHeader | None = None
-            try:
-                if len(data) > self._config.max_bundle_bytes:
-                    raise BundleRefused("oversized", f"bundle is {len(data)} bytes, over the limit of "
-                                        f"{self._config.max_bundle_bytes} (watchlist.max_bundle_mb)")
-                raw = split(data)
-                header = verify(raw, self._hq_public)
-                check_validity(header, now, self._embedder_sha256,
-                               skew=timedelta(seconds=self._config.clock_skew_s))
-                highest = self._versions.highest.get(header.watchlist_id, 0)
-                if header.version <= highest:
-                    raise BundleRefused("version_not_newer", f"bundle {header.watchlist_id} version {header.version}"
-                                        f" is not newer than version {highest}, the highest ever installed: "
-                                        "a replayed or rolled-back watchlist")
-                installed = InstalledWatchlist.from_content(header, digest, decrypt(raw, header, self._device_key),
-                                                            self._config.gallery_storage)
-                self._write(BUNDLE_FILE, data)
+            with _bundle_bytes(bundle) as data:
+                digest = hashlib.sha256(data).hexdigest()
+                if self.current is not None and self.current.sha256 == digest:
+                    return InstallResult(outcome="unchanged", state=self.state(now))
+                try:
+                    if len(data) > self._config.max_bundle_bytes:
+                        raise BundleRefused("oversized", f"bundle is {len(data)} bytes, over the limit of "
+                                            f"{self._config.max_bundle_bytes} (watchlist.max_bundle_mb)")
+                    raw = split(data)
+                    header = verify(raw, self._hq_public)
+                    check_validity(header, now, self._embedder_sha256,
+                                   skew=timedelta(seconds=self._config.clock_skew_s))
+                    highest = self._versions.highest.get(header.watchlist_id, 0)
+                    if header.version <= highest:
+                        raise BundleRefused("version_not_newer", f"bundle {header.watchlist_id} version "
+                                            f"{header.version} is not newer than version {highest}, the highest "
+                                            "ever installed: a replayed or rolled-back watchlist")
+                    with _writing(partial):
+                        write_partial(partial, data)
+                except BundleRefused as exc:
+                    return self._refuse(exc, digest, header, now)
+            try:  # the source's pages have left memory: decrypt the copy on disk
+                with _writing(partial):
+                    installed = self._decode(partial, raw, header, digest)
+                    commit(partial, self.folder / BUNDLE_FILE)
             except BundleRefused as exc:
                 return self._refuse(exc, digest, header, now)
+            finally:
+                partial.unlink(missing_ok=True)  # gone already once renamed in
             self.current = installed
             self._installed_at = now
             self._load_error = None
@@ -294,18 +324,19 @@ class WatchlistStore:
         path = self.folder / BUNDLE_FILE
         if not path.is_file():
             return
-        data = path.read_bytes()
         try:
-            raw = split(data)
-            header = verify(raw, self._hq_public)
+            with mapped(path) as data:
+                digest = hashlib.sha256(data).hexdigest()
+                raw = split(data)
+                header = verify(raw, self._hq_public)
             if header.embedder.sha256 != self._embedder_sha256:
                 raise BundleRefused("wrong_embedder", f"the installed watchlist was enrolled with "
                                     f"{header.embedder.name}, not this device's embedder: install a rebuilt one")
-            self.current = InstalledWatchlist.from_content(header, hashlib.sha256(data).hexdigest(),
-                                                           decrypt(raw, header, self._device_key),
-                                                           self._config.gallery_storage)
-        except BundleRefused as exc:
-            self._load_error = f"installed watchlist {path} cannot be used ({exc.code}): {exc}"
+            self.current = self._decode(path, raw, header, digest)
+        except (BundleRefused, OSError) as exc:
+            why = f"({exc.code}): {exc}" if isinstance(exc, BundleRefused) else \
+                f"(unreadable): {exc.strerror}: check the device's storage"
+            self._load_error = f"installed watchlist {path} cannot be used {why}"
             log.error(self._load_error)
             return
         self._installed_at = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)  # renamed in at install
@@ -314,6 +345,13 @@ class WatchlistStore:
             self._persist(VERSIONS_FILE, self._versions.model_dump_json().encode())
         log.info("loaded watchlist %s version %d (%d entries)", header.watchlist_id, header.version,
                  header.entry_count)
+
+    def _decode(self, path: Path, raw: RawBundle, header: BundleHeader, digest: str) -> InstalledWatchlist:
+        """Decrypt the verified bundle `raw` from its copy at `path`, a chunk at a time, into the watchlist."""
+        storage = self._config.gallery_storage
+        with open(path, "rb") as file:
+            content = decrypt(raw, header, self._device_key, storage, read=file_reader(file, raw))
+        return InstalledWatchlist.from_content(header, digest, content, storage)
 
     def _read_versions(self) -> _Versions:
         path = self.folder / VERSIONS_FILE
@@ -333,15 +371,6 @@ class WatchlistStore:
             log.warning("%s is unreadable (%s): starting a fresh state report", path, exc)
             return None
 
-    def _write(self, name: str, data: bytes) -> None:
-        """Atomic replace of folder/name; a failure is a refusal and leaves the old file."""
-        try:
-            write_atomic(self.folder / name, data)
-        except OSError as exc:
-            code: RefusalCode = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "write_failed"
-            raise BundleRefused(code, f"cannot write {self.folder / name}: {exc.strerror}: "
-                                "free space on the device or check its storage") from None
-
     def _persist(self, name: str, data: bytes) -> None:
         """Write a small bookkeeping file; a failure is logged (in-memory state stays right) and retried next time."""
         try:
@@ -350,9 +379,13 @@ class WatchlistStore:
             log.error("cannot write %s: %s", self.folder / name, exc.strerror)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes | memoryview) -> None:
     """Write to path.partial, fsync, rename over path, fsync the folder; the partial file never survives an error."""
-    partial = path.with_name(path.name + PARTIAL_SUFFIX)
+    commit(write_partial(path.with_name(path.name + PARTIAL_SUFFIX), data), path)
+
+
+def write_partial(partial: Path, data: bytes | memoryview) -> Path:
+    """Write and fsync `partial` (0600); it does not survive an error."""
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         try:
@@ -362,6 +395,15 @@ def write_atomic(path: Path, data: bytes) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return partial
+
+
+def commit(partial: Path, path: Path) -> None:
+    """Rename a written partial file over `path` and fsync the folder; the partial file never survives an error."""
+    try:
         os.replace(partial, path)
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -373,11 +415,26 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.close(folder)
 
 
-def _normalised(embeddings: np.ndarray, storage: Literal["bfloat16", "float32"]) -> np.ndarray:
-    """Bundle rows (float16/float32) -> L2-normalised gallery rows, converted a block at a time."""
-    out = np.empty(embeddings.shape, np.uint16 if storage == "bfloat16" else np.float32)
-    for a in range(0, len(embeddings), _WIDEN_ROWS):
-        rows = embeddings[a: a + _WIDEN_ROWS].astype(np.float32)
-        rows /= np.linalg.norm(rows, axis=1, keepdims=True)
-        out[a: a + _WIDEN_ROWS] = to_bfloat16(rows) if storage == "bfloat16" else rows
-    return out
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """A storage error while installing the bundle is a refusal; the old file stays."""
+    try:
+        yield
+    except OSError as exc:
+        code: RefusalCode = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "write_failed"
+        raise BundleRefused(code, f"cannot write {path}: {exc.strerror}: "
+                            "free space on the device or check its storage") from None
+
+
+@contextmanager
+def _bundle_bytes(bundle: bytes | Path) -> Iterator[memoryview]:
+    """The bundle's bytes as a view: of the bytes given, or of the file mapped (not read into memory)."""
+    if not isinstance(bundle, Path):
+        yield memoryview(bundle)
+        return
+    with ExitStack() as stack:
+        try:
+            data = stack.enter_context(mapped(bundle))
+        except OSError as exc:
+            raise EdgeError(f"cannot read bundle {bundle}: {exc.strerror}") from None
+        yield data

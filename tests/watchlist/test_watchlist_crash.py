@@ -39,7 +39,8 @@ def test_sigkill_mid_install_keeps_old_watchlist(tmp_path: Path, keys: Keys, mak
     new = make_bundle(2, n=2000, seed=1)  # ~800 KB: far more than a pipe holds, so the writer blocks mid-file
     # The real CLI in a real process. Its input is a FIFO: once the CLI opens it, the store is open (stale
     # partial files already cleaned), so a FIFO put at the partial path now is where it will write the new
-    # bundle, and it blocks there, mid-write, until we read; we read a little, then SIGKILL it.
+    # bundle once verified (it decrypts from there), and it blocks there, mid-write, until we read; we read a
+    # little, then SIGKILL it.
     incoming = tmp_path / "incoming.bundle"
     os.mkfifo(incoming)
     proc = subprocess.Popen(
@@ -64,7 +65,7 @@ def test_sigkill_mid_install_keeps_old_watchlist(tmp_path: Path, keys: Keys, mak
             written += chunk
             if not chunk:
                 time.sleep(0.01)
-        assert written.startswith(MAGIC)  # it verified and decrypted the new bundle and was writing it
+        assert written.startswith(MAGIC)  # it verified the new bundle and was writing it
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         os.close(reader)

@@ -5,14 +5,17 @@ import json
 import logging
 import struct
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
+import numpy as np
 import pytest
 from watchlist_helpers import OTHER_EMBEDDER, Keys, MakeBundle, OpenStore, make_subjects, unit_rows
 
 from edge.config.watchlist import WatchlistConfig
+from edge.errors import EdgeError
 from edge.watchlist.bundle import MAGIC
-from edge.watchlist.match import match
-from edge.watchlist.store import BUNDLE_FILE, WatchlistStore
+from edge.watchlist.match import from_bfloat16, match
+from edge.watchlist.store import BUNDLE_FILE, PARTIAL_SUFFIX, WatchlistStore
 
 
 def installed_v1(open_store: OpenStore, make_bundle: MakeBundle) -> tuple[WatchlistStore, str]:
@@ -214,3 +217,60 @@ def test_installed_bundle_damaged_on_disk_is_reported_unusable(open_store: OpenS
     assert reopened.current is None and state.status == "unusable" and "bad_signature" in state.message
     assert reopened.install(make_bundle(1, seed=7)).refusal.code == "version_not_newer"  # v1 stays consumed
     assert reopened.install(make_bundle(2, seed=7)).outcome == "installed"
+
+
+def test_payload_altered_and_re_signed_is_refused_undecryptable(open_store: OpenStore, make_bundle: MakeBundle,
+                                                               keys: Keys) -> None:
+    """A payload byte changed and the bundle re-signed (a broken HQ) fails the GCM tag wherever the byte lies:
+    the index length, the index, an embedding row, the tag. What was decrypted before the tag failed is dropped."""
+    store, sha = installed_v1(open_store, make_bundle)
+    good = make_bundle(2, n=1500, seed=4)  # 1500 rows: several decryption chunks
+    (hlen,) = struct.unpack_from(">I", good, 8)
+    start, end = 20 + hlen, len(good) - 64
+    for pos in (start, start + 2, start + 40, (start + end) // 2, end - 17, end - 1):
+        altered = bytearray(good[:-64])
+        altered[pos] ^= 0x80
+        header = {**header_of(good), "payload_sha256": hashlib.sha256(altered[start:]).hexdigest()}
+        result = store.install(reframe(bytes(altered) + bytes(64), header, keys.hq))
+        assert result.outcome == "refused" and result.refusal.code == "undecryptable", pos
+        assert not list(store.folder.glob("*" + PARTIAL_SUFFIX))
+    assert_kept(store, sha, "undecryptable", open_store)
+    assert store.install(good).outcome == "installed"
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+@pytest.mark.parametrize("storage", ["bfloat16", "float32"])
+def test_gallery_rows_are_the_enrolled_rows_across_decryption_chunks(dtype: str, storage: str, open_store: OpenStore,
+                                                                     make_bundle: MakeBundle) -> None:
+    n = 1500  # 288 KB of float16 rows, 576 KB of float32: decrypted in several chunks, rows split across them
+    store = open_store(config=WatchlistConfig(gallery_storage=storage))
+    assert store.install(make_bundle(1, n=n, seed=2, dtype=dtype)).outcome == "installed"
+    for wl in (store.current, open_store(config=WatchlistConfig(gallery_storage=storage)).current):
+        rows = wl.gallery.embeddings
+        assert rows.shape == (n, 192) and rows.dtype == (np.uint16 if storage == "bfloat16" else np.float32)
+        got = from_bfloat16(rows) if storage == "bfloat16" else rows
+        tolerance = 1e-2 if storage == "bfloat16" else 1e-3 if dtype == "float16" else 1e-6
+        np.testing.assert_allclose(got, unit_rows(n, seed=2), atol=tolerance)
+        np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=tolerance)
+
+
+def test_installs_from_a_file(open_store: OpenStore, make_bundle: MakeBundle, tmp_path: Path) -> None:
+    data = make_bundle(1)
+    path = tmp_path / "incoming.bundle"
+    path.write_bytes(data)
+    store = open_store()
+    assert store.install(path).outcome == "installed"
+    assert (store.folder / BUNDLE_FILE).read_bytes() == data  # the store's own copy, byte for byte
+    assert store.install(path).outcome == "unchanged"
+    assert store.install(data).outcome == "unchanged"
+    path.unlink()
+    assert open_store().current.sha256 == hashlib.sha256(data).hexdigest()
+    with pytest.raises(EdgeError, match=r"cannot read bundle .*incoming.bundle: No such file"):
+        store.install(path)
+    bad = tmp_path / "bad.bundle"
+    bad.write_bytes(data[:-1])
+    assert store.install(bad).refusal.code == "truncated"
+    empty = tmp_path / "empty.bundle"
+    empty.touch()
+    assert store.install(empty).refusal.code == "truncated"
+    assert store.current.sha256 == hashlib.sha256(data).hexdigest()
