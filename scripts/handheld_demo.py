@@ -47,6 +47,7 @@ from edge.link.topics import device_pairing, handheld_inbox
 
 REPO = Path(__file__).resolve().parent.parent
 DEVICE, HANDHELD = "cam-market-st", "unit-12"
+PINS = {"4711": "24681357", "4712": "97531864"}  # throwaway officers' PINs (the two-officer rule needs them)
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -83,9 +84,11 @@ def demo() -> Iterator[Demo]:
              "--registry", registry)
     broker = LocalBroker(root / "broker", root / "ca", root / "acl")
     handheld_dir = keys / f"handheld-{HANDHELD}"
+    pins = root / "pins.txt"
+    pins.write_text("".join(f"{officer}={pin}\n" for officer, pin in PINS.items()))
     edge("handheld", "provision", "--id", HANDHELD, "--hq-pub", hq_pub, "--officer", "4711=Sgt. Alex Able",
-         "--officer", "4712=Cst. Bo Baker", "--two-officer-rule", "--broker", f"127.0.0.1:{broker.port}",
-         "--out", handheld_dir)
+         "--officer", "4712=Cst. Bo Baker", "--two-officer-rule", "--pins-from", pins,
+         "--broker", f"127.0.0.1:{broker.port}", "--out", handheld_dir)
     edge("hq", "pki", "issue", "--role", "handheld", "--id", HANDHELD, "--ca", root / "ca",
          "--out", handheld_dir / "tls", "--registry", registry)
     broker.start()
@@ -203,6 +206,8 @@ def screenshot(out: Path, data: Path) -> None:
         newest.wait_for(timeout=10_000)
         page.locator(f'article[data-event="{alerts[0].event_id}"]').wait_for(timeout=10_000)
         newest.locator("button.confirm").click()
+        page.locator("#pin-input").fill(PINS["4711"])
+        page.locator("#pin-ok").click()
         newest.locator(".decisions li.sent").wait_for(timeout=10_000)
         for image in page.locator("article img[src]").all():
             image.evaluate("img => img.decode()")  # every face drawn before the shot

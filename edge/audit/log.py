@@ -225,7 +225,8 @@ class AuditLog:
         if record is None:
             raise EdgeError(
                 f"audit log {self.path} ends with a record that does not verify: it was altered or the disk is "
-                f"damaged. Run `edge audit verify {self.path}`, keep the file as evidence, and give a new path"
+                f"damaged. Run `edge audit verify {self.path} --pub <device_signing.pub>`, keep the file as evidence, "
+                f"and give a new path"
             )
         if record.device != self.device_id:
             raise EdgeError(

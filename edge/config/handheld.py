@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from edge.config.link import LinkConfig
 from edge.errors import ConfigError
+from edge.handheld.pins import PinHash
 from edge.link.topics import check_id
 from edge.tomlio import load_toml
 
@@ -18,6 +19,12 @@ from edge.tomlio import load_toml
 def _checked_id(key: str) -> AfterValidator:
     """An id usable in topic names and certificate CNs; the error names the config key."""
     return AfterValidator(lambda v: check_id(v, key))
+
+
+def _pin_hash(value: str | None) -> str | None:
+    if value is not None:
+        PinHash.parse(value)
+    return value
 
 
 class Officer(BaseModel):
@@ -28,6 +35,10 @@ class Officer(BaseModel):
     id: Annotated[str, _checked_id("handheld.officers.id")] = Field(
         description="officer's service id (letters, digits, '_', '.', '-')")
     name: str = Field(min_length=1, max_length=120, description="name shown on the page and sent with decisions")
+    pin: Annotated[str | None, AfterValidator(_pin_hash)] = Field(
+        None, description="salted scrypt hash of the officer's PIN ($scrypt$…; never the PIN itself): a decision as "
+                          "this officer must carry the PIN. Set by `edge handheld provision --officer-pin ID` or "
+                          "`--pins-from FILE`, or printed by `edge handheld hash-pin`")
 
 
 class HandheldConfig(BaseModel):
@@ -59,6 +70,17 @@ class HandheldConfig(BaseModel):
             raise ValueError(f"handheld.officers lists an officer id twice ({', '.join(ids)}): one entry per person")
         return self
 
+    @model_validator(mode="after")
+    def _pins_for_two_officers(self) -> "HandheldConfig":
+        """Without a PIN each, one person at the page could confirm as both officers."""
+        missing = [o.id for o in self.officers if o.pin is None]
+        if self.two_officer_rule and missing:
+            raise ValueError(f"handheld.two_officer_rule needs a PIN for every officer, so that one person cannot "
+                             f"decide as two; no PIN for officer(s) {', '.join(missing)}: provision with "
+                             "--officer-pin ID or --pins-from FILE, or set handheld.officers' pin = \"…\" to what "
+                             "`edge handheld hash-pin` prints")
+        return self
+
     def resolve(self, base: Path) -> "HandheldConfig":
         """Paths relative to the config file's folder, so a provisioned folder can move as a whole."""
         fields = ("signing_key", "encryption_key", "hq_public_key", "pairing", "state")
@@ -86,7 +108,8 @@ class HandheldFile(BaseModel):
         try:
             loaded = cls.model_validate(data)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {str(e['msg']).removeprefix('Value error, ')}"
+                                 for e in exc.errors()[:5])
             raise ConfigError(f"{path}: {problems}") from None
         base = path.resolve().parent
         link = loaded.link.model_copy(update={f: base / getattr(loaded.link, f) for f in ("ca", "cert", "key")})

@@ -8,18 +8,20 @@ Nothing here knows HTTP; edge.handheld.web serves it.
 import collections
 import contextlib
 import logging
+import math
 import queue
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from edge.config.handheld import HandheldConfig
+from edge.config.handheld import HandheldConfig, Officer
 from edge.config.link import LinkConfig
 from edge.errors import EdgeError
 from edge.handheld.adjudication import Adjudication, Decision, tally
 from edge.handheld.alert import AlertRefused, HandheldAlert, open_sealed
 from edge.handheld.inbox import Inbox, InboxError
+from edge.handheld.pins import PinGuard, PinHash
 from edge.hq.pairing import HandheldPairing, PairingError, load_record, read_record, save_record
 from edge.hq.pairing import payload as record_payload
 from edge.keys import load_encryption_private, load_signing_private, load_signing_public
@@ -100,6 +102,8 @@ class HandheldApp:
         self._encryption = load_encryption_private(config.encryption_key)
         self._hq_public = load_signing_public(config.hq_public_key)
         self._officers = {o.id: o for o in config.officers}
+        self._pins = {o.id: PinHash.parse(o.pin) for o in config.officers if o.pin is not None}
+        self._pin_guard = PinGuard()
         self._lock = threading.Lock()
         self._pairing = self._load_pairing()
         self._unpaired: collections.deque[bytes] = collections.deque(maxlen=_HELD_UNPAIRED)
@@ -151,7 +155,7 @@ class HandheldApp:
             "handheld": self.config.id,
             "connected": self._client.connected,
             "paired_devices": paired,
-            "officers": [o.model_dump() for o in self.config.officers],
+            "officers": [{"id": o.id, "name": o.name, "pin": o.pin is not None} for o in self.config.officers],
             "two_officer_rule": self.config.two_officer_rule,
             "refused": refused,
         }
@@ -170,14 +174,19 @@ class HandheldApp:
         body["revision"] = len(decisions) + sum(sent for _, sent in decisions)
         return body
 
-    def decide(self, event_id: str, officer_id: str, decision: Decision, note: str = "") -> dict[str, Any]:
-        """Sign, keep and publish one officer's decision; returns the alert as the page now shows it."""
+    def decide(self, event_id: str, officer_id: str, decision: Decision, note: str = "",
+               pin: str | None = None) -> dict[str, Any]:
+        """Sign, keep and publish one officer's decision; returns the alert as the page now shows it.
+
+        `pin` is required, and checked before anything is signed, when the officer has one.
+        """
         alert = self.inbox.alert(event_id)
         if alert is None:
             raise DecisionError(404, f"no alert {event_id} on this handheld (expired or never received)")
         officer = self._officers.get(officer_id)
         if officer is None:
             raise DecisionError(400, f"officer {officer_id!r} is not configured on handheld {self.config.id}")
+        self._check_pin(officer, pin, event_id)
         earlier = [d for d, _ in self.inbox.decisions(event_id) if d.officer_id == officer_id]
         if earlier and earlier[-1].decision == decision:
             raise DecisionError(409, f"{officer.name} already chose {decision} for this alert"
@@ -191,6 +200,33 @@ class HandheldApp:
         self.listeners.send(("alert", view))
         self._send_unsent()
         return view
+
+    def _check_pin(self, officer: Officer, pin: str | None, event_id: str) -> None:
+        """Refuse a decision without the officer's PIN; logs wrong tries and lockouts, never the PIN."""
+        who = f"{officer.name} ({officer.id})"
+        stored = self._pins.get(officer.id)
+        if stored is None:
+            if pin:
+                raise DecisionError(400, f"{who} has no PIN on this handheld: send the decision without one")
+            return
+        if not pin:
+            raise DecisionError(403, f"{who} has a PIN: enter it to decide as {officer.name}")
+        verdict = self._pin_guard.check(officer.id, stored, pin)
+        if verdict.ok:
+            return
+        wait = math.ceil(verdict.locked_s)
+        if not verdict.checked:
+            log.warning("decision as officer %s on alert %s refused unchecked: locked out for %d s more after wrong "
+                        "PINs", officer.id, event_id, wait)
+            raise DecisionError(429, f"too many wrong PINs for {who}: try again in {wait} s")
+        if wait:
+            log.warning("wrong PIN for officer %s on alert %s: too many in a row, locked out for %d s",
+                        officer.id, event_id, wait)
+            raise DecisionError(403, f"wrong PIN for {who}; too many wrong PINs: locked for {wait} s")
+        log.warning("wrong PIN for officer %s on alert %s (%d more before a lockout)", officer.id, event_id,
+                    verdict.tries_left)
+        raise DecisionError(403, f"wrong PIN for {who}: {verdict.tries_left} more "
+                                 f"{'try' if verdict.tries_left == 1 else 'tries'} before a lockout")
 
     # --- MQTT -----------------------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ Protection: the server binds loopback by default, and every API call needs the r
 start. The page's address carries it in the fragment (`/#token=…`), which browsers never send to a server
 or in a Referer; the page passes it in an `X-Edge-Token` header (a cross-site form cannot set one) and, for
 the event stream, in the query string. Static files hold no data and need no token. Responses forbid
-framing, sniffing and any script or connection that is not this server's own.
+framing, sniffing and any script or connection that is not this server's own. The token says only that the
+request comes from the handheld's page: a decision as an officer who has a PIN must also carry that PIN.
 """
 
 import hmac
@@ -48,6 +49,8 @@ class DecisionRequest(BaseModel):
     officer_id: str = Field(max_length=64)
     decision: Decision
     note: str = Field("", max_length=500)
+    pin: str | None = Field(None, max_length=64, description="the deciding officer's PIN when they have one: checked, "
+                                                             "never stored or logged")
 
 
 class PageServer:
@@ -120,7 +123,8 @@ class PageServer:
                     return
                 try:
                     request = DecisionRequest.model_validate_json(self.rfile.read(length))
-                    view = server.app.decide(request.event_id, request.officer_id, request.decision, request.note)
+                    view = server.app.decide(request.event_id, request.officer_id, request.decision, request.note,
+                                             pin=request.pin)
                 except ValidationError as exc:
                     self._json(HTTPStatus.BAD_REQUEST, {"error": f"bad decision request: {exc.errors()[0]['msg']}"})
                 except DecisionError as exc:

@@ -15,8 +15,9 @@ from edge.cli import main
 from edge.keys import key_id, save_public
 
 
-def verify(capsys: pytest.CaptureFixture[str], log: Path, *pubs: Path) -> tuple[int, list[str], str]:
-    argv = ["audit", "verify", str(log)] + [arg for pub in pubs for arg in ("--pub", str(pub))]
+def verify(capsys: pytest.CaptureFixture[str], log: Path, *pubs: Path, extra: tuple[str, ...] = ()
+           ) -> tuple[int, list[str], str]:
+    argv = ["audit", "verify", str(log), *extra] + [arg for pub in pubs for arg in ("--pub", str(pub))]
     rc = main(argv)
     out = capsys.readouterr().out
     return rc, [line.removeprefix("PROBLEM: ") for line in out.splitlines() if line.startswith("PROBLEM: ")], out
@@ -152,10 +153,33 @@ def test_rewrite_with_recomputed_hashes_fails_on_signatures(log: Path, pub_pem: 
     rc, problems, _ = verify(capsys, log, pub_pem)
     assert rc == 1
     assert problems == [f"checkpoint at seq {s}: bad signature" for s in later]
-    # Without the device key only the chain itself can be checked, and it is consistent: that is why HQ passes --pub.
+    # Without the device key only the chain itself can be checked, and it is consistent: the result must not read
+    # as success (exit 3, and the last line says why), unless the caller said it wants the chain only.
     rc, problems, out = verify(capsys, log)
-    assert (rc, problems) == (0, [])
-    assert "signatures not checked" in out
+    assert (rc, problems) == (3, [])
+    assert out.splitlines()[-1] == "chain intact; signatures NOT checked: give --pub to detect a rewritten log"
+    assert "OK" not in out.splitlines()
+    rc, problems, out_chain_only = verify(capsys, log, extra=("--no-signatures",))
+    assert (rc, problems, out_chain_only) == (0, [], out)
+
+
+def test_signatures_cannot_be_both_checked_and_skipped(log: Path, pub_pem: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["audit", "verify", str(log), "--pub", str(pub_pem), "--no-signatures"])
+    assert exited.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_problems_fail_with_or_without_a_key(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Exit 3 is only for a chain that holds: a broken one fails (1) whichever way it is checked."""
+    lines = read_lines(log)
+    del lines[line_of(lines, 20)]
+    log.write_bytes(b"".join(lines))
+    for extra in ((), ("--no-signatures",)):
+        rc, problems, out = verify(capsys, log, extra=extra)
+        assert (rc, problems) == (1, ["record 20 missing (gap)"])
+        assert out.splitlines()[-1] == "FAILED: 1 problem(s)"
 
 
 def test_rewrite_signed_with_another_key_is_refused(log: Path, pub_pem: Path,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from handheld_helpers import FleetFiles, edge, hq_ingest, pair
+from handheld_helpers import PINS, FleetFiles, edge, hq_ingest, pair
 
 from edge.hq.broker import LocalBroker, find_mosquitto
 from edge.hq.store import EventStore
@@ -23,7 +23,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 @pytest.fixture(scope="module")
 def fleet_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FleetFiles, LocalBroker]]:
     """HQ `ingest` and `ops`, devices cam01 (paired with handheld h1) and cam02 (not paired), handheld h1 with
-    two officers and the two-officer rule, and a running broker whose ACL came from `edge hq pair`."""
+    two officers with PINs (PINS) and the two-officer rule, and a running broker whose ACL came from `edge hq pair`."""
     try:
         find_mosquitto()
     except Exception as exc:
@@ -42,9 +42,11 @@ def fleet_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fle
              "--registry", registry)
     broker = LocalBroker(root / "broker", root / "ca", root / "acl")
     handheld_dir = keys / "handheld-h1"
+    pins = root / "pins.txt"
+    pins.write_text("".join(f"{officer}={pin}\n" for officer, pin in PINS.items()))
     edge("handheld", "provision", "--id", "h1", "--hq-pub", hq_pub, "--officer", "4711=Sgt. Alex Able",
-         "--officer", "4712=Cst. Bo Baker", "--two-officer-rule", "--broker", f"127.0.0.1:{broker.port}",
-         "--out", handheld_dir)
+         "--officer", "4712=Cst. Bo Baker", "--two-officer-rule", "--pins-from", pins,
+         "--broker", f"127.0.0.1:{broker.port}", "--out", handheld_dir)
     edge("hq", "pki", "issue", "--role", "handheld", "--id", "h1", "--ca", root / "ca", "--out", handheld_dir / "tls",
          "--registry", registry)
     fleet = FleetFiles(root, broker.port, hq_pub, keys, tls, handheld_dir / "handheld.toml", registry)

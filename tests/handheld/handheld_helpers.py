@@ -28,6 +28,8 @@ from edge.link.messages import new_event_id
 from edge.link.mqtt import Ack, Incoming, MqttClient
 from edge.link.topics import all_adjudications, device_pairing, handheld_inbox
 
+PINS = {"4711": "24681357", "4712": "97531864"}  # the officers' PINs in the `fleet` fixture's handheld
+
 
 @dataclass(frozen=True)
 class FleetFiles:

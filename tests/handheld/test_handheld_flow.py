@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from handheld_helpers import FleetFiles, jpeg, running_handheld, wait_until
+from handheld_helpers import PINS, FleetFiles, jpeg, running_handheld, wait_until
 
 from edge.audit.log import AuditLog
 from edge.audit.records import AlertBody, CountersBody, PeriodStartBody, PeriodStopBody
@@ -75,13 +75,13 @@ def test_alert_to_handheld_decisions_to_device_audit_and_hq_report(
 
         with running_handheld(fleet, tmp_path) as (app, _):
             assert wait_until(lambda: app.inbox.alert(event.event_id) is not None, 10)  # outer signature checked
-            app.decide(event.event_id, "4711", "confirm")
+            app.decide(event.event_id, "4711", "confirm", pin=PINS["4711"])
             assert audited.get(timeout=5).officer_id == "4711"
             assert wait_until(lambda: hq_store.count("adjudication") == 1 and uplink.pending == 0, 5)
             one = json.loads(report(capsys, "--db", db, "--device", "cam01", "--json"))[0]
             assert one["periods"][0]["outcomes"] == dict(alerts=1, confirmed=0, rejected=0, unsure=0, pending=1)
 
-            app.decide(event.event_id, "4712", "confirm")  # the second officer: now it is confirmed
+            app.decide(event.event_id, "4712", "confirm", pin=PINS["4712"])  # the second officer: now it is confirmed
             assert audited.get(timeout=5).confirmations_required == 2
         audit.append("counters", CountersBody(minute_start=0, minute_end=60, frames=900, faces_seen=7,
                                               faces_discarded=6, tracks_ended_without_match=5, alerts=1))

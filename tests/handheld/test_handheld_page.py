@@ -5,6 +5,7 @@ ingest (store).
 """
 
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -14,7 +15,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from handheld_helpers import DeviceSim, FleetFiles, make_alert, running_handheld, wait_until
+import pytest
+from handheld_helpers import PINS, DeviceSim, FleetFiles, make_alert, running_handheld, wait_until
 
 from edge.audit.log import AuditLog
 from edge.audit.records import AdjudicationBody, AuditRecord
@@ -38,6 +40,26 @@ def open_page(page: Any, url: str) -> None:
     page.goto(url)
     page.locator("#link.on").wait_for(timeout=TIMEOUT_MS)
     page.locator("#paired", has_text="cam01").wait_for(timeout=TIMEOUT_MS)
+
+
+def decide(page: Any, shown: Any, decision: str, pin: str) -> None:
+    """Tap a decision on a card and enter the deciding officer's PIN in the dialog it opens."""
+    shown.locator(f"button.{decision}").click()
+    page.locator("dialog#pin[open]").wait_for(timeout=TIMEOUT_MS)
+    page.locator("#pin-input").fill(pin)
+    page.locator("#pin-input").press("Enter")
+
+
+def api(base: str, token: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    """(status, JSON answer) of one page API call, as the page makes it."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data, {"X-Edge-Token": token, "Content-Type": "application/json"},
+                                     method="GET" if body is None else "POST")
+    try:
+        with urllib.request.urlopen(request) as response:
+            return int(response.status), json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def handheld_keys(fleet: FleetFiles) -> dict[str, Any]:
@@ -81,8 +103,8 @@ def test_alert_shows_live_and_decisions_reach_device_audit_and_hq(fleet: FleetFi
             assert shown.locator(image).evaluate("img => img.complete && img.naturalWidth") == 112
         assert phone.evaluate("document.documentElement.scrollWidth") <= 360  # fits a 360 px phone
 
-        # First officer confirms: under the two-officer rule that is 1 of 2.
-        shown.locator("button.confirm").click()
+        # First officer confirms with their PIN: under the two-officer rule that is 1 of 2.
+        decide(phone, shown, "confirm", PINS["4711"])
         shown.locator(".tally", has_text="1 of 2 confirmations").wait_for(timeout=TIMEOUT_MS)
         shown.locator(".decisions li.sent").wait_for(timeout=TIMEOUT_MS)
 
@@ -105,10 +127,21 @@ def test_alert_shows_live_and_decisions_reach_device_audit_and_hq(fleet: FleetFi
             (alert.event_id, "confirmed", "4711", "h1")]
 
         # The same officer cannot count twice; a second officer makes it confirmed.
-        shown.locator("button.confirm").click()
+        decide(phone, shown, "confirm", PINS["4711"])
         shown.locator(".error", has_text="second officer must confirm").wait_for(timeout=TIMEOUT_MS)
+        # Picking the second officer is not enough: the first one's PIN is refused for them, in the dialog.
         phone.select_option("#officer", "4712")
-        shown.locator("button.confirm").click()
+        decide(phone, shown, "confirm", PINS["4711"])
+        phone.locator("#pin-error", has_text="wrong PIN for Cst. Bo Baker (4712): 4 more tries").wait_for(
+            timeout=TIMEOUT_MS)
+        pin_input = phone.locator("#pin-input")
+        assert (pin_input.get_attribute("type"), pin_input.get_attribute("inputmode")) == ("password", "numeric")
+        assert pin_input.input_value() == ""  # not kept in the page, nor in its storage
+        assert PINS["4711"] not in phone.evaluate("JSON.stringify(localStorage) + JSON.stringify(sessionStorage)")
+        phone.locator("#pin-cancel").click()
+        phone.locator("dialog#pin[open]").wait_for(state="detached", timeout=TIMEOUT_MS)
+        assert shown.locator(".tally").text_content().startswith("1 of 2 confirmations")
+        decide(phone, shown, "confirm", PINS["4712"])
         shown.locator(".tally", has_text="Confirmed (2 of 2 confirmations)").wait_for(timeout=TIMEOUT_MS)
         second = decisions_at_hq(hq_store, fleet, 2)[1]
         assert (second.officer_id, second.confirmations_required) == ("4712", 2)
@@ -116,6 +149,51 @@ def test_alert_shows_live_and_decisions_reach_device_audit_and_hq(fleet: FleetFi
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0, process.stderr.read() if process.stderr else ""
         device.stop()
+
+
+def test_one_officer_cannot_confirm_as_the_second_without_their_pin(
+        fleet: FleetFiles, tmp_path: Path, hq_store: EventStore, caplog: pytest.LogCaptureFixture) -> None:
+    """The page's token lets anyone at the handheld pick any officer; only the second officer's PIN makes their
+    confirmation count. Wrong PINs are refused and logged (without the PIN), and five lock that officer out."""
+    device = DeviceSim(fleet, "cam01")
+    caplog.set_level(logging.INFO, logger="edge.handheld")
+    guesses = ("0000", "1234", "11111111", "24681358", "97531865")
+    try:
+        with running_handheld(fleet, tmp_path) as (app, server):
+            base, token = server.url.split("#token=")
+            alert = make_alert("cam01", "h1", label="Subject Alpha")
+            assert all(ack.ok for ack in device.send(alert, device.pairing()))
+            assert wait_until(lambda: app.inbox.alert(alert.event_id) is not None)
+            confirm = {"event_id": alert.event_id, "officer_id": "4711", "decision": "confirm"}
+            assert api(base, token, "api/decisions", confirm | {"pin": PINS["4711"]})[0] == 200
+
+            # The same person, as the second officer: without a PIN, then guessing; the fifth wrong PIN locks
+            # officer 4712 out, and while locked even the right PIN is refused without being checked.
+            as_second = confirm | {"officer_id": "4712"}
+            status, answer = api(base, token, "api/decisions", as_second)
+            assert (status, answer["error"]) == (403, "Cst. Bo Baker (4712) has a PIN: enter it to decide as "
+                                                      "Cst. Bo Baker")
+            answers = [api(base, token, "api/decisions", as_second | {"pin": guess}) for guess in guesses]
+            assert [s for s, _ in answers] == [403] * 5
+            assert answers[0][1]["error"] == "wrong PIN for Cst. Bo Baker (4712): 4 more tries before a lockout"
+            assert answers[-1][1]["error"] == "wrong PIN for Cst. Bo Baker (4712); too many wrong PINs: locked for 60 s"
+            status, answer = api(base, token, "api/decisions", as_second | {"pin": PINS["4712"]})
+            assert status == 429 and answer["error"].startswith("too many wrong PINs for Cst. Bo Baker (4712): try "
+                                                                 "again in ")
+
+            # Nothing was signed for 4712: the alert still waits for a second officer, and HQ got only 4711's.
+            assert [d.officer_id for d, _ in app.inbox.decisions(alert.event_id)] == ["4711"]
+            status, state = api(base, token, "api/state")
+            assert state["alerts"][0]["tally"]["state"] == "awaiting_second"
+            assert state["status"]["officers"] == [{"id": "4711", "name": "Sgt. Alex Able", "pin": True},
+                                                   {"id": "4712", "name": "Cst. Bo Baker", "pin": True}]
+            assert [d.officer_id for d in decisions_at_hq(hq_store, fleet, 1)] == ["4711"]
+    finally:
+        device.stop()
+    logged = caplog.text
+    assert logged.count("wrong PIN for officer 4712") == 5 and "locked out for 60 s" in logged
+    assert "refused unchecked" in logged
+    assert not any(pin in logged for pin in (*PINS.values(), *guesses))
 
 
 def test_unpaired_or_forged_alerts_never_show(fleet: FleetFiles, phone: Any, tmp_path: Path) -> None:
@@ -175,7 +253,7 @@ def test_nothing_is_lost_while_the_handheld_or_the_broker_is_away(
             broker.stop()
             phone.locator("#link.off").wait_for(timeout=TIMEOUT_MS)
             before = card(phone, first.event_id)
-            before.locator("button.reject").click()
+            decide(phone, before, "reject", PINS["4711"])
             before.locator(".decisions li.unsent").wait_for(timeout=TIMEOUT_MS)
             broker.start()
             before.locator(".decisions li.sent").wait_for(timeout=10_000)

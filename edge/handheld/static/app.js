@@ -8,6 +8,8 @@ const cards = new Map();    // event_id -> <article>
 let status = null;
 let pageOnline = false;
 const DONE = { confirm: "Confirmed", reject: "Rejected", unsure: "Unsure" };
+const VERB = { confirm: "Confirm", reject: "Reject", unsure: "Unsure" };
+let asking = null;          // { card, eventId, decision, officerId } while the PIN dialog is open
 
 const $ = (id) => document.getElementById(id);
 
@@ -25,6 +27,10 @@ function notice(text) {
 
 function officer() {
   return $("officer").value;
+}
+
+function deciding() {
+  return status ? status.officers.find((o) => o.id === officer()) : undefined;
 }
 
 function setStatus(next) {
@@ -130,24 +136,89 @@ function render() {
   });
 }
 
-async function decide(card, eventId, decision) {
+// An officer with a PIN enters it for every decision; it is sent once and never kept by the page.
+function decide(card, eventId, decision) {
+  const who = deciding();
+  if (who && who.pin) askPin(card, eventId, decision, who);
+  else submit(card, eventId, decision, officer(), null);
+}
+
+function askPin(card, eventId, decision, who) {
+  asking = { card, eventId, decision, officerId: who.id };
+  const a = alerts.get(eventId);
+  $("pin-title").textContent = VERB[decision] + " as " + who.name;
+  $("pin-what").textContent = (a ? a.label + ": " : "") + "enter the PIN of " + who.name + " (" + who.id + ")";
+  $("pin-ok").textContent = VERB[decision];
+  $("pin-ok").className = decision;
+  pinError("");
+  $("pin-input").value = "";
+  $("pin").showModal();
+  $("pin-input").focus();
+}
+
+function pinError(text) {
+  $("pin-error").textContent = text;
+  $("pin-error").hidden = !text;
+}
+
+function closePin() {
+  $("pin-input").value = "";
+  asking = null;
+  if ($("pin").open) $("pin").close();
+}
+
+async function pinEntered() {
+  if (!asking || $("pin-ok").disabled) return;
+  const pin = $("pin-input").value;
+  $("pin-input").value = "";
+  if (!/^[0-9]+$/.test(pin)) {
+    pinError("Enter the PIN: digits only");
+    $("pin-input").focus();
+    return;
+  }
+  const { card, eventId, decision, officerId } = asking;
+  $("pin-ok").disabled = true;
+  try {
+    const refused = await submit(card, eventId, decision, officerId, pin);
+    if (refused) {
+      pinError("Not recorded: " + refused);
+      $("pin-input").focus();
+    } else {
+      closePin();
+    }
+  } finally {
+    $("pin-ok").disabled = false;
+  }
+}
+
+// POST one decision. A refused PIN (403, or 429 when locked out) is returned for the PIN dialog to show;
+// any other failure is shown on the card.
+async function submit(card, eventId, decision, officerId, pin) {
   const error = card.querySelector(".error");
   const buttons = card.querySelectorAll(".actions button");
   buttons.forEach((b) => { b.disabled = true; });
   error.hidden = true;
+  const request = { event_id: eventId, officer_id: officerId, decision: decision };
+  if (pin !== null) request.pin = pin;
   try {
     const response = await fetch("/api/decisions", {
       method: "POST",
       headers: { "Content-Type": "application/json", "X-Edge-Token": token },
-      body: JSON.stringify({ event_id: eventId, officer_id: officer(), decision: decision }),
+      body: JSON.stringify(request),
     });
     const body = await response.json();
-    if (!response.ok) throw new Error(body.error || response.statusText);
-    update(body);
-    render();
+    if (response.ok) {
+      update(body);
+      render();
+      return null;
+    }
+    const reason = body.error || response.statusText;
+    if (pin !== null && (response.status === 403 || response.status === 429)) return reason;
+    throw new Error(reason);
   } catch (err) {
     error.textContent = "Not recorded: " + err.message;
     error.hidden = false;
+    return null;
   } finally {
     buttons.forEach((b) => { b.disabled = false; });
   }
@@ -202,6 +273,12 @@ async function waitForAccess() {
 
 async function start() {
   $("officer").addEventListener("change", () => { localStorage.setItem("edge.officer", officer()); render(); });
+  $("pin-ok").addEventListener("click", pinEntered);
+  $("pin-cancel").addEventListener("click", closePin);
+  $("pin-input").addEventListener("keydown", (e) => {
+    if (e.key === "Enter") { e.preventDefault(); pinEntered(); }
+  });
+  $("pin").addEventListener("close", closePin);  // Escape closes it too: forget what was typed
   window.addEventListener("hashchange", () => location.reload());  // a new address (token) from a restart
   setInterval(render, 30000);  // keep "x min ago" current
   const data = await waitForAccess();
