@@ -138,15 +138,20 @@ def run_verify(args: argparse.Namespace) -> int:
               f"threshold {report['threshold']:.3f}; "
               f"TAR@FAR1e-3 {_pct(report['tar_at_far_1e-3'])}; AUC {report['auc']:.4f}; "
               f"images with no face: {report['failed_images']['count']}")
-    out = {**reports[0], "command": _command()}
-    if len(reports) > 1:
-        out["other_variants"] = reports[1:]
-    _write_json(args.json, out)
+    _write_variants(args.json, reports)
     if args.plot:
         from edge.evaluation.plots import roc_plot
 
         roc_plot(args.plot, curves, f"LFW verification, {len(pairs)} pairs")
     return 0
+
+
+def _write_variants(path: Path, reports: list[dict[str, Any]]) -> None:
+    """The first variant fills the top-level keys; the others follow under `other_variants`."""
+    out = {**reports[0], "command": _command()}
+    if len(reports) > 1:
+        out["other_variants"] = reports[1:]
+    _write_json(path, out)
 
 
 def _protocol(args: argparse.Namespace) -> tuple[Protocol, str]:
@@ -184,10 +189,7 @@ def run_identify(args: argparse.Namespace) -> int:
             print(f"  known LFW label noise ({len(noise['excluded_from_non_mated'])} non-mated probes) excluded; "
                   f"with them: FNIR {_pct(noise['with_them_included']['fnir_at_fpir_1e-2'])} at FPIR 1e-2, "
                   f"{_pct(noise['with_them_included']['fnir_at_fpir_1e-3'])} at 1e-3")
-    out = {**reports[0], "command": _command()}
-    if len(reports) > 1:
-        out["other_variants"] = reports[1:]
-    _write_json(args.json, out)
+    _write_variants(args.json, reports)
     if args.plot:
         from edge.evaluation.plots import det_plot
 
