@@ -22,6 +22,7 @@ import cv2
 
 from edge import __version__
 from edge.audit.counters import MinuteCounters
+from edge.audit.decisions import audit_body
 from edge.audit.log import AuditLog
 from edge.audit.records import (
     AlertBody,
@@ -38,18 +39,20 @@ from edge.daemon.framequeue import FrameQueue
 from edge.daemon.health import RateMeter, temperatures
 from edge.daemon.notify import Notifier
 from edge.errors import EdgeError
-from edge.handheld.adjudication import AdjudicationRefused, audit_body, verify_adjudication
-from edge.hq.pairing import DevicePairing, PairingError, load_record, read_record, save_record
+from edge.fsio import write_atomic
 from edge.keys import load_encryption_private, load_signing_private, load_signing_public
-from edge.link import messages
 from edge.link.uplink import Bundle, Uplink
 from edge.models import ENGINES_DIR, Manifest
 from edge.pipeline import FaceCounters, Pipeline
+from edge.protocol import messages
+from edge.protocol.adjudication import verify_adjudication
+from edge.protocol.pairing import DevicePairing, load_record, read_record, save_record
+from edge.protocol.refused import Refused
 from edge.track.decision import Alert
 from edge.vision.stack import VisionStack
 from edge.watchlist.calibration import ThresholdPolicy, load_policy
 from edge.watchlist.match import Gallery
-from edge.watchlist.store import InstalledWatchlist, Refusal, SubjectInfo, WatchlistStore, write_atomic
+from edge.watchlist.store import InstalledWatchlist, Refusal, SubjectInfo, WatchlistStore
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +327,7 @@ class Device:
         current = self.pairing
         try:
             record = read_record(data, DevicePairing, self.hq_public, self.device_id, current=current)
-        except PairingError as exc:
+        except Refused as exc:
             if current is not None and current.signature and current.signature.encode() in data:
                 return  # the retained record we already hold, delivered again on reconnect
             log.warning("pairing record refused: %s", exc)
@@ -344,8 +347,8 @@ class Device:
             return
         try:
             decision = verify_adjudication(data, pairing.handheld_keys(), topic=topic, device=self.device_id)
-        except AdjudicationRefused as exc:
-            if exc.reason != "not_ours":
+        except Refused as exc:
+            if exc.code != "not_ours":
                 log.warning("adjudication on %s refused: %s", topic, exc)
             return
         if decision.adjudication_id in self._adjudicated:

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge.config.tomlio import load_toml
 from edge.errors import ModelError
-from edge.tomlio import load_toml
 
 
 def _default_engines_dir() -> Path:

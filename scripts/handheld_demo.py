@@ -35,15 +35,15 @@ from edge.cli import main as edge_main
 from edge.config.handheld import HandheldFile
 from edge.config.link import LinkConfig
 from edge.config.match import DEFAULT_THRESHOLD as THRESHOLD
-from edge.handheld.alert import HandheldAlert, seal
 from edge.handheld.app import HandheldApp
 from edge.handheld.web import PageServer
 from edge.hq.broker import LocalBroker
-from edge.hq.pairing import DevicePairing, read_record
 from edge.keys import load_signing_private, load_signing_public
-from edge.link.messages import new_event_id
 from edge.link.mqtt import Incoming, MqttClient
-from edge.link.topics import device_pairing, handheld_inbox
+from edge.protocol.alert import HandheldAlert, seal
+from edge.protocol.messages import new_event_id
+from edge.protocol.pairing import DevicePairing, read_record
+from edge.protocol.topics import device_pairing, handheld_inbox
 
 REPO = Path(__file__).resolve().parent.parent
 DEVICE, HANDHELD = "cam-market-st", "unit-12"

@@ -28,12 +28,12 @@ from edge.audit.records import (
     CheckpointBody,
     Kind,
     TornTail,
-    canonical,
     content_hash,
     signed_bytes,
 )
 from edge.errors import EdgeError
 from edge.keys import key_id
+from edge.protocol.canonical import canonical
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ Times are POSIX seconds as JSON numbers: plain JSON types only, so every reader 
 """
 
 import hashlib
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -20,6 +19,8 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+
+from edge.protocol.canonical import canonical
 
 AUDIT_SCHEMA = "edge.audit/1"
 GENESIS = "0" * 64
@@ -157,7 +158,7 @@ class AdjudicationBody(_Body):
     decided_at: float
     note: str | None = Field(None, max_length=500)
     confirmations_required: int = Field(1, ge=1, description="different officers who must confirm (2: two-officer "
-                                                             "rule); edge.handheld.adjudication.tally applies it")
+                                                             "rule); edge.protocol.adjudication.tally applies it")
 
     @model_serializer(mode="wrap")
     def _omit_default_rule(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -242,10 +243,6 @@ class AuditRecord(BaseModel):
     def as_dict(self) -> dict[str, Any]:
         """The record as the plain JSON object that was hashed (and written as one log line)."""
         return self.model_dump(mode="json", by_alias=True)
-
-
-def canonical(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def content_hash(record: dict[str, Any]) -> str:

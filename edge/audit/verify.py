@@ -17,9 +17,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from edge.audit.records import GENESIS, AuditRecord, CheckpointBody, canonical, content_hash, signed_bytes
+from edge.audit.records import GENESIS, AuditRecord, CheckpointBody, content_hash, signed_bytes
 from edge.errors import EdgeError
 from edge.keys import key_id
+from edge.protocol.canonical import canonical
 
 ProblemKind = Literal[
     "edited", "missing", "inserted", "reordered", "relinked", "malformed", "truncated", "bad_signature",

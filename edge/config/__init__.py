@@ -14,10 +14,10 @@ from edge.config.link import LinkConfig
 from edge.config.match import MatchConfig
 from edge.config.quality import QualityConfig
 from edge.config.runtime import RuntimeConfig
+from edge.config.tomlio import load_toml
 from edge.config.track import TrackConfig
 from edge.config.watchlist import WatchlistConfig
 from edge.errors import ConfigError
-from edge.tomlio import load_toml
 
 
 class EdgeConfig(BaseModel):

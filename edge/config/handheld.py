@@ -9,11 +9,11 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from edge.config.base import check_id
 from edge.config.link import LinkConfig
+from edge.config.pin import PinHash
+from edge.config.tomlio import load_toml
 from edge.errors import ConfigError
-from edge.handheld.pins import PinHash
-from edge.link.topics import check_id
-from edge.tomlio import load_toml
 
 
 def _checked_id(key: str) -> AfterValidator:

@@ -7,7 +7,7 @@ separately from embeddings, so a second embedder or flip setting reuses the dete
 """
 
 import hashlib
-import os
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from edge.capture.opencv import read_image
 from edge.errors import SourceError
+from edge.fsio import write_atomic
 from edge.vision.select import select_face
 from edge.vision.stack import VisionStack
 
@@ -198,6 +199,6 @@ def _load(path: Path | None, keys: tuple[str, ...]) -> dict[str, np.ndarray] | N
 def _save(path: Path, **arrays: np.ndarray) -> None:
     """Write atomically, so an interrupted run leaves the previous cache file intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomic(path, buffer.getbuffer(), mode=0o644)

@@ -17,17 +17,19 @@ from typing import Any
 
 from edge.config.handheld import HandheldConfig, Officer
 from edge.config.link import LinkConfig
+from edge.config.pin import PinHash
 from edge.errors import EdgeError
-from edge.handheld.adjudication import Adjudication, Decision, tally
-from edge.handheld.alert import AlertRefused, HandheldAlert, open_sealed
 from edge.handheld.inbox import Inbox, InboxError
-from edge.handheld.pins import PinGuard, PinHash
-from edge.hq.pairing import HandheldPairing, PairingError, load_record, read_record, save_record
-from edge.hq.pairing import payload as record_payload
+from edge.handheld.pins import PinGuard
 from edge.keys import load_encryption_private, load_signing_private, load_signing_public
-from edge.link.messages import iso, utc_now
 from edge.link.mqtt import Ack, Incoming, LinkError, MqttClient, read_identity
-from edge.link.topics import adjudications, handheld_inbox_filter, handheld_pairing
+from edge.protocol.adjudication import Adjudication, Decision, tally
+from edge.protocol.alert import HandheldAlert, open_sealed
+from edge.protocol.messages import iso, utc_now
+from edge.protocol.pairing import HandheldPairing, load_record, read_record, save_record
+from edge.protocol.pairing import payload as record_payload
+from edge.protocol.refused import Refused
+from edge.protocol.topics import adjudications, handheld_inbox_filter, handheld_pairing
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +166,7 @@ class HandheldApp:
         decisions = self.inbox.decisions(alert.event_id)
         body = alert.body()
         del body["signature"]
-        body["tally"] = tally([d for d, _ in decisions], self.required).model_dump()
+        body["tally"] = tally([d.vote() for d, _ in decisions], self.required).model_dump()
         body["decisions"] = [
             {"officer_id": d.officer_id, "officer_name": d.officer_name, "decision": d.decision,
              "decided_at": iso(d.decided_at), "sent": sent}
@@ -250,12 +252,12 @@ class HandheldApp:
             keys = {} if self._pairing is None else self._pairing.device_keys()
         try:
             alert = open_sealed(payload, self._encryption, keys, self.config.id)
-        except AlertRefused as exc:
-            if exc.reason == "unpaired":
+        except Refused as exc:
+            if exc.code == "unpaired":
                 self._unpaired.append(payload)
-            log.warning("alert refused (%s): %s", exc.reason, exc)
+            log.warning("alert refused (%s): %s", exc.code, exc)
             with self._lock:
-                self._refused[exc.reason] += 1
+                self._refused[exc.code] += 1
             self.listeners.send(("status", self.status()))
             return
         if self.inbox.add_alert(alert, self._clock()):
@@ -266,7 +268,7 @@ class HandheldApp:
         """The record saved last time; an unreadable one is set aside: the retained copy arrives on connect."""
         try:
             return load_record(self.config.pairing, HandheldPairing, self._hq_public, self.config.id)
-        except PairingError as exc:
+        except Refused as exc:
             log.error("%s; starting unpaired until HQ's retained record arrives", exc)
             return None
 
@@ -277,7 +279,7 @@ class HandheldApp:
             return  # the retained record in use, delivered again on every reconnect
         try:
             record = read_record(payload, HandheldPairing, self._hq_public, self.config.id, current)
-        except PairingError as exc:
+        except Refused as exc:
             log.warning("pairing record refused: %s", exc)
             return
         try:

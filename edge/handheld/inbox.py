@@ -10,9 +10,9 @@ import threading
 from pathlib import Path
 
 from edge.errors import EdgeError
-from edge.handheld.adjudication import Adjudication
-from edge.handheld.alert import HandheldAlert
 from edge.localdb import open_local_db
+from edge.protocol.adjudication import Adjudication
+from edge.protocol.alert import HandheldAlert
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (

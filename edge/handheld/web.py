@@ -23,8 +23,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edge.handheld.adjudication import Decision
 from edge.handheld.app import DecisionError, HandheldApp
+from edge.protocol.adjudication import Decision
 
 log = logging.getLogger(__name__)
 

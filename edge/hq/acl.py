@@ -23,9 +23,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from edge.config.base import check_id
 from edge.errors import EdgeError
-from edge.link import topics
-from edge.link.topics import Identity, check_id
+from edge.fsio import write_atomic
+from edge.protocol import topics
+from edge.protocol.topics import Identity
 
 
 class RegistryError(EdgeError):
@@ -80,7 +82,7 @@ class Registry(BaseModel):
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path, self.model_dump_json(indent=2) + "\n")
+        write_atomic(path, self.model_dump_json(indent=2) + "\n", mode=0o644)
 
     def add(self, identity: Identity, fleet: str | None = None) -> None:
         """Register an identity (idempotent); a device may be (re)assigned to a fleet."""
@@ -174,7 +176,7 @@ def render_acl(registry: Registry) -> str:
 
 def write_acl(registry: Registry, path: Path) -> None:
     """Atomically replace the broker's ACL file (mode 0644: the broker user must read it)."""
-    _write_atomic(path, render_acl(registry) + "\n")
+    write_atomic(path, render_acl(registry) + "\n", mode=0o644)
 
 
 def reload_broker(pid: int) -> None:
@@ -183,10 +185,3 @@ def reload_broker(pid: int) -> None:
         os.kill(pid, signal.SIGHUP)
     except OSError as exc:
         raise EdgeError(f"cannot signal broker process {pid}: {exc}; run `systemctl reload mosquitto` instead") from exc
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)

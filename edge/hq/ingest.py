@@ -15,7 +15,7 @@ store loses nothing; the broker redelivers and the store ignores ids it already 
 Checks of device records, in order: topic is a device topic; payload is JSON of a known schema matching the
 topic; the `device` field equals the device in the topic (the broker's ACL guarantees who published on it);
 the Ed25519 signature verifies against that device's public key. Decisions are checked by
-`edge.handheld.adjudication.verify_adjudication` with the handheld's key. Anything failing is stored in
+`edge.protocol.adjudication.verify_adjudication` with the handheld's key. Anything failing is stored in
 `rejected` with the reason and logged; it never stops the worker.
 """
 
@@ -28,22 +28,15 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from edge.config.base import check_id
 from edge.config.link import LinkConfig
-from edge.handheld.adjudication import AdjudicationRefused, verify_adjudication
 from edge.hq.store import Batch, Event, EventStore, Rejection, Status, StoreError
-from edge.link import topics
-from edge.link.messages import (
-    AuditEnvelope,
-    DeviceStatus,
-    MatchEvent,
-    MessageError,
-    WatchlistState,
-    decode,
-    iso,
-    utc_now,
-    verify,
-)
 from edge.link.mqtt import Incoming, MqttClient
+from edge.protocol import topics
+from edge.protocol.adjudication import verify_adjudication
+from edge.protocol.canonical import verify
+from edge.protocol.messages import AuditEnvelope, DeviceStatus, MatchEvent, WatchlistState, decode, iso, utc_now
+from edge.protocol.refused import Refused
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +61,11 @@ class PublicKeys:
         self._cache: dict[Path, tuple[float, Ed25519PublicKey]] = {}
 
     def device_paths(self, device: str) -> list[Path]:
-        topics.check_id(device, "device id")
+        check_id(device, "device id")
         return [self.folder / f"{device}.pub", self.folder / f"device-{device}" / "device_signing.pub"]
 
     def handheld_paths(self, handheld: str) -> list[Path]:
-        topics.check_id(handheld, "handheld id")
+        check_id(handheld, "handheld id")
         return [self.folder / f"handheld-{handheld}" / "handheld_signing.pub"]
 
     def device(self, device: str) -> Ed25519PublicKey | None:
@@ -183,7 +176,7 @@ class Ingest:
         for message in messages:
             try:
                 result = self._check(message, now)
-            except MessageError as exc:
+            except Refused as exc:
                 log.warning("refused message on %s: %s", message.topic, exc)
                 rejections.append(Rejection(now, message.topic, str(exc), message.payload))
                 continue
@@ -203,30 +196,30 @@ class Ingest:
             return self._adjudication(handheld.owner, message, now)
         where = topics.parse_device_topic(message.topic)
         if where is None:
-            raise MessageError("not a device or handheld topic")
+            raise Refused("wrong_topic", "not a device or handheld topic")
         device = where.owner
         if where.suffix == "status":
             if not message.payload:  # a cleared retained status
                 return None
             _, status = decode(message.payload)
             if not isinstance(status, DeviceStatus) or status.device != device:
-                raise MessageError(f"status topic of {device} carries something else")
+                raise Refused("wrong_topic", f"status topic of {device} carries something else")
             updated = iso(status.at) if status.at is not None else now
             return Status(device, status.online, updated, message.payload.decode("utf-8"))
         if where.suffix not in _KINDS:
-            raise MessageError(f"unexpected device topic suffix {where.suffix!r}")
+            raise Refused("wrong_topic", f"unexpected device topic suffix {where.suffix!r}")
         kind, expected = _KINDS[where.suffix]
         raw, record = decode(message.payload)
         if not isinstance(record, expected):
-            raise MessageError(f"{record.schema_} payload on a {kind} topic")
+            raise Refused("wrong_topic", f"{record.schema_} payload on a {kind} topic")
         if record.device != device:
-            raise MessageError(f"payload names device {record.device!r} but was published by {device!r}")
+            raise Refused("not_ours", f"payload names device {record.device!r} but was published by {device!r}")
         key = self.keys.device(device)
         if key is None:
             paths = " or ".join(map(str, self.keys.device_paths(device)))
-            raise MessageError(f"no public key for device {device!r}: expected {paths}")
+            raise Refused("unknown_sender", f"no public key for device {device!r}: expected {paths}")
         if not verify(raw, key):
-            raise MessageError(f"signature does not verify with {device}'s key")
+            raise Refused("bad_signature", f"signature does not verify with {device}'s key")
         if isinstance(record, MatchEvent):
             occurred = record.observed_at
         elif isinstance(record, WatchlistState):
@@ -238,14 +231,14 @@ class Ingest:
     def _adjudication(self, handheld: str, message: Incoming, now: str) -> Event:
         """An officer's decision: signed by the handheld whose topic it came on (the ACL confines each handheld)."""
         if message.topic != topics.adjudications(handheld):
-            raise MessageError("unexpected handheld topic")
+            raise Refused("wrong_topic", "unexpected handheld topic")
         key = self.keys.handheld(handheld)
         if key is None:
             paths = " or ".join(map(str, self.keys.handheld_paths(handheld)))
-            raise MessageError(f"no public key for handheld {handheld!r}: expected {paths}")
+            raise Refused("unknown_sender", f"no public key for handheld {handheld!r}: expected {paths}")
         try:
             decision = verify_adjudication(message.payload, {handheld: key}, topic=message.topic)
-        except AdjudicationRefused as exc:
-            raise MessageError(f"adjudication refused ({exc.reason}): {exc}") from exc
+        except Refused as exc:
+            raise Refused(exc.code, f"adjudication refused ({exc.code}): {exc}") from exc
         return Event(decision.adjudication_id, "adjudication", decision.device, iso(decision.decided_at), now,
                      message.payload.decode("utf-8"))

@@ -15,14 +15,14 @@ from pydantic import ValidationError
 
 from edge.audit.records import AuditRecord
 from edge.cli import Commands
+from edge.config.base import check_id
 from edge.errors import EdgeError
-from edge.handheld.adjudication import Adjudication
 from edge.hq.ingest import Ingest, PublicKeys
 from edge.hq.report import DeploymentReport, build_report, hq_outcomes, render_markdown
 from edge.hq.store import Event, EventStore
 from edge.link.cli_args import add_broker_args, link_config
 from edge.link.mqtt import LinkError
-from edge.link.topics import check_id
+from edge.protocol.adjudication import Adjudication
 
 log = logging.getLogger(__name__)
 

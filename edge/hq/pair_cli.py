@@ -16,7 +16,10 @@ from pathlib import Path
 from edge.cli import Commands
 from edge.errors import EdgeError
 from edge.hq.acl import Registry, reload_broker, write_acl
-from edge.hq.pairing import (
+from edge.keys import load_encryption_public, load_signing_private, load_signing_public
+from edge.link.cli_args import link_config
+from edge.link.mqtt import LinkError, MqttClient
+from edge.protocol.pairing import (
     DevicePairing,
     DevicePeer,
     HandheldPairing,
@@ -27,10 +30,7 @@ from edge.hq.pairing import (
     raw_b64,
     save_record,
 )
-from edge.keys import load_encryption_public, load_signing_private, load_signing_public
-from edge.link.cli_args import link_config
-from edge.link.mqtt import LinkError, MqttClient
-from edge.link.topics import device_pairing, handheld_pairing
+from edge.protocol.topics import device_pairing, handheld_pairing
 
 _PUBLISH_TIMEOUT_S = 15.0
 

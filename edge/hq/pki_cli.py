@@ -7,7 +7,7 @@ from edge.cli import Commands
 from edge.errors import EdgeError
 from edge.hq import pki
 from edge.hq.acl import Registry, write_acl
-from edge.link.topics import ROLES, Identity
+from edge.protocol.topics import ROLES, Identity
 
 
 def register(commands: Commands) -> None:

@@ -1,7 +1,7 @@
 """Deployment report from a device's ingested audit records: each period of use, where, against which
 watchlist, what was alerted and how people decided, and what was seen and let go.
 
-An alert counts as confirmed only when `edge.handheld.adjudication.tally` says so under the rule its
+An alert counts as confirmed only when `edge.protocol.adjudication.tally` says so under the rule its
 decisions were taken under (two-officer rule: two different officers confirmed, nobody rejected). The
 report states the chain's integrity first (verified with the device's public keys when given): a report
 built on records with problems says so instead of looking clean. `edge hq report` builds it from the HQ store.
@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict
 
 from edge.audit.counters import FIELDS
+from edge.audit.decisions import vote_of
 from edge.audit.records import (
     AdjudicationBody,
     AlertBody,
@@ -29,7 +30,7 @@ from edge.audit.records import (
 )
 from edge.audit.verify import verify_records
 from edge.errors import EdgeError
-from edge.handheld.adjudication import Adjudication, State, Tally, tally
+from edge.protocol.adjudication import Adjudication, State, Tally, tally
 
 Outcome = Literal["confirmed", "rejected", "unsure", "pending"]
 _OUTCOME: dict[State, Outcome] = {
@@ -116,7 +117,7 @@ class DeploymentReport(_Model):
 
 def decide(decisions: Sequence[Adjudication | AdjudicationBody]) -> Tally:
     """What the decisions on one alert amount to, under the strictest rule any of them was taken under."""
-    return tally(decisions, max((d.confirmations_required for d in decisions), default=1))
+    return tally(map(vote_of, decisions), max((d.confirmations_required for d in decisions), default=1))
 
 
 def hq_outcomes(decisions: Iterable[Adjudication]) -> dict[str, Outcome]:

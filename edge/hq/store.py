@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edge.errors import EdgeError
-from edge.link.messages import iso
+from edge.protocol.messages import iso
 
 
 class StoreError(EdgeError):

@@ -27,9 +27,9 @@ from edge.hq.acl import Registry, write_acl
 from edge.hq.broker import LocalBroker
 from edge.hq.ingest import Ingest, PublicKeys
 from edge.hq.store import EventStore
-from edge.link.messages import Box, MatchEvent, ModelHashes, WatchlistRef, utc_now
-from edge.link.topics import Identity
 from edge.link.uplink import Uplink
+from edge.protocol.messages import Box, MatchEvent, ModelHashes, WatchlistRef, utc_now
+from edge.protocol.topics import Identity
 
 _NAMESPACE = uuid.UUID("6f1c3a52-8f0e-4c4e-9a51-1d5f0b8f2a10")
 _HASH = "ab" * 32

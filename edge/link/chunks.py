@@ -18,8 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge.config.link import LinkConfig
-from edge.link.messages import BundleChunk, BundleManifest, MessageError, decode, encode, utc_now
 from edge.link.mqtt import Ack, Incoming, LinkError, MqttClient
+from edge.protocol.canonical import encode
+from edge.protocol.messages import BundleChunk, BundleManifest, decode, utc_now
+from edge.protocol.refused import Refused
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ def publish_bundle(config: LinkConfig, prefix: str, data: bytes, timeout: float 
         if message.topic == manifest_topic(prefix) and message.payload:
             try:
                 _, old = decode(message.payload)
-            except MessageError as exc:
+            except Refused as exc:
                 log.warning("previous manifest on %s is unreadable: %s", message.topic, exc)
                 return
             if isinstance(old, BundleManifest):
@@ -142,7 +144,7 @@ class Reassembler:
         if kind == MANIFEST:
             try:
                 _, manifest = decode(payload)
-            except MessageError as exc:
+            except Refused as exc:
                 log.warning("dropped watchlist manifest on %s: %s", prefix, exc)
                 return None
             if not isinstance(manifest, BundleManifest):
@@ -153,7 +155,7 @@ class Reassembler:
             header_bytes, sep, data = payload.partition(b"\n")
             try:
                 _, header = decode(header_bytes)
-            except MessageError as exc:
+            except Refused as exc:
                 log.warning("dropped watchlist chunk on %s: %s", prefix, exc)
                 return None
             if not sep or not isinstance(header, BundleChunk) or header.index >= header.count:

@@ -27,7 +27,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.config.link import LinkConfig
 from edge.errors import EdgeError
-from edge.link.topics import Identity
+from edge.protocol.topics import Identity
 
 log = logging.getLogger(__name__)
 

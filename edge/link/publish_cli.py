@@ -5,9 +5,9 @@ from pathlib import Path
 
 from edge.cli import Commands
 from edge.errors import EdgeError
-from edge.link import topics
 from edge.link.chunks import publish_bundle
 from edge.link.cli_args import add_broker_args, link_config
+from edge.protocol import topics
 
 
 def register(commands: Commands) -> None:

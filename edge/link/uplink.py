@@ -32,23 +32,22 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import JsonValue
 
 from edge.config.link import LinkConfig
-from edge.handheld.alert import SealedAlert
-from edge.link import topics
 from edge.link.chunks import Reassembler
-from edge.link.messages import (
+from edge.link.mqtt import Ack, Incoming, LinkError, MqttClient, Will, read_identity
+from edge.link.outbox import Outbox
+from edge.protocol import topics
+from edge.protocol.alert import SealedAlert
+from edge.protocol.canonical import encode, sign
+from edge.protocol.messages import (
     AuditEnvelope,
     DeviceStatus,
     MatchEvent,
     WatchlistRef,
     WatchlistState,
-    encode,
     iso,
     new_event_id,
-    sign,
     utc_now,
 )
-from edge.link.mqtt import Ack, Incoming, LinkError, MqttClient, Will, read_identity
-from edge.link.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

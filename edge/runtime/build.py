@@ -8,9 +8,7 @@ metadata header of edge.engines.naming, atomically, under the name the runtime l
 
 import datetime
 import logging
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +30,7 @@ from edge.engines.naming import (
 )
 from edge.engines.profiles import DEFAULT_BATCH, DEFAULT_DETECTOR_SIZES, Precision, Profile, build_profiles
 from edge.errors import ConfigError, ModelError
+from edge.fsio import write_atomic
 from edge.models import Manifest, ModelSpec
 from edge.runtime.tensorrt import device_gpu, import_tensorrt, primary_context
 
@@ -62,21 +61,6 @@ class BuildResult(BaseModel):
     path: Path
     meta: EngineMeta
     seconds: float
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _network_flags(trt: ModuleType) -> int:
@@ -170,7 +154,8 @@ def _calibrator(trt: ModuleType, cuda: ModuleType, batches: Iterator[np.ndarray]
             return cache.read_bytes() if cache.is_file() else None
 
         def write_calibration_cache(self, data: Any) -> None:
-            atomic_write(cache, bytes(data))
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(cache, bytes(data))
 
     return Calibrator()
 
@@ -233,7 +218,8 @@ def build_engine(manifest: Manifest, model: str, options: BuildOptions) -> Build
         if plan is None:
             raise ModelError(f"TensorRT could not build {model} (its log above says why); try a larger "
                              "--workspace-mib or --precision fp32")
-        atomic_write(timing_path, bytes(config.get_timing_cache().serialize()))
+        timing_path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(timing_path, bytes(config.get_timing_cache().serialize()))
         plan_bytes = bytes(plan)
         # Release TensorRT's objects while their CUDA context is still current.
         keep_alive.clear()
@@ -247,7 +233,8 @@ def build_engine(manifest: Manifest, model: str, options: BuildOptions) -> Build
         build_seconds=round(seconds, 1),
     )
     path = options.engine_dir / engine_file_name(spec.sha256, trt.__version__, gpu)
-    atomic_write(path, pack_engine(meta, plan_bytes))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, pack_engine(meta, plan_bytes))
     return BuildResult(model=model, path=path, meta=meta, seconds=seconds)
 
 

@@ -25,6 +25,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from edge.config.watchlist import WatchlistConfig  # noqa: E402
+from edge.fsio import write_atomic  # noqa: E402
 from edge.keys import (  # noqa: E402
     generate_encryption,
     generate_signing,
@@ -37,7 +38,7 @@ from edge.models import Manifest  # noqa: E402
 from edge.watchlist.bundle import BundleSpec, EmbedderRef, Subject, seal  # noqa: E402
 from edge.watchlist.entries import WatchlistEntry  # noqa: E402
 from edge.watchlist.match import Gallery, match, to_bfloat16  # noqa: E402
-from edge.watchlist.store import WatchlistStore, write_atomic  # noqa: E402
+from edge.watchlist.store import WatchlistStore  # noqa: E402
 
 EMBEDDER = "mobilefacenet_192"
 DIM = 192

@@ -11,8 +11,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from edge.config.match import MatchConfig
+from edge.config.tomlio import load_toml
 from edge.errors import ConfigError
-from edge.tomlio import load_toml
 from edge.track.decision import Threshold
 
 

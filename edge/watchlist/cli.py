@@ -12,12 +12,19 @@ from pydantic import ValidationError
 from edge.cli import Commands
 from edge.config import explain
 from edge.config.device import DeviceConfig
+from edge.config.tomlio import load_toml
 from edge.config.watchlist import WatchlistConfig
 from edge.errors import ConfigError, EdgeError
+from edge.fsio import write_atomic
 from edge.hq.keys_cli import DEVICE_ENCRYPTION_PUB, DEVICE_TOML
-from edge.keys import key_id, load_encryption_private, load_encryption_public, load_signing_private, load_signing_public
+from edge.keys import (
+    key_id,
+    load_encryption_private,
+    load_encryption_public,
+    load_signing_private,
+    load_signing_public,
+)
 from edge.models import Manifest
-from edge.tomlio import load_toml
 from edge.watchlist.build import enrol
 from edge.watchlist.bundle import (
     DEVICE_ID_PATTERN,
@@ -31,7 +38,7 @@ from edge.watchlist.bundle import (
     verify,
 )
 from edge.watchlist.entries import EntriesError, parse_time, read_entries
-from edge.watchlist.store import WatchlistStore, write_atomic
+from edge.watchlist.store import WatchlistStore
 
 DEFAULT_EMBEDDER = "mobilefacenet_192"
 

@@ -21,7 +21,6 @@ read, and the payload is decrypted from disk a chunk at a time, straight into th
 import errno
 import hashlib
 import logging
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -37,6 +36,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from edge.config.watchlist import WatchlistConfig
 from edge.errors import EdgeError
+from edge.fsio import PARTIAL_SUFFIX, commit, partial_path, write_atomic, write_partial
 from edge.watchlist.bundle import (
     GALLERY_DTYPES,
     BundleHeader,
@@ -61,7 +61,6 @@ log = logging.getLogger(__name__)
 BUNDLE_FILE = "watchlist.bundle"
 VERSIONS_FILE = "versions.json"
 STATE_FILE = "state.json"
-PARTIAL_SUFFIX = ".partial"
 
 
 class InstalledInfo(BaseModel):
@@ -265,7 +264,7 @@ class WatchlistStore:
         bundle nor its plaintext is ever held twice.
         """
         now = now or datetime.now(timezone.utc)
-        partial = self.folder / (BUNDLE_FILE + PARTIAL_SUFFIX)
+        partial = partial_path(self.folder / BUNDLE_FILE)
         with self._lock:
             header: BundleHeader | None = None
             with _bundle_bytes(bundle) as data:
@@ -377,42 +376,6 @@ class WatchlistStore:
             write_atomic(self.folder / name, data)
         except OSError as exc:
             log.error("cannot write %s: %s", self.folder / name, exc.strerror)
-
-
-def write_atomic(path: Path, data: bytes | memoryview) -> None:
-    """Write to path.partial, fsync, rename over path, fsync the folder; the partial file never survives an error."""
-    commit(write_partial(path.with_name(path.name + PARTIAL_SUFFIX), data), path)
-
-
-def write_partial(partial: Path, data: bytes | memoryview) -> Path:
-    """Write and fsync `partial` (0600); it does not survive an error."""
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    return partial
-
-
-def commit(partial: Path, path: Path) -> None:
-    """Rename a written partial file over `path` and fsync the folder; the partial file never survives an error."""
-    try:
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
 
 
 @contextmanager

@@ -9,10 +9,11 @@ import pytest
 from audit_helpers import DEVICE, line_of, read_lines, rehash, write_log
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.audit.records import AuditRecord, canonical, signed_bytes
+from edge.audit.records import AuditRecord, signed_bytes
 from edge.audit.verify import verify_records
 from edge.cli import main
 from edge.keys import key_id, save_public
+from edge.protocol.canonical import canonical
 
 
 def verify(capsys: pytest.CaptureFixture[str], log: Path, *pubs: Path, extra: tuple[str, ...] = ()

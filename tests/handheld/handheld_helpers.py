@@ -16,17 +16,17 @@ from mqtt_collector import Collector
 from edge.cli import main
 from edge.config.handheld import HandheldFile
 from edge.config.link import LinkConfig
-from edge.handheld.alert import HandheldAlert, seal
 from edge.handheld.app import HandheldApp
 from edge.handheld.web import PageServer
 from edge.hq.broker import LocalBroker
 from edge.hq.ingest import Ingest, PublicKeys
-from edge.hq.pairing import DevicePairing, read_record
 from edge.hq.store import EventStore
 from edge.keys import load_signing_private, load_signing_public
-from edge.link.messages import new_event_id
 from edge.link.mqtt import Ack, Incoming, MqttClient
-from edge.link.topics import all_adjudications, device_pairing, handheld_inbox
+from edge.protocol.alert import HandheldAlert, seal
+from edge.protocol.messages import new_event_id
+from edge.protocol.pairing import DevicePairing, read_record
+from edge.protocol.topics import all_adjudications, device_pairing, handheld_inbox
 
 PINS = {"4711": "24681357", "4712": "97531864"}  # the officers' PINs in the `fleet` fixture's handheld
 

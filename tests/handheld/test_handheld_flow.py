@@ -12,18 +12,19 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from handheld_helpers import PINS, FleetFiles, jpeg, running_handheld, wait_until
 
+from edge.audit.decisions import audit_body
 from edge.audit.log import AuditLog
 from edge.audit.records import AlertBody, CountersBody, PeriodStartBody, PeriodStopBody
 from edge.cli import main as edge_main
 from edge.config.handheld import HandheldFile
-from edge.handheld.adjudication import Adjudication, audit_body, verify_adjudication
-from edge.hq.pairing import DevicePairing, read_record
 from edge.hq.store import EventStore
 from edge.keys import load_signing_private, load_signing_public
 from edge.link.bench import synthetic_match
 from edge.link.mqtt import MqttClient
-from edge.link.topics import adjudications
 from edge.link.uplink import Uplink
+from edge.protocol.adjudication import Adjudication, verify_adjudication
+from edge.protocol.pairing import DevicePairing, read_record
+from edge.protocol.topics import adjudications
 
 HASH = "ab" * 32
 

@@ -18,15 +18,16 @@ from typing import Any
 import pytest
 from handheld_helpers import PINS, DeviceSim, FleetFiles, make_alert, running_handheld, wait_until
 
+from edge.audit.decisions import audit_body
 from edge.audit.log import AuditLog
 from edge.audit.records import AdjudicationBody, AuditRecord
 from edge.audit.verify import verify_file
-from edge.handheld.adjudication import Adjudication, audit_body, verify_adjudication
-from edge.handheld.alert import STATEMENT, seal
 from edge.hq.broker import LocalBroker, free_port
 from edge.hq.store import EventStore
 from edge.keys import load_signing_private, load_signing_public
-from edge.link.topics import adjudications, handheld_inbox
+from edge.protocol.adjudication import Adjudication, verify_adjudication
+from edge.protocol.alert import STATEMENT, seal
+from edge.protocol.topics import adjudications, handheld_inbox
 
 TIMEOUT_MS = 5000
 

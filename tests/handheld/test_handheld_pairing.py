@@ -4,11 +4,11 @@ from pathlib import Path
 
 from handheld_helpers import DeviceSim, FleetFiles, make_alert, pair, running_handheld, wait_until
 
-from edge.handheld.alert import seal
 from edge.hq.broker import LocalBroker
-from edge.hq.pairing import HandheldPairing, load_record
 from edge.keys import load_signing_public
-from edge.link.topics import handheld_inbox
+from edge.protocol.alert import seal
+from edge.protocol.pairing import HandheldPairing, load_record
+from edge.protocol.topics import handheld_inbox
 
 
 def test_pairing_and_unpairing_take_effect_on_broker_device_and_handheld(

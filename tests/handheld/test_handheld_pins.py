@@ -4,7 +4,8 @@ from collections.abc import Callable
 
 import pytest
 
-from edge.handheld.pins import LOCKOUT_S, MAX_TRIES, PinGuard, PinHash
+from edge.config.pin import PinHash
+from edge.handheld.pins import LOCKOUT_S, MAX_TRIES, PinGuard
 
 STORED = PinHash.of("24681357")
 

@@ -14,8 +14,8 @@ import pytest
 
 from edge.cli import main
 from edge.config.handheld import HandheldFile, Officer
+from edge.config.pin import PinHash
 from edge.errors import ConfigError
-from edge.handheld.pins import PinHash
 from edge.keys import load_encryption_private, load_signing_private
 
 OFFICER = "4711=Sgt. Alex Able"

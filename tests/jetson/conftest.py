@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 from jetson_support import DEVICE_ID, L4T_36_4_0, make_venv_tar
 
 from edge.hq import pki
-from edge.link.topics import Identity
 from edge.models import Manifest
+from edge.protocol.topics import Identity
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from jetson_support import REPO
 
-from edge.tomlio import load_toml
+from edge.config.tomlio import load_toml
 
 DOCKERFILE = REPO / "deploy" / "container" / "Dockerfile"
 

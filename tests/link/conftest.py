@@ -17,7 +17,7 @@ from link_helpers import IDENTITIES, Broker, Fleet
 from edge.hq import pki
 from edge.hq.acl import write_acl
 from edge.hq.broker import LocalBroker, find_mosquitto
-from edge.link.topics import Identity
+from edge.protocol.topics import Identity
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from edge.config.link import LinkConfig
 from edge.hq.acl import Registry, write_acl
 from edge.hq.broker import LocalBroker
 from edge.link.mqtt import MqttClient
-from edge.link.topics import Identity
+from edge.protocol.topics import Identity
 
 IDENTITIES = [
     Identity("device", "a"),

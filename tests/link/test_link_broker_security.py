@@ -8,8 +8,8 @@ import pytest
 from link_helpers import Broker, connect
 from mqtt_collector import Collector
 
-from edge.link import topics
 from edge.link.mqtt import LinkError, MqttClient
+from edge.protocol import topics
 
 # MQTT 5 CONNECT: protocol "MQTT", level 5, clean start, keepalive 10 s, no properties, client id "x".
 CONNECT = bytes([0x10, 14, 0, 4]) + b"MQTT" + bytes([5, 0x02, 0, 10, 0, 0, 1]) + b"x"

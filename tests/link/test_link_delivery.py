@@ -14,12 +14,13 @@ from link_helpers import Broker, wait
 from edge.cli import main as edge_main
 from edge.hq.ingest import Ingest, PublicKeys
 from edge.hq.store import EventStore
-from edge.link import topics
 from edge.link.bench import synthetic_event_id, synthetic_match
-from edge.link.messages import MatchEvent, WatchlistRef, WatchlistState, encode, new_event_id, sign, utc_now
 from edge.link.mqtt import MqttClient
-from edge.link.topics import Identity
 from edge.link.uplink import Uplink
+from edge.protocol import topics
+from edge.protocol.canonical import encode, sign
+from edge.protocol.messages import MatchEvent, WatchlistRef, WatchlistState, new_event_id, utc_now
+from edge.protocol.topics import Identity
 
 BURST = 1000
 

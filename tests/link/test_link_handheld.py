@@ -12,13 +12,13 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from link_helpers import Broker, connect, wait
 from mqtt_collector import Collector
 
-from edge.handheld.adjudication import Adjudication, verify_adjudication
-from edge.handheld.alert import open_sealed
-from edge.hq.pairing import DevicePairing, HandheldPeer, device_record, payload, raw_b64, read_record
-from edge.link import topics
 from edge.link.bench import synthetic_match
-from edge.link.messages import verify
 from edge.link.uplink import Uplink
+from edge.protocol import topics
+from edge.protocol.adjudication import Adjudication, verify_adjudication
+from edge.protocol.alert import open_sealed
+from edge.protocol.canonical import verify
+from edge.protocol.pairing import DevicePairing, HandheldPeer, device_record, payload, raw_b64, read_record
 
 JPEG = b"\xff\xd8\xff\xe0" + bytes(200)  # what the handheld checks: JPEG magic bytes
 

@@ -10,9 +10,9 @@ from link_helpers import Broker, connect
 from mqtt_collector import Collector
 
 from edge.cli import main as edge_main
-from edge.link import topics
 from edge.link.chunks import Reassembler, chunk_topic, manifest_topic, publish_bundle, split
 from edge.link.uplink import Bundle, Uplink
+from edge.protocol import topics
 
 
 def test_bundle_published_while_device_offline_arrives_when_it_reconnects(broker: Broker, tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ import pytest
 
 from edge.cli import main
 from edge.config.device import DeviceConfig
+from edge.config.tomlio import load_toml
 from edge.config.watchlist import WatchlistConfig
 from edge.keys import load_encryption_private, load_signing_public
-from edge.tomlio import load_toml
 from edge.watchlist.match import match
 from edge.watchlist.store import WatchlistStore
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from watchlist_helpers import Keys, MakeBundle, OpenStore
 
+from edge.fsio import PARTIAL_SUFFIX
 from edge.keys import save_private, save_public
 from edge.watchlist.bundle import MAGIC
-from edge.watchlist.store import BUNDLE_FILE, PARTIAL_SUFFIX, VERSIONS_FILE
+from edge.watchlist.store import BUNDLE_FILE, VERSIONS_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 

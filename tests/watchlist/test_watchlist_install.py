@@ -13,9 +13,10 @@ from watchlist_helpers import OTHER_EMBEDDER, Keys, MakeBundle, OpenStore, make_
 
 from edge.config.watchlist import WatchlistConfig
 from edge.errors import EdgeError
+from edge.fsio import PARTIAL_SUFFIX
 from edge.watchlist.bundle import MAGIC
 from edge.watchlist.match import from_bfloat16, match
-from edge.watchlist.store import BUNDLE_FILE, PARTIAL_SUFFIX, WatchlistStore
+from edge.watchlist.store import BUNDLE_FILE, WatchlistStore
 
 
 def installed_v1(open_store: OpenStore, make_bundle: MakeBundle) -> tuple[WatchlistStore, str]:

@@ -1,26 +1,22 @@
-"""Every MQTT payload as a versioned pydantic model, plus the device signature over it.
+"""Every MQTT payload the device publishes, as a versioned pydantic model.
 
 Each payload names its own `schema` ("edge.match/1", …), so a receiver knows what it holds and refuses
 what it does not know. Device-originated records (match, audit, watchlist state) carry a unique `event_id`
-for de-duplication and an Ed25519 `signature` over the canonical JSON of the payload without the
-`signature` key: `json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-allow_nan=False).encode("utf-8")`. The verifier canonicalises the dict it *received*, so it checks exactly
-what the device sent. Field reference: docs/messages.md.
+for de-duplication and the device's Ed25519 `signature` (edge.protocol.canonical). Field reference:
+docs/messages.md.
 """
 
 import base64
 import binascii
 import datetime as dt
-import json
 import uuid
 from typing import Annotated, Any, Literal
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
-from edge.errors import EdgeError
-from edge.link.topics import check_id
+from edge.config.base import check_id
+from edge.protocol.canonical import parse, validate
+from edge.protocol.refused import Refused
 
 MATCH = "edge.match/1"
 STATUS = "edge.status/1"
@@ -49,10 +45,6 @@ def base64_of(size: int) -> AfterValidator:
         return value
 
     return AfterValidator(check)
-
-
-class MessageError(EdgeError):
-    """An incoming payload is not JSON, names an unknown schema, or does not validate."""
 
 
 class _Payload(BaseModel):
@@ -198,51 +190,13 @@ def iso(when: dt.datetime) -> str:
 def decode(payload: bytes) -> tuple[dict[str, Any], _Payload]:
     """Parse and validate a payload; return the raw dict (for signature checks) and the model.
 
-    Raises MessageError saying what is wrong; never anything else.
+    Raises Refused saying what is wrong; never anything else.
     """
-    try:
-        raw = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MessageError(f"payload is not UTF-8 JSON: {exc}") from exc
-    except RecursionError:  # e.g. 200,000 nested brackets from a hostile client
-        raise MessageError("payload JSON is nested too deeply") from None
+    raw = parse(payload, "a payload")
     if not isinstance(raw, dict):
-        raise MessageError(f"payload is JSON {type(raw).__name__}, expected an object")
+        raise Refused("malformed", f"payload is JSON {type(raw).__name__}, expected an object")
     schema = raw.get("schema")
     model = _BY_SCHEMA.get(schema) if isinstance(schema, str) else None
     if model is None:
-        raise MessageError(f"unknown schema {schema!r}; known: {', '.join(sorted(_BY_SCHEMA))}")
-    try:
-        return raw, model.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:5])
-        raise MessageError(f"{schema} payload does not validate: {problems}") from exc
-
-
-def encode(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
-
-
-def canonical(body: dict[str, Any]) -> bytes:
-    """The bytes a device signs: the body without `signature`, keys sorted, no whitespace, UTF-8."""
-    unsigned = {k: v for k, v in body.items() if k != "signature"}
-    return json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
-        "utf-8"
-    )
-
-
-def sign(body: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
-    """Return `body` with `signature` = base64(Ed25519(canonical(body)))."""
-    return {**body, "signature": base64.b64encode(key.sign(canonical(body))).decode("ascii")}
-
-
-def verify(body: dict[str, Any], key: Ed25519PublicKey) -> bool:
-    """True when `body["signature"]` is the device's Ed25519 signature over canonical(body)."""
-    signature = body.get("signature")
-    if not isinstance(signature, str):
-        return False
-    try:
-        key.verify(base64.b64decode(signature, validate=True), canonical(body))
-    except (InvalidSignature, binascii.Error, ValueError):
-        return False
-    return True
+        raise Refused("unknown_schema", f"unknown schema {schema!r}; known: {', '.join(sorted(_BY_SCHEMA))}")
+    return raw, validate(raw, model, f"a valid {schema} payload")

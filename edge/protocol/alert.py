@@ -1,6 +1,6 @@
 """The alert a device sends to an officer's handheld, signed by the device and sealed to the handheld's key.
 
-Sign, then encrypt: the device signs the alert (`edge.alert/1`, canonical JSON as in edge.link.messages)
+Sign, then encrypt: the device signs the alert (`edge.alert/1`, canonical JSON as in edge.protocol.messages)
 with its Ed25519 key, then encrypts the signed JSON to the handheld's X25519 key: a fresh ephemeral X25519
 key, HKDF-SHA256 over the shared secret (info binds both public keys), AES-256-GCM with the envelope
 header as associated data. The broker and HQ relay the envelope (`edge.sealed_alert/1`) without being able
@@ -9,12 +9,11 @@ header and the signed alert name that device and this handheld.
 
 The envelope is JSON so it can travel through the device's outbox unchanged: `Uplink.send_handheld_alert`
 adds `sent_at` and an outer device `signature` when it publishes, which the handheld verifies too. It goes
-to `edge.link.topics.handheld_inbox(handheld, device)`.
+to `edge.protocol.topics.handheld_inbox(handheld, device)`.
 """
 
 import base64
 import binascii
-import json
 import os
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -25,21 +24,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from edge.errors import EdgeError
-from edge.link.messages import (
-    DeviceId,
-    EventId,
-    HandheldId,
-    MatchEvent,
-    Text,
-    base64_of,
-    canonical,
-    encode,
-    sign,
-    verify,
-)
+from edge.protocol.canonical import canonical, encode, load_model, sign, verify
+from edge.protocol.messages import DeviceId, EventId, HandheldId, MatchEvent, Text, base64_of
+from edge.protocol.refused import Refused
 
 ALERT = "edge.alert/1"
 SEALED_ALERT = "edge.sealed_alert/1"
@@ -62,15 +52,6 @@ def _jpeg_b64(value: str) -> str:
 
 
 JpegB64 = Annotated[str, AfterValidator(_jpeg_b64)]
-
-
-class AlertRefused(EdgeError):
-    """A sealed alert the handheld will not show; `reason` is a short code for counting, the message says why."""
-
-    def __init__(self, reason: Literal["malformed", "not_for_us", "unpaired", "tampered", "bad_signature"],
-                 message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 class HandheldAlert(BaseModel):
@@ -169,25 +150,21 @@ def _encrypt(plaintext: bytes, event_id: str, device: str, handheld: str, recipi
 
 def open_sealed(payload: bytes, handheld_private_key: X25519PrivateKey,
                 paired_device_keys: Mapping[str, Ed25519PublicKey], handheld_id: str | None = None) -> HandheldAlert:
-    """Decrypt and verify an envelope; raise AlertRefused (with a reason code) for anything not to be shown.
+    """Decrypt and verify an envelope; raise Refused (with a reason code) for anything not to be shown.
 
     `paired_device_keys` maps each device this handheld is paired with to its Ed25519 signing key.
     `handheld_id`, when given, must be the envelope's addressee.
     """
-    try:
-        raw = json.loads(payload)
-        envelope = SealedAlert.model_validate(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
-        raise AlertRefused("malformed", f"not a {SEALED_ALERT} envelope: {_first_error(exc)}") from None
+    raw, envelope = load_model(payload, SealedAlert, f"a {SEALED_ALERT} envelope")
     who = f"alert {envelope.event_id} from device {envelope.device}"
     if handheld_id is not None and envelope.handheld != handheld_id:
-        raise AlertRefused("not_for_us", f"{who} is addressed to handheld {envelope.handheld}, not {handheld_id}")
+        raise Refused("not_for_us", f"{who} is addressed to handheld {envelope.handheld}, not {handheld_id}")
     device_key = paired_device_keys.get(envelope.device)
     if device_key is None:
-        raise AlertRefused("unpaired", f"{who}: this handheld is not paired with device {envelope.device} "
+        raise Refused("unpaired", f"{who}: this handheld is not paired with device {envelope.device} "
                                        "(pair it at HQ with `edge hq pair`)")
     if envelope.signature is not None and not verify(raw, device_key):
-        raise AlertRefused("bad_signature", f"{who}: the envelope's signature is not device {envelope.device}'s")
+        raise Refused("bad_signature", f"{who}: the envelope's signature is not device {envelope.device}'s")
     epk = base64.b64decode(envelope.epk)
     try:
         shared = handheld_private_key.exchange(X25519PublicKey.from_public_bytes(epk))
@@ -195,22 +172,11 @@ def open_sealed(payload: bytes, handheld_private_key: X25519PrivateKey,
         plaintext = AESGCM(key).decrypt(base64.b64decode(envelope.nonce), base64.b64decode(envelope.ciphertext),
                                         envelope.associated_data())
     except (InvalidTag, ValueError):
-        raise AlertRefused("tampered", f"{who} does not decrypt: altered in transit or sealed to another key") from None
-    try:
-        inner = json.loads(plaintext)
-        alert = HandheldAlert.model_validate(inner)
-    except (UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
-        raise AlertRefused("malformed", f"{who}: the sealed alert does not validate: {_first_error(exc)}") from None
+        raise Refused("tampered", f"{who} does not decrypt: altered in transit or sealed to another key") from None
+    inner, alert = load_model(plaintext, HandheldAlert, f"a valid {ALERT} ({who})")
     if not verify(inner, device_key):
-        raise AlertRefused("bad_signature", f"{who}: the alert's signature is not device {envelope.device}'s")
+        raise Refused("bad_signature", f"{who}: the alert's signature is not device {envelope.device}'s")
     if (alert.device, alert.handheld, alert.event_id) != (envelope.device, envelope.handheld, envelope.event_id):
-        raise AlertRefused("tampered", f"{who}: the signed alert names device {alert.device}, handheld "
+        raise Refused("tampered", f"{who}: the signed alert names device {alert.device}, handheld "
                                        f"{alert.handheld}, event {alert.event_id}: not what the envelope says")
     return alert
-
-
-def _first_error(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
-        return f"{'.'.join(map(str, err['loc'])) or '<root>'}: {err['msg']}"
-    return str(exc)

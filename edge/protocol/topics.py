@@ -4,27 +4,15 @@ Every topic lives under `edge/v1`. An identifier (device, handheld, fleet, HQ cl
 and one ACL line, so it is restricted to characters that mean nothing to MQTT or to mosquitto's ACL syntax.
 """
 
-import re
 from dataclasses import dataclass
 from typing import Literal
+
+from edge.config.base import ID_PATTERN, check_id
 
 ROOT = "edge/v1"
 
 Role = Literal["device", "handheld", "hq"]
 ROLES: tuple[Role, ...] = ("device", "handheld", "hq")
-
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-
-
-def check_id(value: str, what: str = "id") -> str:
-    """Return `value` if it is a safe identifier (letters, digits, `_.-`, 1-63 chars), else raise ValueError."""
-    if not _ID.fullmatch(value):
-        raise ValueError(
-            f"{what} {value!r} is not allowed: use 1-63 letters, digits, '_', '.' or '-', "
-            "starting with a letter or digit"
-        )
-    return value
-
 
 @dataclass(frozen=True)
 class Identity:
@@ -148,7 +136,7 @@ class OwnTopic:
 
 def _parse(topic: str, level: str) -> OwnTopic | None:
     parts = topic.split("/", 4)
-    if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != ROOT or parts[2] != level or not _ID.fullmatch(parts[3]):
+    if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != ROOT or parts[2] != level or not ID_PATTERN.fullmatch(parts[3]):
         return None
     return OwnTopic(parts[3], parts[4])
 

@@ -10,25 +10,27 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from handheld_helpers import make_alert
 from pydantic import ValidationError
 
+from edge.audit.decisions import audit_body
 from edge.audit.log import AuditLog
 from edge.audit.records import AdjudicationBody
 from edge.audit.verify import verify_file
 from edge.errors import EdgeError
-from edge.handheld.adjudication import Adjudication, AdjudicationRefused, audit_body, tally, verify_adjudication
-from edge.handheld.alert import STATEMENT, AlertRefused, _encrypt, open_sealed, seal
-from edge.hq.pairing import (
+from edge.protocol.adjudication import Adjudication, tally, verify_adjudication
+from edge.protocol.alert import STATEMENT, _encrypt, open_sealed, seal
+from edge.protocol.canonical import encode, sign
+from edge.protocol.messages import Box, MatchEvent, ModelHashes, WatchlistRef
+from edge.protocol.pairing import (
     DevicePairing,
     HandheldPairing,
     HandheldPeer,
-    PairingError,
     device_record,
     handheld_record,
     payload,
     raw_b64,
     read_record,
 )
-from edge.link.messages import Box, MatchEvent, ModelHashes, WatchlistRef, encode, sign
-from edge.link.topics import adjudications
+from edge.protocol.refused import Refused
+from edge.protocol.topics import adjudications
 
 DEVICE = Ed25519PrivateKey.generate()
 OTHER_DEVICE = Ed25519PrivateKey.generate()
@@ -44,9 +46,9 @@ def sealed(**changes: object) -> tuple[bytes, dict]:
 
 def refused(data: bytes | dict, paired: dict | None = None, key: X25519PrivateKey = HANDHELD) -> str:
     raw = data if isinstance(data, bytes) else json.dumps(data).encode()
-    with pytest.raises(AlertRefused) as caught:
+    with pytest.raises(Refused) as caught:
         open_sealed(raw, key, PAIRED if paired is None else paired, "h1")
-    return caught.value.reason
+    return caught.value.code
 
 
 def test_sealed_alert_opens_for_its_handheld_and_hides_the_images_from_relays() -> None:
@@ -64,9 +66,9 @@ def test_refuses_unpaired_device_other_handheld_and_malformed() -> None:
     data, _ = sealed()
     assert refused(data, paired={"cam02": DEVICE.public_key()}) == "unpaired"
     assert refused(data, key=X25519PrivateKey.generate()) == "tampered"  # sealed to another handheld's key
-    with pytest.raises(AlertRefused) as caught:
+    with pytest.raises(Refused) as caught:
         open_sealed(data, HANDHELD, PAIRED, "h2")
-    assert caught.value.reason == "not_for_us"
+    assert caught.value.code == "not_for_us"
     assert refused(b"not json") == "malformed"
     assert refused(b'{"schema": "edge.sealed_alert/1"}') == "malformed"
 
@@ -81,9 +83,9 @@ def test_refuses_unpaired_device_other_handheld_and_malformed() -> None:
 def test_any_header_change_breaks_decryption(field: str, value: str) -> None:
     _, envelope = sealed()
     envelope[field] = value
-    with pytest.raises(AlertRefused) as caught:
+    with pytest.raises(Refused) as caught:
         open_sealed(json.dumps(envelope).encode(), HANDHELD, PAIRED | {"cam09": DEVICE.public_key()})
-    assert caught.value.reason == "tampered"
+    assert caught.value.code == "tampered"
 
 
 def test_alert_forwarded_by_another_handheld_is_refused() -> None:
@@ -145,37 +147,37 @@ def test_adjudication_verifies_and_becomes_an_audit_record(tmp_path) -> None:
 def test_adjudication_refusals() -> None:
     good = decision("4711", "reject")
     signed = good.signed(HANDHELD_SIGNING)
-    with pytest.raises(AdjudicationRefused, match="not paired") as caught:
+    with pytest.raises(Refused, match="not paired") as caught:
         verify_adjudication(signed, {"h2": HANDHELD_SIGNING.public_key()})
-    assert caught.value.reason == "unknown_handheld"
-    with pytest.raises(AdjudicationRefused) as caught:
+    assert caught.value.code == "unknown_handheld"
+    with pytest.raises(Refused) as caught:
         verify_adjudication(good.signed(Ed25519PrivateKey.generate()), KNOWN)
-    assert caught.value.reason == "bad_signature"
+    assert caught.value.code == "bad_signature"
     forged = json.loads(signed) | {"decision": "confirm"}
-    with pytest.raises(AdjudicationRefused) as caught:
+    with pytest.raises(Refused) as caught:
         verify_adjudication(json.dumps(forged).encode(), KNOWN)
-    assert caught.value.reason == "bad_signature"
-    with pytest.raises(AdjudicationRefused) as caught:
+    assert caught.value.code == "bad_signature"
+    with pytest.raises(Refused) as caught:
         verify_adjudication(signed, KNOWN, topic=adjudications("h2"))
-    assert caught.value.reason == "unknown_handheld"
-    with pytest.raises(AdjudicationRefused) as caught:
+    assert caught.value.code == "unknown_handheld"
+    with pytest.raises(Refused) as caught:
         verify_adjudication(signed, KNOWN, device="cam02")
-    assert caught.value.reason == "not_ours"
+    assert caught.value.code == "not_ours"
 
 
 def test_two_officer_rule_counts_different_officers_and_latest_decisions() -> None:
     assert tally([], 2).state == "pending"
-    one = tally([decision("4711", "confirm")], 2)
+    one = tally([decision("4711", "confirm").vote()], 2)
     assert (one.state, one.text) == ("awaiting_second", "1 of 2 confirmations")
-    same_officer_twice = tally([decision("4711", "confirm", 0), decision("4711", "confirm", 1)], 2)
+    same_officer_twice = tally([decision("4711", "confirm", 0).vote(), decision("4711", "confirm", 1).vote()], 2)
     assert same_officer_twice.confirmations == 1 and same_officer_twice.state == "awaiting_second"
-    two = tally([decision("4711", "confirm"), decision("4712", "confirm")], 2)
+    two = tally([decision("4711", "confirm").vote(), decision("4712", "confirm").vote()], 2)
     assert (two.state, two.text) == ("confirmed", "Confirmed (2 of 2 confirmations)")
-    assert tally([decision("4711", "confirm")], 1).state == "confirmed"
-    changed_mind = tally([decision("4711", "confirm", 0), decision("4711", "reject", 5)], 1)
+    assert tally([decision("4711", "confirm").vote()], 1).state == "confirmed"
+    changed_mind = tally([decision("4711", "confirm", 0).vote(), decision("4711", "reject", 5).vote()], 1)
     assert changed_mind.state == "rejected"
-    assert tally([decision("4711", "confirm"), decision("4712", "reject")], 2).state == "disputed"
-    assert tally([decision("4711", "unsure")], 2).state == "unsure"
+    assert tally([decision("4711", "confirm").vote(), decision("4712", "reject").vote()], 2).state == "disputed"
+    assert tally([decision("4711", "unsure").vote()], 2).state == "unsure"
 
 
 HQ = Ed25519PrivateKey.generate()
@@ -188,18 +190,18 @@ def test_pairing_records_are_verified_for_owner_signer_and_freshness() -> None:
     new = device_record("cam01", [], HQ, issued_at=dt.datetime(2025, 1, 2, tzinfo=dt.timezone.utc))
     current = read_record(payload(old), DevicePairing, HQ.public_key(), "cam01")
     assert current.handheld_keys()["h1"].public_bytes_raw() == HANDHELD_SIGNING.public_key().public_bytes_raw()
-    with pytest.raises(PairingError, match="is for cam01, not cam02"):
+    with pytest.raises(Refused, match="is for cam01, not cam02"):
         read_record(payload(old), DevicePairing, HQ.public_key(), "cam02")
-    with pytest.raises(PairingError, match="pinned HQ key"):
+    with pytest.raises(Refused, match="pinned HQ key"):
         read_record(payload(old), DevicePairing, Ed25519PrivateKey.generate().public_key(), "cam01")
     forged = json.loads(payload(new)) | {"handhelds": [peer.body()]}
-    with pytest.raises(PairingError, match="pinned HQ key"):
+    with pytest.raises(Refused, match="pinned HQ key"):
         read_record(json.dumps(forged).encode(), DevicePairing, HQ.public_key(), "cam01")
     latest = read_record(payload(new), DevicePairing, HQ.public_key(), "cam01", current)
-    with pytest.raises(PairingError, match="not newer"):  # replaying the old record cannot undo the unpairing
+    with pytest.raises(Refused, match="not newer"):  # replaying the old record cannot undo the unpairing
         read_record(payload(old), DevicePairing, HQ.public_key(), "cam01", latest)
     record = handheld_record("h1", [], HQ)
-    with pytest.raises(PairingError, match=r"not an edge\.device_pairing/1"):
+    with pytest.raises(Refused, match=r"not an edge\.device_pairing/1"):
         read_record(payload(record), DevicePairing, HQ.public_key(), "h1")
     assert read_record(payload(record), HandheldPairing, HQ.public_key(), "h1").devices == []
 

@@ -6,7 +6,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.link.bench import synthetic_match
-from edge.link.messages import MessageError, decode, encode, sign, verify
+from edge.protocol.canonical import encode, sign, verify
+from edge.protocol.messages import decode
+from edge.protocol.refused import Refused
 
 
 def test_signature_survives_reserialisation_and_catches_any_change() -> None:
@@ -41,5 +43,5 @@ def test_signature_survives_reserialisation_and_catches_any_change() -> None:
     ],
 )
 def test_malformed_payloads_are_refused_with_the_reason(payload: bytes, problem: str) -> None:
-    with pytest.raises(MessageError, match=problem):
+    with pytest.raises(Refused, match=problem):
         decode(payload)

@@ -2,41 +2,36 @@
 
 The handheld publishes each decision on `edge/v1/handhelds/<hid>/adjudications`; the device that raised
 the alert and HQ verify it against the handheld's Ed25519 key from their pairing records, and the device
-writes it to its audit log (`audit_body`). Each decision is one message with its own id: two officers
+writes it to its audit log (edge.audit.decisions). Each decision is one message with its own id: two officers
 deciding on one alert are two messages, and `tally` says what they amount to under the configured rule.
 """
 
 import datetime as dt
-import json
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-from edge.audit.records import AdjudicationBody
-from edge.errors import EdgeError
-from edge.handheld.alert import HandheldAlert
-from edge.link.messages import DeviceId, EventId, HandheldId, encode, new_event_id, sign, utc_now, verify
-from edge.link.topics import adjudications, check_id
+from edge.config.base import check_id
+from edge.protocol.alert import HandheldAlert
+from edge.protocol.canonical import encode, load_model, sign, verify
+from edge.protocol.messages import DeviceId, EventId, HandheldId, new_event_id, utc_now
+from edge.protocol.refused import Refused
+from edge.protocol.topics import adjudications
 
 ADJUDICATION = "edge.adjudication/1"
 Decision = Literal["confirm", "reject", "unsure"]
 DECISIONS: tuple[Decision, ...] = ("confirm", "reject", "unsure")
-_AUDIT_DECISION: dict[Decision, Literal["confirmed", "rejected", "unsure"]] = {
-    "confirm": "confirmed", "reject": "rejected", "unsure": "unsure",
-}
-_FROM_AUDIT: dict[str, Decision] = {audited: decision for decision, audited in _AUDIT_DECISION.items()}
 OfficerId = Annotated[str, AfterValidator(lambda v: check_id(v, "officer id"))]
 
 
-class AdjudicationRefused(EdgeError):
-    """A decision message that is malformed, from an unknown handheld, or not signed by it."""
+class Vote(NamedTuple):
+    """One officer's decision at one time: what `tally` counts."""
 
-    def __init__(self, reason: Literal["malformed", "unknown_handheld", "bad_signature", "not_ours"],
-                 message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+    at: float
+    officer: str
+    decision: Decision
 
 
 class Adjudication(BaseModel):
@@ -67,6 +62,9 @@ class Adjudication(BaseModel):
     def body(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
 
+    def vote(self) -> "Vote":
+        return Vote(self.decided_at.timestamp(), self.officer_id, self.decision)
+
     def signed(self, handheld_signing_key: Ed25519PrivateKey) -> bytes:
         """The payload to publish: this decision with the handheld's Ed25519 signature."""
         return encode(sign(self.body(), handheld_signing_key))
@@ -79,32 +77,18 @@ def verify_adjudication(payload: bytes, handheld_keys: Mapping[str, Ed25519Publi
     `topic`, when given, must be that handheld's adjudications topic (a handheld cannot speak for another);
     `device`, when given, must be the device the decision is about (a device keeps only its own).
     """
-    try:
-        raw = json.loads(payload)
-        adjudication = Adjudication.model_validate(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
-        detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-        raise AdjudicationRefused("malformed", f"not an {ADJUDICATION} message: {detail}") from None
+    raw, adjudication = load_model(payload, Adjudication, f"an {ADJUDICATION} message")
     who = f"decision {adjudication.adjudication_id} by handheld {adjudication.handheld}"
     if topic is not None and topic != adjudications(adjudication.handheld):
-        raise AdjudicationRefused("unknown_handheld", f"{who} arrived on {topic}, not on that handheld's topic")
+        raise Refused("unknown_handheld", f"{who} arrived on {topic}, not on that handheld's topic")
     key = handheld_keys.get(adjudication.handheld)
     if key is None:
-        raise AdjudicationRefused("unknown_handheld", f"{who}: handheld {adjudication.handheld} is not paired here")
+        raise Refused("unknown_handheld", f"{who}: handheld {adjudication.handheld} is not paired here")
     if not verify(raw, key):
-        raise AdjudicationRefused("bad_signature", f"{who}: signature is not handheld {adjudication.handheld}'s")
+        raise Refused("bad_signature", f"{who}: signature is not handheld {adjudication.handheld}'s")
     if device is not None and adjudication.device != device:
-        raise AdjudicationRefused("not_ours", f"{who} is about device {adjudication.device}'s alert, not {device}'s")
+        raise Refused("not_ours", f"{who} is about device {adjudication.device}'s alert, not {device}'s")
     return adjudication
-
-
-def audit_body(adjudication: Adjudication) -> AdjudicationBody:
-    """The device's audit record of a verified decision (`AuditLog.append("adjudication", audit_body(a))`)."""
-    note = f"{adjudication.officer_name}: {adjudication.note}" if adjudication.note else adjudication.officer_name
-    return AdjudicationBody(event_id=adjudication.event_id, decision=_AUDIT_DECISION[adjudication.decision],
-                            by=adjudication.officer_id, handheld_id=adjudication.handheld,
-                            decided_at=adjudication.decided_at.timestamp(), note=note[:500],
-                            confirmations_required=adjudication.confirmations_required)
 
 
 State = Literal["pending", "awaiting_second", "confirmed", "rejected", "disputed", "unsure"]
@@ -122,20 +106,14 @@ class Tally(BaseModel):
     officers: dict[str, Decision] = Field(description="each officer's latest decision")
 
 
-def _vote(decision: Adjudication | AdjudicationBody) -> tuple[float, str, Decision]:
-    """(when, officer, decision) of a decision as the handheld signed it or as the device audited it."""
-    if isinstance(decision, Adjudication):
-        return decision.decided_at.timestamp(), decision.officer_id, decision.decision
-    return decision.decided_at, decision.by, _FROM_AUDIT[decision.decision]
-
-
-def tally(decisions: Iterable[Adjudication | AdjudicationBody], required: int) -> Tally:
+def tally(votes: Iterable[Vote], required: int) -> Tally:
     """Count each officer's latest decision; confirmed once `required` different officers confirmed.
 
-    Takes the handheld's signed decisions (HQ, the device on receipt) or the device's audit records of them.
+    Takes the votes of the handheld's signed decisions (HQ, the device on receipt) or of the device's audit
+    records of them (edge.audit.decisions.vote_of).
     """
     officers: dict[str, Decision] = {}
-    for _, officer, choice in sorted(map(_vote, decisions), key=lambda v: v[0]):
+    for _, officer, choice in sorted(votes, key=lambda v: v.at):
         officers[officer] = choice
     confirms = sum(1 for v in officers.values() if v == "confirm")
     rejects = sum(1 for v in officers.values() if v == "reject")

@@ -1,7 +1,7 @@
 """Pairing records: HQ's signed statement of which handhelds a device alerts, and which devices a handheld trusts.
 
 `edge hq pair` writes one record per side and publishes each retained on the side's pairing topic
-(`edge.link.topics.device_pairing` / `handheld_pairing`):
+(`edge.protocol.topics.device_pairing` / `handheld_pairing`):
 - to a device (`edge.device_pairing/1`): each paired handheld's id, Ed25519 key (to verify its decisions)
   and X25519 key (to seal alerts to it);
 - to a handheld (`edge.handheld_pairing/1`): each paired device's id and Ed25519 key (to verify alerts).
@@ -12,8 +12,6 @@ record cannot undo an unpairing.
 
 import base64
 import datetime as dt
-import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -21,33 +19,21 @@ from typing import Annotated, Any, Literal, TypeVar
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from edge.errors import EdgeError
-from edge.handheld.alert import HandheldAlert, seal
+from edge.fsio import write_atomic
 from edge.keys import key_id
-from edge.link.messages import (
-    DeviceId,
-    HandheldId,
-    MatchEvent,
-    Sha256Hex,
-    base64_of,
-    encode,
-    sign,
-    utc_now,
-    verify,
-)
-from edge.link.topics import handheld_inbox
+from edge.protocol.alert import HandheldAlert, seal
+from edge.protocol.canonical import encode, load_model, sign, verify
+from edge.protocol.messages import DeviceId, HandheldId, MatchEvent, Sha256Hex, base64_of, utc_now
+from edge.protocol.refused import Refused
+from edge.protocol.topics import handheld_inbox
 
 DEVICE_PAIRING = "edge.device_pairing/1"
 HANDHELD_PAIRING = "edge.handheld_pairing/1"
 
 
 RawKey = Annotated[str, base64_of(32)]
-
-
-class PairingError(EdgeError):
-    """A pairing record is unreadable, not signed by the pinned HQ key, for someone else, or older than ours."""
 
 
 def raw_b64(key: Ed25519PublicKey | X25519PublicKey) -> str:
@@ -96,7 +82,7 @@ class DevicePairing(_Record):
     signature: str | None = None
 
     def handheld_keys(self) -> dict[str, Ed25519PublicKey]:
-        """handheld id -> key that verifies its decisions (edge.handheld.adjudication.verify_adjudication)."""
+        """handheld id -> key that verifies its decisions (edge.protocol.adjudication.verify_adjudication)."""
         return {h.id: h.signing_public() for h in self.handhelds}
 
     def sealed_alerts(self, event: MatchEvent, device_signing_key: Ed25519PrivateKey,
@@ -122,7 +108,7 @@ class HandheldPairing(_Record):
     signature: str | None = None
 
     def device_keys(self) -> dict[str, Ed25519PublicKey]:
-        """device id -> key that verifies its alerts (edge.handheld.alert.open_sealed)."""
+        """device id -> key that verifies its alerts (edge.protocol.alert.open_sealed)."""
         return {d.id: d.signing_public() for d in self.devices}
 
 
@@ -150,20 +136,15 @@ def payload(record: DevicePairing | HandheldPairing) -> bytes:
 def read_record(data: bytes, kind: type[R], hq_public: Ed25519PublicKey, owner: str,
                 current: R | None = None) -> R:
     """Parse and verify a record for `owner` (device or handheld id); refuse one not newer than `current`."""
-    try:
-        raw = json.loads(data)
-        record = kind.model_validate(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
-        detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-        raise PairingError(f"not an {kind.model_fields['schema_'].default} record: {detail}") from None
+    raw, record = load_model(data, kind, f"an {kind.model_fields['schema_'].default} record")
     subject = record.device if isinstance(record, DevicePairing) else record.handheld
     if subject != owner:
-        raise PairingError(f"pairing record is for {subject}, not {owner}: it was sent to the wrong place")
+        raise Refused("not_for_us", f"pairing record is for {subject}, not {owner}: it was sent to the wrong place")
     if record.signer != key_id(hq_public) or not verify(raw, hq_public):
-        raise PairingError(f"pairing record for {owner} is not signed by the pinned HQ key: ignored")
+        raise Refused("bad_signature", f"pairing record for {owner} is not signed by the pinned HQ key: ignored")
     if current is not None and record.issued_at <= current.issued_at:
-        raise PairingError(f"pairing record for {owner} issued {record.issued_at.isoformat()} is not newer than the "
-                           f"one in use ({current.issued_at.isoformat()}): replay or reordering ignored")
+        raise Refused("stale", f"pairing record for {owner} issued {record.issued_at.isoformat()} is not newer "
+                               f"than the one in use ({current.issued_at.isoformat()}): replay or reordering ignored")
     return record
 
 
@@ -174,19 +155,14 @@ def load_record(path: Path, kind: type[R], hq_public: Ed25519PublicKey, owner: s
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise PairingError(f"cannot read pairing record {path}: {exc.strerror}") from exc
+        raise Refused("unreadable", f"cannot read pairing record {path}: {exc.strerror}") from exc
     try:
         return read_record(data, kind, hq_public, owner)
-    except PairingError as exc:
-        raise PairingError(f"{path}: {exc}; fetch a fresh one from HQ (`edge hq pair`)") from None
+    except Refused as exc:
+        raise Refused(exc.code, f"{path}: {exc}; fetch a fresh one from HQ (`edge hq pair`)") from None
 
 
 def save_record(record: DevicePairing | HandheldPairing, path: Path) -> None:
     """Atomic replace with fsync, so a crash leaves the old record or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(payload(record))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, payload(record), mode=0o644)

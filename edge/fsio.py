@@ -1,0 +1,53 @@
+"""Durable files: the one way this project replaces a file, so that a crash or a power cut leaves either the
+old file or the new one, never half of one.
+
+The data goes to `<name>.partial` in the same folder, is fsynced, renamed over the target, and the folder is
+fsynced so the rename itself survives a power cut. A partial file never outlives an error.
+"""
+
+import os
+from pathlib import Path
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def partial_path(path: Path) -> Path:
+    return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+def write_atomic(path: Path, data: bytes | memoryview | str, mode: int = 0o600, fsync_dir: bool = True) -> None:
+    """Replace `path` with `data` (text is written as UTF-8), its permission bits exactly `mode`."""
+    commit(write_partial(partial_path(path), data, mode), path, fsync_dir)
+
+
+def write_partial(partial: Path, data: bytes | memoryview | str, mode: int = 0o600) -> Path:
+    """Write and fsync `partial` with permission bits `mode` (not widened by the umask); gone on any error."""
+    view = memoryview(data.encode("utf-8") if isinstance(data, str) else data)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        try:
+            os.fchmod(fd, mode)  # a pre-existing partial, or a umask, must not leave other bits
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return partial
+
+
+def commit(partial: Path, path: Path, fsync_dir: bool = True) -> None:
+    """Rename a written partial file over `path`, then fsync the folder; the partial never survives an error."""
+    try:
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    if fsync_dir:
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
