@@ -88,7 +88,9 @@ class PeriodReport(_Model):
     counters: CounterTotals
 
 
-class Refusal(_Model):
+class WatchlistRefusal(_Model):
+    """A watchlist the device refused, as its audit log recorded it."""
+
     time: float
     watchlist_id: str | None
     version: int | None
@@ -106,7 +108,7 @@ class DeploymentReport(_Model):
     signed_through: int | None
     integrity_problems: list[str]
     periods: list[PeriodReport]
-    refusals: list[Refusal]
+    refusals: list[WatchlistRefusal]
     config_changes: int
     outside_periods: Outcomes
     totals: Outcomes
@@ -149,7 +151,7 @@ def build_report(records: Iterable[AuditRecord], outcomes: Mapping[str, Outcome]
     periods: list[PeriodReport] = []
     alerts_in: dict[str, list[str]] = {}  # period id (or "" outside periods) -> alert event ids
     device_decisions: dict[str, list[AdjudicationBody]] = {}
-    refusals: list[Refusal] = []
+    refusals: list[WatchlistRefusal] = []
     outside, notes, config_changes = CounterTotals(), [], 0
     current: PeriodReport | None = None
     for r in unique:
@@ -168,7 +170,7 @@ def build_report(records: Iterable[AuditRecord], outcomes: Mapping[str, Outcome]
             current.watchlists.append(WatchlistUse(watchlist_id=body.watchlist_id, version=body.version,
                                                    size=body.entries, since=r.time))
         elif isinstance(body, WatchlistRefusedBody) and r.time >= start:
-            refusals.append(Refusal(time=r.time, watchlist_id=body.watchlist_id, version=body.version,
+            refusals.append(WatchlistRefusal(time=r.time, watchlist_id=body.watchlist_id, version=body.version,
                                     reason=body.reason))
         elif isinstance(body, AlertBody) and (current is not None or r.time >= start):
             alerts_in.setdefault(current.period_id if current else "", []).append(body.event_id)

@@ -2,19 +2,13 @@
 officers' decisions down.
 
 The daemon calls `send_match` / `send_audit` / `send_watchlist_state` / `send_handheld_alert`; each returns
-once the message is committed to the outbox, so from then on nothing short of losing the disk loses it. A
-publisher thread signs each message (setting `sent_at`), publishes it at QoS 1 with a bounded window of
-unacknowledged messages, and deletes it from the outbox only when the broker has taken it: a refused PUBACK
-(e.g. ACL) keeps it and retries later, and so does PUBACK 0x10 "No matching subscribers" (nobody would get
-it, e.g. HQ's shared subscription was forgotten by a broker restart, or the handheld never connected): the
-topic is then held, its messages wait in the outbox, and one of them probes with back-off until someone
-takes it. Retained bundles, the retained pairing record and decisions arrive on one delivery thread that
-calls `on_bundle`, `on_pairing` and `on_adjudication` (never paho's network thread; an exception there is
-logged, never fatal). Status is retained on `devices/<id>/status`; the broker's will turns it to offline
-when the device vanishes.
+once the message is committed to the outbox, so from then on nothing short of losing the disk loses it; the
+outbox publisher (edge.link.publisher) takes it from there. Retained bundles, the retained pairing record and
+decisions arrive on one delivery thread that calls `on_bundle`, `on_pairing` and `on_adjudication` (never
+paho's network thread; an exception there is logged, never fatal). Status is retained on
+`devices/<id>/status`; the broker's will turns it to offline when the device vanishes.
 """
 
-import bisect
 import hashlib
 import json
 import logging
@@ -22,7 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,18 +27,18 @@ from pydantic import JsonValue
 
 from edge.config.link import LinkConfig
 from edge.link.chunks import Reassembler
-from edge.link.mqtt import Ack, Incoming, LinkError, MqttClient, Will, read_identity
+from edge.link.mqtt import Incoming, LinkError, MqttClient, Will, read_identity
 from edge.link.outbox import Outbox
+from edge.link.publisher import OutboxPublisher
 from edge.protocol import topics
 from edge.protocol.alert import SealedAlert
-from edge.protocol.canonical import encode, sign
+from edge.protocol.canonical import encode
 from edge.protocol.messages import (
     AuditEnvelope,
     DeviceStatus,
     MatchEvent,
     WatchlistRef,
     WatchlistState,
-    iso,
     new_event_id,
     utc_now,
 )
@@ -52,7 +46,6 @@ from edge.protocol.messages import (
 log = logging.getLogger(__name__)
 
 _SIGNATURE_ROOM = 200  # signature and sent_at are added at publish time
-NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK reason: accepted, but no subscription matched
 
 
 @dataclass(frozen=True)
@@ -64,19 +57,8 @@ class Bundle:
     data: bytes
 
 
-@dataclass
-class _Hold:
-    """A topic the broker had no subscriber for: its messages wait in the outbox (`parked`, oldest first)
-    and one of them (`probe`) is sent each `delay` seconds until the broker has someone to give it to."""
-
-    delay: float
-    until: float
-    parked: list[int] = field(default_factory=list)
-    probe: int | None = None
-
-
 @dataclass(frozen=True)
-class _Delivery:
+class _Inbound:
     """Work for the delivery thread: call `handler`, then acknowledge `message` (if any) to the broker."""
 
     what: str
@@ -128,14 +110,7 @@ class Uplink:
         if fleet is not None:
             self._prefixes[topics.fleet_bundle(fleet)] = f"fleet:{fleet}"
         self._reassembler = Reassembler()
-        self._deliveries: queue.Queue[_Delivery | None] = queue.Queue()
-        self._acks: queue.SimpleQueue[tuple[int, str, Ack]] = queue.SimpleQueue()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._inflight: set[int] = set()
-        self._retry: dict[int, float] = {}
-        self._held: dict[str, _Hold] = {}
-        self._cursor = 0
+        self._deliveries: queue.Queue[_Inbound | None] = queue.Queue()
         will = DeviceStatus(device=self.device_id, online=False, reason="connection lost", software=software)
         self._client = MqttClient(
             config,
@@ -144,7 +119,8 @@ class Uplink:
             on_connect=self._publish_status,
             manual_ack=True,
         )
-        self._threads = [threading.Thread(target=self._publisher, name="edge-uplink-publisher", daemon=True)]
+        self._publisher = OutboxPublisher(config, self._outbox, self._client, self._key)
+        self._threads: list[threading.Thread] = []
         if on_bundle is not None or on_pairing is not None or on_adjudication is not None:
             self._threads.append(threading.Thread(target=self._deliverer, name="edge-uplink-delivery", daemon=True))
 
@@ -159,6 +135,7 @@ class Uplink:
             filters.append(topics.all_adjudications())
         self._client.subscribe(filters)
         self._client.start()
+        self._publisher.start()
         for thread in self._threads:
             thread.start()
 
@@ -171,8 +148,7 @@ class Uplink:
                 self._client.publish_wait(topics.status(self.device_id), self._status_payload(), True, timeout)
             except LinkError as exc:
                 log.warning("could not publish offline status: %s", exc)
-        self._stopping.set()
-        self._wake.set()
+        self._publisher.stop(timeout)
         self._deliveries.put(None)
         for thread in self._threads:
             thread.join(timeout)
@@ -264,7 +240,7 @@ class Uplink:
                 f"({self.config.max_message_bytes}); it was not queued"
             )
         self._outbox.put(topic, data)
-        self._wake.set()
+        self._publisher.wake()
 
     def _status_payload(self) -> bytes:
         with self._status_lock:
@@ -277,110 +253,16 @@ class Uplink:
         except LinkError as exc:
             log.warning("could not publish status: %s", exc)
 
-    def _publisher(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.wait(0.5)
-            self._wake.clear()
-            try:
-                self._settle_acks()
-                if self._client.connected:
-                    self._send_more()
-            except Exception:
-                log.exception("outbox publisher error; retrying in 1 s")
-                self._stopping.wait(1.0)
-
-    def _settle_acks(self) -> None:
-        done: list[int] = []
-        while True:
-            try:
-                entry_id, topic, ack = self._acks.get_nowait()
-            except queue.Empty:
-                break
-            self._inflight.discard(entry_id)
-            hold = self._held.get(topic)
-            probe = hold is not None and hold.probe == entry_id
-            if hold is not None and probe:
-                hold.probe = None
-            if ack.code == NO_MATCHING_SUBSCRIBERS:
-                self._park(entry_id, topic, probe)
-            elif ack.ok:
-                done.append(entry_id)
-                if hold is not None:
-                    self._release(topic)
-            else:
-                log.error("broker refused outbox message %d (%s); keeping it, retry in %d s",
-                          entry_id, ack.reason, self.config.reconnect_max_s)
-                self._retry[entry_id] = time.monotonic() + self.config.reconnect_max_s
-        self._outbox.remove(done)
-
-    def _park(self, entry_id: int, topic: str, probe: bool) -> None:
-        """Keep a message nobody subscribed to in the outbox; hold its topic and back off (logged once per hold)."""
-        now = time.monotonic()
-        hold = self._held.get(topic)
-        if hold is None:
-            hold = self._held[topic] = _Hold(self.config.reconnect_min_s, now + self.config.reconnect_min_s)
-            log.warning("broker has no subscriber for %s yet (PUBACK 0x10): its messages stay in the outbox and "
-                        "are retried with back-off up to %d s", topic, self.config.reconnect_max_s)
-        elif probe:
-            hold.delay = min(2 * hold.delay, self.config.reconnect_max_s)
-            hold.until = now + hold.delay
-        at = bisect.bisect_left(hold.parked, entry_id)
-        if at == len(hold.parked) or hold.parked[at] != entry_id:
-            hold.parked.insert(at, entry_id)
-
-    def _release(self, topic: str) -> None:
-        """Someone takes `topic` again: send what waited for it, oldest first."""
-        hold = self._held.pop(topic)
-        if hold.parked:
-            log.info("broker has a subscriber for %s again: sending the %d message(s) held for it",
-                     topic, len(hold.parked))
-        now = time.monotonic()
-        for entry_id in hold.parked:
-            self._retry[entry_id] = now
-
-    def _send_more(self) -> None:
-        free = self.config.inflight - len(self._inflight)
-        now = time.monotonic()
-        wanted: list[int] = []
-        for hold in self._held.values():
-            if len(wanted) < free and hold.probe is None and hold.parked and hold.until <= now:
-                hold.probe = hold.parked.pop(0)
-                wanted.append(hold.probe)
-        due = [i for i, when in self._retry.items() if when <= now][: free - len(wanted)]
-        for entry_id in due:
-            del self._retry[entry_id]
-        entries = self._outbox.get(wanted + due)
-        while len(entries) < free and (fresh := self._outbox.after(self._cursor, free - len(entries))):
-            self._cursor = fresh[-1].id
-            for entry in fresh:
-                hold = self._held.get(entry.topic)
-                if hold is None:
-                    entries.append(entry)
-                else:
-                    bisect.insort(hold.parked, entry.id)
-        for entry in entries:
-            body = json.loads(entry.body)
-            body["sent_at"] = iso(utc_now())
-            self._inflight.add(entry.id)
-            self._client.publish(entry.topic, encode(sign(body, self._key)), on_ack=self._acked(entry.id, entry.topic))
-
-    def _acked(self, entry_id: int, topic: str) -> Callable[[Ack], None]:
-        def on_ack(ack: Ack) -> None:
-            self._acks.put((entry_id, topic, ack))
-            self._wake.set()
-
-        return on_ack
-
     def _handle_message(self, message: Incoming) -> None:
         """On paho's thread: hand the work to the delivery thread. Decisions and pairing records are acknowledged
         once handled (a crash before that gets them again); bundle chunks at once (retained, sent again anyway)."""
         topic = message.topic
         where = topics.parse_handheld_topic(topic)
         if self._on_pairing is not None and topic == topics.device_pairing(self.device_id):
-            self._deliveries.put(_Delivery(f"pairing record on {topic}", partial(self._on_pairing, message.payload),
+            self._deliveries.put(_Inbound(f"pairing record on {topic}", partial(self._on_pairing, message.payload),
                                            message))
         elif self._on_adjudication is not None and where is not None and where.suffix == "adjudications":
-            self._deliveries.put(_Delivery(f"decision on {topic}", partial(self._on_adjudication, topic,
+            self._deliveries.put(_Inbound(f"decision on {topic}", partial(self._on_adjudication, topic,
                                                                            message.payload), message))
         else:
             self._feed_bundle(message)
@@ -395,7 +277,7 @@ class Uplink:
                 if data is not None:
                     bundle = Bundle(source, hashlib.sha256(data).hexdigest(), data)
                     log.info("watchlist bundle from %s complete: %d bytes, sha256 %s", source, len(data), bundle.sha256)
-                    self._deliveries.put(_Delivery(f"watchlist bundle from {source} {bundle.sha256}",
+                    self._deliveries.put(_Inbound(f"watchlist bundle from {source} {bundle.sha256}",
                                                    partial(on_bundle, bundle)))
                 return
         log.warning("ignored message on unexpected topic %s", message.topic)
