@@ -1,5 +1,7 @@
-"""TensorRT engines on the device: naming and metadata, build profiles, JetPack checks, and the CLI.
+"""The `edge engines` command and the JetPack checks: a thin layer over edge.runtime.
 
-Everything here imports without TensorRT; the pieces that need it (edge.runtime.tensorrt,
-edge.runtime.build) import it lazily and name what is missing.
+edge.runtime owns TensorRT end to end (engine file and header, profiles, sample inputs, build,
+comparison with ONNX Runtime); here are only the JetPack checks (check.py, jetpack.py) and the
+command that drives the runtime (cli.py). Everything here imports without TensorRT: edge.runtime
+imports tensorrt and pycuda lazily and names what is missing.
 """

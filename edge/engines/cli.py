@@ -7,9 +7,10 @@ from pathlib import Path
 
 from edge.cli import Commands
 from edge.engines.check import Check, run_checks
-from edge.engines.compare import verify_engine
-from edge.engines.naming import ShapeRange, calibration_cache_name, read_engine, rebuild_hint, timing_cache_name
-from edge.engines.profiles import (
+from edge.errors import ConfigError, EdgeError, ModelError
+from edge.models import ENGINES_DIR, Manifest
+from edge.runtime.engine_file import ShapeRange, calibration_cache_name, read_engine, rebuild_hint, timing_cache_name
+from edge.runtime.profiles import (
     DEFAULT_BATCH,
     DEFAULT_DETECTOR_SIZES,
     Precision,
@@ -19,8 +20,7 @@ from edge.engines.profiles import (
     parse_size,
     trtexec_command,
 )
-from edge.errors import ConfigError, EdgeError, ModelError
-from edge.models import ENGINES_DIR, Manifest
+from edge.runtime.verify import verify_engine
 
 
 def register(commands: Commands) -> None:

@@ -2,8 +2,8 @@
 
 TensorRT's Python builder with its ONNX parser (every parser error is printed), FP16 where the GPU
 has fast FP16, optional INT8 from a calibration cache built on real frames, optimization profiles
-from edge.engines.profiles, and a timing cache kept between builds. The plan is written with the
-metadata header of edge.engines.naming, atomically, under the name the runtime looks for.
+from edge.runtime.profiles, and a timing cache kept between builds. The plan is written with the
+metadata header of edge.runtime.engine_file, atomically, under the name the runtime looks for.
 """
 
 import datetime
@@ -19,8 +19,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
-from edge.engines import samples
-from edge.engines.naming import (
+from edge.errors import ConfigError, ModelError
+from edge.fsio import write_atomic
+from edge.models import Manifest, ModelSpec
+from edge.runtime import sample_inputs
+from edge.runtime.engine_file import (
     EngineMeta,
     calibration_cache_name,
     engine_file_name,
@@ -28,10 +31,7 @@ from edge.engines.naming import (
     plan_digest,
     timing_cache_name,
 )
-from edge.engines.profiles import DEFAULT_BATCH, DEFAULT_DETECTOR_SIZES, Precision, Profile, build_profiles
-from edge.errors import ConfigError, ModelError
-from edge.fsio import write_atomic
-from edge.models import Manifest, ModelSpec
+from edge.runtime.profiles import DEFAULT_BATCH, DEFAULT_DETECTOR_SIZES, Precision, Profile, build_profiles
 from edge.runtime.tensorrt import device_gpu, import_tensorrt, primary_context
 
 log = logging.getLogger(__name__)
@@ -248,9 +248,9 @@ def _int8_setup(trt: ModuleType, cuda: ModuleType, builder: Any, config: Any, sp
         raise ConfigError(f"int8 needs calibration frames: pass --calib-dir with real frames from the camera "
                           f"(no calibration cache {cache} yet)")
     shape = profile[spec.input].opt
-    images = iter(()) if options.calibration_dir is None else samples.folder_images(
+    images = iter(()) if options.calibration_dir is None else sample_inputs.folder_images(
         options.calibration_dir, options.calibration_images)
-    batches = samples.batches(images, spec, shape)
+    batches = sample_inputs.batches(images, spec, shape)
     config.set_flag(trt.BuilderFlag.INT8)
     calibrator = _calibrator(trt, cuda, batches, shape[0], cache, options.calibration_images // shape[0])
     config.int8_calibrator = calibrator

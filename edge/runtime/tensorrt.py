@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from edge.engines.naming import (
+from edge.errors import ModelError
+from edge.models import Manifest, ModelSpec
+from edge.runtime.engine_file import (
     ShapeRange,
     check_engine,
     engine_file_name,
@@ -25,9 +27,7 @@ from edge.engines.naming import (
     read_engine,
     rebuild_hint,
 )
-from edge.engines.profiles import Profile, pick_profile
-from edge.errors import ModelError
-from edge.models import Manifest, ModelSpec
+from edge.runtime.profiles import Profile, pick_profile
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def import_tensorrt() -> tuple[ModuleType, ModuleType]:
 
 
 def device_gpu(cuda: ModuleType) -> str:
-    """This device's GPU id for engine names (see edge.engines.naming.gpu_slug)."""
+    """This device's GPU id for engine names (see edge.runtime.engine_file.gpu_slug)."""
     cuda.init()
     device = cuda.Device(0)
     sms = device.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT)

@@ -49,9 +49,9 @@ def embedder_engine(sdks: None, manifest: Manifest, tmp_path_factory: pytest.Tem
 
 def test_built_embedder_matches_onnx_runtime_on_real_faces(embedder_engine: Path, manifest: Manifest,
                                                           data_dir: Path) -> None:
-    from edge.engines.compare import verify_engine
-    from edge.engines.naming import read_engine
+    from edge.runtime.engine_file import read_engine
     from edge.runtime.tensorrt import engine_path_for
+    from edge.runtime.verify import verify_engine
 
     assert engine_path_for(manifest, "mobilefacenet_192", embedder_engine.parent) == embedder_engine
     meta, _ = read_engine(embedder_engine, "rebuild")

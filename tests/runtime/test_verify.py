@@ -8,12 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.engines import samples
-from edge.engines.compare import compare_runtimes, diff_output, verification_inputs
-from edge.engines.profiles import build_profiles
 from edge.errors import ConfigError
 from edge.models import Manifest
+from edge.runtime import sample_inputs
 from edge.runtime.onnxrt import OnnxRuntime
+from edge.runtime.profiles import build_profiles
+from edge.runtime.verify import compare_runtimes, diff_output, verification_inputs
 
 
 class HalfPrecision:
@@ -53,20 +53,20 @@ class Wrong:
 
 def test_faces_are_preprocessed_as_the_manifest_says(manifest: Manifest, data_dir: Path) -> None:
     spec = manifest.spec("mobilefacenet_192")
-    faces = samples.lfw_images(data_dir, 4, faces=True)
+    faces = sample_inputs.lfw_images(data_dir, 4, faces=True)
     assert len(faces) == 4 and faces[0].shape == (114, 114, 3)
-    x = samples.preprocess(faces[0], spec, (112, 112))
+    x = sample_inputs.preprocess(faces[0], spec, (112, 112))
     assert x.shape == (3, 112, 112) and x.dtype == np.float32
     rgb = cv2.cvtColor(cv2.resize(faces[0], (112, 112), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
     np.testing.assert_allclose(x[0], (rgb[..., 0].astype(np.float32) - 127.5) / 128, atol=1e-6)
-    nhwc = samples.preprocess(faces[0], manifest.spec("faceres_1024"), (224, 224))
+    nhwc = sample_inputs.preprocess(faces[0], manifest.spec("faceres_1024"), (224, 224))
     assert nhwc.shape == (224, 224, 3)
 
 
 def test_detector_frames_are_letterboxed(manifest: Manifest, data_dir: Path) -> None:
     spec = manifest.spec("retinaface_mnet025")
-    (frame,) = samples.lfw_images(data_dir, 1, faces=False)
-    x = samples.preprocess(frame, spec, (640, 384))
+    (frame,) = sample_inputs.lfw_images(data_dir, 1, faces=False)
+    x = sample_inputs.preprocess(frame, spec, (640, 384))
     assert x.shape == (3, 384, 640)
     # 250x250 scaled to 384x384 at the left; the padding right of it is black minus the mean.
     np.testing.assert_allclose(x[:, :, 500], -np.asarray(spec.mean, np.float32)[:, None] * np.ones((1, 384)))
@@ -78,20 +78,20 @@ def test_batches_are_full_and_calibration_folders_skip_unreadable_files(manifest
     spec = manifest.spec("mobilefacenet_192")
     frames = tmp_path / "frames"
     frames.mkdir()
-    for index, face in enumerate(samples.lfw_images(data_dir, 5, faces=True)):
+    for index, face in enumerate(sample_inputs.lfw_images(data_dir, 5, faces=True)):
         cv2.imwrite(str(frames / f"{index}.png"), face)
     (frames / "5.jpg").write_bytes(b"not a jpeg")
     (frames / "notes.txt").write_text("ignored")
-    images = list(samples.folder_images(frames, limit=100))
+    images = list(sample_inputs.folder_images(frames, limit=100))
     assert len(images) == 5
-    got = list(samples.batches(images, spec, (2, 3, 112, 112)))
+    got = list(sample_inputs.batches(images, spec, (2, 3, 112, 112)))
     assert [b.shape for b in got] == [(2, 3, 112, 112), (2, 3, 112, 112)]
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ConfigError, match="no images"):
-        list(samples.folder_images(empty, limit=1))
+        list(sample_inputs.folder_images(empty, limit=1))
     with pytest.raises(ConfigError, match="does not exist"):
-        list(samples.folder_images(tmp_path / "missing", limit=1))
+        list(sample_inputs.folder_images(tmp_path / "missing", limit=1))
 
 
 def test_verification_inputs_cover_every_profile(manifest: Manifest, data_dir: Path) -> None:

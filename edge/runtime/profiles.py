@@ -9,9 +9,9 @@ import shlex
 from pathlib import Path
 from typing import Literal
 
-from edge.engines.naming import Shape, ShapeRange
 from edge.errors import ConfigError, ModelError
 from edge.models import ModelSpec
+from edge.runtime.engine_file import Shape, ShapeRange
 
 Profile = dict[str, ShapeRange]
 Precision = Literal["fp32", "fp16", "int8"]

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.engines.profiles import build_profiles, parse_batch, parse_size, pick_profile, trtexec_command
 from edge.errors import ConfigError, ModelError
 from edge.models import Manifest
+from edge.runtime.profiles import build_profiles, parse_batch, parse_size, pick_profile, trtexec_command
 
 
 def test_detector_gets_one_static_profile_per_size(manifest: Manifest) -> None:

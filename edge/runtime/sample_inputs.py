@@ -12,9 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.engines.naming import Shape
 from edge.errors import ConfigError
 from edge.models import ModelSpec
+from edge.runtime.engine_file import Shape
 
 log = logging.getLogger(__name__)
 

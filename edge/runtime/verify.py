@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from edge.engines import samples
-from edge.engines.profiles import Precision, Profile
 from edge.models import Manifest, ModelSpec
+from edge.runtime import sample_inputs
 from edge.runtime.base import Runtime
 from edge.runtime.onnxrt import OnnxRuntime
+from edge.runtime.profiles import Precision, Profile
 from edge.runtime.tensorrt import TensorRTRuntime
 
 # (allowed max |difference| relative to max(1, max |reference|), minimum per-sample cosine)
@@ -114,12 +114,12 @@ def compare_runtimes(spec: ModelSpec, engine: Runtime, reference: Runtime, input
 def verification_inputs(spec: ModelSpec, profiles: list[Profile], data_dir: Path, count: int) -> Iterator[np.ndarray]:
     """Real faces for embedders (at the optimum batch, then the smallest), whole LFW frames for the
     detector (at every profile's size)."""
-    images = samples.lfw_images(data_dir, count, faces=spec.size != "dynamic")
+    images = sample_inputs.lfw_images(data_dir, count, faces=spec.size != "dynamic")
     for profile in profiles:
         shapes = profile[spec.input]
-        yield from samples.batches(images, spec, shapes.opt)
+        yield from sample_inputs.batches(images, spec, shapes.opt)
         if shapes.min != shapes.opt:
-            yield from samples.batches(images[:shapes.min[0]], spec, shapes.min)
+            yield from sample_inputs.batches(images[:shapes.min[0]], spec, shapes.min)
 
 
 def verify_engine(manifest: Manifest, model: str, engine_path: Path, profiles: list[Profile], data_dir: Path,

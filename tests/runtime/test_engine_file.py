@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.engines.naming import (
+from edge.errors import ModelError
+from edge.models import Manifest
+from edge.runtime.engine_file import (
     EngineMeta,
     ShapeRange,
     check_engine,
@@ -16,8 +18,6 @@ from edge.engines.naming import (
     read_engine,
     rebuild_hint,
 )
-from edge.errors import ModelError
-from edge.models import Manifest
 
 TRT = "10.3.0.30"
 GPU = "orin-sm87-8sm"
