@@ -1,58 +1,42 @@
-"""The device daemon: the only module that knows every package.
+"""The device daemon's lifecycle: start, the threads, the watchdog, a clean stop. The wiring of every package.
 
 Threads: capture → bounded drop-oldest queue → one inference thread (owns the models, and on a Jetson the
 CUDA context) → alerts → outbox (durable) → publisher. Watchlist bundles arrive on the link's delivery
 thread and are swapped in between frames. The main thread handles signals, status and the watchdog.
+What leaves the device with an alert is `delivery`'s job; what HQ and the handhelds send it is `control`'s.
 """
 
-import base64
-import hashlib
 import json
 import logging
 import signal
 import threading
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
-
-import cv2
+from typing import Any
 
 from edge import __version__
 from edge.audit.counters import MinuteCounters
-from edge.audit.decisions import audit_body
 from edge.audit.log import AuditLog
-from edge.audit.records import (
-    AlertBody,
-    ConfigChange,
-    ConfigChangedBody,
-    PeriodStartBody,
-    PeriodStopBody,
-    WatchlistInstalledBody,
-    WatchlistRefusedBody,
-)
+from edge.audit.records import ConfigChange, ConfigChangedBody, PeriodStartBody, PeriodStopBody
 from edge.capture.open import open_source
 from edge.config import EdgeConfig
+from edge.daemon.control import DeviceControl
+from edge.daemon.delivery import AlertDelivery
 from edge.daemon.framequeue import FrameQueue
-from edge.daemon.health import RateMeter, temperatures
+from edge.daemon.health import RateMeter
 from edge.daemon.notify import Notifier
 from edge.errors import EdgeError
 from edge.fsio import write_atomic
 from edge.keys import load_encryption_private, load_signing_private, load_signing_public
-from edge.link.uplink import Bundle, Uplink
+from edge.link.uplink import Uplink
 from edge.models import ENGINES_DIR, Manifest
 from edge.pipeline import FaceCounters, Pipeline
-from edge.protocol import messages
-from edge.protocol.adjudication import verify_adjudication
-from edge.protocol.pairing import DevicePairing, load_record, read_record, save_record
-from edge.protocol.refused import Refused
-from edge.track.decision import Alert
+from edge.protocol.pairing import DevicePairing, load_record
 from edge.vision.stack import VisionStack
 from edge.watchlist.calibration import ThresholdPolicy, load_policy
 from edge.watchlist.match import Gallery
-from edge.watchlist.store import InstalledWatchlist, Refusal, SubjectInfo, WatchlistStore
+from edge.watchlist.store import WatchlistStore
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +55,19 @@ class Device:
         state = cfg.device.state_dir
         self.signing_key = load_signing_private(cfg.device.signing_key)
         self.hq_public = load_signing_public(cfg.device.hq_public_key)
-        self.pairing_file = state / "pairing.json"
-        self.pairing: DevicePairing | None = load_record(self.pairing_file, DevicePairing, self.hq_public,
-                                                         self.device_id)
+        pairing_file = state / "pairing.json"
+        pairing: DevicePairing | None = load_record(pairing_file, DevicePairing, self.hq_public, self.device_id)
         manifest = Manifest.load(cfg.runtime.engines_dir or ENGINES_DIR)
         self.embedder_sha256 = manifest.spec(cfg.embedder.model).sha256
         self.detector_sha256 = manifest.spec(cfg.detector.model).sha256
         self.policy: ThresholdPolicy = load_policy(cfg.match, manifest.folder, cfg.embedder.model,
                                                    self.embedder_sha256)
+        # The link calls these only after start(), by when `control` (built below, on the audit log) exists.
         self.uplink = Uplink(cfg.link.model_copy(update={"outbox": _under(state, cfg.link.outbox)}),
-                             self.signing_key, fleet=cfg.device.fleet, on_bundle=self._on_bundle,
-                             on_pairing=self._on_pairing, on_adjudication=self._on_adjudication,
+                             self.signing_key, fleet=cfg.device.fleet,
+                             on_bundle=lambda bundle: self.control.on_bundle(bundle),
+                             on_pairing=lambda data: self.control.on_pairing(data),
+                             on_adjudication=lambda topic, data: self.control.on_adjudication(topic, data),
                              software=f"edge {__version__}")
         if self.uplink.device_id != self.device_id:
             raise EdgeError(f"device.id is {self.device_id!r} but the link certificate {cfg.link.cert} is for "
@@ -97,19 +83,21 @@ class Device:
         self.notifier = Notifier()
         self.stop_event = threading.Event()
         self.period_id = str(uuid.uuid4())
-        self._swap_lock = threading.Lock()
-        self._pending: InstalledWatchlist | None = None
         self._heartbeat = time.monotonic()
         self._fps = RateMeter()
         self._counters = FaceCounters()
-        self._last_status = self.store.state().status
         self._failure: BaseException | None = None
         self.config_path = config_path
-        self._installed: InstalledWatchlist | None = None
-        self._bundle_seen = threading.Event()
         self._models_ready = threading.Event()
-        self._adjudicated: dict[str, None] = {}  # recent decision ids, oldest first
-        self._undelivered: list[_Delivery] = []  # alerts with a delivery step still to do (inference thread)
+        self.control = DeviceControl(
+            device_id=self.device_id, hq_public=self.hq_public, pairing_file=pairing_file, pairing=pairing,
+            uplink=self.uplink, audit=self.audit, store=self.store, policy=self.policy,
+            embedder_sha256=self.embedder_sha256)
+        self.delivery = AlertDelivery(  # the inference thread's, until it ends
+            device_id=self.device_id, camera_id=cfg.camera.id, probe_crop=cfg.alerts.probe_crop,
+            detector_sha256=self.detector_sha256, embedder_sha256=self.embedder_sha256,
+            signing_key=self.signing_key, uplink=self.uplink, audit=self.audit, minutes=self.minutes,
+            pairing=lambda: self.control.pairing)
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -125,10 +113,10 @@ class Device:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop_event.set())
         self.uplink.start()
-        self._publish_state_now()
+        self.control.publish_state_now()
         if self.store.current is None:  # a fresh device: the retained watchlist usually arrives within seconds
             log.info("no watchlist installed yet; waiting up to %.0f s for one from HQ", WATCHLIST_WAIT)
-            self._bundle_seen.wait(WATCHLIST_WAIT)
+            self.control.bundle_seen.wait(WATCHLIST_WAIT)
         capture = threading.Thread(target=self._capture, name="edge-capture", daemon=True)
         infer = threading.Thread(target=self._infer, name="edge-inference", daemon=True)
         infer.start()
@@ -155,10 +143,10 @@ class Device:
         self.queue.close()
         infer.join(30)
         self.notifier.stopping()
-        self._deliver_pending()  # the inference thread has ended: its queue is ours now
-        if self._undelivered:
+        self.delivery.deliver_pending()  # the inference thread has ended: its queue is ours now
+        if self.delivery.undelivered:
             log.critical("%d alerts could not be queued or audited before stopping (see the errors above); "
-                         "they are lost with this process", len(self._undelivered))
+                         "they are lost with this process", self.delivery.undelivered)
         try:
             self.minutes.flush()
             self.audit.append("period_stop", PeriodStopBody(period_id=self.period_id, reason=reason))
@@ -172,6 +160,9 @@ class Device:
         if self._failure is not None:
             raise EdgeError(f"the pipeline stopped: {self._failure}") from self._failure
         return 0
+
+    def _report_status(self) -> None:
+        self.notifier.status(self.control.report_status(self._counters, self.queue.dropped, self._fps))
 
     def _audit_config_changes(self) -> None:
         """Record in the chain every key whose value differs from the configuration of the previous start."""
@@ -218,18 +209,18 @@ class Device:
             gallery = current.gallery if current else Gallery.empty(stack.embedder.dim)
             pipeline = Pipeline(stack, gallery, self.policy.for_gallery(gallery.size), self.cfg.quality,
                                 self.cfg.track, self.cfg.detector.stride)
-            self._installed = current
+            installed = current  # the watchlist the pipeline matches against: alerts refer to it
             self._models_ready.set()
             while not self.queue.closed:
                 self._heartbeat = time.monotonic()
-                self._maybe_swap(pipeline)
+                installed = self.control.swap_into(pipeline) or installed
                 frame = self.queue.get(timeout=0.5)
                 if frame is None:
                     continue
                 before = pipeline.counters.faces_discarded, pipeline.counters.faces_seen
-                self._deliver_pending()
+                self.delivery.deliver_pending()
                 for alert in pipeline.process(frame):
-                    self._emit(alert)
+                    self.delivery.emit(alert, installed)
                 self._count(pipeline, before)
             before = pipeline.counters.faces_discarded, pipeline.counters.faces_seen
             pipeline.finish()
@@ -247,205 +238,6 @@ class Device:
         self._counters = FaceCounters(**c.as_dict())
         if frames:
             self._fps.tick()
-
-    # --- alerts ---------------------------------------------------------------------------------------
-
-    def _emit(self, alert: Alert) -> None:
-        """Turn an alert into its match event and deliver it; a failed step is kept and retried, never dropped."""
-        wl = self._installed
-        assert wl is not None  # an alert needs a watchlist
-        subject = wl.subject(alert.subject_index)
-        crop_jpeg = _jpeg(alert.crop)
-        hq_crop = crop_jpeg if self.cfg.alerts.probe_crop else None
-        event = messages.MatchEvent(
-            event_id=messages.new_event_id(), device=self.device_id, camera=self.cfg.camera.id,
-            track=alert.track_id, observed_at=messages.utc_now(), subject_id=alert.subject_id,
-            label=alert.label, category=subject.category, case_ref=subject.case_reference,
-            score=alert.score, threshold=alert.threshold.value, margin=max(0.0, alert.margin),
-            probe_quality=alert.quality.score,
-            box=messages.Box(x1=alert.box[0], y1=alert.box[1], x2=alert.box[2], y2=alert.box[3]),
-            watchlist=messages.WatchlistRef(id=wl.header.watchlist_id, version=wl.header.version, sha256=wl.sha256),
-            models=messages.ModelHashes(detector=self.detector_sha256, embedder=self.embedder_sha256),
-            probe_crop=base64.b64encode(hq_crop).decode() if hq_crop else None,
-        )
-        audit = AlertBody(
-            event_id=event.event_id, track_id=alert.track_id, frame=alert.frame, frame_time=alert.timestamp,
-            subject_id=alert.subject_id, watchlist_id=wl.header.watchlist_id, watchlist_version=wl.header.version,
-            score=alert.score, threshold=alert.threshold.value, margin=alert.margin,
-            probe_quality=min(1.0, alert.quality.score), box=alert.box, detector_sha256=self.detector_sha256,
-            embedder_sha256=self.embedder_sha256,
-            crop_sha256=hashlib.sha256(crop_jpeg).hexdigest() if crop_jpeg else None)
-        self.minutes.add(alerts=1)
-        log.info("alert: track %d %s score %.3f (threshold %.3f)", alert.track_id, alert.label, alert.score,
-                 alert.threshold.value)
-        self._undelivered.append(_Delivery(event, audit, alert, crop_jpeg, subject))
-        self._deliver_pending()
-
-    def _deliver_pending(self) -> None:
-        """Outbox first (durable), then the audit record, then the handhelds; each step done once.
-
-        A full disk or a broken outbox raises here: the alert stays in memory, the reason is logged, and the
-        step is retried with the next frame, so the pipeline keeps running and no match event is lost.
-        """
-        while self._undelivered:
-            d = self._undelivered[0]
-            try:
-                if not d.queued:
-                    self.uplink.send_match(d.event)
-                    d.queued = True
-                if not d.audited:
-                    self.audit.append("alert", d.audit)
-                    d.audited = True
-                if not d.to_handhelds:
-                    self._to_handhelds(d.event, d.alert, d.crop, d.subject)
-                    d.to_handhelds = True
-            except EdgeError as exc:
-                if not d.failing:
-                    log.error("alert %s not fully delivered yet (%s); keeping it and retrying", d.event.event_id, exc)
-                d.failing = True
-                return
-            self._undelivered.pop(0)
-
-    def _to_handhelds(self, event: messages.MatchEvent, alert: Alert, crop: bytes | None,
-                      subject: SubjectInfo) -> None:
-        """Each paired handheld gets the alert sealed to its own key: the broker and HQ relay, never read, it."""
-        pairing = self.pairing
-        if pairing is None or not pairing.handhelds:
-            log.warning("alert %s: no handheld is paired with this device; it went to HQ only", event.event_id)
-            return
-        try:
-            sealed = pairing.sealed_alerts(event, self.signing_key, crop, subject.thumbnail, alert.threshold.fpir)
-        except EdgeError as exc:
-            log.error("alert %s could not be sealed for the handhelds: %s", event.event_id, exc)
-            return
-        for topic, envelope in sealed:
-            self.uplink.send_handheld_alert(topic, envelope)
-
-    # --- pairing and adjudication ------------------------------------------------------------------
-
-    def _on_pairing(self, data: bytes) -> None:
-        current = self.pairing
-        try:
-            record = read_record(data, DevicePairing, self.hq_public, self.device_id, current=current)
-        except Refused as exc:
-            if current is not None and current.signature and current.signature.encode() in data:
-                return  # the retained record we already hold, delivered again on reconnect
-            log.warning("pairing record refused: %s", exc)
-            return
-        save_record(record, self.pairing_file)
-        self.pairing = record
-        old = ",".join(h.id for h in current.handhelds) if current else ""
-        new = ",".join(h.id for h in record.handhelds)
-        self.audit.append("config_changed", ConfigChangedBody(
-            source="hq", changes=[ConfigChange(key="pairing.handhelds", old=old, new=new)]))
-        log.info("paired handhelds now: %s", new or "none")
-
-    def _on_adjudication(self, topic: str, data: bytes) -> None:
-        pairing = self.pairing
-        if pairing is None:
-            log.warning("adjudication on %s ignored: this device has no pairing record", topic)
-            return
-        try:
-            decision = verify_adjudication(data, pairing.handheld_keys(), topic=topic, device=self.device_id)
-        except Refused as exc:
-            if exc.code != "not_ours":
-                log.warning("adjudication on %s refused: %s", topic, exc)
-            return
-        if decision.adjudication_id in self._adjudicated:
-            return  # redelivered after a restart of the link: already in the chain
-        self.audit.append("adjudication", audit_body(decision))  # raises: left unacknowledged, redelivered
-        self._adjudicated[decision.adjudication_id] = None
-        while len(self._adjudicated) > 10_000:
-            self._adjudicated.pop(next(iter(self._adjudicated)))
-
-    # --- watchlist ------------------------------------------------------------------------------------
-
-    def _on_bundle(self, bundle: Bundle) -> None:
-        try:
-            self._install(bundle)
-        finally:
-            self._bundle_seen.set()
-
-    def _install(self, bundle: Bundle) -> None:
-        previous = self.store.current
-        result = self.store.install(bundle.data)
-        wl = self.store.current
-        if result.outcome == "installed" and wl is not None:
-            with self._swap_lock:  # matching moves to the new list even if the audit write below fails
-                self._pending = wl
-            self.audit.append("watchlist_installed", WatchlistInstalledBody(
-                watchlist_id=wl.header.watchlist_id, version=wl.header.version, entries=wl.header.entry_count,
-                expires=wl.header.expires.timestamp(), bundle_sha256=wl.sha256, model_sha256=self.embedder_sha256,
-                previous_version=previous.header.version if previous else None))
-        elif result.outcome == "refused" and result.refusal is not None:
-            r = result.refusal
-            self.audit.append("watchlist_refused", WatchlistRefusedBody(
-                watchlist_id=r.watchlist_id, version=r.version, bundle_sha256=r.sha256,
-                reason=f"{r.code}: {r.message}"[:500],
-                kept_watchlist_id=wl.header.watchlist_id if wl else None,
-                kept_version=wl.header.version if wl else None))
-        self.uplink.send_watchlist_state(self._state_message(result.outcome, bundle, result.refusal))
-
-    def _maybe_swap(self, pipeline: Pipeline) -> None:
-        with self._swap_lock:
-            wl, self._pending = self._pending, None
-        if wl is not None:
-            pipeline.swap_watchlist(wl.gallery, self.policy.for_gallery(wl.gallery.size))
-            self._installed = wl
-            log.info("now matching against watchlist %s version %d", wl.header.watchlist_id, wl.header.version)
-
-    def _ref(self) -> messages.WatchlistRef | None:
-        wl = self.store.current
-        return messages.WatchlistRef(id=wl.header.watchlist_id, version=wl.header.version, sha256=wl.sha256) \
-            if wl else None
-
-    def _state_message(self, outcome: Literal["installed", "refused", "unchanged"], bundle: Bundle | None,
-                       refusal: Refusal | None) -> messages.WatchlistState:
-        offered = None
-        if refusal is not None and refusal.watchlist_id and bundle is not None:
-            offered = messages.WatchlistRef(id=refusal.watchlist_id, version=refusal.version or 0,
-                                            sha256=bundle.sha256)
-        reason = f"{refusal.code}: {refusal.message}" if refusal is not None else self.store.state().message
-        return messages.WatchlistState(
-            event_id=messages.new_event_id(), device=self.device_id, at=messages.utc_now(), outcome=outcome,
-            installed=self._ref(), offered=offered, reason=reason[:512])
-
-    def _publish_state_now(self) -> None:
-        try:
-            self.uplink.send_watchlist_state(self._state_message("unchanged", None, None))
-        except EdgeError as exc:  # e.g. a full disk: the state goes out with the next change or status
-            log.error("watchlist state not queued: %s", exc)
-
-    # --- status ---------------------------------------------------------------------------------------
-
-    def _report_status(self) -> None:
-        state = self.store.state(datetime.now(timezone.utc))
-        if state.status != self._last_status:  # e.g. the watchlist expired while installed: say so
-            self._last_status = state.status
-            self._publish_state_now()
-        c = self._counters
-        counters = {"frames": c.frames, "faces_seen": c.faces_seen, "faces_discarded": c.faces_discarded,
-                    "alerts": c.alerts, "dropped_frames": self.queue.dropped, "outbox_pending": self.uplink.pending,
-                    "fps_x10": round(self._fps.rate() * 10)}
-        counters.update({f"temp_mC_{k}": round(v * 1000) for k, v in temperatures().items()})
-        self.uplink.set_status(watchlist=self._ref(), counters=counters, reason=state.status)
-        self.notifier.status(f"{self._fps.rate():.1f} fps, {c.faces_seen} faces, {c.alerts} alerts, "
-                             f"watchlist {state.status}")
-
-
-@dataclass
-class _Delivery:
-    """An alert on its way out, and which of its steps are done."""
-
-    event: messages.MatchEvent
-    audit: AlertBody
-    alert: Alert
-    crop: bytes | None
-    subject: SubjectInfo
-    queued: bool = False
-    audited: bool = False
-    to_handhelds: bool = False
-    failing: bool = False
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -466,7 +258,3 @@ def _under(state_dir: Path, path: Path) -> Path:
     """Relative state paths live in the device's state directory (the one writable path under systemd)."""
     return path if path.is_absolute() else state_dir / path
 
-
-def _jpeg(crop) -> bytes | None:
-    ok, data = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
-    return data.tobytes() if ok else None
