@@ -1,1 +1,2 @@
-"""The device daemon's parts: frame queue, capture thread, systemd notification, health."""
+"""The device daemon: lifecycle (threads, watchdog, stop), alert delivery, and control (pairing,
+adjudication, watchlist install and swap, status); with its frame queue, systemd notification and health."""

@@ -14,7 +14,7 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.app import Device
+    from edge.daemon.lifecycle import Device
 
     cfg = load_config(args.config)
     if args.source:

@@ -43,7 +43,7 @@ def test_alert_to_handheld_decisions_to_device_audit_and_hq_report(
     threads: set[str] = set()
     audited: queue.Queue[Adjudication] = queue.Queue()
 
-    def on_pairing(data: bytes) -> None:  # what edge.app.Device does, minus persistence
+    def on_pairing(data: bytes) -> None:  # what edge.daemon.control does, minus persistence
         threads.add(threading.current_thread().name)
         pairings.append(read_record(data, DevicePairing, hq_public, "cam01", pairings[-1] if pairings else None))
 

@@ -1,0 +1,171 @@
+"""What HQ and the handhelds tell the device, and what it tells them back about itself.
+
+Pairing records (which handhelds get this device's alerts), officers' adjudications (verified, audited once),
+watchlist bundles (installed by the store, swapped into the pipeline between frames) and status messages.
+These arrive on the link's delivery thread while frames flow on the inference thread, so everything the two
+share passes through a lock or a single reference swap, and every change the device accepts is audited.
+"""
+
+import logging
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge.audit.decisions import audit_body
+from edge.audit.log import AuditLog
+from edge.audit.records import ConfigChange, ConfigChangedBody, WatchlistInstalledBody, WatchlistRefusedBody
+from edge.daemon.health import RateMeter, temperatures
+from edge.errors import EdgeError
+from edge.link.uplink import Bundle, Uplink
+from edge.pipeline import FaceCounters, Pipeline
+from edge.protocol import messages
+from edge.protocol.adjudication import verify_adjudication
+from edge.protocol.pairing import DevicePairing, read_record, save_record
+from edge.protocol.refused import Refused
+from edge.watchlist.calibration import ThresholdPolicy
+from edge.watchlist.store import InstalledWatchlist, Refusal, WatchlistStore
+
+log = logging.getLogger(__name__)
+
+ADJUDICATIONS_REMEMBERED = 10_000  # recent decision ids kept to drop a redelivered one
+
+
+class DeviceControl:
+    """The device's side of pairing, adjudication, watchlist install and swap, and status reporting."""
+
+    def __init__(self, *, device_id: str, hq_public: Ed25519PublicKey, pairing_file: Path,
+                 pairing: DevicePairing | None, uplink: Uplink, audit: AuditLog, store: WatchlistStore,
+                 policy: ThresholdPolicy, embedder_sha256: str) -> None:
+        self.device_id = device_id
+        self.hq_public = hq_public
+        self.pairing_file = pairing_file
+        self.pairing = pairing
+        self.uplink = uplink
+        self.audit = audit
+        self.store = store
+        self.policy = policy
+        self.embedder_sha256 = embedder_sha256
+        self.bundle_seen = threading.Event()  # set once the first bundle (installed or not) was handled
+        self._swap_lock = threading.Lock()
+        self._pending: InstalledWatchlist | None = None
+        self._last_status = store.state().status
+        self._adjudicated: dict[str, None] = {}  # recent decision ids, oldest first
+
+    # --- pairing and adjudication ------------------------------------------------------------------
+
+    def on_pairing(self, data: bytes) -> None:
+        current = self.pairing
+        try:
+            record = read_record(data, DevicePairing, self.hq_public, self.device_id, current=current)
+        except Refused as exc:
+            if current is not None and current.signature and current.signature.encode() in data:
+                return  # the retained record we already hold, delivered again on reconnect
+            log.warning("pairing record refused: %s", exc)
+            return
+        save_record(record, self.pairing_file)
+        self.pairing = record
+        old = ",".join(h.id for h in current.handhelds) if current else ""
+        new = ",".join(h.id for h in record.handhelds)
+        self.audit.append("config_changed", ConfigChangedBody(
+            source="hq", changes=[ConfigChange(key="pairing.handhelds", old=old, new=new)]))
+        log.info("paired handhelds now: %s", new or "none")
+
+    def on_adjudication(self, topic: str, data: bytes) -> None:
+        pairing = self.pairing
+        if pairing is None:
+            log.warning("adjudication on %s ignored: this device has no pairing record", topic)
+            return
+        try:
+            decision = verify_adjudication(data, pairing.handheld_keys(), topic=topic, device=self.device_id)
+        except Refused as exc:
+            if exc.code != "not_ours":
+                log.warning("adjudication on %s refused: %s", topic, exc)
+            return
+        if decision.adjudication_id in self._adjudicated:
+            return  # redelivered after a restart of the link: already in the chain
+        self.audit.append("adjudication", audit_body(decision))  # raises: left unacknowledged, redelivered
+        self._adjudicated[decision.adjudication_id] = None
+        while len(self._adjudicated) > ADJUDICATIONS_REMEMBERED:
+            self._adjudicated.pop(next(iter(self._adjudicated)))
+
+    # --- watchlist ------------------------------------------------------------------------------------
+
+    def on_bundle(self, bundle: Bundle) -> None:
+        try:
+            self._install(bundle)
+        finally:
+            self.bundle_seen.set()
+
+    def _install(self, bundle: Bundle) -> None:
+        previous = self.store.current
+        result = self.store.install(bundle.data)
+        wl = self.store.current
+        if result.outcome == "installed" and wl is not None:
+            with self._swap_lock:  # matching moves to the new list even if the audit write below fails
+                self._pending = wl
+            self.audit.append("watchlist_installed", WatchlistInstalledBody(
+                watchlist_id=wl.header.watchlist_id, version=wl.header.version, entries=wl.header.entry_count,
+                expires=wl.header.expires.timestamp(), bundle_sha256=wl.sha256, model_sha256=self.embedder_sha256,
+                previous_version=previous.header.version if previous else None))
+        elif result.outcome == "refused" and result.refusal is not None:
+            r = result.refusal
+            self.audit.append("watchlist_refused", WatchlistRefusedBody(
+                watchlist_id=r.watchlist_id, version=r.version, bundle_sha256=r.sha256,
+                reason=f"{r.code}: {r.message}"[:500],
+                kept_watchlist_id=wl.header.watchlist_id if wl else None,
+                kept_version=wl.header.version if wl else None))
+        self.uplink.send_watchlist_state(self._state_message(result.outcome, bundle, result.refusal))
+
+    def swap_into(self, pipeline: Pipeline) -> InstalledWatchlist | None:
+        """On the inference thread, between frames: move `pipeline` to a newly installed watchlist, if any.
+
+        Returns that watchlist (the one alerts now refer to), or None when nothing changed.
+        """
+        with self._swap_lock:
+            wl, self._pending = self._pending, None
+        if wl is not None:
+            pipeline.swap_watchlist(wl.gallery, self.policy.for_gallery(wl.gallery.size))
+            log.info("now matching against watchlist %s version %d", wl.header.watchlist_id, wl.header.version)
+        return wl
+
+    def _ref(self) -> messages.WatchlistRef | None:
+        wl = self.store.current
+        return messages.WatchlistRef(id=wl.header.watchlist_id, version=wl.header.version, sha256=wl.sha256) \
+            if wl else None
+
+    def _state_message(self, outcome: Literal["installed", "refused", "unchanged"], bundle: Bundle | None,
+                       refusal: Refusal | None) -> messages.WatchlistState:
+        offered = None
+        if refusal is not None and refusal.watchlist_id and bundle is not None:
+            offered = messages.WatchlistRef(id=refusal.watchlist_id, version=refusal.version or 0,
+                                            sha256=bundle.sha256)
+        reason = f"{refusal.code}: {refusal.message}" if refusal is not None else self.store.state().message
+        return messages.WatchlistState(
+            event_id=messages.new_event_id(), device=self.device_id, at=messages.utc_now(), outcome=outcome,
+            installed=self._ref(), offered=offered, reason=reason[:512])
+
+    def publish_state_now(self) -> None:
+        """Queue a watchlist state message saying what is installed (at start, and when the status changes)."""
+        try:
+            self.uplink.send_watchlist_state(self._state_message("unchanged", None, None))
+        except EdgeError as exc:  # e.g. a full disk: the state goes out with the next change or status
+            log.error("watchlist state not queued: %s", exc)
+
+    # --- status ---------------------------------------------------------------------------------------
+
+    def report_status(self, counters: FaceCounters, dropped_frames: int, fps: RateMeter) -> str:
+        """Update the device's status message on the link; returns its one-line summary for systemd."""
+        state = self.store.state(datetime.now(timezone.utc))
+        if state.status != self._last_status:  # e.g. the watchlist expired while installed: say so
+            self._last_status = state.status
+            self.publish_state_now()
+        c = counters
+        values = {"frames": c.frames, "faces_seen": c.faces_seen, "faces_discarded": c.faces_discarded,
+                  "alerts": c.alerts, "dropped_frames": dropped_frames, "outbox_pending": self.uplink.pending,
+                  "fps_x10": round(fps.rate() * 10)}
+        values.update({f"temp_mC_{k}": round(v * 1000) for k, v in temperatures().items()})
+        self.uplink.set_status(watchlist=self._ref(), counters=values, reason=state.status)
+        return f"{fps.rate():.1f} fps, {c.faces_seen} faces, {c.alerts} alerts, watchlist {state.status}"

@@ -1,0 +1,260 @@
+"""The device daemon's lifecycle: start, the threads, the watchdog, a clean stop. The wiring of every package.
+
+Threads: capture → bounded drop-oldest queue → one inference thread (owns the models, and on a Jetson the
+CUDA context) → alerts → outbox (durable) → publisher. Watchlist bundles arrive on the link's delivery
+thread and are swapped in between frames. The main thread handles signals, status and the watchdog.
+What leaves the device with an alert is `delivery`'s job; what HQ and the handhelds send it is `control`'s.
+"""
+
+import json
+import logging
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from edge import __version__
+from edge.audit.counters import MinuteCounters
+from edge.audit.log import AuditLog
+from edge.audit.records import ConfigChange, ConfigChangedBody, PeriodStartBody, PeriodStopBody
+from edge.capture.open import open_source
+from edge.config import EdgeConfig
+from edge.daemon.control import DeviceControl
+from edge.daemon.delivery import AlertDelivery
+from edge.daemon.framequeue import FrameQueue
+from edge.daemon.health import RateMeter
+from edge.daemon.notify import Notifier
+from edge.errors import EdgeError
+from edge.fsio import write_atomic
+from edge.keys import load_encryption_private, load_signing_private, load_signing_public
+from edge.link.uplink import Uplink
+from edge.models import ENGINES_DIR, Manifest
+from edge.pipeline import FaceCounters, Pipeline
+from edge.protocol.pairing import DevicePairing, load_record
+from edge.vision.stack import VisionStack
+from edge.watchlist.calibration import ThresholdPolicy, load_policy
+from edge.watchlist.match import Gallery
+from edge.watchlist.store import WatchlistStore
+
+log = logging.getLogger(__name__)
+
+STATUS_EVERY = 10.0
+DRAIN_TIMEOUT = 15.0  # seconds to wait at stop for the broker to acknowledge the outbox
+STALL_AFTER = 30.0  # seconds without a frame finishing before the watchdog stops being fed
+WATCHLIST_WAIT = 10.0  # seconds a device with no watchlist waits at start for the retained one
+
+
+class Device:
+    """One camera's daemon. `run()` returns when the source ends (files) or on SIGTERM/SIGINT."""
+
+    def __init__(self, cfg: EdgeConfig, config_path: Path | None = None) -> None:
+        self.cfg = cfg
+        self.device_id = cfg.device.id
+        state = cfg.device.state_dir
+        self.signing_key = load_signing_private(cfg.device.signing_key)
+        self.hq_public = load_signing_public(cfg.device.hq_public_key)
+        pairing_file = state / "pairing.json"
+        pairing: DevicePairing | None = load_record(pairing_file, DevicePairing, self.hq_public, self.device_id)
+        manifest = Manifest.load(cfg.runtime.engines_dir or ENGINES_DIR)
+        self.embedder_sha256 = manifest.spec(cfg.embedder.model).sha256
+        self.detector_sha256 = manifest.spec(cfg.detector.model).sha256
+        self.policy: ThresholdPolicy = load_policy(cfg.match, manifest.folder, cfg.embedder.model,
+                                                   self.embedder_sha256)
+        # The link calls these only after start(), by when `control` (built below, on the audit log) exists.
+        self.uplink = Uplink(cfg.link.model_copy(update={"outbox": _under(state, cfg.link.outbox)}),
+                             self.signing_key, fleet=cfg.device.fleet,
+                             on_bundle=lambda bundle: self.control.on_bundle(bundle),
+                             on_pairing=lambda data: self.control.on_pairing(data),
+                             on_adjudication=lambda topic, data: self.control.on_adjudication(topic, data),
+                             software=f"edge {__version__}")
+        if self.uplink.device_id != self.device_id:
+            raise EdgeError(f"device.id is {self.device_id!r} but the link certificate {cfg.link.cert} is for "
+                            f"{self.uplink.device_id!r}: provision the device again or fix the config")
+        self.audit = AuditLog.open(_under(state, cfg.audit.path), self.signing_key, cfg.audit.checkpoint_every,
+                                   device_id=self.device_id, checkpoint_seconds=cfg.audit.checkpoint_seconds,
+                                   fsync=cfg.audit.fsync, on_record=lambda r: self.uplink.send_audit(r.as_dict()))
+        self.minutes = MinuteCounters(lambda body: self.audit.append("counters", body))
+        self.store = WatchlistStore.open(state / "watchlist", device_key=load_encryption_private(
+            cfg.device.encryption_key), hq_public=self.hq_public,
+            embedder_sha256=self.embedder_sha256, config=cfg.watchlist)
+        self.queue = FrameQueue(cfg.camera.queue)
+        self.notifier = Notifier()
+        self.stop_event = threading.Event()
+        self.period_id = str(uuid.uuid4())
+        self._heartbeat = time.monotonic()
+        self._fps = RateMeter()
+        self._counters = FaceCounters()
+        self._failure: BaseException | None = None
+        self.config_path = config_path
+        self._models_ready = threading.Event()
+        self.control = DeviceControl(
+            device_id=self.device_id, hq_public=self.hq_public, pairing_file=pairing_file, pairing=pairing,
+            uplink=self.uplink, audit=self.audit, store=self.store, policy=self.policy,
+            embedder_sha256=self.embedder_sha256)
+        self.delivery = AlertDelivery(  # the inference thread's, until it ends
+            device_id=self.device_id, camera_id=cfg.camera.id, probe_crop=cfg.alerts.probe_crop,
+            detector_sha256=self.detector_sha256, embedder_sha256=self.embedder_sha256,
+            signing_key=self.signing_key, uplink=self.uplink, audit=self.audit, minutes=self.minutes,
+            pairing=lambda: self.control.pairing)
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._audit_config_changes()
+        installed = self.store.current
+        threshold = self.policy.for_gallery(installed.gallery.size if installed else 0)
+        self.audit.append("period_start", PeriodStartBody(
+            period_id=self.period_id, place=self.cfg.device.place, camera=self.cfg.camera.id,
+            watchlist_id=installed.header.watchlist_id if installed else None,
+            watchlist_version=installed.header.version if installed else None,
+            watchlist_size=installed.gallery.size if installed else 0, threshold=threshold.value))
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop_event.set())
+        self.uplink.start()
+        self.control.publish_state_now()
+        if self.store.current is None:  # a fresh device: the retained watchlist usually arrives within seconds
+            log.info("no watchlist installed yet; waiting up to %.0f s for one from HQ", WATCHLIST_WAIT)
+            self.control.bundle_seen.wait(WATCHLIST_WAIT)
+        capture = threading.Thread(target=self._capture, name="edge-capture", daemon=True)
+        infer = threading.Thread(target=self._infer, name="edge-inference", daemon=True)
+        infer.start()
+        while not self._models_ready.wait(0.5) and infer.is_alive() and not self.stop_event.is_set():
+            pass
+        capture.start()
+        self.notifier.ready()  # models loaded and the source opening: systemd may count us as started
+        reason = "shutdown"
+        next_status = 0.0
+        while not self.stop_event.wait(1.0 if self.notifier.watchdog_interval is None
+                                       else min(1.0, self.notifier.watchdog_interval)):
+            if not infer.is_alive():
+                reason = "source_ended" if self._failure is None else "error"
+                break
+            if time.monotonic() - self._heartbeat < STALL_AFTER:
+                self.notifier.watchdog()  # a stalled pipeline stops the feed and systemd restarts us
+            else:
+                log.error("inference has made no progress for %.0f s; not feeding the watchdog", STALL_AFTER)
+            self.minutes.tick()
+            if time.monotonic() >= next_status:
+                self._report_status()
+                next_status = time.monotonic() + STATUS_EVERY
+        self.stop_event.set()
+        self.queue.close()
+        infer.join(30)
+        self.notifier.stopping()
+        self.delivery.deliver_pending()  # the inference thread has ended: its queue is ours now
+        if self.delivery.undelivered:
+            log.critical("%d alerts could not be queued or audited before stopping (see the errors above); "
+                         "they are lost with this process", self.delivery.undelivered)
+        try:
+            self.minutes.flush()
+            self.audit.append("period_stop", PeriodStopBody(period_id=self.period_id, reason=reason))
+        except EdgeError as exc:
+            log.error("period stop not recorded in the audit log: %s", exc)
+        self._report_status()
+        if not self.uplink.wait_drained(DRAIN_TIMEOUT):
+            log.warning("%d messages still in the outbox; they will be sent on the next start", self.uplink.pending)
+        self.uplink.stop()
+        self.audit.close()
+        if self._failure is not None:
+            raise EdgeError(f"the pipeline stopped: {self._failure}") from self._failure
+        return 0
+
+    def _report_status(self) -> None:
+        self.notifier.status(self.control.report_status(self._counters, self.queue.dropped, self._fps))
+
+    def _audit_config_changes(self) -> None:
+        """Record in the chain every key whose value differs from the configuration of the previous start."""
+        current = _flatten(self.cfg.model_dump(mode="json"))
+        last_file = self.cfg.device.state_dir / "config.last.json"
+        try:
+            last = json.loads(last_file.read_text())
+        except FileNotFoundError:
+            last = {}
+        except (OSError, ValueError) as exc:
+            log.warning("previous configuration %s unreadable (%s); recording every key as changed", last_file, exc)
+            last = {}
+        changes = [ConfigChange(key=k, old=_scalar(last.get(k)), new=_scalar(current.get(k)))
+                   for k in sorted(set(current) | set(last)) if last.get(k) != current.get(k)]
+        if changes:
+            self.audit.append("config_changed", ConfigChangedBody(
+                source=str(self.config_path or "defaults"), changes=changes))
+            write_atomic(last_file, json.dumps(current, sort_keys=True).encode())
+
+    # --- threads --------------------------------------------------------------------------------------
+
+    def _capture(self) -> None:
+        try:
+            source = open_source(self.cfg.camera.source, max_backoff=self.cfg.camera.max_backoff)
+        except EdgeError as exc:
+            log.error("camera %s: %s", self.cfg.camera.id, exc)
+            self._failure = exc
+            self.queue.close()
+            return
+        try:
+            while not self.stop_event.is_set() and (frame := source.read()) is not None:
+                self.queue.put(frame)
+                if not source.live:  # a file is read at the pace inference takes it, not dropped
+                    while len(self.queue) >= self.cfg.camera.queue and not self.stop_event.is_set():
+                        time.sleep(0.002)
+        finally:
+            source.close()
+            self.queue.close()
+
+    def _infer(self) -> None:
+        try:
+            stack = VisionStack.open(self.cfg.detector, self.cfg.embedder, self.cfg.runtime)
+            current = self.store.current
+            gallery = current.gallery if current else Gallery.empty(stack.embedder.dim)
+            pipeline = Pipeline(stack, gallery, self.policy.for_gallery(gallery.size), self.cfg.quality,
+                                self.cfg.track, self.cfg.detector.stride)
+            installed = current  # the watchlist the pipeline matches against: alerts refer to it
+            self._models_ready.set()
+            while not self.queue.closed:
+                self._heartbeat = time.monotonic()
+                installed = self.control.swap_into(pipeline) or installed
+                frame = self.queue.get(timeout=0.5)
+                if frame is None:
+                    continue
+                before = pipeline.counters.faces_discarded, pipeline.counters.faces_seen
+                self.delivery.deliver_pending()
+                for alert in pipeline.process(frame):
+                    self.delivery.emit(alert, installed)
+                self._count(pipeline, before)
+            before = pipeline.counters.faces_discarded, pipeline.counters.faces_seen
+            pipeline.finish()
+            self._count(pipeline, before, frames=0)
+            stack.close()
+        except Exception as exc:  # the daemon reports, audits the stop, and systemd restarts it
+            log.exception("inference thread failed")
+            self._failure = exc
+
+    def _count(self, pipeline: Pipeline, before: tuple[int, int], frames: int = 1) -> None:
+        c = pipeline.counters
+        discarded, seen = c.faces_discarded - before[0], c.faces_seen - before[1]
+        self.minutes.add(frames=frames, faces_seen=seen, faces_discarded=discarded,
+                         tracks_ended_without_match=discarded)
+        self._counters = FaceCounters(**c.as_dict())
+        if frames:
+            self._fps.tick()
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _scalar(value: Any) -> str | int | float | bool | None:
+    return value if value is None or isinstance(value, str | int | float | bool) else json.dumps(value)
+
+
+def _under(state_dir: Path, path: Path) -> Path:
+    """Relative state paths live in the device's state directory (the one writable path under systemd)."""
+    return path if path.is_absolute() else state_dir / path
+
