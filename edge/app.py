@@ -51,8 +51,10 @@ from edge.protocol.refused import Refused
 from edge.track.decision import Alert
 from edge.vision.stack import VisionStack
 from edge.watchlist.calibration import ThresholdPolicy, load_policy
+from edge.watchlist.installed import InstalledWatchlist, SubjectInfo
 from edge.watchlist.match import Gallery
-from edge.watchlist.store import InstalledWatchlist, Refusal, SubjectInfo, WatchlistStore
+from edge.watchlist.state import BundleRefusal
+from edge.watchlist.store import WatchlistStore
 
 log = logging.getLogger(__name__)
 
@@ -400,7 +402,7 @@ class Device:
             if wl else None
 
     def _state_message(self, outcome: Literal["installed", "refused", "unchanged"], bundle: Bundle | None,
-                       refusal: Refusal | None) -> messages.WatchlistState:
+                       refusal: BundleRefusal | None) -> messages.WatchlistState:
         offered = None
         if refusal is not None and refusal.watchlist_id and bundle is not None:
             offered = messages.WatchlistRef(id=refusal.watchlist_id, version=refusal.version or 0,
