@@ -26,7 +26,9 @@ from edge.protocol.adjudication import verify_adjudication
 from edge.protocol.pairing import DevicePairing, read_record, save_record
 from edge.protocol.refused import Refused
 from edge.watchlist.calibration import ThresholdPolicy
-from edge.watchlist.store import InstalledWatchlist, Refusal, WatchlistStore
+from edge.watchlist.installed import InstalledWatchlist
+from edge.watchlist.state import BundleRefusal
+from edge.watchlist.store import WatchlistStore
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +139,7 @@ class DeviceControl:
             if wl else None
 
     def _state_message(self, outcome: Literal["installed", "refused", "unchanged"], bundle: Bundle | None,
-                       refusal: Refusal | None) -> messages.WatchlistState:
+                       refusal: BundleRefusal | None) -> messages.WatchlistState:
         offered = None
         if refusal is not None and refusal.watchlist_id and bundle is not None:
             offered = messages.WatchlistRef(id=refusal.watchlist_id, version=refusal.version or 0,

@@ -23,7 +23,7 @@ from edge.link.uplink import Uplink
 from edge.protocol import messages
 from edge.protocol.pairing import DevicePairing
 from edge.track.decision import Alert
-from edge.watchlist.store import InstalledWatchlist, SubjectInfo
+from edge.watchlist.installed import InstalledWatchlist, SubjectInfo
 
 log = logging.getLogger(__name__)
 

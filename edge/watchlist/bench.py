@@ -35,9 +35,10 @@ from edge.keys import (  # noqa: E402
     save_public,
 )
 from edge.models import Manifest  # noqa: E402
-from edge.watchlist.bundle import BundleSpec, EmbedderRef, Subject, seal  # noqa: E402
+from edge.watchlist.bundle import BundleSpec, EmbedderRef  # noqa: E402
 from edge.watchlist.entries import WatchlistEntry  # noqa: E402
 from edge.watchlist.match import Gallery, match, to_bfloat16  # noqa: E402
+from edge.watchlist.sealing import Subject, seal  # noqa: E402
 from edge.watchlist.store import WatchlistStore  # noqa: E402
 
 EMBEDDER = "mobilefacenet_192"

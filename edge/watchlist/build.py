@@ -12,8 +12,8 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
-from edge.watchlist.bundle import Subject
 from edge.watchlist.entries import EntryRow
+from edge.watchlist.sealing import Subject
 
 
 class Enrolment(Protocol):

@@ -1,4 +1,4 @@
-"""The watchlist bundle: HQ signs and encrypts it; a device checks every byte before trusting it.
+"""The watchlist bundle's format: framing, header, payload index, and the constructions both sides share.
 
 Layout (docs/watchlist-bundle.md is the normative description, enough for another implementation):
 
@@ -8,48 +8,32 @@ Layout (docs/watchlist-bundle.md is the normative description, enough for anothe
 The payload's data key is wrapped once per recipient device: X25519 with a fresh ephemeral key,
 HKDF-SHA256, AES-256-GCM. Only `cryptography`'s standard constructions are used.
 
-A device never holds a bundle or its plaintext twice: a bundle file is mapped rather than read, and the
-payload is decrypted a chunk at a time, its embedding rows straight into the gallery array.
+HQ seals a bundle in `sealing`; a device checks it in `opening` and decrypts it in `decryption`. Both sides
+meet here, so that what one writes is what the other reads.
 """
 
-import hashlib
 import json
-import mmap
-import os
 import struct
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Annotated, BinaryIO, Literal
+from typing import Annotated, Literal
 
-import numpy as np
-import pydantic_core
-from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, model_validator
 
-from edge.errors import EdgeError
-from edge.keys import key_id
+from edge.protocol.refused import Refused
 from edge.watchlist.entries import SUBJECT_ID_PATTERN, Category, LongText, ShortText, SubjectId, WatchlistEntry
-from edge.watchlist.match import to_bfloat16
 
 MAGIC = b"EDGEWL\r\n"
 FORMAT = 1
 SIGNATURE_SIZE = 64
 MAX_HEADER_BYTES = 16 << 20
 MAX_THUMBNAIL_BYTES = 64 << 10
-_PREFIX = struct.Struct(">8sI")
-_PAYLOAD_LEN = struct.Struct(">Q")
-_INDEX_LEN = struct.Struct(">I")
-_TAG_SIZE = 16
-_CHUNK = 1 << 18  # payload bytes decrypted at a time: the most plaintext ever outside its final place
+PREFIX = struct.Struct(">8sI")
+PAYLOAD_LEN = struct.Struct(">Q")
+INDEX_LEN = struct.Struct(">I")
+TAG_SIZE = 16
 HEX64 = r"^[0-9a-f]{64}$"
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 
@@ -71,12 +55,19 @@ RefusalCode = Literal[
 ]
 
 
-class BundleRefused(EdgeError):
-    """A bundle the device will not install; `code` is machine-readable, the message says why."""
+class BundleRefused(Refused):
+    """A bundle the device will not install; `code` is machine-readable, the message says why.
+
+    A subclass of the one `Refused` error, with the watchlist's own codes. `header` is the verified header when
+    `opening.open_bundle` refused the bundle after its signature check, so the refusal record can name the
+    watchlist and version it refused.
+    """
+
+    code: RefusalCode
 
     def __init__(self, code: RefusalCode, message: str) -> None:
-        super().__init__(message)
-        self.code: RefusalCode = code
+        super().__init__(code, message)
+        self.header: BundleHeader | None = None
 
 
 class EmbedderRef(BaseModel):
@@ -173,31 +164,6 @@ class PayloadIndex(BaseModel):
 
 
 @dataclass(frozen=True)
-class Subject:
-    """One person going into a bundle: the entry, its embeddings (k, D), an optional JPEG thumbnail."""
-
-    entry: WatchlistEntry
-    embeddings: np.ndarray
-    thumbnail: bytes | None = None
-
-
-GalleryStorage = Literal["bfloat16", "float32"]
-GALLERY_DTYPES: dict[GalleryStorage, np.dtype] = {"bfloat16": np.dtype(np.uint16), "float32": np.dtype(np.float32)}
-PayloadReader = Callable[[int, int], bytes | memoryview]
-"""read(offset, n): n bytes of the payload from `offset` (counted from the payload's first byte)."""
-
-
-@dataclass(frozen=True)
-class Content:
-    """A decrypted payload: entry columns, their embedding rows (entry order) as gallery rows (L2-normalised,
-    float32 or bfloat16 bits per GALLERY_DTYPES), and the thumbnail area (read-only)."""
-
-    index: PayloadIndex
-    embeddings: np.ndarray
-    thumbnails: memoryview
-
-
-@dataclass(frozen=True)
 class RawBundle:
     """A bundle split along its framing, nothing checked yet but the lengths."""
 
@@ -209,92 +175,34 @@ class RawBundle:
     @property
     def payload_offset(self) -> int:
         """Where the payload starts in the bundle."""
-        return _PREFIX.size + len(self.header) + _PAYLOAD_LEN.size
-
-
-def seal(spec: BundleSpec, subjects: Sequence[Subject], recipients: Sequence[tuple[str, X25519PublicKey]],
-         hq_key: Ed25519PrivateKey) -> bytes:
-    """Encrypt the subjects for the recipients (device id, public key) and sign it all with the HQ key."""
-    if not recipients:
-        raise EdgeError("a bundle needs at least one recipient device: pass --recipients")
-    if len({device for device, _ in recipients}) != len(recipients):
-        raise EdgeError("a recipient device is listed twice: list each device once")
-    plaintext, embedding_count = _encode_payload(spec, subjects)
-    data_key = AESGCM.generate_key(bit_length=256)
-    nonce = os.urandom(12)
-    payload = AESGCM(data_key).encrypt(nonce, plaintext, _payload_aad(spec.watchlist_id, spec.version))
-    header = BundleHeader(
-        **spec.model_dump(), format=FORMAT, entry_count=len(subjects), embedding_count=embedding_count,
-        cipher="AES-256-GCM", payload_nonce=nonce.hex(), payload_sha256=hashlib.sha256(payload).hexdigest(),
-        signer=key_id(hq_key.public_key()),
-        recipients=tuple(_wrap(data_key, device, public, spec) for device, public in recipients),
-    )
-    header_bytes = header.model_dump_json().encode()
-    signed = b"".join([_PREFIX.pack(MAGIC, len(header_bytes)), header_bytes, _PAYLOAD_LEN.pack(len(payload)),
-                       payload])
-    return signed + hq_key.sign(signed)
+        return PREFIX.size + len(self.header) + PAYLOAD_LEN.size
 
 
 def split(data: bytes | memoryview) -> RawBundle:
     """Cut a bundle along its framing: refuses a file shorter or longer than its own lengths say."""
     view = memoryview(data)
-    if len(view) < _PREFIX.size:
+    if len(view) < PREFIX.size:
         raise BundleRefused("truncated", f"bundle is {len(view)} bytes: too short to hold a header")
-    magic, header_len = _PREFIX.unpack_from(view)
+    magic, header_len = PREFIX.unpack_from(view)
     if magic != MAGIC:
         raise BundleRefused("malformed", "not a watchlist bundle (wrong magic bytes)")
     if header_len > MAX_HEADER_BYTES:
         raise BundleRefused("malformed", f"header length {header_len} exceeds {MAX_HEADER_BYTES} bytes")
-    payload_at = _PREFIX.size + header_len + _PAYLOAD_LEN.size
+    payload_at = PREFIX.size + header_len + PAYLOAD_LEN.size
     if len(view) < payload_at:
         raise BundleRefused("truncated", f"bundle is {len(view)} bytes, its header alone needs {payload_at}")
-    (payload_len,) = _PAYLOAD_LEN.unpack_from(view, payload_at - _PAYLOAD_LEN.size)
+    (payload_len,) = PAYLOAD_LEN.unpack_from(view, payload_at - PAYLOAD_LEN.size)
     total = payload_at + payload_len + SIGNATURE_SIZE
     if len(view) < total:
         raise BundleRefused("truncated", f"bundle is {len(view)} bytes, its lengths say {total}: incomplete copy")
     if len(view) > total:
         raise BundleRefused("oversized", f"bundle is {len(view)} bytes, its lengths say {total}: extra bytes")
-    return RawBundle(bytes(view[_PREFIX.size: _PREFIX.size + header_len]), view[payload_at: payload_at + payload_len],
+    return RawBundle(bytes(view[PREFIX.size: PREFIX.size + header_len]), view[payload_at: payload_at + payload_len],
                      bytes(view[total - SIGNATURE_SIZE:]), view[: total - SIGNATURE_SIZE])
 
 
-@contextmanager
-def mapped(path: Path) -> Iterator[memoryview]:
-    """A file's bytes without reading them into memory: a read-only map.
-
-    Ed25519 needs the signed bytes in one piece; mapped, they are file pages that the kernel can drop
-    under pressure, not process memory, and they leave this process when the block ends (a view kept
-    past the block still reads, paging back in).
-    """
-    with open(path, "rb") as file:
-        if os.fstat(file.fileno()).st_size == 0:  # mmap refuses an empty file
-            yield memoryview(b"")
-            return
-        pages = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-    try:
-        yield memoryview(pages)
-    finally:
-        pages.madvise(mmap.MADV_DONTNEED)  # unmapped when its last view goes; closing now would break those views
-
-
-def file_reader(file: BinaryIO, raw: RawBundle) -> PayloadReader:
-    """Read the payload of `raw` from an open copy of its bundle file, at most _CHUNK bytes at a time, into one
-    reused buffer (each read is valid until the next)."""
-    buffer = bytearray(_CHUNK)
-
-    def read(offset: int, n: int) -> memoryview:
-        view = memoryview(buffer)[:n]
-        got = os.preadv(file.fileno(), [view], raw.payload_offset + offset)
-        if got != n:
-            raise BundleRefused("truncated", f"{file.name} ended {n - got} bytes early while being decrypted: "
-                                "it was cut short on disk; check the device's storage")
-        return view
-
-    return read
-
-
 def parse_header(raw: RawBundle) -> BundleHeader:
-    """The header as a model (not verified: use `verify` before trusting it)."""
+    """The header as a model (not verified: use `opening.verify` before trusting it)."""
     try:
         obj = json.loads(raw.header)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -307,236 +215,27 @@ def parse_header(raw: RawBundle) -> BundleHeader:
     try:
         return BundleHeader.model_validate(obj)
     except ValidationError as exc:
-        raise BundleRefused("malformed", f"bundle header is invalid: {_first_error(exc)}") from None
+        raise BundleRefused("malformed", f"bundle header is invalid: {first_error(exc)}") from None
 
 
-def verify(raw: RawBundle, hq_public: Ed25519PublicKey) -> BundleHeader:
-    """Check the signature against the pinned HQ key, then parse the header and the payload hash."""
-    pinned = key_id(hq_public)
-    try:
-        hq_public.verify(raw.signature, raw.signed)
-    except InvalidSignature:
-        claimed = _claimed_signer(raw.header)
-        if claimed is not None and claimed != pinned:
-            raise BundleRefused("unknown_signing_key", f"bundle is signed by key {claimed[:16]}…, not by the "
-                                f"pinned HQ key {pinned[:16]}…: is this device provisioned for this HQ?") from None
-        raise BundleRefused("bad_signature", "bundle signature does not verify with the pinned HQ key: "
-                            "the file was altered or damaged in transit") from None
-    header = parse_header(raw)
-    if header.signer != pinned:
-        raise BundleRefused("malformed", "header names another signer than the key that signed it")
-    if hashlib.sha256(raw.payload).hexdigest() != header.payload_sha256:
-        raise BundleRefused("malformed", "payload sha256 differs from the header's: HQ built an inconsistent bundle")
-    return header
-
-
-def check_validity(header: BundleHeader, now: datetime, embedder_sha256: str, skew: timedelta) -> None:
-    """Device policy on a verified header: its own embedder, and inside the validity window."""
-    if header.embedder.sha256 != embedder_sha256:
-        raise BundleRefused("wrong_embedder", f"bundle was enrolled with {header.embedder.name} "
-                            f"({header.embedder.sha256[:16]}…), this device runs {embedder_sha256[:16]}…: "
-                            "rebuild the watchlist with this device's embedder")
-    if header.not_before - skew > now:
-        raise BundleRefused("not_yet_valid", f"bundle is valid from {header.not_before.isoformat()}, "
-                            f"device time is {now.isoformat()}: check the device clock or wait")
-    if header.expires <= now:
-        raise BundleRefused("expired", f"bundle expired at {header.expires.isoformat()} "
-                            f"(device time {now.isoformat()}): publish a current watchlist")
-
-
-def decrypt(raw: RawBundle, header: BundleHeader, device_key: X25519PrivateKey, storage: GalleryStorage = "float32",
-            read: PayloadReader | None = None) -> Content:
-    """Unwrap this device's data key and decrypt the payload a chunk at a time (from `raw`, or through `read`).
-
-    Embedding rows go straight into the gallery array (L2-normalised, in `storage`), the index and the
-    thumbnails into their own buffers: the plaintext is never whole in memory. None of it is trusted
-    until the GCM tag has verified at the end (a failure drops it all); only then is the index parsed.
-    """
-    data_key = _data_key(header, device_key)
-    try:
-        plain = _Plaintext(data_key, bytes.fromhex(header.payload_nonce),
-                           _payload_aad(header.watchlist_id, header.version),
-                           read or (lambda at, n: raw.payload[at: at + n]), len(raw.payload))
-        return _decode_payload(plain, header, storage)
-    except InvalidTag:
-        raise BundleRefused("undecryptable", "bundle payload does not decrypt with this device's key") from None
-
-
-def _data_key(header: BundleHeader, device_key: X25519PrivateKey) -> bytes:
-    mine = key_id(device_key.public_key())
-    wrapped = next((r for r in header.recipients if r.key_id == mine), None)
-    if wrapped is None:
-        names = ", ".join(r.device_id for r in header.recipients)
-        raise BundleRefused("not_addressed", f"bundle is addressed to {names}, not to this device "
-                            f"(key {mine[:16]}…): ask HQ to add this device to the recipients")
-    try:
-        shared = device_key.exchange(X25519PublicKey.from_public_bytes(bytes.fromhex(wrapped.ephemeral_public)))
-        kek = _kek(shared, bytes.fromhex(wrapped.ephemeral_public), device_key.public_key())
-        return AESGCM(kek).decrypt(bytes.fromhex(wrapped.nonce), bytes.fromhex(wrapped.wrapped_key),
-                                   _wrap_aad(header.watchlist_id, header.version, wrapped.device_id))
-    except (InvalidTag, ValueError):
-        raise BundleRefused("undecryptable", "bundle payload does not decrypt with this device's key") from None
-
-
-class _Plaintext:
-    """The payload decrypted in order, a piece at a time into one reused buffer; unauthentic until `finish`."""
-
-    def __init__(self, key: bytes, nonce: bytes, aad: bytes, read: PayloadReader, size: int) -> None:
-        if size < _TAG_SIZE:
-            raise InvalidTag()  # too short to hold its tag
-        self._decryptor = Cipher(algorithms.AES(key), modes.GCM(nonce, bytes(read(size - _TAG_SIZE, _TAG_SIZE)))
-                                 ).decryptor()
-        self._decryptor.authenticate_additional_data(aad)
-        self._read = read
-        self._offset = 0
-        self.left = size - _TAG_SIZE
-        self._buffer = bytearray(_CHUNK + 15)  # update_into wants room for a block beyond the data
-
-    def next(self, n: int) -> memoryview:
-        """The next n (<= _CHUNK) plaintext bytes, valid until the next call."""
-        done = self._decryptor.update_into(self._read(self._offset, n), self._buffer)
-        self._offset += n
-        self.left -= n
-        return memoryview(self._buffer)[:done]
-
-    def into(self, target: bytearray) -> None:
-        """Fill target with the next len(target) plaintext bytes."""
-        for at in range(0, len(target), _CHUNK):
-            piece = self.next(min(_CHUNK, len(target) - at))
-            target[at: at + len(piece)] = piece
-
-    def finish(self) -> None:
-        """Decrypt what is left unread, then check the tag: InvalidTag unless every byte is as HQ encrypted it."""
-        while self.left:
-            self.next(min(_CHUNK, self.left))
-        self._decryptor.finalize()
-
-
-def _decode_payload(plain: _Plaintext, header: BundleHeader, storage: GalleryStorage) -> Content:
-    def bad(why: str) -> BundleRefused:
-        return BundleRefused("malformed", f"bundle payload is inconsistent: {why}")
-
-    dim, rows = header.embedder.dim, header.embedding_count
-    dtype = np.dtype("<f2" if header.dtype == "float16" else "<f4")
-    row_bytes = dim * dtype.itemsize
-    index, thumbnails = bytearray(), bytearray()
-    gallery = np.empty((0, dim), GALLERY_DTYPES[storage])
-    problem = None
-    if plain.left < _INDEX_LEN.size:
-        problem = "too short for its index"
-    else:
-        (index_len,) = _INDEX_LEN.unpack(plain.next(_INDEX_LEN.size))
-        if index_len + rows * row_bytes > plain.left:  # unauthentic yet: judged after the tag
-            problem = "index and embedding area longer than the payload"
-        else:
-            index = bytearray(index_len)
-            plain.into(index)
-            gallery = np.empty((rows, dim), GALLERY_DTYPES[storage])
-            step = _CHUNK // row_bytes
-            with np.errstate(all="ignore"):  # unauthentic rows may hold anything; they are dropped if so
-                for a in range(0, rows, step):
-                    block = np.frombuffer(plain.next(min(step, rows - a) * row_bytes), dtype).reshape(-1, dim)
-                    gallery[a: a + len(block)] = _gallery_rows(block, storage)
-            thumbnails = bytearray(plain.left)
-            plain.into(thumbnails)
-    plain.finish()
-    if problem:
-        raise bad(problem)
-    try:
-        parsed = _parse_index(index)
-    except ValueError as exc:
-        raise bad(f"index: {_first_error(exc) if isinstance(exc, ValidationError) else exc}") from None
-    counted = sum(parsed.embeddings)
-    if len(parsed) != header.entry_count or counted != rows:
-        raise bad(f"{len(parsed)} entries with {counted} embeddings, header says "
-                  f"{header.entry_count} and {header.embedding_count}")
-    if len(set(parsed.subject_id)) != len(parsed):
-        raise bad("a subject id appears twice")
-    if any(ref is not None and ref[0] + ref[1] > len(thumbnails) for ref in parsed.thumbnail):
-        raise bad("a thumbnail lies outside the thumbnail area")
-    return Content(parsed, gallery, memoryview(thumbnails).toreadonly())
-
-
-def _parse_index(text: bytearray) -> PayloadIndex:
-    """Parse the index JSON, emptying `text` before validating: a 1,000,000-entry index then never has its text,
-    a parse tree (pydantic's JSON mode builds one) and its objects in memory at once. Raises ValueError."""
-    columns = pydantic_core.from_json(text, cache_strings=True)  # repeated values become one string object
-    del text[:]
-    return PayloadIndex.model_validate(columns)
-
-
-def _gallery_rows(block: np.ndarray, storage: GalleryStorage) -> np.ndarray:
-    """Bundle rows (float16/float32) -> L2-normalised gallery rows (float32, or bfloat16 bits)."""
-    rows = block.astype(np.float32)
-    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
-    return to_bfloat16(rows) if storage == "bfloat16" else rows
-
-
-def _encode_payload(spec: BundleSpec, subjects: Sequence[Subject]) -> tuple[bytes, int]:
-    dim = spec.embedder.dim
-    if len({s.entry.subject_id for s in subjects}) != len(subjects):
-        raise EdgeError("two subjects share a subject id: one entry per person")
-    rows, refs, thumbs, offset = [], [], [], 0
-    for subject in subjects:
-        emb = np.asarray(subject.embeddings, dtype=np.float32)
-        if emb.size == 0 or emb.shape[-1] != dim:
-            raise EdgeError(f"embeddings of {subject.entry.subject_id} have shape {emb.shape}: need (k, {dim}) "
-                            f"with k >= 1 for {spec.embedder.name}")
-        emb = emb.reshape(-1, dim)
-        rows.append(emb)
-        ref = None
-        if subject.thumbnail is not None:
-            if len(subject.thumbnail) > MAX_THUMBNAIL_BYTES:
-                raise EdgeError(f"thumbnail of {subject.entry.subject_id} is {len(subject.thumbnail)} bytes; "
-                                f"at most {MAX_THUMBNAIL_BYTES}: make it smaller")
-            ref = (offset, len(subject.thumbnail))
-            thumbs.append(subject.thumbnail)
-            offset += len(subject.thumbnail)
-        refs.append(ref)
-    matrix = np.concatenate(rows) if rows else np.zeros((0, dim), np.float32)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    if not np.all(np.isfinite(norms)) or np.any(norms == 0):
-        raise EdgeError("an embedding is zero or not finite: the enrolment produced a broken vector")
-    matrix = (matrix / norms).astype("<f2" if spec.dtype == "float16" else "<f4")
-    entries = [s.entry for s in subjects]
-    columns = {name: [getattr(e, name) for e in entries] for name in WatchlistEntry.model_fields}
-    index = PayloadIndex.model_construct(**columns, embeddings=[len(r) for r in rows], thumbnail=refs)
-    index_json = index.model_dump_json().encode()
-    return b"".join([_INDEX_LEN.pack(len(index_json)), index_json, matrix.tobytes(), *thumbs]), len(matrix)
-
-
-def _wrap(data_key: bytes, device_id: str, public: X25519PublicKey, spec: BundleSpec) -> WrappedKey:
-    ephemeral = X25519PrivateKey.generate()
-    eph_raw = ephemeral.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    nonce = os.urandom(12)
-    wrapped = AESGCM(_kek(ephemeral.exchange(public), eph_raw, public)).encrypt(
-        nonce, data_key, _wrap_aad(spec.watchlist_id, spec.version, device_id))
-    return WrappedKey(device_id=device_id, key_id=key_id(public), ephemeral_public=eph_raw.hex(),
-                      nonce=nonce.hex(), wrapped_key=wrapped.hex())
-
-
-def _kek(shared: bytes, ephemeral_raw: bytes, recipient: X25519PublicKey) -> bytes:
+def derive_kek(shared: bytes, ephemeral_raw: bytes, recipient: X25519PublicKey) -> bytes:
+    """The key that wraps a recipient's copy of the data key, from the X25519 shared secret (HKDF-SHA256)."""
     recipient_raw = recipient.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
                 info=b"edge-watchlist/1 key-wrap" + ephemeral_raw + recipient_raw).derive(shared)
 
 
-def _wrap_aad(watchlist_id: str, version: int, device_id: str) -> bytes:
+def wrap_aad(watchlist_id: str, version: int, device_id: str) -> bytes:
+    """Binds a wrapped key to its watchlist, version and device: it cannot be moved to another bundle."""
     return f"edge-watchlist/1 data-key|{watchlist_id}|{version}|{device_id}".encode()
 
 
-def _payload_aad(watchlist_id: str, version: int) -> bytes:
+def payload_aad(watchlist_id: str, version: int) -> bytes:
+    """Binds the payload to its watchlist and version."""
     return f"edge-watchlist/1 payload|{watchlist_id}|{version}".encode()
 
 
-def _claimed_signer(header: bytes) -> str | None:
-    try:
-        signer = json.loads(header).get("signer")
-    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-        return None
-    return signer if isinstance(signer, str) else None
-
-
-def _first_error(exc: ValidationError) -> str:
+def first_error(exc: ValidationError) -> str:
+    """The first problem pydantic found, as `field: message`, for a one-line refusal."""
     err = exc.errors()[0]
     return f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"

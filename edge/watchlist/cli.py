@@ -26,18 +26,11 @@ from edge.keys import (
 )
 from edge.models import Manifest
 from edge.watchlist.build import enrol
-from edge.watchlist.bundle import (
-    DEVICE_ID_PATTERN,
-    BundleRefused,
-    BundleSpec,
-    EmbedderRef,
-    decrypt,
-    parse_header,
-    seal,
-    split,
-    verify,
-)
+from edge.watchlist.bundle import DEVICE_ID_PATTERN, BundleRefused, BundleSpec, EmbedderRef, parse_header, split
+from edge.watchlist.decryption import decrypt
 from edge.watchlist.entries import EntriesError, parse_time, read_entries
+from edge.watchlist.opening import verify
+from edge.watchlist.sealing import seal
 from edge.watchlist.store import WatchlistStore
 
 DEFAULT_EMBEDDER = "mobilefacenet_192"

@@ -1,25 +1,36 @@
-"""A watchlist bundle read straight from a file (replay of footage), with every check the device makes."""
+"""A watchlist bundle read straight from a file (replay of footage), with every check the device makes.
+
+The checks are the device's own (`opening.open_bundle`, with the configured clock skew), so footage is never
+reviewed against a list a device would refuse.
+"""
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
+from edge.config.watchlist import WatchlistConfig
 from edge.errors import ConfigError
 from edge.keys import load_encryption_private, load_signing_public
-from edge.watchlist.bundle import BundleRefused, check_validity, decrypt, split, verify
-from edge.watchlist.store import InstalledWatchlist
+from edge.watchlist.bundle import BundleRefused
+from edge.watchlist.installed import InstalledWatchlist
+from edge.watchlist.opening import mapped, open_bundle
 
 
-def load_bundle(bundle: Path, key: Path | None, hq_pub: Path | None, embedder_sha256: str) -> InstalledWatchlist:
-    """Verify (pinned HQ key), check validity and model, decrypt with this device's key; refuse otherwise."""
+def load_bundle(bundle: Path, key: Path | None, hq_pub: Path | None, embedder_sha256: str,
+                config: WatchlistConfig | None = None) -> InstalledWatchlist:
+    """Verify (pinned HQ key), check validity and model, decrypt with this device's key; refuse otherwise.
+
+    `config` gives the size limit and clock skew (default: a device's defaults).
+    """
     if key is None or hq_pub is None:
         raise ConfigError("--watchlist needs --key (device encryption private key) and --hq-pub (HQ signing key)")
-    data = bundle.read_bytes()
-    try:
-        raw = split(data)
-        header = verify(raw, load_signing_public(hq_pub))
-        check_validity(header, datetime.now(timezone.utc), embedder_sha256, skew=timedelta(minutes=5))
-        content = decrypt(raw, header, load_encryption_private(key))
-    except BundleRefused as exc:
-        raise ConfigError(f"{bundle}: refused ({exc.code}): {exc}") from exc
-    return InstalledWatchlist.from_content(header, hashlib.sha256(data).hexdigest(), content, "float32")
+    with mapped(bundle) as data:
+        hq_public = load_signing_public(hq_pub)
+        try:
+            opened = open_bundle(data, hq_public=hq_public, embedder_sha256=embedder_sha256,
+                                 config=config or WatchlistConfig(), now=datetime.now(timezone.utc))
+            content = opened.decrypt(load_encryption_private(key))
+        except BundleRefused as exc:
+            raise ConfigError(f"{bundle}: refused ({exc.code}): {exc}") from exc
+        digest = hashlib.sha256(data).hexdigest()
+    return InstalledWatchlist.from_content(opened.header, digest, content, "float32")

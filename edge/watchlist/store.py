@@ -16,6 +16,9 @@ a process killed at any point leaves either the old file or the new one, complet
 
 A large list (1,000,000 entries: a ~500 MB bundle) is never held twice: a bundle file is mapped, not
 read, and the payload is decrypted from disk a chunk at a time, straight into the gallery array.
+
+This module keeps the folder and the rollback bookkeeping; the checks a bundle must pass are
+`opening.open_bundle` (shared with replay), the records it reports are in `state`.
 """
 
 import errno
@@ -24,37 +27,21 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
 
-import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge.config.watchlist import WatchlistConfig
 from edge.errors import EdgeError
 from edge.fsio import PARTIAL_SUFFIX, commit, partial_path, write_atomic, write_partial
-from edge.watchlist.bundle import (
-    GALLERY_DTYPES,
-    BundleHeader,
-    BundleRefused,
-    Content,
-    EmbedderRef,
-    GalleryStorage,
-    RawBundle,
-    RefusalCode,
-    check_validity,
-    decrypt,
-    file_reader,
-    mapped,
-    split,
-    verify,
-)
-from edge.watchlist.entries import WatchlistEntry
-from edge.watchlist.match import Gallery
+from edge.watchlist.bundle import BundleHeader, BundleRefused, RefusalCode
+from edge.watchlist.decryption import file_reader
+from edge.watchlist.installed import InstalledWatchlist
+from edge.watchlist.opening import OpenedBundle, mapped, open_bundle
+from edge.watchlist.state import BundleRefusal, InstallResult, StoreState
 
 log = logging.getLogger(__name__)
 
@@ -63,137 +50,10 @@ VERSIONS_FILE = "versions.json"
 STATE_FILE = "state.json"
 
 
-class InstalledInfo(BaseModel):
-    """The installed watchlist, as reported to HQ."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    watchlist_id: str
-    version: int
-    sha256: str = Field(description="sha256 of the bundle file")
-    entry_count: int
-    embedding_count: int
-    scope: str
-    issued: AwareDatetime
-    not_before: AwareDatetime
-    expires: AwareDatetime
-    embedder: EmbedderRef
-    installed_at: AwareDatetime
-
-
-class Refusal(BaseModel):
-    """Why the last offered bundle was not installed."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    code: RefusalCode
-    message: str
-    at: AwareDatetime
-    sha256: str = Field(description="sha256 of the refused bytes")
-    watchlist_id: str | None = None
-    version: int | None = None
-
-
-class WatchlistState(BaseModel):
-    """The device's watchlist state: persisted in state.json and published to HQ."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    status: Literal["none", "active", "expired", "unusable"]
-    message: str
-    installed: InstalledInfo | None = None
-    last_refusal: Refusal | None = None
-
-
-class InstallResult(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    outcome: Literal["installed", "unchanged", "refused"]
-    refusal: Refusal | None = None
-    state: WatchlistState
-
-
-class SubjectInfo(WatchlistEntry):
-    """An enrolled person's metadata for an alert: why they are listed, and their reference thumbnail."""
-
-    thumbnail: bytes | None = Field(None, description="small JPEG of the enrolled face, for the handheld")
-
-
 class _Versions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     highest: dict[str, int] = Field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class InstalledWatchlist:
-    """A verified, decrypted watchlist in memory: the gallery to match against and who each subject is.
-
-    Metadata is kept in columns (one tuple or array per field) rather than one object per subject,
-    so a large list costs little more than its strings.
-    """
-
-    header: BundleHeader
-    sha256: str
-    gallery: Gallery
-    categories: tuple[str, ...]
-    case_references: tuple[str, ...]
-    legal_bases: tuple[str, ...]
-    approvers: tuple[str, ...]
-    added: np.ndarray
-    entry_expires: np.ndarray
-    thumbnail_refs: np.ndarray
-    thumbnails: memoryview
-
-    @classmethod
-    def from_content(cls, header: BundleHeader, sha256: str, content: Content,
-                     storage: GalleryStorage) -> "InstalledWatchlist":
-        """Take over the decrypted content (its gallery rows as they are: decrypt them with this `storage`)."""
-        if content.embeddings.dtype != GALLERY_DTYPES[storage]:
-            raise ValueError(f"content holds {content.embeddings.dtype} rows, not {storage}: pass storage to decrypt")
-        index = content.index
-        pool: dict[str, str] = {}  # one string object per distinct value: categories, approvers repeat a lot
-
-        def column(values: list[str]) -> tuple[str, ...]:
-            return tuple(pool.setdefault(v, v) for v in values)
-
-        def seconds(times: list[datetime]) -> np.ndarray:
-            return np.fromiter((t.timestamp() for t in times), np.float64, len(times))
-
-        entry_expires = seconds(index.expires)
-        gallery = Gallery(
-            embeddings=content.embeddings,
-            owner=np.repeat(np.arange(len(index), dtype=np.int32), index.embeddings),
-            subject_ids=tuple(index.subject_id),
-            expires=np.minimum(entry_expires, header.expires.timestamp()),
-            labels=tuple(index.label),
-        )
-        refs = np.array([ref or (-1, 0) for ref in index.thumbnail], np.int64).reshape(-1, 2)
-        return cls(header, sha256, gallery, column(index.category), column(index.case_reference),
-                   column(index.legal_basis), column(index.approver), seconds(index.added), entry_expires, refs,
-                   content.thumbnails)
-
-    def subject(self, index: int) -> SubjectInfo:
-        """Metadata of the subject at `index` (Candidate.subject_index)."""
-        offset, length = (int(v) for v in self.thumbnail_refs[index])
-        return SubjectInfo(
-            subject_id=self.gallery.subject_ids[index], label=self.gallery.labels[index],
-            category=self.categories[index], case_reference=self.case_references[index],
-            legal_basis=self.legal_bases[index], approver=self.approvers[index],
-            added=datetime.fromtimestamp(self.added[index], timezone.utc),
-            expires=datetime.fromtimestamp(self.entry_expires[index], timezone.utc),
-            thumbnail=bytes(self.thumbnails[offset: offset + length]) if offset >= 0 else None,
-        )
-
-    def expired(self, now: datetime) -> bool:
-        return self.header.expires <= now
-
-    def info(self, installed_at: datetime) -> InstalledInfo:
-        h = self.header
-        return InstalledInfo(watchlist_id=h.watchlist_id, version=h.version, sha256=self.sha256,
-                             entry_count=h.entry_count, embedding_count=h.embedding_count, scope=h.scope,
-                             issued=h.issued, not_before=h.not_before, expires=h.expires, embedder=h.embedder,
-                             installed_at=installed_at)
 
 
 class WatchlistStore:
@@ -213,7 +73,7 @@ class WatchlistStore:
         self._lock = threading.Lock()
         self._versions = _Versions()
         self._installed_at: datetime | None = None
-        self._last_refusal: Refusal | None = None
+        self._last_refusal: BundleRefusal | None = None
         self._load_error: str | None = None
         self._expiry_reported = False
         self.current: InstalledWatchlist | None = None
@@ -234,7 +94,7 @@ class WatchlistStore:
         store._load_installed()
         return store
 
-    def state(self, now: datetime | None = None) -> WatchlistState:
+    def state(self, now: datetime | None = None) -> StoreState:
         """Current status; says so (once in the log, always in the state) when the watchlist has expired."""
         now = now or datetime.now(timezone.utc)
         wl = self.current
@@ -254,7 +114,7 @@ class WatchlistStore:
             status = "active"
             message = (f"watchlist {wl.header.watchlist_id} version {wl.header.version}: "
                        f"{wl.header.entry_count} entries until {wl.header.expires.isoformat()}")
-        return WatchlistState(status=status, message=message, installed=installed, last_refusal=self._last_refusal)
+        return StoreState(status=status, message=message, installed=installed, last_refusal=self._last_refusal)
 
     def install(self, bundle: bytes | Path, now: datetime | None = None) -> InstallResult:
         """Check and install a bundle (its bytes, or a file); on any refusal the installed watchlist stays as it was.
@@ -272,13 +132,9 @@ class WatchlistStore:
                 if self.current is not None and self.current.sha256 == digest:
                     return InstallResult(outcome="unchanged", state=self.state(now))
                 try:
-                    if len(data) > self._config.max_bundle_bytes:
-                        raise BundleRefused("oversized", f"bundle is {len(data)} bytes, over the limit of "
-                                            f"{self._config.max_bundle_bytes} (watchlist.max_bundle_mb)")
-                    raw = split(data)
-                    header = verify(raw, self._hq_public)
-                    check_validity(header, now, self._embedder_sha256,
-                                   skew=timedelta(seconds=self._config.clock_skew_s))
+                    opened = open_bundle(data, hq_public=self._hq_public, embedder_sha256=self._embedder_sha256,
+                                         config=self._config, now=now)
+                    header = opened.header
                     highest = self._versions.highest.get(header.watchlist_id, 0)
                     if header.version <= highest:
                         raise BundleRefused("version_not_newer", f"bundle {header.watchlist_id} version "
@@ -287,10 +143,10 @@ class WatchlistStore:
                     with _writing(partial):
                         write_partial(partial, data)
                 except BundleRefused as exc:
-                    return self._refuse(exc, digest, header, now)
+                    return self._refuse(exc, digest, header or exc.header, now)
             try:  # the source's pages have left memory: decrypt the copy on disk
                 with _writing(partial):
-                    installed = self._decode(partial, raw, header, digest)
+                    installed = self._decode(partial, opened, digest)
                     commit(partial, self.folder / BUNDLE_FILE)
             except BundleRefused as exc:
                 return self._refuse(exc, digest, header, now)
@@ -309,9 +165,9 @@ class WatchlistStore:
             return InstallResult(outcome="installed", state=state)
 
     def _refuse(self, exc: BundleRefused, digest: str, header: BundleHeader | None, now: datetime) -> InstallResult:
-        refusal = Refusal(code=exc.code, message=str(exc), at=now, sha256=digest,
-                          watchlist_id=header.watchlist_id if header else None,
-                          version=header.version if header else None)
+        refusal = BundleRefusal(code=exc.code, message=str(exc), at=now, sha256=digest,
+                                watchlist_id=header.watchlist_id if header else None,
+                                version=header.version if header else None)
         log.warning("watchlist bundle %s… refused (%s): %s; keeping %s", digest[:16], exc.code, exc,
                     f"version {self.current.header.version}" if self.current else "no watchlist")
         self._last_refusal = refusal
@@ -326,18 +182,16 @@ class WatchlistStore:
         try:
             with mapped(path) as data:
                 digest = hashlib.sha256(data).hexdigest()
-                raw = split(data)
-                header = verify(raw, self._hq_public)
-            if header.embedder.sha256 != self._embedder_sha256:
-                raise BundleRefused("wrong_embedder", f"the installed watchlist was enrolled with "
-                                    f"{header.embedder.name}, not this device's embedder: install a rebuilt one")
-            self.current = self._decode(path, raw, header, digest)
+                opened = open_bundle(data, hq_public=self._hq_public, embedder_sha256=self._embedder_sha256,
+                                     config=self._config, installed=True)
+            self.current = self._decode(path, opened, digest)
         except (BundleRefused, OSError) as exc:
             why = f"({exc.code}): {exc}" if isinstance(exc, BundleRefused) else \
                 f"(unreadable): {exc.strerror}: check the device's storage"
             self._load_error = f"installed watchlist {path} cannot be used {why}"
             log.error(self._load_error)
             return
+        header = opened.header
         self._installed_at = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)  # renamed in at install
         if header.version > self._versions.highest.get(header.watchlist_id, 0):  # killed before versions.json
             self._versions.highest[header.watchlist_id] = header.version
@@ -345,12 +199,12 @@ class WatchlistStore:
         log.info("loaded watchlist %s version %d (%d entries)", header.watchlist_id, header.version,
                  header.entry_count)
 
-    def _decode(self, path: Path, raw: RawBundle, header: BundleHeader, digest: str) -> InstalledWatchlist:
-        """Decrypt the verified bundle `raw` from its copy at `path`, a chunk at a time, into the watchlist."""
+    def _decode(self, path: Path, opened: OpenedBundle, digest: str) -> InstalledWatchlist:
+        """Decrypt the opened bundle from its copy at `path`, a chunk at a time, into the watchlist."""
         storage = self._config.gallery_storage
         with open(path, "rb") as file:
-            content = decrypt(raw, header, self._device_key, storage, read=file_reader(file, raw))
-        return InstalledWatchlist.from_content(header, digest, content, storage)
+            content = opened.decrypt(self._device_key, storage, read=file_reader(file, opened.raw))
+        return InstalledWatchlist.from_content(opened.header, digest, content, storage)
 
     def _read_versions(self) -> _Versions:
         path = self.folder / VERSIONS_FILE
@@ -362,10 +216,10 @@ class WatchlistStore:
             log.error("%s is unreadable (%s): rollback protection falls back to the installed version", path, exc)
             return _Versions()
 
-    def _read_state(self) -> WatchlistState | None:
+    def _read_state(self) -> StoreState | None:
         path = self.folder / STATE_FILE
         try:
-            return WatchlistState.model_validate_json(path.read_bytes()) if path.exists() else None
+            return StoreState.model_validate_json(path.read_bytes()) if path.exists() else None
         except (OSError, ValidationError) as exc:
             log.warning("%s is unreadable (%s): starting a fresh state report", path, exc)
             return None

@@ -9,7 +9,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from watchlist_helpers import DIM, EMBEDDER, Keys, MakeBundle, OpenStore, make_subjects
 
 from edge.config.watchlist import WatchlistConfig
-from edge.watchlist.bundle import BundleSpec, EmbedderRef, Subject, seal
+from edge.watchlist.bundle import BundleSpec, EmbedderRef
+from edge.watchlist.sealing import Subject, seal
 from edge.watchlist.store import WatchlistStore
 
 

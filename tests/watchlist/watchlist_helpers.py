@@ -9,8 +9,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from edge.models import Manifest
-from edge.watchlist.bundle import Subject
 from edge.watchlist.entries import WatchlistEntry
+from edge.watchlist.sealing import Subject
 from edge.watchlist.store import WatchlistStore
 
 MANIFEST = Manifest.load()

@@ -1,0 +1,63 @@
+"""The watchlist store's state report: what is installed and the last refusal, kept in state.json.
+
+The records only; `store` holds the install and rollback rules that write them. The daemon turns them into
+the wire message HQ receives (`edge.protocol.messages.WatchlistState`), hence the distinct names here.
+"""
+
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from edge.watchlist.bundle import EmbedderRef, RefusalCode
+
+
+class InstalledInfo(BaseModel):
+    """The installed watchlist, as reported to HQ."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    watchlist_id: str
+    version: int
+    sha256: str = Field(description="sha256 of the bundle file")
+    entry_count: int
+    embedding_count: int
+    scope: str
+    issued: AwareDatetime
+    not_before: AwareDatetime
+    expires: AwareDatetime
+    embedder: EmbedderRef
+    installed_at: AwareDatetime
+
+
+class BundleRefusal(BaseModel):
+    """Why the last offered bundle was not installed: the record a BundleRefused leaves in the state."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: RefusalCode
+    message: str
+    at: AwareDatetime
+    sha256: str = Field(description="sha256 of the refused bytes")
+    watchlist_id: str | None = None
+    version: int | None = None
+
+
+class StoreState(BaseModel):
+    """The device's watchlist state: persisted in state.json and published to HQ."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["none", "active", "expired", "unusable"]
+    message: str
+    installed: InstalledInfo | None = None
+    last_refusal: BundleRefusal | None = None
+
+
+class InstallResult(BaseModel):
+    """What an install did, and the state after it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Literal["installed", "unchanged", "refused"]
+    refusal: BundleRefusal | None = None
+    state: StoreState
