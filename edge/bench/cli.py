@@ -1,0 +1,74 @@
+"""`edge bench [link | watchlist]`: the benchmarks behind the figures in the docs, as one command.
+
+`edge bench` alone (with its options) is the vision benchmark, as it always was; `edge bench link` and
+`edge bench watchlist` are the MQTT path and the watchlist at scale. Each workload's code is imported only
+when it runs.
+"""
+
+import argparse
+from pathlib import Path
+
+from edge.cli import Commands
+from edge.cliargs import add_model_args
+
+
+def register(commands: Commands) -> None:
+    p = commands.add("bench", "per-stage latency and frames per second on real faces, against face_recognition")
+    p.description = ("Without a COMMAND: the vision benchmark (cold frame and stream, against face_recognition). "
+                     "With one: the link or watchlist benchmark (`edge bench COMMAND --help`).")
+    p.add_argument("--size", default="1280x720", help="cold frame size WIDTHxHEIGHT")
+    p.add_argument("--faces", type=int, default=6, help="faces tiled into the cold frame")
+    p.add_argument("--runs", type=int, default=5, help="cold frame: best of this many runs")
+    p.add_argument("--stream-runs", type=int, default=2, help="stream: best of this many passes over the clip")
+    p.add_argument("--clip", help="video for the stream workload (default: the shared demo clip)")
+    p.add_argument("--no-stream", action="store_true", help="skip the stream workload")
+    p.add_argument("--no-baseline", action="store_true", help="skip face_recognition even when installed")
+    p.add_argument("--gallery-size", type=int, default=1000, help="watchlist size the matcher searches")
+    add_model_args(p, stride="stream: detect every Nth frame", threads_help="inference (and OpenCV) threads")
+    p.add_argument("--data", type=Path, help="shared data folder (default $EDGE_TEST_DATA or ../shared/data)")
+    p.add_argument("--json", type=Path, help="write the figures here")
+    p.set_defaults(func=_vision)
+    sub = p.add_subparsers(dest="bench_command", metavar="[COMMAND]",
+                           title="other benchmarks (default: the vision benchmark above)")
+    _register_link(sub)
+    _register_watchlist(sub)
+
+
+def _register_link(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    text = ("signed match events from a device process through a real mosquitto into the HQ store, "
+            "in events per second")
+    p = sub.add_parser("link", help=text, description=f"{text[0].upper()}{text[1:]}: a throwaway fleet on loopback.")
+    p.add_argument("--events", type=int, default=10_000)
+    p.add_argument("--workers", type=int, default=1, help="HQ ingest workers sharing the stream")
+    p.add_argument("--sync", choices=("normal", "full"), default="full", help="device outbox SQLite sync mode")
+    p.set_defaults(func=_link)
+
+
+def _register_watchlist(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    text = "build, install, load and match a large watchlist: time and resident memory, single-threaded"
+    p = sub.add_parser("watchlist", help=text, description=f"{text[0].upper()}{text[1:]}.")
+    p.add_argument("--entries", type=int, default=100_000, help="bundle size to build, install and match")
+    p.add_argument("--million", type=int, default=1_000_000, help="gallery size for the large match (0: skip)")
+    p.add_argument("--faces", type=int, default=8, help="faces of one frame matched together")
+    p.add_argument("--repeats", type=int, default=30, help="timed repetitions (median reported)")
+    p.add_argument("--storage", choices=("bfloat16", "float32"), default="bfloat16", help="gallery storage")
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    p.set_defaults(func=_watchlist)
+
+
+def _vision(args: argparse.Namespace) -> int:
+    from edge.bench.vision import run_bench
+
+    return run_bench(args)
+
+
+def _link(args: argparse.Namespace) -> int:
+    from edge.bench.link import run_link_bench
+
+    return run_link_bench(args.events, args.workers, args.sync)
+
+
+def _watchlist(args: argparse.Namespace) -> int:
+    from edge.bench.watchlist import run_watchlist_bench
+
+    return run_watchlist_bench(args)
