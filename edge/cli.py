@@ -11,21 +11,23 @@ from edge.errors import EdgeError
 
 # Modules that define `register(commands: Commands)`; each adds its subcommands and sets `func`.
 COMMAND_MODULES = (
-    "edge.vision.cli",          # replay
-    "edge.bench.cli",           # bench
-    "edge.evaluation.cli",      # eval verify | identify
-    "edge.watchlist.cli",       # watchlist build | inspect | install
+    "edge.replay.cli",          # replay
+    "edge.bench.cli",           # bench [link | watchlist]
+    "edge.evaluation.cli",      # eval verify | identify | calibrate
+    "edge.hq.watchlist_cli",    # watchlist build | inspect | install | publish
     "edge.hq.keys_cli",         # hq keys init; device provision
     "edge.hq.pki_cli",          # hq pki init | issue
     "edge.hq.ingest_cli",       # hq ingest | events | report
-    "edge.link.publish_cli",    # watchlist publish
     "edge.daemon.cli",          # run
-    "edge.audit.cli",           # audit verify
+    "edge.hq.audit_cli",        # audit verify
     "edge.hq.pair_cli",         # hq pair
     "edge.handheld.cli",        # handheld
     "edge.demo.cli",            # demo
     "edge.engines.cli",         # engines build | check
 )
+
+# Groups whose subcommands come from several modules: their help, written here once.
+SHARED_GROUPS = {"hq": "HQ tools: keys, PKI, watchlists, pairing, event ingest"}
 
 
 class Commands:
@@ -38,9 +40,13 @@ class Commands:
     def add(self, name: str, help: str) -> argparse.ArgumentParser:
         return self.top.add_parser(name, help=help, description=help)
 
-    def group(self, name: str, help: str) -> "argparse._SubParsersAction[argparse.ArgumentParser]":
+    def group(self, name: str, help: str | None = None) -> "argparse._SubParsersAction[argparse.ArgumentParser]":
+        """The group `name`: its help given by the one module that owns it, or by SHARED_GROUPS, never twice."""
+        if (help is None) == (name not in SHARED_GROUPS) or (help is not None and name in self._groups):
+            raise ValueError(f"command group {name!r}: declare its help once (in one module, or in SHARED_GROUPS)")
         if name not in self._groups:
-            parser = self.top.add_parser(name, help=help, description=help)
+            text = help or SHARED_GROUPS[name]
+            parser = self.top.add_parser(name, help=text, description=text)
             sub = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
             sub.required = True
             self._groups[name] = sub

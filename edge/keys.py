@@ -47,6 +47,13 @@ class KeyPairFiles:
         return *astuple(self), HQ_SIGNING_PUB
 
 
+# What `edge hq keys init` and `edge device provision` write, and what the watchlist commands read back.
+HQ_SIGNING_KEY = "hq_signing.key"
+DEVICE_TOML = "device.toml"
+DEVICE_KEYS = KeyPairFiles.of("device")
+DEVICE_ENCRYPTION_PUB = DEVICE_KEYS.encryption_pub
+
+
 def generate_signing() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 

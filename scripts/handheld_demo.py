@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The officer's handheld with real parts in a throwaway folder: take the docs screenshot, measure alert latency.
 
-A fleet made with the `edge` commands (CA, HQ key, device and handheld provisioning, certificates,
-`edge hq pair`), mosquitto with the deploy config, a device client that seals alerts, the handheld
+A fleet made with the `edge` commands (edge.hq.trial: CA, HQ key, device and handheld provisioning,
+certificates, `edge hq pair`), mosquitto with the deploy config, a device client that seals alerts, the handheld
 (HandheldApp + PageServer, as `edge handheld` runs them) and headless Chromium.
 
     python scripts/handheld_demo.py screenshot [--out docs/img/handheld.png] [--data ../shared/data]
@@ -18,7 +18,6 @@ import argparse
 import base64
 import contextlib
 import datetime as dt
-import os
 import statistics
 import sys
 import tempfile
@@ -31,13 +30,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.cli import main as edge_main
+from edge.cliargs import data_root
 from edge.config.handheld import HandheldFile
-from edge.config.link import LinkConfig
 from edge.config.match import DEFAULT_THRESHOLD as THRESHOLD
 from edge.handheld.app import HandheldApp
 from edge.handheld.web import PageServer
-from edge.hq.broker import LocalBroker
+from edge.hq.trial import TrialFleet
 from edge.keys import load_signing_private, load_signing_public
 from edge.link.mqtt import Incoming, MqttClient
 from edge.protocol.alert import HandheldAlert, seal
@@ -50,11 +48,6 @@ DEVICE, HANDHELD = "cam-market-st", "unit-12"
 PINS = {"4711": "24681357", "4712": "97531864"}  # throwaway officers' PINs (the two-officer rule needs them)
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def edge(*argv: object) -> None:
-    if edge_main([str(a) for a in argv]) != 0:
-        sys.exit(f"edge {' '.join(map(str, argv))} failed")
 
 
 @dataclass
@@ -74,29 +67,15 @@ class Demo:
 @contextlib.contextmanager
 def demo() -> Iterator[Demo]:
     root = Path(tempfile.mkdtemp(prefix="edge-handheld-demo-"))
-    keys, tls, registry = root / "keys", root / "tls", root / "registry.json"
-    edge("hq", "pki", "init", "--out", root / "ca")
-    edge("hq", "keys", "init", "--out", root / "hq")
-    hq_pub = root / "hq" / "hq_signing.pub"
-    edge("device", "provision", "--id", DEVICE, "--hq-pub", hq_pub, "--out", keys / f"device-{DEVICE}")
-    for role, ident in (("device", DEVICE), ("hq", "ops")):
-        edge("hq", "pki", "issue", "--role", role, "--id", ident, "--ca", root / "ca", "--out", tls,
-             "--registry", registry)
-    broker = LocalBroker(root / "broker", root / "ca", root / "acl")
-    handheld_dir = keys / f"handheld-{HANDHELD}"
+    fleet = TrialFleet(root).create(devices=(DEVICE,), hq_clients=("ops",))
+    broker = fleet.broker()
     pins = root / "pins.txt"
     pins.write_text("".join(f"{officer}={pin}\n" for officer, pin in PINS.items()))
-    edge("handheld", "provision", "--id", HANDHELD, "--hq-pub", hq_pub, "--officer", "4711=Sgt. Alex Able",
-         "--officer", "4712=Cst. Bo Baker", "--two-officer-rule", "--pins-from", pins,
-         "--broker", f"127.0.0.1:{broker.port}", "--out", handheld_dir)
-    edge("hq", "pki", "issue", "--role", "handheld", "--id", HANDHELD, "--ca", root / "ca",
-         "--out", handheld_dir / "tls", "--registry", registry)
+    handheld_dir = fleet.provision_handheld(HANDHELD, broker.port, "--officer", "4711=Sgt. Alex Able", "--officer",
+                                            "4712=Cst. Bo Baker", "--two-officer-rule", "--pins-from", pins)
     broker.start()
     try:
-        edge("hq", "pair", "--handheld", HANDHELD, "--device", DEVICE, "--registry", registry, "--keys", keys,
-             "--hq-key", root / "hq" / "hq_signing.key", "--broker-pid", root / "broker" / "mosquitto.pid",
-             "--broker", f"127.0.0.1:{broker.port}", "--ca", tls / "ca.crt", "--cert", tls / "hq-ops.crt",
-             "--key", tls / "hq-ops.key")
+        fleet.pair(HANDHELD, DEVICE, broker, client="hq-ops")
         loaded = HandheldFile.load(handheld_dir / "handheld.toml")
         app = HandheldApp(loaded.handheld, loaded.link)
         server = PageServer(app, "127.0.0.1", 0)
@@ -104,18 +83,16 @@ def demo() -> Iterator[Demo]:
         server.start()
         app.wait_connected(10)
         records: list[Incoming] = []
-        device = MqttClient(LinkConfig(host="127.0.0.1", port=broker.port, ca=tls / "ca.crt",
-                                       cert=tls / f"device-{DEVICE}.crt", key=tls / f"device-{DEVICE}.key"),
-                            on_message=records.append)
+        device = MqttClient(fleet.link(f"device-{DEVICE}", broker.port), on_message=records.append)
         device.subscribe([device_pairing(DEVICE)])
         device.start()
         device.wait_connected(10)
         deadline = time.monotonic() + 10
         while not records and time.monotonic() < deadline:
             time.sleep(0.05)
-        pairing = read_record(records[0].payload, DevicePairing, load_signing_public(hq_pub), DEVICE)
+        pairing = read_record(records[0].payload, DevicePairing, load_signing_public(fleet.hq_signing_pub), DEVICE)
         try:
-            yield Demo(server, device, pairing, load_signing_private(keys / f"device-{DEVICE}" / "device_signing.key"))
+            yield Demo(server, device, pairing, load_signing_private(fleet.device_dir(DEVICE) / "device_signing.key"))
         finally:
             device.stop()
             server.stop()
@@ -242,8 +219,7 @@ if __name__ == "__main__":
     sub = parser.add_subparsers(dest="action", required=True)
     shot = sub.add_parser("screenshot", help="take docs/img/handheld.png")
     shot.add_argument("--out", type=Path, default=REPO / "docs" / "img" / "handheld.png")
-    shot.add_argument("--data", type=Path,
-                      default=Path(os.environ.get("EDGE_TEST_DATA", REPO.parent / "shared" / "data")))
+    shot.add_argument("--data", type=Path, default=data_root())
     lat = sub.add_parser("latency", help="time from the device's publish to the alert on the page")
     lat.add_argument("--alerts", type=int, default=30)
     args = parser.parse_args()

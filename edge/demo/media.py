@@ -2,10 +2,10 @@
 
 import hashlib
 import logging
-import os
 import urllib.request
 from pathlib import Path
 
+from edge.cliargs import DEFAULT_DATA_ROOT, data_root
 from edge.errors import EdgeError
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,7 @@ def find_media(given: Path | None, cache: Path) -> Path:
         if not _complete(given):
             raise EdgeError(f"--media {given} must hold {', '.join(FILES)}")
         return given
-    candidates = [Path(os.environ["EDGE_TEST_DATA"]) / "demo"] if "EDGE_TEST_DATA" in os.environ else []
-    candidates.append(Path(__file__).resolve().parents[3] / "shared" / "data" / "demo")
-    for folder in candidates:
+    for folder in (data_root() / "demo", DEFAULT_DATA_ROOT / "demo"):
         if _complete(folder):
             return folder
     return download(cache)

@@ -17,12 +17,13 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.demo.fleet import Fleet
 from edge.demo.media import CLIP, PEOPLE, find_media
 from edge.errors import EdgeError
 from edge.hq.broker import BrokerError, find_mosquitto
+from edge.hq.trial import TrialFleet
 
 OFFICER = ("demo-officer", "Officer Demo")
+DEVICE, HANDHELD = "demo-cam", "demo-handheld"
 
 
 @dataclass
@@ -102,27 +103,17 @@ def run_demo(media: Path | None, workdir: Path | None, manual: bool, port: int, 
                         "3.1.1 only) offer none of these, so there is no in-process fallback") from exc
     root = workdir or Path(tempfile.mkdtemp(prefix="edge-demo-"))
     media_dir = find_media(media, Path.home() / ".cache" / "edge" / "demo")
-    fleet = Fleet(root)
+    fleet = TrialFleet(root, fleet="demo")
     say(f"edge demo in {root} (media: {media_dir})")
     say("1/6 identities: fleet CA, broker, HQ, device and handheld certificates and keys")
-    fleet.create()
-    handheld_dir = fleet.device_keys / f"handheld-{fleet.handheld_id}"
+    fleet.create(devices=(DEVICE,), hq_clients=("ingest", "publisher"))
     broker = fleet.broker()
     with ExitStack() as stack:
         broker.start()
         stack.callback(broker.stop)
         say(f"2/6 broker: mosquitto with deploy/mosquitto/mosquitto.conf on 127.0.0.1:{broker.port} (TLS, ACL)")
-        fleet.run("handheld", "provision", "--id", fleet.handheld_id, "--hq-pub", str(fleet.hq / "hq_signing.pub"),
-                  "--officer", f"{OFFICER[0]}={OFFICER[1]}", "--broker", f"127.0.0.1:{broker.port}",
-                  "--out", str(handheld_dir))
-        fleet.run("hq", "pki", "issue", "--role", "handheld", "--id", fleet.handheld_id, "--ca", str(fleet.pki),
-                  "--out", str(handheld_dir / "tls"), "--registry", str(fleet.registry), "--acl", str(fleet.acl))
-        hq_cert, hq_key = fleet.cert("hq", "publisher")
-        fleet.run("hq", "pair", "--handheld", fleet.handheld_id, "--device", fleet.device_id, "--registry",
-                  str(fleet.registry), "--acl", str(fleet.acl), "--keys", str(fleet.device_keys), "--hq-key",
-                  str(fleet.hq / "hq_signing.key"), "--broker-pid", str(broker.workdir / "mosquitto.pid"),
-                  "--broker", f"127.0.0.1:{broker.port}", "--ca", str(fleet.certs / "ca.crt"), "--cert",
-                  str(hq_cert), "--key", str(hq_key))
+        handheld_dir = fleet.provision_handheld(HANDHELD, broker.port, "--officer", f"{OFFICER[0]}={OFFICER[1]}")
+        fleet.pair(HANDHELD, DEVICE, broker)
         logs = root / "logs"
         logs.mkdir(exist_ok=True)
         stack.enter_context(service("hq-ingest", _edge(*fleet.ingest_command(broker.port)), logs))
@@ -133,10 +124,10 @@ def run_demo(media: Path | None, workdir: Path | None, manual: bool, port: int, 
         say(f"3/6 HQ ingest and the officer's handheld are up; handheld page: {url}")
         say("4/6 watchlist: enrolling " + ", ".join(PEOPLE.values()) + " with the device's own models, "
             "signed, encrypted to the device, published retained")
-        bundle = fleet.build_watchlist(media_dir, PEOPLE, 1, fleet.hq / "demo-v1.bundle")
+        bundle = fleet.build_watchlist([DEVICE], media_dir, PEOPLE, 1, fleet.hq / "demo-v1.bundle")
         fleet.publish(bundle, broker.port)
         say(f"5/6 device: `edge run` on {CLIP} (installs the watchlist from MQTT, alerts go to HQ and the handheld)")
-        config = fleet.device_config(str(media_dir / CLIP), broker.port)
+        config = fleet.device_config(DEVICE, str(media_dir / CLIP), broker.port, place="demo: one machine")
         device = stack.enter_context(service("device", _edge("run", "--config", str(config)), logs))
         decided = _adjudicate(page, device, manual, say)
         device.process.wait(300)
@@ -172,13 +163,13 @@ def _adjudicate(page: Page, device: Service, manual: bool, say) -> int:
         return len(seen)
 
 
-def _hq(fleet: Fleet, *args: str) -> list[dict]:
+def _hq(fleet: TrialFleet, *args: str) -> list[dict]:
     out = subprocess.run(_edge("hq", "events", "--db", str(fleet.hq_db), "--json", "--limit", "100000", *args),
                          capture_output=True, text=True, check=True).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
-def _summary(fleet: Fleet, decided: int) -> dict[str, object]:
+def _summary(fleet: TrialFleet, decided: int) -> dict[str, object]:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         audits = _hq(fleet, "--kind", "audit")
@@ -187,8 +178,8 @@ def _summary(fleet: Fleet, decided: int) -> dict[str, object]:
             break
         time.sleep(0.5)
     matches = _hq(fleet, "--kind", "match")
-    verify = subprocess.run(_edge("audit", "verify", str(fleet.state_dir / "audit" / "audit.log"), "--pub",
-                                  str(fleet.device_dir / "device_signing.pub")), capture_output=True, text=True)
+    verify = subprocess.run(_edge("audit", "verify", str(fleet.state_dir(DEVICE) / "audit" / "audit.log"), "--pub",
+                                  str(fleet.device_dir(DEVICE) / "device_signing.pub")), capture_output=True, text=True)
     return {
         "alerts_raised": kinds.count("alert"),
         "alerts_adjudicated": kinds.count("adjudication"),

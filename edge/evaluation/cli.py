@@ -7,9 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edge.config.detector import DetectorConfig
-from edge.config.embedder import EmbedderConfig
-from edge.config.runtime import RuntimeConfig
+from edge.cliargs import add_model_args, stack_from_args
 from edge.errors import ConfigError
 from edge.evaluation.calibrate import FPIRS as CAL_FPIRS
 from edge.evaluation.calibrate import SIZES, calibration_toml, measure, write_calibration
@@ -17,7 +15,6 @@ from edge.evaluation.embedcache import EmbedCache
 from edge.evaluation.identify import FLIP_NOTES, Protocol, build_protocol, det_curve, identify_report
 from edge.evaluation.lfw import parse_pairs
 from edge.evaluation.verify import roc_curve, verify_report
-from edge.vision.stack import VisionStack
 from edge.watchlist.calibration import calibration_path
 
 IDENTIFY_FLIPS = ("none", "enrol", "both")
@@ -77,22 +74,12 @@ def _common(p: argparse.ArgumentParser, need_json: bool = True) -> None:
     p.add_argument("--json", type=Path, required=need_json, help="write the report here")
     if need_json:
         p.add_argument("--plot", type=Path, help="write the curve here (PNG)")
-    p.add_argument("--embedder", default=EmbedderConfig().model, help="embedder model from engines/models.toml")
-    p.add_argument("--long-side", default=str(DetectorConfig().long_side),
-                   help="detector input long side, or 'full' (default: the device's, %(default)s)")
-    p.add_argument("--threads", type=int, default=2, help="inference threads per model")
-    p.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto")
+    add_model_args(p, threads=2)
     p.add_argument("--cache", type=Path, help="folder keeping faces and embeddings between runs")
 
 
 def _cache(args: argparse.Namespace) -> EmbedCache:
-    try:
-        long_side: int | str = args.long_side if args.long_side == "full" else int(args.long_side)
-        stack = VisionStack.open(DetectorConfig(long_side=long_side), EmbedderConfig(model=args.embedder),
-                                 RuntimeConfig(threads=args.threads, backend=args.backend))
-    except ValueError as exc:
-        raise ConfigError(f"--long-side or --threads: {str(exc).splitlines()[-1]}") from exc
-    return EmbedCache(stack, args.cache, progress=sys.stderr.isatty())
+    return EmbedCache(stack_from_args(args), args.cache, progress=sys.stderr.isatty())
 
 
 def _flips(text: str, allowed: tuple[str, ...]) -> list[str]:

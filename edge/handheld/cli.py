@@ -14,13 +14,13 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from edge.cli import Commands
+from edge.cliargs import DEFAULT_PORT, parse_broker
 from edge.config.handheld import HandheldConfig, HandheldFile
 from edge.config.pin import PIN_DIGITS, PinHash, check_pin
 from edge.errors import EdgeError
 from edge.handheld.app import HandheldApp
 from edge.handheld.web import PageServer
 from edge.keys import HQ_SIGNING_PUB, KeyPairFiles, load_signing_public, refuse_existing, write_key_pairs
-from edge.link.cli_args import DEFAULT_PORT, parse_broker
 
 log = logging.getLogger(__name__)
 

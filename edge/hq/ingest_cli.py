@@ -15,12 +15,12 @@ from pydantic import ValidationError
 
 from edge.audit.records import AuditRecord
 from edge.cli import Commands
+from edge.cliargs import add_broker_args, link_config
 from edge.config.base import check_id
 from edge.errors import EdgeError
 from edge.hq.ingest import Ingest, PublicKeys
 from edge.hq.report import DeploymentReport, build_report, hq_outcomes, render_markdown
 from edge.hq.store import Event, EventStore
-from edge.link.cli_args import add_broker_args, link_config
 from edge.link.mqtt import LinkError
 from edge.protocol.adjudication import Adjudication
 
@@ -34,7 +34,7 @@ _KEYS_HELP = ("folder of public keys as provisioning lays them out: device-<id>/
 
 
 def register(commands: Commands) -> None:
-    hq = commands.group("hq", "HQ tools: keys, certificates, pairing, event ingest")
+    hq = commands.group("hq")
     ingest = hq.add_parser(
         "ingest",
         help="receive device events and officers' decisions from the broker, verify signatures, store each once",

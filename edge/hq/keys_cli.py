@@ -10,8 +10,11 @@ from edge.cli import Commands
 from edge.config.device import DeviceConfig
 from edge.errors import EdgeError
 from edge.keys import (
+    DEVICE_ENCRYPTION_PUB,
+    DEVICE_KEYS,
+    DEVICE_TOML,
+    HQ_SIGNING_KEY,
     HQ_SIGNING_PUB,
-    KeyPairFiles,
     generate_signing,
     key_id,
     load_signing_public,
@@ -21,14 +24,9 @@ from edge.keys import (
     write_key_pairs,
 )
 
-HQ_SIGNING_KEY = "hq_signing.key"
-DEVICE_TOML = "device.toml"
-DEVICE_KEYS = KeyPairFiles.of("device")
-DEVICE_ENCRYPTION_PUB = DEVICE_KEYS.encryption_pub
-
 
 def register(commands: Commands) -> None:
-    hq = commands.group("hq", "HQ tools: keys, PKI, watchlists, pairing, event ingest")
+    hq = commands.group("hq")
     keys = hq.add_parser("keys", help="HQ signing keys", description="HQ signing keys")
     keys_sub = keys.add_subparsers(dest="hq_keys_command", metavar="COMMAND")
     keys_sub.required = True

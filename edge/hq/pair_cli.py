@@ -14,10 +14,10 @@ import shlex
 from pathlib import Path
 
 from edge.cli import Commands
+from edge.cliargs import link_config
 from edge.errors import EdgeError
 from edge.hq.acl import Registry, reload_broker, write_acl
 from edge.keys import load_encryption_public, load_signing_private, load_signing_public
-from edge.link.cli_args import link_config
 from edge.link.mqtt import LinkError, MqttClient
 from edge.protocol.pairing import (
     DevicePairing,
@@ -36,7 +36,7 @@ _PUBLISH_TIMEOUT_S = 15.0
 
 
 def register(commands: Commands) -> None:
-    hq = commands.group("hq", "HQ tools: keys, certificates, pairing, event ingest")
+    hq = commands.group("hq")
     pair = hq.add_parser("pair", help="pair (or unpair) an officer's handheld with a device",
                          description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     pair.add_argument("--handheld", required=True, help="handheld id")

@@ -11,7 +11,7 @@ from edge.protocol.topics import ROLES, Identity
 
 
 def register(commands: Commands) -> None:
-    hq = commands.group("hq", "HQ tools: keys, certificates, pairing, event ingest")
+    hq = commands.group("hq")
     group = hq.add_parser("pki", help="fleet certificate authority for the MQTT broker (mutual TLS)")
     sub = group.add_subparsers(dest="pki_command", metavar="COMMAND")
     sub.required = True

@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from edge.cliargs import data_root
 from edge.errors import EdgeError
 from edge.models import ENGINES_DIR, Manifest
 
@@ -46,7 +47,7 @@ def default_work() -> Path:
 
 
 def default_data() -> Path:
-    return Path(os.environ.get("EDGE_TEST_DATA", REPO.parent / "shared" / "data")).resolve()
+    return data_root().resolve()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from edge.demo.fleet import Fleet
 from edge.hq.broker import find_mosquitto
+from edge.hq.trial import TrialFleet
+
+DEVICE = "demo-cam"
 
 
 def edge(*argv: str, **kw) -> subprocess.Popen:
@@ -21,32 +23,31 @@ def edge(*argv: str, **kw) -> subprocess.Popen:
 
 
 @pytest.fixture
-def fleet(tmp_path: Path) -> Fleet:
+def fleet(tmp_path: Path) -> TrialFleet:
     try:
         find_mosquitto()
     except Exception as exc:
         pytest.skip(f"mosquitto not installed: {exc}")
-    f = Fleet(tmp_path / "fleet")
-    f.create()
-    return f
+    return TrialFleet(tmp_path / "fleet", fleet="demo").create(devices=(DEVICE,), hq_clients=("ingest", "publisher"))
 
 
-def hq_events(fleet: Fleet, kind: str) -> list[dict]:
+def hq_events(fleet: TrialFleet, kind: str) -> list[dict]:
     out = subprocess.run([sys.executable, "-m", "edge", "hq", "events", "--db", str(fleet.hq_db), "--kind", kind,
                           "--json", "--limit", "10000"], capture_output=True, text=True, check=True).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
-def test_demo_clip_alerts_reach_hq_and_nothing_else(fleet: Fleet, demo_dir: Path):
+def test_demo_clip_alerts_reach_hq_and_nothing_else(fleet: TrialFleet, demo_dir: Path):
     broker = fleet.broker()
     broker.start()
     ingest = edge(*fleet.ingest_command(broker.port))
     try:
-        bundle = fleet.build_watchlist(demo_dir, {"lin-manuel-miranda.png": "Lin-Manuel Miranda",
-                                                  "alex-lacamoire.png": "Alex Lacamoire"}, 1,
+        bundle = fleet.build_watchlist([DEVICE], demo_dir, {"lin-manuel-miranda.png": "Lin-Manuel Miranda",
+                                                            "alex-lacamoire.png": "Alex Lacamoire"}, 1,
                                        fleet.hq / "demo-v1.bundle")
         fleet.publish(bundle, broker.port)  # retained: the device is not even running yet
-        config = fleet.device_config(str(demo_dir / "short_hamilton_clip.mp4"), broker.port)
+        config = fleet.device_config(DEVICE, str(demo_dir / "short_hamilton_clip.mp4"), broker.port,
+                                     place="demo: one machine")
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # stands in for systemd (Type=notify)
         notify.bind(str(fleet.root / "notify.sock"))
         notify.settimeout(0.1)
@@ -77,7 +78,7 @@ def test_demo_clip_alerts_reach_hq_and_nothing_else(fleet: Fleet, demo_dir: Path
     assert {m["label"] for m in matches} == {"Lin-Manuel Miranda"}
     assert len({m["event_id"] for m in matches}) == len(matches)
     for m in matches:
-        assert m["device"] == fleet.device_id and m["signature"]
+        assert m["device"] == DEVICE and m["signature"]
         assert m["score"] >= m["threshold"] and m["case_ref"].startswith("DEMO-CASE")
         assert m["watchlist"]["version"] == 1
     kinds = [a["record"]["kind"] for a in audits]
@@ -88,7 +89,7 @@ def test_demo_clip_alerts_reach_hq_and_nothing_else(fleet: Fleet, demo_dir: Path
     states = hq_events(fleet, "watchlist_state")
     assert any(s["outcome"] == "installed" for s in states)
     # the device's own chain verifies
-    log = fleet.state_dir / "audit" / "audit.log"
+    log = fleet.state_dir(DEVICE) / "audit" / "audit.log"
     verify = subprocess.run([sys.executable, "-m", "edge", "audit", "verify", str(log), "--pub",
-                             str(fleet.device_dir / "device_signing.pub")], capture_output=True, text=True)
+                             str(fleet.device_dir(DEVICE) / "device_signing.pub")], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -1,7 +1,7 @@
 """A fleet built with the real commands (CA, HQ key, device and handheld provisioning, certificates, `edge hq
 pair`), a real mosquitto with the deploy config and the generated ACL, handhelds, and headless Chromium.
 
-Not tests/link's `fleet`: that one has no provisioned device/handheld keys and no pairing, which is what
+Not tests/link's `fleet`: that one has no handheld keys and no pairing, which is what
 these tests are about; the broker is the same LocalBroker with the same deploy configuration.
 """
 

@@ -15,11 +15,11 @@ from handheld_helpers import PINS, FleetFiles, jpeg, running_handheld, wait_unti
 from edge.audit.decisions import audit_body
 from edge.audit.log import AuditLog
 from edge.audit.records import AlertBody, CountersBody, PeriodStartBody, PeriodStopBody
+from edge.bench.synthetic import synthetic_match
 from edge.cli import main as edge_main
 from edge.config.handheld import HandheldFile
 from edge.hq.store import EventStore
 from edge.keys import load_signing_private, load_signing_public
-from edge.link.bench import synthetic_match
 from edge.link.mqtt import MqttClient
 from edge.link.uplink import Uplink
 from edge.protocol.adjudication import Adjudication, verify_adjudication

@@ -1,4 +1,5 @@
-"""Fixtures: a throwaway fleet (CA, certificates, device keys) and a real mosquitto with the deploy config.
+"""Fixtures: a throwaway fleet (edge.hq.trial: CA, certificates, provisioned devices) and a real mosquitto with
+the deploy config.
 
 `fleet` is built once per session; `broker` is a fresh mosquitto per test on a free 127.0.0.1 port with
 its own ACL copy and persistence folder, stoppable and restartable mid-test (`broker.local.stop()`,
@@ -10,41 +11,31 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from link_helpers import IDENTITIES, Broker, Fleet
+from link_helpers import FLEETS, IDENTITIES, SIGNING, Broker, Fleet
 
 from edge.hq import pki
 from edge.hq.acl import write_acl
 from edge.hq.broker import LocalBroker, find_mosquitto
+from edge.hq.trial import TrialFleet
 from edge.protocol.topics import Identity
 
 
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
     root = tmp_path_factory.mktemp("fleet")
-    pki.init_ca(root / "ca")
+    trial = TrialFleet(root / "trial")
+    trial.init_ca()
     for identity in IDENTITIES:
-        pki.issue(root / "ca", identity, root / "certs")
+        trial.issue(identity.role, identity.id, FLEETS.get(identity.id), registered=identity.id != "unlisted")
+    trial.init_hq_keys()
+    for device in SIGNING:
+        trial.provision_device(device)
+    # the two certificates the broker must refuse: not made by any set-up command, so made here
     pki.init_ca(root / "other-ca")
     pki.issue(root / "other-ca", Identity("device", "a"), root / "other-certs")
     two_days_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2)
-    pki.issue(root / "ca", Identity("device", "a"), root / "expired-certs", days=1, not_before=two_days_ago)
-    (root / "device-keys").mkdir()
-    signing = {}
-    for device in ("a", "b"):
-        key = Ed25519PrivateKey.generate()
-        signing[device] = root / f"{device}.signing.pem"
-        signing[device].write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-        (root / "device-keys" / f"{device}.pub").write_bytes(
-            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        )
-    return Fleet(root, root / "ca", root / "certs", root / "other-certs", root / "expired-certs",
-                 root / "device-keys", signing)
+    pki.issue(trial.pki, Identity("device", "a"), root / "expired-certs", days=1, not_before=two_days_ago)
+    return Fleet(trial, root / "other-certs", root / "expired-certs")
 
 
 @pytest.fixture

@@ -5,13 +5,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mqtt_collector import Collector
 
 from edge.config.link import LinkConfig
 from edge.hq.acl import Registry, write_acl
 from edge.hq.broker import LocalBroker
+from edge.hq.trial import TrialFleet
+from edge.keys import load_signing_private
 from edge.link.mqtt import MqttClient
 from edge.protocol.topics import Identity
 
@@ -25,17 +26,32 @@ IDENTITIES = [
     Identity("hq", "publisher"),
 ]
 FLEETS = {"a": "north", "b": "south"}
+SIGNING = ("a", "b")  # devices provisioned with signing keys
 
 
 @dataclass(frozen=True)
 class Fleet:
-    root: Path
-    ca: Path  # folder with ca.crt/ca.key/broker.*
-    certs: Path  # client certificates of IDENTITIES
+    trial: TrialFleet  # CA in trial.pki, client certificates of IDENTITIES in trial.certs
     other_ca_certs: Path  # device-a certificate from another CA
     expired_certs: Path  # device-a certificate that expired yesterday
-    device_keys: Path  # <device>.pub for HQ
-    signing: dict[str, Path]  # device -> Ed25519 private key PEM
+
+    @property
+    def ca(self) -> Path:
+        return self.trial.pki
+
+    @property
+    def certs(self) -> Path:
+        return self.trial.certs
+
+    @property
+    def device_keys(self) -> Path:
+        """Provisioning folders (`device-<id>/device_signing.pub`), as HQ ingest reads them."""
+        return self.trial.keys
+
+    @property
+    def signing(self) -> dict[str, Path]:
+        """device -> its Ed25519 private key (PEM)."""
+        return {device: self.trial.device_dir(device) / "device_signing.key" for device in SIGNING}
 
     def registry(self) -> Registry:
         registry = Registry()
@@ -47,9 +63,7 @@ class Fleet:
         return registry
 
     def signing_key(self, device: str) -> Ed25519PrivateKey:
-        key = serialization.load_pem_private_key(self.signing[device].read_bytes(), password=None)
-        assert isinstance(key, Ed25519PrivateKey)
-        return key
+        return load_signing_private(self.signing[device])
 
 
 @dataclass
@@ -62,14 +76,9 @@ class Broker:
 
     def config(self, name: str, certs: Path | None = None, **extra: object) -> LinkConfig:
         """LinkConfig for identity `name` (e.g. "device-a"); outbox in the test's folder; fast reconnects."""
-        folder = certs or self.fleet.certs
-        settings: dict[str, object] = {
-            "host": "127.0.0.1", "port": self.local.port, "ca": self.fleet.certs / "ca.crt",
-            "cert": folder / f"{name}.crt", "key": folder / f"{name}.key",
-            "outbox": self.workdir / f"{name}.outbox.sqlite", "reconnect_min_s": 1, "reconnect_max_s": 2,
-        }
-        settings.update(extra)
-        return LinkConfig.model_validate(settings)
+        settings: dict[str, object] = {"outbox": self.workdir / f"{name}.outbox.sqlite", "reconnect_min_s": 1,
+                                       "reconnect_max_s": 2, **extra}
+        return self.fleet.trial.link(name, self.local.port, certs, **settings)
 
     def update_acl(self) -> None:
         """Rewrite the ACL from `registry` and make the running broker re-read it."""

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from link_helpers import Broker, wait
 
+from edge.bench.synthetic import synthetic_event_id, synthetic_match
 from edge.cli import main as edge_main
 from edge.hq.ingest import Ingest, PublicKeys
 from edge.hq.store import EventStore
-from edge.link.bench import synthetic_event_id, synthetic_match
 from edge.link.mqtt import MqttClient
 from edge.link.uplink import Uplink
 from edge.protocol import topics
@@ -135,7 +135,7 @@ def test_burst_survives_device_sigkill(broker: Broker, tmp_path: Path, capsys) -
 
     def device(first: int) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, "-m", "edge.link.bench", "device", "--config", str(tmp_path / "device.json"),
+            [sys.executable, "-m", "edge.bench.link_device", "--config", str(tmp_path / "device.json"),
              "--key", str(broker.fleet.signing["a"]), "--count", str(BURST), "--first", str(first)],
             stdout=subprocess.PIPE, text=True,
         )

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from link_helpers import Broker, connect, wait
 from mqtt_collector import Collector
 
-from edge.link.bench import synthetic_match
+from edge.bench.synthetic import synthetic_match
 from edge.link.uplink import Uplink
 from edge.protocol import topics
 from edge.protocol.adjudication import Adjudication, verify_adjudication

@@ -5,7 +5,7 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.link.bench import synthetic_match
+from edge.bench.synthetic import synthetic_match
 from edge.protocol.canonical import encode, sign, verify
 from edge.protocol.messages import decode
 from edge.protocol.refused import Refused

@@ -1,6 +1,6 @@
 """A large watchlist installs without holding its bundle or its plaintext twice (Python heap, via tracemalloc).
 
-Resident-memory figures for 100,000 and 1,000,000 entries come from `python -m edge.watchlist.bench`.
+Resident-memory figures for 100,000 and 1,000,000 entries come from `edge bench watchlist`.
 """
 
 import tracemalloc

@@ -13,8 +13,8 @@ import pytest
 from edge.cli import main
 from edge.config.match import THRESHOLD_FLOOR, MatchConfig
 from edge.pipeline import Pipeline
+from edge.replay.run import replay
 from edge.vision.enroll import Enroller
-from edge.vision.replay import replay
 from edge.vision.stack import VisionStack
 from edge.watchlist.match import Gallery
 from edge.watchlist.photos import gallery_from_photos

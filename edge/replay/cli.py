@@ -7,16 +7,13 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from edge.capture.open import URI_HELP
+from edge.cliargs import add_model_args, stack_from_args
 from edge.config import explain
-from edge.config.detector import DetectorConfig
-from edge.config.embedder import EmbedderConfig
 from edge.config.match import MatchConfig
-from edge.config.runtime import RuntimeConfig
 from edge.errors import ConfigError
 from edge.pipeline import Pipeline
+from edge.replay.run import fpir_text, replay
 from edge.vision.enroll import Enroller
-from edge.vision.replay import fpir_text, replay
-from edge.vision.stack import VisionStack
 from edge.watchlist.calibration import load_policy
 from edge.watchlist.photos import gallery_from_photos
 
@@ -30,20 +27,8 @@ def register(commands) -> None:
     p.add_argument("--hq-pub", type=Path, help="HQ signing public key that must have signed --watchlist")
     p.add_argument("--threshold", type=float, help="cosine threshold (default from [match]; never below the floor)")
     p.add_argument("--json", action="store_true", help="one JSON object per alert line")
-    p.add_argument("--embedder", default=EmbedderConfig().model, help="embedder model from engines/models.toml")
-    p.add_argument("--long-side", default=str(DetectorConfig().long_side),
-                   help="detector input long side, or 'full' for small, distant faces (default %(default)s)")
-    p.add_argument("--stride", type=int, default=DetectorConfig().stride,
-                   help="detect every Nth frame; the tracker carries boxes between (default %(default)s)")
-    p.add_argument("--threads", type=int, default=1, help="inference threads per model")
-    p.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto")
+    add_model_args(p, stride="detect every Nth frame; the tracker carries boxes between (default %(default)s)")
     p.set_defaults(func=run_replay)
-
-
-def _stack(args: argparse.Namespace) -> VisionStack:
-    long_side = args.long_side if args.long_side == "full" else int(args.long_side)
-    return VisionStack.open(DetectorConfig(long_side=long_side), EmbedderConfig(model=args.embedder),
-                            RuntimeConfig(threads=args.threads, backend=args.backend))
 
 
 def run_replay(args: argparse.Namespace) -> int:
@@ -53,7 +38,7 @@ def run_replay(args: argparse.Namespace) -> int:
         match_cfg = MatchConfig() if args.threshold is None else MatchConfig(threshold=args.threshold)
     except ValidationError as exc:
         raise ConfigError(explain(exc, "--threshold")) from exc
-    stack = _stack(args)
+    stack = stack_from_args(args)
     if args.enroll is not None:
         gallery, rejected = gallery_from_photos(args.enroll, Enroller(stack), progress=sys.stderr.isatty())
         for r in rejected:

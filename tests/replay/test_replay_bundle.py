@@ -4,20 +4,19 @@ import json
 from pathlib import Path
 
 from edge.cli import main
-from edge.demo.fleet import Fleet
+from edge.hq.trial import TrialFleet
 
 
 def test_replay_against_a_signed_bundle(tmp_path: Path, demo_dir: Path, capsys):
-    fleet = Fleet(tmp_path / "fleet")
-    fleet.root.mkdir(parents=True)
-    fleet.run("hq", "keys", "init", "--out", str(fleet.hq))
-    fleet.run("device", "provision", "--id", fleet.device_id, "--hq-pub", str(fleet.hq / "hq_signing.pub"),
-              "--out", str(fleet.device_dir))
-    bundle = fleet.build_watchlist(demo_dir, {"lin-manuel-miranda.png": "Lin-Manuel Miranda",
-                                              "alex-lacamoire.png": "Alex Lacamoire"}, 1, tmp_path / "wl.bundle")
+    fleet = TrialFleet(tmp_path / "fleet")
+    fleet.init_hq_keys()
+    device_dir = fleet.provision_device("cam")
+    bundle = fleet.build_watchlist(["cam"], demo_dir, {"lin-manuel-miranda.png": "Lin-Manuel Miranda",
+                                                       "alex-lacamoire.png": "Alex Lacamoire"}, 1,
+                                   tmp_path / "wl.bundle")
     capsys.readouterr()
     args = ["replay", "--source", str(demo_dir / "short_hamilton_clip.mp4"), "--watchlist", str(bundle),
-            "--key", str(fleet.device_dir / "device_encryption.key"), "--json"]
+            "--key", str(device_dir / "device_encryption.key"), "--json"]
     assert main([*args, "--hq-pub", str(fleet.hq / "hq_signing.pub")]) == 0
     alerts = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert alerts and {a["person"] for a in alerts} == {"Lin-Manuel Miranda"}

@@ -1,4 +1,8 @@
-"""`edge watchlist build | inspect | install`: HQ builds and signs, anyone inspects, a device installs."""
+"""`edge watchlist build | inspect | install | publish`: the whole group, declared here once.
+
+HQ staff build and sign a bundle, inspect it, publish it retained on the broker for a fleet or one device,
+and install it onto a device's state folder by hand (a device online gets it from the broker instead).
+"""
 
 import argparse
 import re
@@ -10,21 +14,25 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from pydantic import ValidationError
 
 from edge.cli import Commands
+from edge.cliargs import add_broker_args, add_embedder_arg, link_config
 from edge.config import explain
 from edge.config.device import DeviceConfig
 from edge.config.tomlio import load_toml
 from edge.config.watchlist import WatchlistConfig
 from edge.errors import ConfigError, EdgeError
 from edge.fsio import write_atomic
-from edge.hq.keys_cli import DEVICE_ENCRYPTION_PUB, DEVICE_TOML
 from edge.keys import (
+    DEVICE_ENCRYPTION_PUB,
+    DEVICE_TOML,
     key_id,
     load_encryption_private,
     load_encryption_public,
     load_signing_private,
     load_signing_public,
 )
+from edge.link.chunks import publish_bundle
 from edge.models import Manifest
+from edge.protocol import topics
 from edge.watchlist.build import enrol
 from edge.watchlist.bundle import DEVICE_ID_PATTERN, BundleRefused, BundleSpec, EmbedderRef, parse_header, split
 from edge.watchlist.decryption import decrypt
@@ -32,8 +40,6 @@ from edge.watchlist.entries import EntriesError, parse_time, read_entries
 from edge.watchlist.opening import verify
 from edge.watchlist.sealing import seal
 from edge.watchlist.store import WatchlistStore
-
-DEFAULT_EMBEDDER = "mobilefacenet_192"
 
 
 def register(commands: Commands) -> None:
@@ -55,7 +61,7 @@ def register(commands: Commands) -> None:
     build.add_argument("--watchlist-id", default="default", help="versions count per watchlist id (default: default)")
     build.add_argument("--scope", default="fleet", help="who it is for, in words (default: fleet)")
     build.add_argument("--not-before", default=None, help="ISO 8601 time it becomes valid (default: now)")
-    build.add_argument("--embedder", default=DEFAULT_EMBEDDER, help="embedder model the devices run")
+    add_embedder_arg(build, help="embedder model the devices run")
     build.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="embedding storage")
     build.add_argument("--no-thumbnails", action="store_true", help="leave reference thumbnails out")
     build.add_argument("--skip-refused", action="store_true",
@@ -76,8 +82,23 @@ def register(commands: Commands) -> None:
     install.add_argument("--key", type=Path, help="device_encryption.key (instead of --device)")
     install.add_argument("--hq-pub", type=Path, help="pinned hq_signing.pub (instead of --device)")
     install.add_argument("--state-dir", type=Path, help="watchlist folder (default: [device] state_dir/watchlist)")
-    install.add_argument("--embedder", default=DEFAULT_EMBEDDER, help="embedder model this device runs")
+    add_embedder_arg(install, help="embedder model this device runs")
     install.set_defaults(func=install_command)
+
+    publish = group.add_parser(
+        "publish",
+        help="publish a bundle retained on the broker; devices offline now get it when they reconnect",
+        description="Publish a watchlist bundle (opaque bytes, chunked) retained under the fleet's or the "
+        "device's watchlist topic. Connect with an HQ certificate the broker ACL lets write there.",
+    )
+    publish.add_argument("bundle", type=Path, help="bundle file made by `edge watchlist build`")
+    target = publish.add_mutually_exclusive_group(required=True)
+    target.add_argument("--fleet", help="every device of this fleet")
+    target.add_argument("--device", help="one device id")
+    add_broker_args(publish)
+    publish.add_argument("--chunk-kb", type=int, default=512, help="chunk size in KiB (broker max_packet_size: 1 MiB)")
+    publish.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the broker's acks")
+    publish.set_defaults(func=publish_command)
 
 
 def build_command(args: argparse.Namespace) -> int:
@@ -162,6 +183,25 @@ def install_command(args: argparse.Namespace) -> int:
                             f"{result.refusal.message}; kept "
                             f"{f'version {kept.version} of {kept.watchlist_id}' if kept else 'no watchlist'}")
     print(f"{result.outcome}: {result.state.message}")
+    return 0
+
+
+def publish_command(args: argparse.Namespace) -> int:
+    try:
+        data = args.bundle.read_bytes()
+    except OSError as exc:
+        raise EdgeError(f"cannot read bundle {args.bundle}: {exc}") from exc
+    if not data:
+        raise EdgeError(f"bundle {args.bundle} is empty")
+    try:
+        prefix = topics.fleet_bundle(args.fleet) if args.fleet is not None else topics.device_bundle(args.device)
+    except ValueError as exc:
+        raise EdgeError(str(exc)) from exc
+    chunk_bytes = args.chunk_kb * 1024
+    config = link_config(args, chunk_bytes=chunk_bytes, max_message_bytes=max(1_000_000, chunk_bytes + 4096))
+    manifest = publish_bundle(config, prefix, data, args.timeout)
+    print(f"published {args.bundle} ({manifest.size} bytes, sha256 {manifest.sha256}) in {manifest.chunks} "
+          f"chunk(s), retained under {prefix}")
     return 0
 
 

@@ -1,0 +1,96 @@
+"""Command-line options shared by several commands, written once: the models (`--embedder`, `--long-side`,
+`--stride`, `--threads`, `--backend`), the broker (`--broker`, `--ca`, `--cert`, `--key`) and the shared data folder.
+
+Commands only: stage packages take config models, never argparse namespaces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from edge.config.detector import DetectorConfig
+from edge.config.embedder import EmbedderConfig
+from edge.config.link import LinkConfig
+from edge.config.runtime import RuntimeConfig
+from edge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edge.vision.stack import VisionStack
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_ROOT = REPO.parent / "shared" / "data"
+DEFAULT_PORT = 8883
+EMBEDDER_HELP = "embedder model from engines/models.toml"
+
+
+def data_root() -> Path:
+    """The evaluation and demo data: $EDGE_TEST_DATA, else ../shared/data beside the repository."""
+    return Path(os.environ.get("EDGE_TEST_DATA", DEFAULT_DATA_ROOT))
+
+
+def add_embedder_arg(parser: argparse.ArgumentParser, help: str = EMBEDDER_HELP) -> None:
+    parser.add_argument("--embedder", default=EmbedderConfig().model, help=help)
+
+
+def add_model_args(parser: argparse.ArgumentParser, *, threads: int = 1, stride: str | None = None,
+                   threads_help: str = "inference threads per model") -> None:
+    """The device's models as options; `stride` (its help) adds `--stride` for commands that track."""
+    add_embedder_arg(parser)
+    parser.add_argument("--long-side", default=str(DetectorConfig().long_side),
+                        help="detector input long side, or 'full' for small, distant faces (default %(default)s)")
+    if stride is not None:
+        parser.add_argument("--stride", type=int, default=DetectorConfig().stride, help=stride)
+    parser.add_argument("--threads", type=int, default=threads, help=threads_help)
+    parser.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto")
+
+
+def model_configs(args: argparse.Namespace) -> tuple[DetectorConfig, EmbedderConfig, RuntimeConfig]:
+    """The options of add_model_args as config models; a bad value is a ConfigError naming the options.
+
+    `--stride` is left to the command: the pipeline takes it, the models do not.
+    """
+    try:
+        long_side: int | str = args.long_side if args.long_side == "full" else int(args.long_side)
+        return (DetectorConfig(long_side=long_side), EmbedderConfig(model=args.embedder),
+                RuntimeConfig(threads=args.threads, backend=args.backend))
+    except ValueError as exc:  # pydantic's ValidationError is one
+        raise ConfigError(f"--long-side or --threads: {str(exc).splitlines()[-1]}") from exc
+
+
+def stack_from_args(args: argparse.Namespace) -> VisionStack:
+    """Open the detector and embedder the options of add_model_args name."""
+    from edge.vision.stack import VisionStack  # loads ONNX Runtime: only for commands that run the models
+
+    return VisionStack.open(*model_configs(args))
+
+
+def add_broker_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--broker", required=True, metavar="HOST[:PORT]",
+                        help=f"MQTT broker (TLS), port {DEFAULT_PORT} if omitted")
+    parser.add_argument("--ca", type=Path, required=True, help="fleet CA certificate (ca.crt)")
+    parser.add_argument("--cert", type=Path, required=True, help="this client's certificate, e.g. hq-ingest.crt")
+    parser.add_argument("--key", type=Path, required=True, help="this client's private key")
+
+
+def parse_broker(text: str) -> tuple[str, int]:
+    """`--broker HOST[:PORT]` as (host, port); the port is the MQTT-over-TLS default when omitted."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = port, str(DEFAULT_PORT)
+    if not host or not port.isdigit():
+        raise ConfigError(f"--broker {text!r}: expected HOST or HOST:PORT, e.g. broker.example.org:{DEFAULT_PORT}")
+    return host, int(port)
+
+
+def link_config(args: argparse.Namespace, **extra: object) -> LinkConfig:
+    host, port = parse_broker(str(args.broker))
+    try:
+        return LinkConfig(host=host, port=port, ca=args.ca, cert=args.cert, key=args.key, **extra)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"broker option {'.'.join(map(str, first['loc']))}: {first['msg']}") from exc
