@@ -5,8 +5,9 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from edge.config.base import StrictModel
 from edge.config.tomlio import load_toml
 from edge.errors import ModelError
 
@@ -23,10 +24,10 @@ def _default_engines_dir() -> Path:
 ENGINES_DIR = _default_engines_dir()
 
 
-class ModelSpec(BaseModel):
+class ModelSpec(StrictModel):
     """One model: file, hash, input contract and provenance."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     name: str
     role: Literal["detector", "embedder"]
@@ -46,10 +47,8 @@ class ModelSpec(BaseModel):
     licence: str
 
 
-class Manifest(BaseModel):
+class Manifest(StrictModel):
     """All models in a manifest file, with the folder their files live in."""
-
-    model_config = ConfigDict(extra="forbid")
 
     folder: Path
     models: dict[str, ModelSpec]

@@ -10,7 +10,6 @@ import hashlib
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     NonNegativeInt,
@@ -20,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from edge.config.base import StrictModel
 from edge.protocol.canonical import canonical
 
 AUDIT_SCHEMA = "edge.audit/1"
@@ -43,8 +43,8 @@ Text = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Scalar = str | bool | int | float | None
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+class _Body(StrictModel):
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
 
 class TornTail(_Body):
@@ -211,11 +211,11 @@ BODIES: dict[str, type[_Body]] = {
 }
 
 
-class AuditRecord(BaseModel):
+class AuditRecord(StrictModel):
     """One link of the chain; also the MQTT payload on `devices/{id}/audit` (`model_dump_json()`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, validate_by_name=True,
-                              validate_by_alias=True, serialize_by_alias=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False, validate_by_name=True, validate_by_alias=True,
+                              serialize_by_alias=True)
 
     schema_: Literal["edge.audit/1"] = Field(AUDIT_SCHEMA, alias="schema")
     device: Text

@@ -15,9 +15,10 @@ from typing import Any, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from edge.audit.records import GENESIS, AuditRecord, CheckpointBody, content_hash, signed_bytes
+from edge.config.base import StrictModel
 from edge.errors import EdgeError
 from edge.keys import key_id
 from edge.protocol.canonical import canonical
@@ -29,20 +30,16 @@ ProblemKind = Literal[
 SHOW = 8  # seqs listed in one reorder message
 
 
-class Problem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Problem(StrictModel):
     kind: ProblemKind
     message: str
     seq: int | None = None
     line: int | None = None
 
 
-class VerifyReport(BaseModel):
+class VerifyReport(StrictModel):
     """`ok`: no problem found. Without `signatures_checked` that proves only consistency: a chain rewritten
     with recomputed hashes is consistent too, and only the device's checkpoint signatures reveal it."""
-
-    model_config = ConfigDict(extra="forbid")
 
     source: str
     device: str | None

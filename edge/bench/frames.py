@@ -48,7 +48,7 @@ def tile_faces(lfw_dir: Path, width: int, height: int, faces: int) -> np.ndarray
 
 
 def watchlist_photos(lfw_dir: Path, faces: int) -> list[tuple[str, Path]]:
-    """Another photo of each person in the frame, to enrol (so the frame's faces are real matches)."""
+    """Another photo of each person in the frame, to enroll (so the frame's faces are real matches)."""
     return [(person, photo(lfw_dir, person, 2)) for person in PEOPLE[:faces]]
 
 

@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from edge.config.alerts import AlertsConfig
 from edge.config.audit import AuditConfig
+from edge.config.base import StrictModel
 from edge.config.camera import CameraConfig
 from edge.config.detector import DetectorConfig
 from edge.config.device import DeviceConfig
@@ -20,10 +21,8 @@ from edge.config.watchlist import WatchlistConfig
 from edge.errors import ConfigError
 
 
-class EdgeConfig(BaseModel):
+class EdgeConfig(StrictModel):
     """Everything `edge run` reads. Each section is documented in its own module."""
-
-    model_config = ConfigDict(extra="forbid")
 
     device: DeviceConfig
     camera: CameraConfig = Field(default_factory=CameraConfig)

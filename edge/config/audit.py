@@ -3,12 +3,12 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from edge.config.base import StrictModel
 
 
-class AuditConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AuditConfig(StrictModel):
     path: Path = Field(Path("audit/audit.log"), description="append-only log file; relative: in device.state_dir")
     checkpoint_every: int = Field(
         100, ge=1, le=100_000, description="sign the chain head after this many records (bounds an unsigned tail)"

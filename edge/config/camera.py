@@ -1,11 +1,11 @@
 """[camera] section: where frames come from."""
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from edge.config.base import StrictModel
 
 
-class CameraConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CameraConfig(StrictModel):
     id: str = Field("cam0", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="camera name in events")
     source: str = Field("csi://0", description="csi://N, /dev/edge/camera-N, v4l2:///dev/videoN, rtsp://…, file")
     queue: int = Field(4, ge=1, le=64, description="frames buffered; the oldest is dropped (counted) when full")

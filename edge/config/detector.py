@@ -2,12 +2,12 @@
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from edge.config.base import StrictModel
 
 
-class DetectorConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class DetectorConfig(StrictModel):
     model: str = "retinaface_mnet025"
     # 512 keeps every face the quality gate would accept from a 720p camera (eye distance >= 20 px) and is what
     # lets a stream reach 25x the face_recognition baseline on one core (docs/evaluation.md); use 640 or 'full'

@@ -2,12 +2,12 @@
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from edge.config.base import StrictModel
 
 
-class DeviceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class DeviceConfig(StrictModel):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="device id, as in its certificate")
     state_dir: Path = Field(Path("/var/lib/edge"), description="watchlist, outbox, audit log (only writable path)")
     fleet: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$",

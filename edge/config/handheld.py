@@ -7,9 +7,9 @@ handheld's client certificate, whose CN `handheld-<id>` must name the same id as
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
-from edge.config.base import check_id
+from edge.config.base import StrictModel, check_id
 from edge.config.link import LinkConfig
 from edge.config.pin import PinHash
 from edge.config.tomlio import load_toml
@@ -27,10 +27,8 @@ def _pin_hash(value: str | None) -> str | None:
     return value
 
 
-class Officer(BaseModel):
+class Officer(StrictModel):
     """A person who may adjudicate on this handheld; the id goes into every signed decision and the audit log."""
-
-    model_config = ConfigDict(extra="forbid")
 
     id: Annotated[str, _checked_id("handheld.officers.id")] = Field(
         description="officer's service id (letters, digits, '_', '.', '-')")
@@ -41,10 +39,8 @@ class Officer(BaseModel):
                           "`--pins-from FILE`, or printed by `edge handheld hash-pin`")
 
 
-class HandheldConfig(BaseModel):
+class HandheldConfig(StrictModel):
     """Who this handheld is, its keys, what it trusts, and where it serves the officer's page."""
-
-    model_config = ConfigDict(extra="forbid")
 
     id: Annotated[str, _checked_id("handheld.id")] = Field(
         description="handheld id, as in its certificate CN handheld-<id>")
@@ -87,10 +83,8 @@ class HandheldConfig(BaseModel):
         return self.model_copy(update={f: base / getattr(self, f) for f in fields})
 
 
-class HandheldFile(BaseModel):
+class HandheldFile(StrictModel):
     """A handheld's whole config file: [handheld] and [link]."""
-
-    model_config = ConfigDict(extra="forbid")
 
     handheld: HandheldConfig
     link: LinkConfig

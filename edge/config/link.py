@@ -3,17 +3,17 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from edge.config.base import StrictModel
 
 
-class LinkConfig(BaseModel):
+class LinkConfig(StrictModel):
     """Broker address, mutual-TLS files, session and delivery settings.
 
     The client id is the certificate's CN (the broker enforces that with `use_username_as_clientid`),
     so it is read from `cert` and not configured here.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     host: str = Field("localhost", min_length=1, description="broker host name or IP; must match its certificate")
     port: int = Field(8883, ge=1, le=65535)

@@ -2,7 +2,9 @@
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from edge.config.base import StrictModel
 
 # Measured with `edge eval calibrate` on LFW, MobileFaceNet-192 (engines/calibration-mobilefacenet_192.toml,
 # docs/evaluation.md#thresholds). The default mode holds the false-alarm rate at 1 in 1,000 passers-by (FPIR
@@ -15,9 +17,7 @@ DEFAULT_THRESHOLD = 0.64
 THRESHOLD_FLOOR = 0.53
 
 
-class MatchConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class MatchConfig(StrictModel):
     mode: Literal["fixed", "constant_fpir"] = Field(
         DEFAULT_MODE, description="constant_fpir: the threshold follows the list's size (calibration table)")
     threshold: float = Field(DEFAULT_THRESHOLD, description="cosine a candidate needs (mode fixed)")

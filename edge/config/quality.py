@@ -1,11 +1,11 @@
 """[quality] section: when a face is good enough to embed and to decide on."""
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from edge.config.base import StrictModel
 
 
-class QualityConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class QualityConfig(StrictModel):
     min_eye_distance: float = Field(14.0, ge=4.0, description="pixels between the eyes in the frame")
     good_eye_distance: float = Field(40.0, ge=8.0, description="eye distance at which size stops limiting quality")
     min_sharpness: float = Field(30.0, ge=0.0, description="variance of the Laplacian of the aligned 112 px crop")

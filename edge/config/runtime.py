@@ -3,12 +3,12 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from edge.config.base import StrictModel
 
 
-class RuntimeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RuntimeConfig(StrictModel):
     backend: Literal["auto", "onnxruntime", "tensorrt"] = "auto"
     threads: int = Field(1, ge=1, le=64, description="ONNX Runtime intra-op threads per model")
     engines_dir: Path | None = Field(None, description="folder of models.toml and the ONNX files; default: shipped")

@@ -1,11 +1,11 @@
 """[track] section: how faces become tracks and tracks become decisions."""
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from edge.config.base import StrictModel
 
 
-class TrackConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TrackConfig(StrictModel):
     iou: float = Field(0.3, gt=0.0, lt=1.0, description="box overlap that continues a track")
     max_missed: int = Field(10, ge=0, le=300, description="detection rounds a track survives unseen")
     min_evidence: int = Field(2, ge=1, le=20, description="embeddings from distinct frames that must agree")

@@ -2,12 +2,12 @@
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from edge.config.base import StrictModel
 
 
-class WatchlistConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class WatchlistConfig(StrictModel):
     max_bundle_mb: float = Field(1024.0, gt=0, description="bundles larger than this are refused unread")
     clock_skew_s: float = Field(300.0, ge=0, le=86400,
                                 description="a bundle valid from up to this far in the future is accepted")

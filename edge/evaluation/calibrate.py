@@ -43,7 +43,7 @@ class FixedPoint:
 
 
 def measure(cache: EmbedCache, protocol: Protocol, sizes: tuple[int, ...] = SIZES, fpirs: tuple[float, ...] = FPIRS,
-            flip: Flip = "enrol", seed: int = 0, repeats: int = 5, progress: bool = True,
+            flip: Flip = "enroll", seed: int = 0, repeats: int = 5, progress: bool = True,
             at: tuple[float, ...] = ()) -> tuple[list[MeasuredPoint], list[FixedPoint]]:
     """Threshold and FNIR at each (gallery size, FPIR), and FPIR and FNIR at each fixed threshold in `at`.
 
@@ -51,7 +51,7 @@ def measure(cache: EmbedCache, protocol: Protocol, sizes: tuple[int, ...] = SIZE
     people = sorted(g.identity for g in protocol.gallery)
     too_big = [s for s in sizes if s > len(people)]
     if too_big:
-        raise EdgeError(f"gallery sizes {too_big} exceed the {len(people)} people available to enrol; "
+        raise EdgeError(f"gallery sizes {too_big} exceed the {len(people)} people available to enroll; "
                         "give smaller --sizes")
     if any(len(protocol.non_mated) * f < 1 for f in fpirs):
         raise EdgeError(f"{len(protocol.non_mated)} non-mated probes cannot measure FPIR {min(fpirs):g}: "

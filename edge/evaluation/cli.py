@@ -17,7 +17,7 @@ from edge.evaluation.lfw import parse_pairs
 from edge.evaluation.verify import roc_curve, verify_report
 from edge.watchlist.calibration import calibration_path
 
-IDENTIFY_FLIPS = ("none", "enrol", "both")
+IDENTIFY_FLIPS = ("none", "enroll", "both")
 
 
 def register(commands) -> None:
@@ -36,8 +36,8 @@ def register(commands) -> None:
                          description="1:N identification: each gallery person is enrolled from their first photo "
                                      "(sorted); probes of enrolled people are mated, all others non-mated")
     _protocol_args(p)
-    p.add_argument("--flip", default="enrol",
-                   help="none, enrol (gallery flip-summed, as the device enrols; default), both (flip-test), "
+    p.add_argument("--flip", default="enroll",
+                   help="none, enroll (gallery flip-summed, as the device enrolls; default), both (flip-test), "
                         "or a comma list to compare")
     _common(p)
     p.set_defaults(func=run_identify)
@@ -52,7 +52,7 @@ def register(commands) -> None:
     p.add_argument("--fpirs", default=",".join(f"{f:g}" for f in CAL_FPIRS), help="FPIRs, comma separated")
     p.add_argument("--seed", type=int, default=0, help="random seed for the gallery subsets")
     p.add_argument("--repeats", type=int, default=5, help="random subsets averaged per gallery size")
-    p.add_argument("--flip", choices=IDENTIFY_FLIPS, default="enrol", help="as for identify (default: enrol)")
+    p.add_argument("--flip", choices=IDENTIFY_FLIPS, default="enroll", help="as for identify (default: enroll)")
     p.add_argument("--out", type=Path, help="table to write (default engines/calibration-<embedder>.toml)")
     p.add_argument("--at-thresholds", default="", help="also report FPIR and FNIR at these thresholds, comma separated")
     _common(p, need_json=False)
@@ -64,7 +64,7 @@ def _protocol_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--probes", type=Path, required=required,
                    help="folder, one sub-folder per person (may be --gallery)")
     p.add_argument("--min-images", type=int, default=1,
-                   help="enrol only people with at least N photos in --gallery (LFW reference protocol: 2)")
+                   help="enroll only people with at least N photos in --gallery (LFW reference protocol: 2)")
     p.add_argument("--exclude-known-label-noise", action="store_true",
                    help="leave out the 7 LFW single-image people known to be gallery people (figures with them "
                         "are reported too)")

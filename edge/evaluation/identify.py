@@ -20,9 +20,9 @@ from edge.evaluation.verify import threshold_at_rate
 from edge.watchlist.match import Gallery, match
 from edge.watchlist.photos import person_photos
 
-Flip = Literal["none", "enrol", "both"]
+Flip = Literal["none", "enroll", "both"]
 FPIRS = (1e-2, 1e-3)
-FLIP_NOTES = {"none": "no flip", "enrol": "gallery photos flip-summed (as the Enroller does), probes plain",
+FLIP_NOTES = {"none": "no flip", "enroll": "gallery photos flip-summed (as the Enroller does), probes plain",
               "both": "gallery and probes flip-summed (flip-test)"}
 FAILED_POLICY = ("a gallery photo with no face leaves its person unenrolled (their mated searches are then "
                  "misses); a mated probe with no face is a miss; a non-mated probe with no face is left out of "
@@ -65,7 +65,7 @@ def build_protocol(gallery_dir: Path, probes_dir: Path, min_images: int = 1,
     """
     enrolled = {person: photos[0] for person, photos in person_photos(gallery_dir) if len(photos) >= min_images}
     if not enrolled:
-        raise EdgeError(f"no person in {gallery_dir} has {min_images}+ photos: nobody to enrol; lower --min-images")
+        raise EdgeError(f"no person in {gallery_dir} has {min_images}+ photos: nobody to enroll; lower --min-images")
     enrolled_files = {p.resolve() for p in enrolled.values()}
     mated, non_mated, noise = [], [], []
     for person, photos in person_photos(probes_dir):
@@ -102,7 +102,7 @@ class Searches:
         return float((self.non_mated_scores >= threshold).mean()) if len(self.non_mated_scores) else float("nan")
 
 
-def enrol(cache: EmbedCache, protocol: Protocol, flip: Flip) -> tuple[Gallery, dict[str, str]]:
+def enroll(cache: EmbedCache, protocol: Protocol, flip: Flip) -> tuple[Gallery, dict[str, str]]:
     emb = cache.embed([g.path for g in protocol.gallery], flip=flip != "none", desc="enrolling")
     subjects = [(g.identity, g.identity, emb.embeddings[i][None]) for i, g in enumerate(protocol.gallery)
                 if emb.ok[i]]
@@ -123,9 +123,9 @@ def best_matches(gallery: Gallery, embeddings: np.ndarray) -> tuple[list[str | N
     return ids, scores
 
 
-def search(cache: EmbedCache, protocol: Protocol, flip: Flip = "enrol") -> tuple[Searches, Gallery]:
-    """Enrol the gallery, then search every probe against it."""
-    gallery, failed = enrol(cache, protocol, flip)
+def search(cache: EmbedCache, protocol: Protocol, flip: Flip = "enroll") -> tuple[Searches, Gallery]:
+    """Enroll the gallery, then search every probe against it."""
+    gallery, failed = enroll(cache, protocol, flip)
     if gallery.size == 0:
         raise EdgeError("no gallery photo had a usable face: nobody could be enrolled")
     probe_flip = flip == "both"
@@ -167,7 +167,7 @@ def operating_points(s: Searches, fpirs: tuple[float, ...] = FPIRS) -> dict[str,
     return out
 
 
-def identify_report(cache: EmbedCache, protocol: Protocol, flip: Flip = "enrol",
+def identify_report(cache: EmbedCache, protocol: Protocol, flip: Flip = "enroll",
                     gallery_note: str = "") -> tuple[dict[str, Any], Searches]:
     start = time.perf_counter()
     s, gallery = search(cache, protocol, flip)

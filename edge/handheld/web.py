@@ -21,8 +21,9 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from edge.config.base import StrictModel
 from edge.handheld.app import DecisionError, HandheldApp
 from edge.protocol.adjudication import Decision
 
@@ -40,10 +41,8 @@ _SECURITY_HEADERS = {
 }
 
 
-class DecisionRequest(BaseModel):
+class DecisionRequest(StrictModel):
     """What the page POSTs to /api/decisions."""
-
-    model_config = ConfigDict(extra="forbid")
 
     event_id: str = Field(max_length=64)
     officer_id: str = Field(max_length=64)

@@ -21,9 +21,9 @@ import os
 import signal
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from edge.config.base import check_id
+from edge.config.base import StrictModel, check_id
 from edge.errors import EdgeError
 from edge.fsio import write_atomic
 from edge.protocol import topics
@@ -34,8 +34,7 @@ class RegistryError(EdgeError):
     """The registry file is unreadable, or names an identity that is not registered."""
 
 
-class DeviceEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DeviceEntry(StrictModel):
     fleet: str | None = None
 
     @field_validator("fleet")
@@ -44,15 +43,12 @@ class DeviceEntry(BaseModel):
         return None if v is None else check_id(v, "fleet")
 
 
-class HandheldEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class HandheldEntry(StrictModel):
     devices: list[str] = Field(default_factory=list, description="device ids this handheld may read")
 
 
-class Registry(BaseModel):
+class Registry(StrictModel):
     """Identities known to the broker. Ids are bare (`cam01`); the broker username is `<role>-<id>`."""
-
-    model_config = ConfigDict(extra="forbid")
 
     hq: list[str] = Field(default_factory=list)
     devices: dict[str, DeviceEntry] = Field(default_factory=dict)

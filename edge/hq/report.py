@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict
 
 from edge.audit.counters import FIELDS
 from edge.audit.decisions import vote_of
@@ -29,6 +28,7 @@ from edge.audit.records import (
     WatchlistRefusedBody,
 )
 from edge.audit.verify import verify_records
+from edge.config.base import StrictModel
 from edge.errors import EdgeError
 from edge.protocol.adjudication import Adjudication, State, Tally, tally
 
@@ -39,11 +39,7 @@ _OUTCOME: dict[State, Outcome] = {
 }
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CounterTotals(_Model):
+class CounterTotals(StrictModel):
     frames: int = 0
     faces_seen: int = 0
     faces_discarded: int = 0
@@ -55,7 +51,7 @@ class CounterTotals(_Model):
             setattr(self, name, getattr(self, name) + getattr(body, name))
 
 
-class Outcomes(_Model):
+class Outcomes(StrictModel):
     """Alerts by what their decisions amount to. `rejected` includes disputed ones (a reject by anyone blocks
     confirmation); `pending` includes those still waiting for a second officer's confirmation."""
 
@@ -66,14 +62,14 @@ class Outcomes(_Model):
     pending: int = 0
 
 
-class WatchlistUse(_Model):
+class WatchlistUse(StrictModel):
     watchlist_id: str | None
     version: int | None
     size: int
     since: float
 
 
-class PeriodReport(_Model):
+class PeriodReport(StrictModel):
     period_id: str
     start: float
     stop: float | None = None
@@ -88,7 +84,7 @@ class PeriodReport(_Model):
     counters: CounterTotals
 
 
-class WatchlistRefusal(_Model):
+class WatchlistRefusal(StrictModel):
     """A watchlist the device refused, as its audit log recorded it."""
 
     time: float
@@ -97,7 +93,7 @@ class WatchlistRefusal(_Model):
     reason: str
 
 
-class DeploymentReport(_Model):
+class DeploymentReport(StrictModel):
     device: str
     generated_at: float
     since: float | None = None

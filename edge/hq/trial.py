@@ -159,7 +159,7 @@ class TrialFleet:
 
     def build_watchlist(self, devices: list[str], photos: Path, people: dict[str, str], version: int,
                         out: Path) -> Path:
-        """Enrol `people` (photo file -> name) from `photos` into a bundle for `devices`, expiring in a day."""
+        """Enroll `people` (photo file -> name) from `photos` into a bundle for `devices`, expiring in a day."""
         expires = (datetime.now(timezone.utc) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
         rows = ["subject_id,label,category,case_reference,legal_basis,approver,expires,photos"]
         for n, (photo, name) in enumerate(people.items(), 1):

@@ -33,7 +33,7 @@ from edge.keys import (
 from edge.link.chunks import publish_bundle
 from edge.models import Manifest
 from edge.protocol import topics
-from edge.watchlist.build import enrol
+from edge.watchlist.build import enroll
 from edge.watchlist.bundle import DEVICE_ID_PATTERN, BundleRefused, BundleSpec, EmbedderRef, parse_header, split
 from edge.watchlist.decryption import decrypt
 from edge.watchlist.entries import EntriesError, parse_time, read_entries
@@ -45,8 +45,8 @@ from edge.watchlist.store import WatchlistStore
 def register(commands: Commands) -> None:
     group = commands.group("watchlist", "watchlists: build and sign at HQ, inspect, install on a device")
 
-    build = group.add_parser("build", help="enrol photos and write a signed, encrypted bundle",
-                             description="Enrol every row of ENTRIES with the devices' own models and seal the "
+    build = group.add_parser("build", help="enroll photos and write a signed, encrypted bundle",
+                             description="Enroll every row of ENTRIES with the devices' own models and seal the "
                                          "result for the recipient devices. See docs/watchlist-bundle.md.")
     build.add_argument("--photos", type=Path, required=True, help="folder the CSV's photo names are relative to")
     build.add_argument("--entries", type=Path, required=True,
@@ -66,7 +66,7 @@ def register(commands: Commands) -> None:
     build.add_argument("--no-thumbnails", action="store_true", help="leave reference thumbnails out")
     build.add_argument("--skip-refused", action="store_true",
                        help="build without rows that have no usable photo instead of failing")
-    build.add_argument("--threads", type=int, default=1, help="inference threads for enrolment")
+    build.add_argument("--threads", type=int, default=1, help="inference threads for enrollment")
     build.set_defaults(func=build_command)
 
     inspect = group.add_parser("inspect", help="show a bundle's header, and its entries given a device key")
@@ -117,7 +117,7 @@ def build_command(args: argparse.Namespace) -> int:
     from edge.vision.enroll import Enroller  # loads ONNX Runtime and OpenCV: only when building
 
     enroller = Enroller.open(embedder=args.embedder, threads=args.threads)
-    report = enrol(rows, enroller, thumbnails=not args.no_thumbnails)
+    report = enroll(rows, enroller, thumbnails=not args.no_thumbnails)
     for rejected in report.rejected:
         print(rejected)
     if report.refused_rows and not args.skip_refused:

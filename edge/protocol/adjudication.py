@@ -11,9 +11,9 @@ from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field
 
-from edge.config.base import check_id
+from edge.config.base import StrictModel, check_id
 from edge.protocol.alert import HandheldAlert
 from edge.protocol.canonical import encode, load_model, sign, verify
 from edge.protocol.messages import DeviceId, EventId, HandheldId, new_event_id, utc_now
@@ -34,10 +34,10 @@ class Vote(NamedTuple):
     decision: Decision
 
 
-class Adjudication(BaseModel):
+class Adjudication(StrictModel):
     """One officer's decision on one alert, as the handheld signs and publishes it."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(populate_by_name=True, frozen=True, allow_inf_nan=False)
 
     schema_: Literal["edge.adjudication/1"] = Field(ADJUDICATION, alias="schema")
     adjudication_id: EventId = Field(description="unique per decision: receivers de-duplicate by it")
@@ -94,10 +94,10 @@ def verify_adjudication(payload: bytes, handheld_keys: Mapping[str, Ed25519Publi
 State = Literal["pending", "awaiting_second", "confirmed", "rejected", "disputed", "unsure"]
 
 
-class Tally(BaseModel):
+class Tally(StrictModel):
     """What the decisions on one alert amount to. A reject by anyone blocks confirmation."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     state: State
     confirmations: int

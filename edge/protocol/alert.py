@@ -24,8 +24,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field
 
+from edge.config.base import StrictModel
 from edge.errors import EdgeError
 from edge.protocol.canonical import canonical, encode, load_model, sign, verify
 from edge.protocol.messages import DeviceId, EventId, HandheldId, MatchEvent, Text, base64_of
@@ -54,10 +55,10 @@ def _jpeg_b64(value: str) -> str:
 JpegB64 = Annotated[str, AfterValidator(_jpeg_b64)]
 
 
-class HandheldAlert(BaseModel):
+class HandheldAlert(StrictModel):
     """What the officer sees: a candidate match to verify, with everything needed to judge it."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(populate_by_name=True, frozen=True, allow_inf_nan=False)
 
     schema_: Literal["edge.alert/1"] = Field(ALERT, alias="schema")
     event_id: EventId = Field(description="the match event's id: decisions and audit records refer to it")
@@ -102,10 +103,10 @@ class HandheldAlert(BaseModel):
                    reference_thumbnail=thumb)
 
 
-class SealedAlert(BaseModel):
+class SealedAlert(StrictModel):
     """The envelope on the wire: a readable header (who to whom, key agreement inputs) and the ciphertext."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    model_config = ConfigDict(populate_by_name=True, frozen=True)
 
     schema_: Literal["edge.sealed_alert/1"] = Field(SEALED_ALERT, alias="schema")
     event_id: EventId

@@ -12,9 +12,9 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, JsonValue
 
-from edge.config.base import check_id
+from edge.config.base import StrictModel, check_id
 from edge.protocol.canonical import parse, validate
 from edge.protocol.refused import Refused
 
@@ -47,8 +47,8 @@ def base64_of(size: int) -> AfterValidator:
     return AfterValidator(check)
 
 
-class _Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, allow_inf_nan=False)
+class _Payload(StrictModel):
+    model_config = ConfigDict(populate_by_name=True, frozen=True, allow_inf_nan=False)
 
     def body(self) -> dict[str, Any]:
         """The JSON-ready dict as sent on the wire (aliases applied: `schema`, not `schema_`)."""

@@ -19,8 +19,9 @@ from typing import Annotated, Any, Literal, TypeVar
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, ConfigDict, Field
 
+from edge.config.base import StrictModel
 from edge.fsio import write_atomic
 from edge.keys import key_id
 from edge.protocol.alert import HandheldAlert, seal
@@ -40,8 +41,8 @@ def raw_b64(key: Ed25519PublicKey | X25519PublicKey) -> str:
     return base64.b64encode(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)).decode()
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+class _Record(StrictModel):
+    model_config = ConfigDict(populate_by_name=True, frozen=True)
 
     def body(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

@@ -16,9 +16,10 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from tqdm import tqdm
 
+from edge.config.base import StrictModel
 from edge.errors import ConfigError, ModelError
 from edge.fsio import write_atomic
 from edge.models import Manifest, ModelSpec
@@ -37,10 +38,10 @@ from edge.runtime.tensorrt import device_gpu, import_tensorrt, primary_context
 log = logging.getLogger(__name__)
 
 
-class BuildOptions(BaseModel):
+class BuildOptions(StrictModel):
     """How to build: precision, shapes, caches. `auto` precision is FP16 where the GPU has fast FP16."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     engine_dir: Path
     precision: Precision | None = None
@@ -52,10 +53,10 @@ class BuildOptions(BaseModel):
     timing_cache: Path | None = None
 
 
-class BuildResult(BaseModel):
+class BuildResult(StrictModel):
     """What was built, where, and how long it took."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     model: str
     path: Path

@@ -13,8 +13,9 @@ import struct
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
+from edge.config.base import StrictModel
 from edge.errors import ModelError
 
 MAGIC = b"EDGEENG1"
@@ -24,10 +25,10 @@ _MAX_HEADER = 1 << 20
 Shape = tuple[int, ...]
 
 
-class ShapeRange(BaseModel):
+class ShapeRange(StrictModel):
     """The shapes one optimization profile accepts for one input."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     min: Shape
     opt: Shape
@@ -39,10 +40,10 @@ class ShapeRange(BaseModel):
         )
 
 
-class EngineMeta(BaseModel):
+class EngineMeta(StrictModel):
     """What an engine was built from, where and how: checked before the plan is deserialized."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     format: Literal["edge.engine/1"] = "edge.engine/1"
     model: str

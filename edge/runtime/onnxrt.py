@@ -1,4 +1,4 @@
-"""ONNX Runtime backend: the CPU path, and HQ's enrolment path."""
+"""ONNX Runtime backend: the CPU path, and HQ's enrollment path."""
 
 from pathlib import Path
 

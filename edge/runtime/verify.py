@@ -6,8 +6,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
+from edge.config.base import StrictModel
 from edge.models import Manifest, ModelSpec
 from edge.runtime import sample_inputs
 from edge.runtime.base import Runtime
@@ -23,10 +24,10 @@ TOLERANCE: dict[str, tuple[float, float]] = {
 }
 
 
-class OutputDiff(BaseModel):
+class OutputDiff(StrictModel):
     """How far one output of the engine is from the reference."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     name: str
     max_abs: float
@@ -34,10 +35,10 @@ class OutputDiff(BaseModel):
     ok: bool
 
 
-class Comparison(BaseModel):
+class Comparison(StrictModel):
     """An engine against ONNX Runtime on the same real inputs."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     model: str
     precision: Precision

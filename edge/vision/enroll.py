@@ -16,12 +16,12 @@ from edge.vision.quality import assess
 from edge.vision.select import select_face
 from edge.vision.stack import VisionStack
 
-# Enrolment is stricter than a live probe: the gallery photo sets the bar for every later comparison.
-ENROL_QUALITY = QualityConfig(min_eye_distance=20.0, min_sharpness=25.0, max_yaw=0.35, max_pitch=0.4)
+# Enrollment is stricter than a live probe: the gallery photo sets the bar for every later comparison.
+ENROLL_QUALITY = QualityConfig(min_eye_distance=20.0, min_sharpness=25.0, max_yaw=0.35, max_pitch=0.4)
 
 
 @dataclass(frozen=True)
-class Enrolment:
+class Enrollment:
     """One photo's result: an embedding, or the reason it was rejected."""
 
     path: Path
@@ -34,7 +34,7 @@ class Enrolment:
 class Enroller:
     """Embeds watchlist photos. `flip` adds the mirrored face (most of flip-test's gain, no query cost)."""
 
-    def __init__(self, stack: VisionStack, quality: QualityConfig = ENROL_QUALITY, flip: bool = True) -> None:
+    def __init__(self, stack: VisionStack, quality: QualityConfig = ENROLL_QUALITY, flip: bool = True) -> None:
         self.stack = stack
         self.quality = quality
         self.flip = flip
@@ -53,24 +53,24 @@ class Enroller:
     def model_name(self) -> str:
         return self.stack.embedder.spec.name
 
-    def enroll(self, path: Path) -> Enrolment:
+    def enroll(self, path: Path) -> Enrollment:
         try:
             image = read_image(path)
         except SourceError:
-            return Enrolment(path, None, "unreadable", None, 0.0)
+            return Enrollment(path, None, "unreadable", None, 0.0)
         return self.enroll_image(image, path)
 
-    def enroll_image(self, image: np.ndarray, path: Path = Path("-")) -> Enrolment:
+    def enroll_image(self, image: np.ndarray, path: Path = Path("-")) -> Enrollment:
         det = self.stack.detector(image)
         index, reason = select_face(det, image.shape, "single")
         if index is None:
-            return Enrolment(path, None, reason, None, 0.0)
+            return Enrollment(path, None, reason, None, 0.0)
         landmarks = det.landmarks[index]
         crop = self.stack.embedder.crops(image, landmarks[None])
         q = assess(crop[0], landmarks, float(det.scores[index]), self.quality)
         if not q.ok:
-            return Enrolment(path, None, q.reasons[0], None, q.score)
+            return Enrollment(path, None, q.reasons[0], None, q.score)
         embedding = self.stack.embedder.embed(crop, flip=self.flip)[0]
         thumb = crop[0] if crop.shape[1] == 112 else cv2.resize(crop[0], (112, 112), interpolation=cv2.INTER_AREA)
         ok, jpeg = cv2.imencode(".jpg", thumb, [cv2.IMWRITE_JPEG_QUALITY, 85])
-        return Enrolment(path, embedding, None, jpeg.tobytes() if ok else None, q.score)
+        return Enrollment(path, embedding, None, jpeg.tobytes() if ok else None, q.score)

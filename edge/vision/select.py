@@ -12,7 +12,7 @@ def select_face(det: Detections, shape: tuple[int, ...], policy: Literal["single
     """Index of the photo's subject, or None with a reason ('no_face', 'several_faces').
 
     Only confident detections are candidates (a low-score box is often a torso or a dog). `single`
-    (enrolment) refuses a photo where a second confident face is at least `dominance` times the size of
+    (enrollment) refuses a photo where a second confident face is at least `dominance` times the size of
     the largest, since the photo could then be about either person. `central` (evaluation on centred
     crops like LFW) takes the confident face nearest the centre, weighted by size.
     """

@@ -1,6 +1,6 @@
-"""HQ side: enrol each row's photos with the devices' own models and seal the result into a bundle.
+"""HQ side: enroll each row's photos with the devices' own models and seal the result into a bundle.
 
-Enrolment runs the same detector, aligner and embedder as the devices (edge.vision.enroll), so a
+Enrollment runs the same detector, aligner and embedder as the devices (edge.vision.enroll), so a
 probe on the device and its enrolled photo land in the same embedding space.
 """
 
@@ -16,7 +16,7 @@ from edge.watchlist.entries import EntryRow
 from edge.watchlist.sealing import Subject
 
 
-class Enrolment(Protocol):
+class Enrollment(Protocol):
     """What edge.vision.enroll.Enroller.enroll returns for one photo."""
 
     embedding: np.ndarray | None
@@ -28,7 +28,7 @@ class Enrolment(Protocol):
 class PhotoEnroller(Protocol):
     model_sha256: str
 
-    def enroll(self, path: Path) -> Enrolment: ...
+    def enroll(self, path: Path) -> Enrollment: ...
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class RejectedPhoto:
 
 
 @dataclass(frozen=True)
-class EnrolmentReport:
+class EnrollmentReport:
     """Subjects ready for a bundle, the photos that could not be used, and rows left with no usable photo."""
 
     subjects: list[Subject]
@@ -51,8 +51,8 @@ class EnrolmentReport:
     refused_rows: list[str]
 
 
-def enrol(rows: Sequence[EntryRow], enroller: PhotoEnroller, thumbnails: bool = True,
-          progress: bool = True) -> EnrolmentReport:
+def enroll(rows: Sequence[EntryRow], enroller: PhotoEnroller, thumbnails: bool = True,
+          progress: bool = True) -> EnrollmentReport:
     """Embed every photo of every row; a row keeps all its usable photos, and the best one's thumbnail."""
     subjects: list[Subject] = []
     rejected: list[RejectedPhoto] = []
@@ -74,4 +74,4 @@ def enrol(rows: Sequence[EntryRow], enroller: PhotoEnroller, thumbnails: bool = 
             best = max(usable, key=lambda r: r.quality)
             subjects.append(Subject(row.entry, np.stack([r.embedding for r in usable]),
                                     best.thumbnail if thumbnails else None))
-    return EnrolmentReport(subjects, rejected, refused)
+    return EnrollmentReport(subjects, rejected, refused)

@@ -20,8 +20,9 @@ from typing import Annotated, Literal
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, model_validator
+from pydantic import AwareDatetime, ConfigDict, Field, NonNegativeInt, ValidationError, model_validator
 
+from edge.config.base import StrictModel
 from edge.protocol.refused import Refused
 from edge.watchlist.entries import SUBJECT_ID_PATTERN, Category, LongText, ShortText, SubjectId, WatchlistEntry
 
@@ -70,20 +71,20 @@ class BundleRefused(Refused):
         self.header: BundleHeader | None = None
 
 
-class EmbedderRef(BaseModel):
+class EmbedderRef(StrictModel):
     """The model the embeddings were made with; a device only accepts its own (by sha256)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     name: str = Field(min_length=1, max_length=100)
     sha256: str = Field(pattern=HEX64)
     dim: int = Field(ge=1, le=4096)
 
 
-class WrappedKey(BaseModel):
+class WrappedKey(StrictModel):
     """The payload's data key, encrypted for one device (hex fields)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     device_id: str = Field(pattern=DEVICE_ID_PATTERN)
     key_id: str = Field(pattern=HEX64, description="sha256 of the device's raw X25519 public key")
@@ -92,10 +93,10 @@ class WrappedKey(BaseModel):
     wrapped_key: str = Field(pattern=r"^[0-9a-f]{96}$", description="32-byte key + 16-byte GCM tag")
 
 
-class BundleSpec(BaseModel):
+class BundleSpec(StrictModel):
     """What HQ chooses for a bundle; the header adds what is computed from the content."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     watchlist_id: str = Field(pattern=SUBJECT_ID_PATTERN)
     version: int = Field(ge=1, lt=2**63)
@@ -126,14 +127,12 @@ class BundleHeader(BundleSpec):
     recipients: tuple[WrappedKey, ...] = Field(min_length=1)
 
 
-class PayloadIndex(BaseModel):
+class PayloadIndex(StrictModel):
     """The entries in columns, element i of each list describing entry i.
 
     Columns rather than one object per entry: a 100,000-entry list parses into a few lists of
     strings instead of 100,000 objects, and the keys are not repeated on every entry.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     subject_id: list[SubjectId]
     label: list[ShortText]

@@ -8,26 +8,22 @@ import math
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
+from edge.config.base import StrictModel
 from edge.config.match import MatchConfig
 from edge.config.tomlio import load_toml
 from edge.errors import ConfigError
 from edge.track.decision import Threshold
 
 
-class CalibrationPoint(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CalibrationPoint(StrictModel):
     gallery_size: int
     fpir: float
     threshold: float
 
 
-class Calibration(BaseModel):
+class Calibration(StrictModel):
     """Measured (gallery size, FPIR, threshold) points for one embedder."""
-
-    model_config = ConfigDict(extra="forbid")
 
     embedder: str
     embedder_sha256: str

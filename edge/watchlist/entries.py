@@ -11,8 +11,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints, ValidationError
 
+from edge.config.base import StrictModel
 from edge.errors import EdgeError
 
 SUBJECT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
@@ -33,10 +34,10 @@ ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 
 
-class WatchlistEntry(BaseModel):
+class WatchlistEntry(StrictModel):
     """One person on the list, with the accountability fields every entry must carry."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     subject_id: SubjectId = Field(description="HQ's id of the person")
     label: ShortText = Field(description="what the officer sees")
@@ -50,7 +51,7 @@ class WatchlistEntry(BaseModel):
 
 @dataclass(frozen=True)
 class EntryRow:
-    """A validated CSV row: the entry and the photo files to enrol it from."""
+    """A validated CSV row: the entry and the photo files to enroll it from."""
 
     row: int
     entry: WatchlistEntry

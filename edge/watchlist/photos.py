@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from edge.capture.opencv import IMAGE_SUFFIXES
 from edge.errors import SourceError
-from edge.vision.enroll import Enroller, Enrolment
+from edge.vision.enroll import Enroller, Enrollment
 from edge.watchlist.match import Gallery
 
 
@@ -43,14 +43,14 @@ def label_for(person: str) -> str:
 
 def gallery_from_photos(folder: Path | list[tuple[str, list[Path]]], enroller: Enroller,
                         progress: bool = True) -> tuple[Gallery, list[Rejected]]:
-    """Enrol every usable photo; a person's photos all become their embeddings. Rejects say why."""
+    """Enroll every usable photo; a person's photos all become their embeddings. Rejects say why."""
     people = list(person_photos(folder)) if isinstance(folder, Path) else folder
     subjects: list[tuple[str, str, np.ndarray]] = []
     rejected: list[Rejected] = []
     bar = tqdm(total=sum(len(p) for _, p in people), desc="enrolling", unit="photo", disable=not progress,
                leave=False)
     for person, photos in people:
-        good: list[Enrolment] = []
+        good: list[Enrollment] = []
         for photo in photos:
             result = enroller.enroll(photo)
             bar.update()

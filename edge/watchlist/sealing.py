@@ -91,7 +91,7 @@ def _encode_payload(spec: BundleSpec, subjects: Sequence[Subject]) -> tuple[byte
     matrix = np.concatenate(rows) if rows else np.zeros((0, dim), np.float32)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     if not np.all(np.isfinite(norms)) or np.any(norms == 0):
-        raise EdgeError("an embedding is zero or not finite: the enrolment produced a broken vector")
+        raise EdgeError("an embedding is zero or not finite: the enrollment produced a broken vector")
     matrix = (matrix / norms).astype("<f2" if spec.dtype == "float16" else "<f4")
     entries = [s.entry for s in subjects]
     columns = {name: [getattr(e, name) for e in entries] for name in WatchlistEntry.model_fields}

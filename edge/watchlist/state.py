@@ -6,15 +6,16 @@ the wire message HQ receives (`edge.protocol.messages.WatchlistState`), hence th
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, ConfigDict, Field
 
+from edge.config.base import StrictModel
 from edge.watchlist.bundle import EmbedderRef, RefusalCode
 
 
-class InstalledInfo(BaseModel):
+class InstalledInfo(StrictModel):
     """The installed watchlist, as reported to HQ."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     watchlist_id: str
     version: int
@@ -29,10 +30,10 @@ class InstalledInfo(BaseModel):
     installed_at: AwareDatetime
 
 
-class BundleRefusal(BaseModel):
+class BundleRefusal(StrictModel):
     """Why the last offered bundle was not installed: the record a BundleRefused leaves in the state."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     code: RefusalCode
     message: str
@@ -42,10 +43,8 @@ class BundleRefusal(BaseModel):
     version: int | None = None
 
 
-class StoreState(BaseModel):
+class StoreState(StrictModel):
     """The device's watchlist state: persisted in state.json and published to HQ."""
-
-    model_config = ConfigDict(extra="forbid")
 
     status: Literal["none", "active", "expired", "unusable"]
     message: str
@@ -53,10 +52,8 @@ class StoreState(BaseModel):
     last_refusal: BundleRefusal | None = None
 
 
-class InstallResult(BaseModel):
+class InstallResult(StrictModel):
     """What an install did, and the state after it."""
-
-    model_config = ConfigDict(extra="forbid")
 
     outcome: Literal["installed", "unchanged", "refused"]
     refusal: BundleRefusal | None = None

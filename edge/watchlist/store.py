@@ -32,8 +32,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from edge.config.base import StrictModel
 from edge.config.watchlist import WatchlistConfig
 from edge.errors import EdgeError
 from edge.fsio import PARTIAL_SUFFIX, commit, partial_path, write_atomic, write_partial
@@ -50,9 +51,7 @@ VERSIONS_FILE = "versions.json"
 STATE_FILE = "state.json"
 
 
-class _Versions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class _Versions(StrictModel):
     highest: dict[str, int] = Field(default_factory=dict)
 
 

@@ -31,7 +31,7 @@ def test_identify_reports_rank1_and_unmeasurable_fpir(lfw_slice: Path, eval_cach
     out, plot = tmp_path / "identify.json", tmp_path / "det.png"
     rc = main(["eval", "identify", "--gallery", str(lfw_slice), "--probes", str(lfw_slice), "--min-images", "2",
                "--exclude-known-label-noise", "--json", str(out), "--plot", str(plot), "--cache", str(eval_cache),
-               "--flip", "enrol,none", "--threads", "2"])
+               "--flip", "enroll,none", "--threads", "2"])
     assert rc == 0
     report = json.loads(out.read_text())
     for key in ("rank1", "fnir_at_fpir_1e-2", "fnir_at_fpir_1e-3", "threshold_at_fpir_1e-2", "threshold_at_fpir_1e-3",

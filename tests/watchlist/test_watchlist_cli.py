@@ -135,7 +135,7 @@ def test_row_without_usable_photo_is_refused_with_its_row(fleet: Path, photos: P
     assert "entry_count: 2" in capsys.readouterr().out
 
 
-def test_row_without_legal_basis_is_refused_before_enrolment(fleet: Path, photos: Path, tmp_path: Path,
+def test_row_without_legal_basis_is_refused_before_enrollment(fleet: Path, photos: Path, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     rows = [ROWS[0], "P-002,Alex Lacamoire,missing,CASE-2025-002,,Insp. Kaur,2030-01-01,alex-lacamoire.png"]
     assert build(fleet, photos, rows, tmp_path / "list.bundle") == 2
