@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from edge.cliargs import Commands
 from edge.errors import EdgeError
 
 # Modules that define `register(commands: Commands)`; each adds its subcommands and sets `func`.
@@ -25,33 +26,6 @@ COMMAND_MODULES = (
     "edge.demo.cli",            # demo
     "edge.engines.cli",         # engines build | check
 )
-
-# Groups whose subcommands come from several modules: their help, written here once.
-SHARED_GROUPS = {"hq": "HQ tools: keys, PKI, watchlists, pairing, event ingest"}
-
-
-class Commands:
-    """Top-level subcommands plus named groups (`edge hq …`, `edge watchlist …`) shared across modules."""
-
-    def __init__(self, top: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-        self.top = top
-        self._groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
-
-    def add(self, name: str, help: str) -> argparse.ArgumentParser:
-        return self.top.add_parser(name, help=help, description=help)
-
-    def group(self, name: str, help: str | None = None) -> "argparse._SubParsersAction[argparse.ArgumentParser]":
-        """The group `name`: its help given by the one module that owns it, or by SHARED_GROUPS, never twice."""
-        if (help is None) == (name not in SHARED_GROUPS) or (help is not None and name in self._groups):
-            raise ValueError(f"command group {name!r}: declare its help once (in one module, or in SHARED_GROUPS)")
-        if name not in self._groups:
-            text = help or SHARED_GROUPS[name]
-            parser = self.top.add_parser(name, help=text, description=text)
-            sub = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
-            sub.required = True
-            self._groups[name] = sub
-        return self._groups[name]
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge", description="Face watchlist firmware for Jetson cameras.")

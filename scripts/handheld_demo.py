@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The officer's handheld with real parts in a throwaway folder: take the docs screenshot, measure alert latency.
 
-A fleet made with the `edge` commands (edge.hq.trial: CA, HQ key, device and handheld provisioning,
+A fleet made with the `edge` commands (edge.demo.trial: CA, HQ key, device and handheld provisioning,
 certificates, `edge hq pair`), mosquitto with the deploy config, a device client that seals alerts, the handheld
 (HandheldApp + PageServer, as `edge handheld` runs them) and headless Chromium.
 
@@ -33,9 +33,9 @@ import numpy as np
 from edge.cliargs import data_root
 from edge.config.handheld import HandheldFile
 from edge.config.match import DEFAULT_THRESHOLD as THRESHOLD
+from edge.demo.trial import TrialFleet
 from edge.handheld.app import HandheldApp
 from edge.handheld.web import PageServer
-from edge.hq.trial import TrialFleet
 from edge.keys import load_signing_private, load_signing_public
 from edge.link.mqtt import Incoming, MqttClient
 from edge.protocol.alert import HandheldAlert, seal

@@ -8,8 +8,7 @@ when it runs.
 import argparse
 from pathlib import Path
 
-from edge.cli import Commands
-from edge.cliargs import add_model_args
+from edge.cliargs import Commands, add_model_args
 
 
 def register(commands: Commands) -> None:

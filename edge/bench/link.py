@@ -2,7 +2,7 @@
 
     edge bench link [--events 10000] [--workers 1] [--sync normal|full]
 
-Builds a throwaway fleet (edge.hq.trial: CA, certificates, ACL, a provisioned device) in a temporary folder,
+Builds a throwaway fleet (edge.demo.trial: CA, certificates, ACL, a provisioned device) in a temporary folder,
 starts mosquitto with the deploy configuration on a free loopback port, runs HQ ingest worker(s) in this
 process and the device uplink (outbox + publisher) in a child process (edge.bench.link_device), and prints
 events per second from the first enqueue to the last event committed at HQ.
@@ -16,9 +16,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from edge.demo.trial import TrialFleet
 from edge.hq.ingest import Ingest, PublicKeys
 from edge.hq.store import EventStore
-from edge.hq.trial import TrialFleet
 
 DEVICE = "bench"
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.demo.media import CLIP, PEOPLE, find_media
+from edge.demo.trial import TrialFleet
 from edge.errors import EdgeError
 from edge.hq.broker import BrokerError, find_mosquitto
-from edge.hq.trial import TrialFleet
 
 OFFICER = ("demo-officer", "Officer Demo")
 DEVICE, HANDHELD = "demo-cam", "demo-handheld"

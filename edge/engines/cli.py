@@ -5,7 +5,7 @@ import os
 import sys
 from pathlib import Path
 
-from edge.cli import Commands
+from edge.cliargs import Commands
 from edge.engines.check import Check, run_checks
 from edge.errors import ConfigError, EdgeError, ModelError
 from edge.models import ENGINES_DIR, Manifest
@@ -76,10 +76,6 @@ def _batch(text: str) -> tuple[int, int, int]:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def default_data_dir() -> Path:
-    return Path(os.environ.get("EDGE_TEST_DATA", ENGINES_DIR.parent.parent / "shared" / "data"))
-
-
 def _profile_text(profile: Profile) -> str:
     def dims(shape: tuple[int, ...]) -> str:
         return "x".join(map(str, shape))
@@ -109,7 +105,7 @@ def run_build(args: argparse.Namespace) -> int:
     options = BuildOptions(engine_dir=engine_dir, precision=precision, calibration_dir=args.calib_dir,
                            calibration_images=args.calib_images, detector_sizes=sizes, batch=args.batch,
                            workspace_mib=args.workspace_mib, timing_cache=args.timing_cache)
-    data = args.data or default_data_dir()
+    data = args.data or data_root()
     took: dict[str, float] = {}
     for number, model in enumerate(models, 1):
         spec = manifest.spec(model)

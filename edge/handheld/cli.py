@@ -13,8 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from edge.cli import Commands
-from edge.cliargs import DEFAULT_PORT, parse_broker
+from edge.cliargs import DEFAULT_PORT, Commands, parse_broker
 from edge.config.handheld import HandheldConfig, HandheldFile
 from edge.config.pin import PIN_DIGITS, PinHash, check_pin
 from edge.errors import EdgeError

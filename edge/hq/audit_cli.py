@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from edge.audit.verify import VerifyReport, verify_file
-from edge.cli import Commands
+from edge.cliargs import Commands
 from edge.keys import load_signing_public
 
 UNSIGNED = "chain intact; signatures NOT checked: give --pub to detect a rewritten log"

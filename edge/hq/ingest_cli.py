@@ -14,8 +14,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from edge.audit.records import AuditRecord
-from edge.cli import Commands
-from edge.cliargs import add_broker_args, link_config
+from edge.cliargs import Commands, add_broker_args, link_config
 from edge.config.base import check_id
 from edge.errors import EdgeError
 from edge.hq.ingest import Ingest, PublicKeys

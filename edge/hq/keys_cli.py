@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from edge.cli import Commands
+from edge.cliargs import Commands
 from edge.config.device import DeviceConfig
 from edge.errors import EdgeError
 from edge.keys import (

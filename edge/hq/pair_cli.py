@@ -13,8 +13,7 @@ import argparse
 import shlex
 from pathlib import Path
 
-from edge.cli import Commands
-from edge.cliargs import link_config
+from edge.cliargs import Commands, link_config
 from edge.errors import EdgeError
 from edge.hq.acl import Registry, reload_broker, write_acl
 from edge.keys import load_encryption_public, load_signing_private, load_signing_public

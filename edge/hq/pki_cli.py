@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from edge.cli import Commands
+from edge.cliargs import Commands
 from edge.errors import EdgeError
 from edge.hq import pki
 from edge.hq.acl import Registry, write_acl

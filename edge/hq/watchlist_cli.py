@@ -13,8 +13,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from pydantic import ValidationError
 
-from edge.cli import Commands
-from edge.cliargs import add_broker_args, add_embedder_arg, link_config
+from edge.cliargs import Commands, add_broker_args, add_embedder_arg, link_config
 from edge.config import explain
 from edge.config.device import DeviceConfig
 from edge.config.tomlio import load_toml

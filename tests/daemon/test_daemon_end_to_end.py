@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from edge.demo.trial import TrialFleet
 from edge.hq.broker import find_mosquitto
-from edge.hq.trial import TrialFleet
 
 DEVICE = "demo-cam"
 

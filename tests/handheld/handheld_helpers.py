@@ -1,16 +1,12 @@
 """Stand-ins for the other ends of the handheld's link (a device, HQ) as real MQTT clients, and test images."""
 
-import base64
 import contextlib
-import datetime as dt
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 from mqtt_collector import Collector
 
 from edge.cli import main
@@ -24,7 +20,6 @@ from edge.hq.store import EventStore
 from edge.keys import load_signing_private, load_signing_public
 from edge.link.mqtt import Ack, Incoming, MqttClient
 from edge.protocol.alert import HandheldAlert, seal
-from edge.protocol.messages import new_event_id
 from edge.protocol.pairing import DevicePairing, read_record
 from edge.protocol.topics import all_adjudications, device_pairing, handheld_inbox
 
@@ -44,28 +39,6 @@ class FleetFiles:
     def link(self, name: str) -> LinkConfig:
         return LinkConfig(host="127.0.0.1", port=self.port, ca=self.tls / "ca.crt", cert=self.tls / f"{name}.crt",
                           key=self.tls / f"{name}.key", reconnect_min_s=1, reconnect_max_s=2)
-
-
-def jpeg(hue: int, text: str) -> bytes:
-    """A small real JPEG (a coloured disc with a caption), standing in for a face crop."""
-    image = np.full((112, 112, 3), 230, np.uint8)
-    cv2.circle(image, (56, 50), 34, (hue, 140, 60), -1)
-    cv2.putText(image, text, (8, 104), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
-    ok, data = cv2.imencode(".jpg", image)
-    assert ok
-    return data.tobytes()
-
-
-def make_alert(device: str, handheld: str, label: str = "Subject Alpha", **changes: object) -> HandheldAlert:
-    fields: dict[str, object] = {
-        "event_id": new_event_id(), "device": device, "handheld": handheld, "camera": "front",
-        "observed_at": dt.datetime.now(dt.timezone.utc), "subject_id": "S-001", "label": label,
-        "category": "missing", "case_ref": "CASE-2025-0042", "score": 0.612, "threshold": 0.45, "fpir": 0.001,
-        "margin": 0.184, "probe_quality": 0.83, "probe_crop": base64.b64encode(jpeg(200, "probe")).decode(),
-        "reference_thumbnail": base64.b64encode(jpeg(40, "reference")).decode(),
-    }
-    fields.update(changes)
-    return HandheldAlert.model_validate(fields)
 
 
 class DeviceSim:

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from handheld_helpers import PINS, FleetFiles, jpeg, running_handheld, wait_until
+from handheld_helpers import PINS, FleetFiles, running_handheld, wait_until
+from sample_alerts import jpeg
 
 from edge.audit.decisions import audit_body
 from edge.audit.log import AuditLog

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from handheld_helpers import PINS, DeviceSim, FleetFiles, make_alert, running_handheld, wait_until
+from handheld_helpers import PINS, DeviceSim, FleetFiles, running_handheld, wait_until
+from sample_alerts import make_alert
 
 from edge.audit.decisions import audit_body
 from edge.audit.log import AuditLog

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from handheld_helpers import DeviceSim, FleetFiles, make_alert, pair, running_handheld, wait_until
+from handheld_helpers import DeviceSim, FleetFiles, pair, running_handheld, wait_until
+from sample_alerts import make_alert
 
 from edge.hq.broker import LocalBroker
 from edge.keys import load_signing_public

@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 import pytest
-from handheld_helpers import make_alert
+from sample_alerts import make_alert
 
 from edge.handheld.inbox import Inbox
 

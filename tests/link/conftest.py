@@ -1,4 +1,4 @@
-"""Fixtures: a throwaway fleet (edge.hq.trial: CA, certificates, provisioned devices) and a real mosquitto with
+"""Fixtures: a throwaway fleet (edge.demo.trial: CA, certificates, provisioned devices) and a real mosquitto with
 the deploy config.
 
 `fleet` is built once per session; `broker` is a fresh mosquitto per test on a free 127.0.0.1 port with
@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from link_helpers import FLEETS, IDENTITIES, SIGNING, Broker, Fleet
 
+from edge.demo.trial import TrialFleet
 from edge.hq import pki
 from edge.hq.acl import write_acl
 from edge.hq.broker import LocalBroker, find_mosquitto
-from edge.hq.trial import TrialFleet
 from edge.protocol.topics import Identity
 
 

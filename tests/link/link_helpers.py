@@ -9,9 +9,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mqtt_collector import Collector
 
 from edge.config.link import LinkConfig
+from edge.demo.trial import TrialFleet
 from edge.hq.acl import Registry, write_acl
 from edge.hq.broker import LocalBroker
-from edge.hq.trial import TrialFleet
 from edge.keys import load_signing_private
 from edge.link.mqtt import MqttClient
 from edge.protocol.topics import Identity

@@ -7,8 +7,8 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from handheld_helpers import make_alert
 from pydantic import ValidationError
+from sample_alerts import make_alert
 
 from edge.audit.decisions import audit_body
 from edge.audit.log import AuditLog

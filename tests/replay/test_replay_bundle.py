@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from edge.cli import main
-from edge.hq.trial import TrialFleet
+from edge.demo.trial import TrialFleet
 
 
 def test_replay_against_a_signed_bundle(tmp_path: Path, demo_dir: Path, capsys):
