@@ -1,7 +1,9 @@
-"""Command-line options shared by several commands, written once: the models (`--embedder`, `--long-side`,
-`--stride`, `--threads`, `--backend`), the broker (`--broker`, `--ca`, `--cert`, `--key`) and the shared data folder.
+"""What the command modules share, written once: the registry they add their commands to (`Commands`, each
+group's help declared in one place), the model options (`--embedder`, `--long-side`, `--stride`, `--threads`,
+`--backend`), the broker options (`--broker`, `--ca`, `--cert`, `--key`) and the shared data folder.
 
-Commands only: stage packages take config models, never argparse namespaces.
+Commands only: stage packages take config models, never argparse namespaces. Command modules import this, never
+edge.cli, which assembles them.
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
 """`edge engines build | check`: TensorRT engines for this device, and the JetPack pieces they need."""
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from edge.cliargs import Commands
+from edge.cliargs import Commands, data_root
 from edge.engines.check import Check, run_checks
 from edge.errors import ConfigError, EdgeError, ModelError
 from edge.models import ENGINES_DIR, Manifest
