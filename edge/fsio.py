@@ -15,18 +15,22 @@ def partial_path(path: Path) -> Path:
     return path.with_name(path.name + PARTIAL_SUFFIX)
 
 
-def write_atomic(path: Path, data: bytes | memoryview | str, mode: int = 0o600, fsync_dir: bool = True) -> None:
-    """Replace `path` with `data` (text is written as UTF-8), its permission bits exactly `mode`."""
+def write_atomic(path: Path, data: bytes | memoryview | str, mode: int | None = 0o600,
+                 fsync_dir: bool = True) -> None:
+    """Replace `path` with `data` (text is written as UTF-8), its permission bits exactly `mode`; `mode=None`
+    leaves them to the process's umask, as a plain open() would (for files a deployment's UMask governs)."""
     commit(write_partial(partial_path(path), data, mode), path, fsync_dir)
 
 
-def write_partial(partial: Path, data: bytes | memoryview | str, mode: int = 0o600) -> Path:
-    """Write and fsync `partial` with permission bits `mode` (not widened by the umask); gone on any error."""
+def write_partial(partial: Path, data: bytes | memoryview | str, mode: int | None = 0o600) -> Path:
+    """Write and fsync `partial` with permission bits `mode` (None: the umask's); gone on any error."""
     view = memoryview(data.encode("utf-8") if isinstance(data, str) else data)
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    partial.unlink(missing_ok=True)  # a partial left by a crash keeps its old bits: start afresh
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 if mode is None else mode)
     try:
         try:
-            os.fchmod(fd, mode)  # a pre-existing partial, or a umask, must not leave other bits
+            if mode is not None:
+                os.fchmod(fd, mode)  # exactly `mode`, whatever the umask
             while view:
                 view = view[os.write(fd, view):]
             os.fsync(fd)

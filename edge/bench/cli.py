@@ -6,9 +6,11 @@ when it runs.
 """
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from edge.cliargs import Commands, add_model_args
+from edge.errors import ConfigError
 
 
 def register(commands: Commands) -> None:
@@ -27,10 +29,28 @@ def register(commands: Commands) -> None:
     p.add_argument("--data", type=Path, help="shared data folder (default $EDGE_TEST_DATA or ../shared/data)")
     p.add_argument("--json", type=Path, help="write the figures here")
     p.set_defaults(func=_vision)
+    vision = {a.dest: a.default for a in p._actions if a.dest != "help"}
     sub = p.add_subparsers(dest="bench_command", metavar="[COMMAND]",
                            title="other benchmarks (default: the vision benchmark above)")
     _register_link(sub)
     _register_watchlist(sub)
+    for name, parser in sub.choices.items():
+        parser.set_defaults(func=_own_options_only(name, parser.get_default("func"), vision))
+
+
+def _own_options_only(name: str, run: Callable[[argparse.Namespace], int],
+                      vision: dict[str, object]) -> Callable[[argparse.Namespace], int]:
+    """`edge bench --faces 3 watchlist` must not run with the watchlist's own defaults as if nothing was said."""
+
+    def checked(args: argparse.Namespace) -> int:
+        stray = [f"--{dest.replace('_', '-')}" for dest, default in vision.items()
+                 if dest != "func" and getattr(args, dest, default) != default]
+        if stray:
+            raise ConfigError(f"{', '.join(stray)} belong to the vision benchmark (`edge bench` without a command); "
+                              f"give `edge bench {name}` its own options after its name (`edge bench {name} --help`)")
+        return run(args)
+
+    return checked
 
 
 def _register_link(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -48,10 +68,10 @@ def _register_watchlist(sub: "argparse._SubParsersAction[argparse.ArgumentParser
     p = sub.add_parser("watchlist", help=text, description=f"{text[0].upper()}{text[1:]}.")
     p.add_argument("--entries", type=int, default=100_000, help="bundle size to build, install and match")
     p.add_argument("--million", type=int, default=1_000_000, help="gallery size for the large match (0: skip)")
-    p.add_argument("--faces", type=int, default=8, help="faces of one frame matched together")
+    p.add_argument("--faces", type=int, default=8, dest="match_faces", help="faces of one frame matched together")
     p.add_argument("--repeats", type=int, default=30, help="timed repetitions (median reported)")
     p.add_argument("--storage", choices=("bfloat16", "float32"), default="bfloat16", help="gallery storage")
-    p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument("--json", type=Path, dest="json_out", help="also write the figures here")
     p.set_defaults(func=_watchlist)
 
 

@@ -35,8 +35,8 @@ def run_watchlist_bench(args: argparse.Namespace) -> int:
         figures = _run(args, Path(tmp))
     for line in _report(figures, args):
         print(line)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(figures, indent=2))
     return 0
 
 
@@ -46,7 +46,7 @@ def _run(args: argparse.Namespace, folder: Path) -> dict:
     save_private(device, folder / "device.key")
     save_public(hq.public_key(), folder / "hq.pub")
     figures: dict = {"cpu": _cpu(), "load_average": os.getloadavg()[0], "entries": args.entries,
-                     "faces": args.faces, "storage": args.storage}
+                     "faces": args.match_faces, "storage": args.storage}
 
     subjects = _subjects(args.entries)
     now = datetime.now(timezone.utc)
@@ -69,7 +69,7 @@ def _run(args: argparse.Namespace, folder: Path) -> dict:
 
 def _child(args: argparse.Namespace, kind: str, folder: Path, sha: str) -> dict:
     cmd = [sys.executable, "-m", "edge.bench.watchlist_child", "--child", kind, "--dir", str(folder), "--faces",
-           str(args.faces), "--repeats", str(args.repeats), "--storage", args.storage, "--entries",
+           str(args.match_faces), "--repeats", str(args.repeats), "--storage", args.storage, "--entries",
            str(args.entries), "--million", str(args.million)]
     env = {**os.environ, **SINGLE_THREAD, "EDGE_BENCH_SHA": sha}  # BLAS threads are fixed when numpy loads
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)

@@ -38,13 +38,19 @@ class EdgeConfig(StrictModel):
     audit: AuditConfig = Field(default_factory=AuditConfig)
 
 
+# Keys renamed between versions: an old config names the key it now needs instead of just failing.
+RENAMED = {"embedder.enrol_flip": "embedder.enroll_flip"}
+
+
 def explain(exc: ValidationError, source: str) -> str:
     """One line per problem, naming the key as written in the TOML file and what is allowed."""
     problems: dict[str, list[str]] = {}
     for err in exc.errors():
         # Union members add tags such as 'int' or "literal['full']" to the location: not keys.
         key = ".".join(str(p) for p in err["loc"] if not _is_type_tag(p)) or "(top level)"
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "extra_forbidden" and key in RENAMED:
+            problems.setdefault(key, []).append(f"renamed to {RENAMED[key]}: use that name")
+        elif err["type"] == "extra_forbidden":
             problems.setdefault(key, []).append("unknown key: remove it or check its spelling")
         elif err["type"] == "missing":
             problems.setdefault(key, []).append("missing key")

@@ -201,4 +201,4 @@ def _save(path: Path, **arrays: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    write_atomic(path, buffer.getbuffer(), mode=0o644)
+    write_atomic(path, buffer.getbuffer(), mode=None)

@@ -166,4 +166,4 @@ def load_record(path: Path, kind: type[R], hq_public: Ed25519PublicKey, owner: s
 def save_record(record: DevicePairing | HandheldPairing, path: Path) -> None:
     """Atomic replace with fsync, so a crash leaves the old record or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, payload(record), mode=0o644)
+    write_atomic(path, payload(record), mode=None)

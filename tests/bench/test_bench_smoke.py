@@ -55,3 +55,18 @@ def test_bench_reports_stages_and_fps(data_dir: Path, short_clip: Path, tmp_path
             assert "not installed" in b["skipped"]
     printed = capsys.readouterr().out
     assert "cold frame 480x270" in printed and "frames/s" in printed
+
+
+@pytest.mark.parametrize("argv", [["--faces", "3", "watchlist"], ["--json", "x.json", "link"]])
+def test_vision_options_before_another_benchmark_are_refused(argv: list[str], capsys: pytest.CaptureFixture) -> None:
+    """`edge bench --faces 3 watchlist` would otherwise run the watchlist benchmark with its own default."""
+    assert main(["bench", *argv]) == 2
+    assert f"give `edge bench {argv[-1]}` its own options" in capsys.readouterr().err
+
+
+def test_watchlist_benchmark_takes_its_own_options(tmp_path: Path) -> None:
+    out = tmp_path / "wl.json"
+    assert main(["bench", "watchlist", "--entries", "200", "--million", "0", "--faces", "3", "--repeats", "2",
+                 "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert (figures["entries"], figures["faces"]) == (200, 3)

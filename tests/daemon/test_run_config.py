@@ -12,6 +12,7 @@ from edge.cli import main
     ('[camera]\nsource = "csi://0"\n', "'device': missing key"),
     ('[device]\nid = "cam-1"\n[track]\nmin_evidence = 0\n', "'track.min_evidence'"),
     ('[device\nid = 1', "not valid TOML"),
+    ('[device]\nid = "cam-1"\n[embedder]\nenrol_flip = true\n', "renamed to embedder.enroll_flip"),
 ])
 def test_bad_config_is_named(tmp_path, capsys, toml, expected):
     path = tmp_path / "edge.toml"
