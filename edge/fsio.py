@@ -6,6 +6,7 @@ fsynced so the rename itself survives a power cut. A partial file never outlives
 """
 
 import os
+import stat
 from pathlib import Path
 
 PARTIAL_SUFFIX = ".partial"
@@ -25,12 +26,11 @@ def write_atomic(path: Path, data: bytes | memoryview | str, mode: int | None = 
 def write_partial(partial: Path, data: bytes | memoryview | str, mode: int | None = 0o600) -> Path:
     """Write and fsync `partial` with permission bits `mode` (None: the umask's); gone on any error."""
     view = memoryview(data.encode("utf-8") if isinstance(data, str) else data)
-    partial.unlink(missing_ok=True)  # a partial left by a crash keeps its old bits: start afresh
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 if mode is None else mode)
     try:
         try:
-            if mode is not None:
-                os.fchmod(fd, mode)  # exactly `mode`, whatever the umask
+            if mode is not None and stat.S_ISREG(os.fstat(fd).st_mode):
+                os.fchmod(fd, mode)  # exactly `mode`, whatever the umask or a crashed write's partial had
             while view:
                 view = view[os.write(fd, view):]
             os.fsync(fd)

@@ -71,3 +71,18 @@ def test_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
         signal.signal(signal.SIGXFSZ, previous)
     assert target.read_bytes() == b"old list"
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_only_a_regular_partial_file_gets_its_bits_set(tmp_path: Path) -> None:
+    """A partial path that is no regular file (here a link to /dev/full) is written through, never chmod-ed."""
+    device = Path("/dev/full")
+    if not device.exists():
+        pytest.skip("no /dev/full on this machine")
+    before = device.stat().st_mode
+    target = tmp_path / "watchlist.bundle"
+    target.write_bytes(b"old list")
+    (tmp_path / ("watchlist.bundle" + PARTIAL_SUFFIX)).symlink_to(device)
+    with pytest.raises(OSError):
+        write_atomic(target, b"new list")
+    assert device.stat().st_mode == before
+    assert target.read_bytes() == b"old list"
