@@ -13,7 +13,3 @@ else:  # pragma: no cover - exercised on Python 3.10 (JetPack 6)
 def load_toml(path: Path) -> dict[str, Any]:
     with open(path, "rb") as f:
         return tomllib.load(f)
-
-
-def loads_toml(text: str) -> dict[str, Any]:
-    return tomllib.loads(text)

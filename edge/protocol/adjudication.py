@@ -8,14 +8,14 @@ deciding on one alert are two messages, and `tally` says what they amount to und
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field
 
 from edge.config.base import StrictModel, check_id
 from edge.protocol.alert import HandheldAlert
-from edge.protocol.canonical import encode, load_model, sign, verify
+from edge.protocol.canonical import WireModel, encode, load_model, sign, verify
 from edge.protocol.messages import DeviceId, EventId, HandheldId, new_event_id, utc_now
 from edge.protocol.refused import Refused
 from edge.protocol.topics import adjudications
@@ -34,10 +34,8 @@ class Vote(NamedTuple):
     decision: Decision
 
 
-class Adjudication(StrictModel):
+class Adjudication(WireModel):
     """One officer's decision on one alert, as the handheld signs and publishes it."""
-
-    model_config = ConfigDict(populate_by_name=True, frozen=True, allow_inf_nan=False)
 
     schema_: Literal["edge.adjudication/1"] = Field(ADJUDICATION, alias="schema")
     adjudication_id: EventId = Field(description="unique per decision: receivers de-duplicate by it")
@@ -58,9 +56,6 @@ class Adjudication(StrictModel):
         return cls(adjudication_id=new_event_id(), event_id=alert.event_id, device=alert.device,
                    handheld=alert.handheld, officer_id=officer_id, officer_name=officer_name, decision=decision,
                    note=note, confirmations_required=confirmations_required, decided_at=decided_at or utc_now())
-
-    def body(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
 
     def vote(self) -> "Vote":
         return Vote(self.decided_at.timestamp(), self.officer_id, self.decision)

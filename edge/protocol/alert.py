@@ -16,7 +16,7 @@ import base64
 import binascii
 import os
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -24,11 +24,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, Field
 
-from edge.config.base import StrictModel
 from edge.errors import EdgeError
-from edge.protocol.canonical import canonical, encode, load_model, sign, verify
+from edge.protocol.canonical import WireModel, canonical, encode, load_model, sign, verify
 from edge.protocol.messages import DeviceId, EventId, HandheldId, MatchEvent, Text, base64_of
 from edge.protocol.refused import Refused
 
@@ -55,10 +54,8 @@ def _jpeg_b64(value: str) -> str:
 JpegB64 = Annotated[str, AfterValidator(_jpeg_b64)]
 
 
-class HandheldAlert(StrictModel):
+class HandheldAlert(WireModel):
     """What the officer sees: a candidate match to verify, with everything needed to judge it."""
-
-    model_config = ConfigDict(populate_by_name=True, frozen=True, allow_inf_nan=False)
 
     schema_: Literal["edge.alert/1"] = Field(ALERT, alias="schema")
     event_id: EventId = Field(description="the match event's id: decisions and audit records refer to it")
@@ -80,9 +77,6 @@ class HandheldAlert(StrictModel):
     statement: Literal["Possible match — verify before any action"] = STATEMENT
     signature: str | None = None
 
-    def body(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
-
     @classmethod
     def from_match(cls, event: MatchEvent, handheld: str, probe_crop_jpeg: bytes | None = None,
                    reference_thumbnail_jpeg: bytes | None = None, fpir: float | None = None) -> "HandheldAlert":
@@ -103,10 +97,8 @@ class HandheldAlert(StrictModel):
                    reference_thumbnail=thumb)
 
 
-class SealedAlert(StrictModel):
+class SealedAlert(WireModel):
     """The envelope on the wire: a readable header (who to whom, key agreement inputs) and the ciphertext."""
-
-    model_config = ConfigDict(populate_by_name=True, frozen=True)
 
     schema_: Literal["edge.sealed_alert/1"] = Field(SEALED_ALERT, alias="schema")
     event_id: EventId

@@ -13,8 +13,9 @@ from typing import Any, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from edge.config.base import StrictModel
 from edge.protocol.refused import Refused
 
 
@@ -41,6 +42,16 @@ def parse(payload: bytes | str, what: str) -> Any:
 
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class WireModel(StrictModel):
+    """Base of every wire format: strict, immutable once made, no NaN or infinity."""
+
+    model_config = ConfigDict(populate_by_name=True, frozen=True, allow_inf_nan=False)
+
+    def body(self) -> dict[str, Any]:
+        """The JSON-ready dict as sent on the wire (aliases applied: `schema`, not `schema_`)."""
+        return self.model_dump(mode="json", by_alias=True)
 
 
 def load_model(payload: bytes | str, model: type[M], what: str) -> tuple[dict[str, Any], M]:

@@ -12,10 +12,10 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, JsonValue
+from pydantic import AfterValidator, AwareDatetime, Field, JsonValue
 
-from edge.config.base import StrictModel, check_id
-from edge.protocol.canonical import parse, validate
+from edge.config.base import check_id
+from edge.protocol.canonical import WireModel, parse, validate
 from edge.protocol.refused import Refused
 
 MATCH = "edge.match/1"
@@ -47,15 +47,7 @@ def base64_of(size: int) -> AfterValidator:
     return AfterValidator(check)
 
 
-class _Payload(StrictModel):
-    model_config = ConfigDict(populate_by_name=True, frozen=True, allow_inf_nan=False)
-
-    def body(self) -> dict[str, Any]:
-        """The JSON-ready dict as sent on the wire (aliases applied: `schema`, not `schema_`)."""
-        return self.model_dump(mode="json", by_alias=True)
-
-
-class WatchlistRef(_Payload):
+class WatchlistRef(WireModel):
     """Which watchlist: its id, monotonically increasing version, and the sha256 of the bundle file."""
 
     id: Text
@@ -63,14 +55,14 @@ class WatchlistRef(_Payload):
     sha256: Sha256Hex
 
 
-class ModelHashes(_Payload):
+class ModelHashes(WireModel):
     """sha256 of the detector and embedder models that produced the match."""
 
     detector: Sha256Hex
     embedder: Sha256Hex
 
 
-class Box(_Payload):
+class Box(WireModel):
     """Face box in frame pixels."""
 
     x1: float
@@ -79,7 +71,7 @@ class Box(_Payload):
     y2: float
 
 
-class MatchEvent(_Payload):
+class MatchEvent(WireModel):
     """A candidate match for a person to adjudicate: who, how sure, against which watchlist and models."""
 
     schema_: Literal["edge.match/1"] = Field(MATCH, alias="schema")
@@ -104,7 +96,7 @@ class MatchEvent(_Payload):
     signature: str | None = None
 
 
-class DeviceStatus(_Payload):
+class DeviceStatus(WireModel):
     """Retained per device; the broker publishes the `online: false` form as the device's will."""
 
     schema_: Literal["edge.status/1"] = Field(STATUS, alias="schema")
@@ -117,7 +109,7 @@ class DeviceStatus(_Payload):
     counters: dict[str, int] = Field(default_factory=dict)
 
 
-class WatchlistState(_Payload):
+class WatchlistState(WireModel):
     """What the device did with a watchlist it was offered, and what it runs now."""
 
     schema_: Literal["edge.watchlist_state/1"] = Field(WATCHLIST_STATE, alias="schema")
@@ -132,7 +124,7 @@ class WatchlistState(_Payload):
     signature: str | None = None
 
 
-class AuditEnvelope(_Payload):
+class AuditEnvelope(WireModel):
     """Carries one audit record; its body is defined by edge.audit and travels as a JSON object."""
 
     schema_: Literal["edge.audit/1"] = Field(AUDIT, alias="schema")
@@ -143,7 +135,7 @@ class AuditEnvelope(_Payload):
     signature: str | None = None
 
 
-class BundleManifest(_Payload):
+class BundleManifest(WireModel):
     """Retained; names the bundle whose chunks are retained beside it. Published after its chunks."""
 
     schema_: Literal["edge.bundle_manifest/1"] = Field(BUNDLE_MANIFEST, alias="schema")
@@ -154,7 +146,7 @@ class BundleManifest(_Payload):
     published_at: AwareDatetime
 
 
-class BundleChunk(_Payload):
+class BundleChunk(WireModel):
     """Header line of one chunk message (`<header JSON>\\n<raw bytes>`)."""
 
     schema_: Literal["edge.bundle_chunk/1"] = Field(BUNDLE_CHUNK, alias="schema")
@@ -164,7 +156,7 @@ class BundleChunk(_Payload):
     digest: Sha256Hex = Field(description="sha256 of this chunk's bytes")
 
 
-_BY_SCHEMA: dict[str, type[_Payload]] = {
+_BY_SCHEMA: dict[str, type[WireModel]] = {
     MATCH: MatchEvent,
     STATUS: DeviceStatus,
     WATCHLIST_STATE: WatchlistState,
@@ -187,7 +179,7 @@ def iso(when: dt.datetime) -> str:
     return when.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def decode(payload: bytes) -> tuple[dict[str, Any], _Payload]:
+def decode(payload: bytes) -> tuple[dict[str, Any], WireModel]:
     """Parse and validate a payload; return the raw dict (for signature checks) and the model.
 
     Raises Refused saying what is wrong; never anything else.

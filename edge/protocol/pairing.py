@@ -14,18 +14,17 @@ import base64
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
-from pydantic import AwareDatetime, ConfigDict, Field
+from pydantic import AwareDatetime, Field
 
-from edge.config.base import StrictModel
 from edge.fsio import write_atomic
 from edge.keys import key_id
 from edge.protocol.alert import HandheldAlert, seal
-from edge.protocol.canonical import encode, load_model, sign, verify
+from edge.protocol.canonical import WireModel, encode, load_model, sign, verify
 from edge.protocol.messages import DeviceId, HandheldId, MatchEvent, Sha256Hex, base64_of, utc_now
 from edge.protocol.refused import Refused
 from edge.protocol.topics import handheld_inbox
@@ -41,14 +40,7 @@ def raw_b64(key: Ed25519PublicKey | X25519PublicKey) -> str:
     return base64.b64encode(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)).decode()
 
 
-class _Record(StrictModel):
-    model_config = ConfigDict(populate_by_name=True, frozen=True)
-
-    def body(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
-
-
-class HandheldPeer(_Record):
+class HandheldPeer(WireModel):
     """A handheld as its paired device knows it."""
 
     id: HandheldId
@@ -62,7 +54,7 @@ class HandheldPeer(_Record):
         return X25519PublicKey.from_public_bytes(base64.b64decode(self.encryption_key))
 
 
-class DevicePeer(_Record):
+class DevicePeer(WireModel):
     """A device as its paired handheld knows it."""
 
     id: DeviceId
@@ -72,7 +64,7 @@ class DevicePeer(_Record):
         return Ed25519PublicKey.from_public_bytes(base64.b64decode(self.signing_key))
 
 
-class DevicePairing(_Record):
+class DevicePairing(WireModel):
     """Sent to a device: the handhelds it sends alerts to and accepts decisions from."""
 
     schema_: Literal["edge.device_pairing/1"] = Field(DEVICE_PAIRING, alias="schema")
@@ -98,7 +90,7 @@ class DevicePairing(_Record):
                 for h in self.handhelds]
 
 
-class HandheldPairing(_Record):
+class HandheldPairing(WireModel):
     """Sent to a handheld: the devices whose alerts it shows."""
 
     schema_: Literal["edge.handheld_pairing/1"] = Field(HANDHELD_PAIRING, alias="schema")

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import AwareDatetime, ConfigDict, Field, NonNegativeInt, ValidationError, model_validator
 
 from edge.config.base import StrictModel
+from edge.protocol.canonical import problems
 from edge.protocol.refused import Refused
 from edge.watchlist.entries import SUBJECT_ID_PATTERN, Category, LongText, ShortText, SubjectId, WatchlistEntry
 
@@ -214,7 +215,7 @@ def parse_header(raw: RawBundle) -> BundleHeader:
     try:
         return BundleHeader.model_validate(obj)
     except ValidationError as exc:
-        raise BundleRefused("malformed", f"bundle header is invalid: {first_error(exc)}") from None
+        raise BundleRefused("malformed", f"bundle header is invalid: {problems(exc, most=1)}") from None
 
 
 def derive_kek(shared: bytes, ephemeral_raw: bytes, recipient: X25519PublicKey) -> bytes:
@@ -232,9 +233,3 @@ def wrap_aad(watchlist_id: str, version: int, device_id: str) -> bytes:
 def payload_aad(watchlist_id: str, version: int) -> bytes:
     """Binds the payload to its watchlist and version."""
     return f"edge-watchlist/1 payload|{watchlist_id}|{version}".encode()
-
-
-def first_error(exc: ValidationError) -> str:
-    """The first problem pydantic found, as `field: message`, for a one-line refusal."""
-    err = exc.errors()[0]
-    return f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import ValidationError
 
 from edge.keys import key_id
+from edge.protocol.canonical import problems
 from edge.watchlist.bundle import (
     INDEX_LEN,
     TAG_SIZE,
@@ -27,7 +28,6 @@ from edge.watchlist.bundle import (
     PayloadIndex,
     RawBundle,
     derive_kek,
-    first_error,
     payload_aad,
     wrap_aad,
 )
@@ -168,7 +168,7 @@ def _decode_payload(plain: _Plaintext, header: BundleHeader, storage: GallerySto
     try:
         parsed = _parse_index(index)
     except ValueError as exc:
-        raise bad(f"index: {first_error(exc) if isinstance(exc, ValidationError) else exc}") from None
+        raise bad(f"index: {problems(exc, most=1) if isinstance(exc, ValidationError) else exc}") from None
     counted = sum(parsed.embeddings)
     if len(parsed) != header.entry_count or counted != rows:
         raise bad(f"{len(parsed)} entries with {counted} embeddings, header says "
