@@ -1,11 +1,11 @@
 """`edge run` for real: a provisioned device, a real broker, a watchlist synced over MQTT, HQ ingest storing."""
 
-import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -51,13 +51,25 @@ def test_demo_clip_alerts_reach_hq_and_nothing_else(fleet: TrialFleet, demo_dir:
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # stands in for systemd (Type=notify)
         notify.bind(str(fleet.root / "notify.sock"))
         notify.settimeout(0.1)
-        env = {**os.environ, "NOTIFY_SOCKET": str(fleet.root / "notify.sock"), "WATCHDOG_USEC": "2000000"}
+        # Fed every 0.25 s (the clip plays in about a second), read while the device runs, as systemd does.
+        env = {**os.environ, "NOTIFY_SOCKET": str(fleet.root / "notify.sock"), "WATCHDOG_USEC": "500000"}
+        told: list[str] = []
+        ran = threading.Event()
+
+        def listen() -> None:  # until the device has exited and every message it sent is read
+            while True:
+                try:
+                    told.append(notify.recv(4096).decode())
+                except TimeoutError:
+                    if ran.is_set():
+                        return
+
+        listener = threading.Thread(target=listen, daemon=True)
+        listener.start()
         device = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config)],
                                 capture_output=True, text=True, timeout=240, env=env)
-        told = []
-        with contextlib.suppress(TimeoutError):
-            while True:
-                told.append(notify.recv(4096).decode())
+        ran.set()
+        listener.join(5)
         notify.close()
         assert device.returncode == 0, device.stderr[-3000:]
         deadline = time.monotonic() + 20
