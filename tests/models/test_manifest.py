@@ -8,7 +8,7 @@ from edge.errors import ModelError
 from edge.models import ENGINES_DIR, Manifest, sha256_file
 from edge.vision.detect import priors
 
-MODELS = ("retinaface_mnet025", "mobilefacenet_192", "faceres_1024")
+MODELS = ("retinaface_mnet025", "sface_128", "mobilefacenet_192", "faceres_1024")
 
 
 def _session(manifest: Manifest, name: str) -> ort.InferenceSession:
@@ -57,7 +57,7 @@ def test_input_and_outputs_are_the_manifests(manifest: Manifest, name: str) -> N
         assert outputs[spec.embedding_output][1:] == [spec.dim]
 
 
-@pytest.mark.parametrize("name", ["mobilefacenet_192", "faceres_1024"])
+@pytest.mark.parametrize("name", ["sface_128", "mobilefacenet_192", "faceres_1024"])
 def test_embedders_take_any_batch(manifest: Manifest, name: str) -> None:
     spec = manifest.spec(name)
     h, w = spec.size
