@@ -18,6 +18,7 @@ import argparse
 import base64
 import contextlib
 import datetime as dt
+import functools
 import statistics
 import sys
 import tempfile
@@ -31,17 +32,19 @@ import cv2
 import numpy as np
 
 from edge.cliargs import data_root
+from edge.config.embedder import DEFAULT_EMBEDDER
 from edge.config.handheld import HandheldFile
-from edge.config.match import DEFAULT_THRESHOLD as THRESHOLD
 from edge.demo.trial import TrialFleet
 from edge.handheld.app import HandheldApp
 from edge.handheld.web import PageServer
 from edge.keys import load_signing_private, load_signing_public
 from edge.link.mqtt import Incoming, MqttClient
+from edge.models import ENGINES_DIR
 from edge.protocol.alert import HandheldAlert, seal
 from edge.protocol.messages import new_event_id
 from edge.protocol.pairing import DevicePairing, read_record
 from edge.protocol.topics import device_pairing, handheld_inbox
+from edge.watchlist.calibration import Calibration, calibration_path
 
 REPO = Path(__file__).resolve().parent.parent
 DEVICE, HANDHELD = "cam-market-st", "unit-12"
@@ -143,7 +146,7 @@ def sightings(data: Path) -> list[dict[str, Any]]:
         crops = stack.embedder.crops(frame, det.landmarks)
         for i, embedding in enumerate(stack.embedder.embed(crops, flip=True)):
             score = float(np.dot(embedding, target.embedding))
-            if score < THRESHOLD:
+            if score < threshold():
                 continue
             quality = assess(crops[i], det.landmarks[i], float(det.scores[i]), enroller.quality).score
             jpeg = cv2.imencode(".jpg", crops[i], [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
@@ -158,11 +161,17 @@ def sightings(data: Path) -> list[dict[str, Any]]:
     return [max(apart, key=lambda f: f["score"]) if apart else best, best]
 
 
+@functools.cache
+def threshold() -> float:
+    """The default embedder's calibrated fixed threshold (engines/calibration-<embedder>.toml)."""
+    return Calibration.load(calibration_path(ENGINES_DIR, DEFAULT_EMBEDDER)).fixed_threshold
+
+
 def alert(**fields: Any) -> HandheldAlert:
     base: dict[str, Any] = {
         "event_id": new_event_id(), "device": DEVICE, "handheld": HANDHELD, "camera": "north-entrance",
         "observed_at": dt.datetime.now(dt.timezone.utc), "subject_id": "demo-a", "label": "Demo subject A",
-        "category": "missing person", "case_ref": "DEMO-2025-0003", "threshold": THRESHOLD, "fpir": 0.001,
+        "category": "missing person", "case_ref": "DEMO-2025-0003", "threshold": threshold(), "fpir": 0.001,
     }
     return HandheldAlert.model_validate(base | fields)
 

@@ -40,6 +40,8 @@ Kind = Literal[
 Decision = Literal["confirmed", "rejected", "unsure"]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+REASON_MAX = 600  # a refusal's reason says what to do, which can take a few sentences
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=REASON_MAX)]
 Scalar = str | bool | int | float | None
 
 
@@ -105,7 +107,7 @@ class WatchlistRefusedBody(_Body):
     watchlist_id: str | None = Field(None, description="None when the header could not be read")
     version: NonNegativeInt | None = None
     bundle_sha256: Sha256Hex
-    reason: Text
+    reason: Reason
     kept_watchlist_id: str | None = None
     kept_version: NonNegativeInt | None = None
 

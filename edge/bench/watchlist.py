@@ -18,7 +18,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from edge.bench.watchlist_child import DIM, unit_rows
+from edge.bench.watchlist_child import unit_rows
+from edge.config.embedder import DEFAULT_EMBEDDER
 from edge.fsio import write_atomic
 from edge.keys import generate_encryption, generate_signing, save_private, save_public
 from edge.models import Manifest
@@ -26,7 +27,7 @@ from edge.watchlist.bundle import BundleSpec, EmbedderRef
 from edge.watchlist.entries import WatchlistEntry
 from edge.watchlist.sealing import Subject, seal
 
-EMBEDDER = "mobilefacenet_192"
+EMBEDDER = DEFAULT_EMBEDDER  # its dimension sets the list's size in memory
 SINGLE_THREAD = {var: "1" for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
@@ -41,17 +42,18 @@ def run_watchlist_bench(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, folder: Path) -> dict:
-    sha = Manifest.load().spec(EMBEDDER).sha256
+    spec = Manifest.load().spec(EMBEDDER)
+    sha, dim = spec.sha256, spec.dim or 0
     hq, device = generate_signing(), generate_encryption()
     save_private(device, folder / "device.key")
     save_public(hq.public_key(), folder / "hq.pub")
     figures: dict = {"cpu": _cpu(), "load_average": os.getloadavg()[0], "entries": args.entries,
-                     "faces": args.match_faces, "storage": args.storage}
+                     "faces": args.match_faces, "storage": args.storage, "embedder": EMBEDDER, "dim": dim}
 
-    subjects = _subjects(args.entries)
+    subjects = _subjects(args.entries, dim)
     now = datetime.now(timezone.utc)
     spec = BundleSpec(watchlist_id="bench", version=1, issued=now, not_before=now, expires=now + timedelta(days=1),
-                      scope="bench", embedder=EmbedderRef(name=EMBEDDER, sha256=sha, dim=DIM))
+                      scope="bench", embedder=EmbedderRef(name=EMBEDDER, sha256=sha, dim=dim))
     t = time.perf_counter()
     data = seal(spec, subjects, [("bench-device", device.public_key())], hq)
     write_atomic(folder / "bench.bundle", data)
@@ -59,28 +61,29 @@ def _run(args: argparse.Namespace, folder: Path) -> dict:
     figures["bundle_mb"] = len(data) / 1e6
     del data, subjects
 
-    figures.update(_child(args, "install", folder, sha))
-    figures.update(_child(args, "install_file", folder, sha))
-    figures.update(_child(args, "load", folder, sha))
+    figures.update(_child(args, "install", folder, sha, dim))
+    figures.update(_child(args, "install_file", folder, sha, dim))
+    figures.update(_child(args, "load", folder, sha, dim))
     if args.million:
-        figures["million"] = _child(args, "gallery", folder, sha)
+        figures["million"] = _child(args, "gallery", folder, sha, dim)
     return figures
 
 
-def _child(args: argparse.Namespace, kind: str, folder: Path, sha: str) -> dict:
+def _child(args: argparse.Namespace, kind: str, folder: Path, sha: str, dim: int) -> dict:
     cmd = [sys.executable, "-m", "edge.bench.watchlist_child", "--child", kind, "--dir", str(folder), "--faces",
            str(args.match_faces), "--repeats", str(args.repeats), "--storage", args.storage, "--entries",
            str(args.entries), "--million", str(args.million)]
-    env = {**os.environ, **SINGLE_THREAD, "EDGE_BENCH_SHA": sha}  # BLAS threads are fixed when numpy loads
+    # BLAS threads are fixed when numpy loads
+    env = {**os.environ, **SINGLE_THREAD, "EDGE_BENCH_SHA": sha, "EDGE_BENCH_DIM": str(dim)}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"bench {kind} process failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _subjects(n: int) -> list[Subject]:
+def _subjects(n: int, dim: int) -> list[Subject]:
     now = datetime.now(timezone.utc)
-    rows = unit_rows(n, seed=1)
+    rows = unit_rows(n, seed=1, dim=dim)
     expires = now + timedelta(days=30)
     return [Subject(WatchlistEntry.model_construct(
         subject_id=f"S{i:07d}", label=f"Person {i}", category="wanted", case_reference=f"CASE-2025-{i:07d}",

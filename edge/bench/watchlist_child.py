@@ -3,7 +3,7 @@
     python -m edge.bench.watchlist_child --child install|install_file|load|gallery --dir DIR [options]
 
 Started by edge.bench.watchlist with BLAS threads fixed to 1 in its environment and the embedder's sha256 in
-$EDGE_BENCH_SHA; prints its figures as one JSON line.
+$EDGE_BENCH_SHA (dimension $EDGE_BENCH_DIM); prints its figures as one JSON line.
 """
 
 import argparse
@@ -17,10 +17,9 @@ import numpy as np
 
 from edge.config.watchlist import WatchlistConfig
 from edge.keys import load_encryption_private, load_signing_public
+from edge.watchlist.embedders import DeviceEmbedders
 from edge.watchlist.match import Gallery, match, to_bfloat16
 from edge.watchlist.store import WatchlistStore
-
-DIM = 192
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +42,7 @@ def _store(args: argparse.Namespace, name: str = "device") -> WatchlistStore:
     folder: Path = args.dir
     return WatchlistStore.open(folder / name, device_key=load_encryption_private(folder / "device.key"),
                                hq_public=load_signing_public(folder / "hq.pub"),
-                               embedder_sha256=os.environ["EDGE_BENCH_SHA"],
+                               embedders=DeviceEmbedders.only("bench", os.environ["EDGE_BENCH_SHA"]),
                                config=WatchlistConfig(gallery_storage=args.storage))
 
 
@@ -79,7 +78,7 @@ def _gallery_child(args: argparse.Namespace) -> dict:
     """A gallery of `--million` subjects (ids and labels included) built in place, and matched."""
     n = args.million
     rss_start = _memory()["rss_mb"]
-    embeddings = np.empty((n, DIM), np.uint16 if args.storage == "bfloat16" else np.float32)
+    embeddings = np.empty((n, _dim()), np.uint16 if args.storage == "bfloat16" else np.float32)
     for a in range(0, n, 65536):
         rows = unit_rows(min(65536, n - a), seed=a)
         embeddings[a: a + len(rows)] = to_bfloat16(rows) if args.storage == "bfloat16" else rows
@@ -108,8 +107,12 @@ def _time_match(gallery: Gallery, faces: int, repeats: int, now: float) -> dict:
     return out
 
 
-def unit_rows(n: int, seed: int) -> np.ndarray:
-    x = np.random.default_rng(seed).standard_normal((n, DIM), dtype=np.float32)
+def _dim() -> int:
+    return int(os.environ["EDGE_BENCH_DIM"])
+
+
+def unit_rows(n: int, seed: int, dim: int | None = None) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, dim or _dim()), dtype=np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 

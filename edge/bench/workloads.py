@@ -24,6 +24,7 @@ from edge.replay.run import replay
 from edge.track.decision import Threshold
 from edge.vision.quality import assess
 from edge.vision.stack import VisionStack
+from edge.watchlist.calibration import load_policy
 from edge.watchlist.match import Gallery, match
 
 
@@ -66,8 +67,10 @@ def _ms(seconds: float) -> float:
     return round(1000 * seconds, 3)
 
 
-def _threshold() -> Threshold:
-    return Threshold(MatchConfig().threshold, None, "fixed")
+def _threshold(stack: VisionStack) -> Threshold:
+    """The embedder's calibrated fixed threshold: the bench measures speed, the value only decides alerts."""
+    spec = stack.embedder.spec
+    return load_policy(MatchConfig(mode="fixed"), stack.manifest.folder, spec.name, spec.sha256).for_gallery(0)
 
 
 def encode_jpeg(image: np.ndarray) -> bytes:
@@ -92,7 +95,7 @@ def cold_frame(stack: VisionStack, image: np.ndarray, gallery: Gallery, runs: in
 
     def whole() -> Pipeline:
         frame = Frame(baseline.decode_jpeg(data), 0, 0.0)
-        pipeline = Pipeline(stack, gallery, _threshold())  # fresh: every face is a new track
+        pipeline = Pipeline(stack, gallery, _threshold(stack))  # fresh: every face is a new track
         pipeline.process(frame)
         return pipeline
 
@@ -154,7 +157,7 @@ def stream(stack: VisionStack, clip: str, gallery: Gallery, runs: int, stride: i
         for _ in range(runs):
             det_rt.reset()
             emb_rt.reset()
-            pipeline = Pipeline(stack, gallery, _threshold(), stride=stride)
+            pipeline = Pipeline(stack, gallery, _threshold(stack), stride=stride)
             summary = replay(pipeline, clip, io.StringIO())
             c = summary.counters
             run = {

@@ -1,36 +1,49 @@
-"""[match] section: decision threshold, its floor, and the constant false-alarm mode."""
+"""[match] section: decision threshold, its floor, and the constant false-alarm mode.
 
-from typing import Literal
+The numbers belong to the embedder, not to this section: each embedder's calibration table
+(engines/calibration-<embedder>.toml, measured by `edge eval calibrate`, docs/evaluation.md#thresholds) gives its
+floor and its default fixed threshold, because two models' scores mean different things (SFace's impostor
+scores sit lower than MobileFaceNet's). A value set here applies to the configured embedder only; it may raise
+the measured floor, never lower it.
+"""
+
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from edge.config.base import StrictModel
 
-# Measured with `edge eval calibrate` on LFW, MobileFaceNet-192 (engines/calibration-mobilefacenet_192.toml,
-# docs/evaluation.md#thresholds). The default mode holds the false-alarm rate at 1 in 1,000 passers-by (FPIR
-# 1e-3) whatever the list's size: 0.595 for 100 people, 0.640 for 500, 0.659 for 1,680. A fixed threshold of
-# 0.64 stands for FPIR 1.5e-4 at 100 people, 1.2e-3 at 500, 3.5e-3 at 1,680. Below the floor, 0.53, even a
-# 100-person list alarms on about 1 passer-by in 100 (FPIR 8.7e-3), so no threshold below it is accepted.
 DEFAULT_MODE = "constant_fpir"
 DEFAULT_TARGET_FPIR = 1e-3
-DEFAULT_THRESHOLD = 0.64
-THRESHOLD_FLOOR = 0.53
 
 
 class MatchConfig(StrictModel):
     mode: Literal["fixed", "constant_fpir"] = Field(
-        DEFAULT_MODE, description="constant_fpir: the threshold follows the list's size (calibration table)")
-    threshold: float = Field(DEFAULT_THRESHOLD, description="cosine a candidate needs (mode fixed)")
-    floor: float = Field(THRESHOLD_FLOOR, description="no threshold below this is accepted, in either mode")
-    target_fpir: float = Field(DEFAULT_TARGET_FPIR, gt=0.0, lt=0.5,
+        DEFAULT_MODE, description="constant_fpir: the threshold follows the list's size (calibration table); "
+                                  "setting match.threshold alone selects fixed")
+    threshold: float | None = Field(
+        None, ge=-1.0, le=1.0, allow_inf_nan=False,
+        description="cosine a candidate needs (mode fixed); default: the embedder's calibrated fixed threshold")
+    floor: float | None = Field(
+        None, ge=-1.0, le=1.0, allow_inf_nan=False,
+        description="no threshold below this is accepted; default: the embedder's measured floor (may only be raised)")
+    target_fpir: float = Field(DEFAULT_TARGET_FPIR, gt=0.0, lt=0.5, allow_inf_nan=False,
                                description="mode constant_fpir: false alarms per passer-by")
     top_k: int = Field(2, ge=2, le=10)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _threshold_means_fixed(cls, data: Any) -> Any:
+        """A threshold given without a mode is meant to be used: it selects the fixed mode."""
+        if isinstance(data, dict) and data.get("threshold") is not None and "mode" not in data:
+            return {**data, "mode": "fixed"}
+        return data
+
     @model_validator(mode="after")
-    def _threshold_above_floor(self) -> "MatchConfig":
-        if self.threshold < self.floor:
-            raise ValueError(
-                f"match.threshold {self.threshold} is below match.floor {self.floor}: the floor comes from measured "
-                "false-alarm rates; raise the threshold"
-            )
+    def _consistent(self) -> "MatchConfig":
+        if self.threshold is not None and self.mode == "constant_fpir":
+            raise ValueError("match.threshold is used only in mode 'fixed': remove it, or set match.mode = 'fixed'")
+        if self.threshold is not None and self.floor is not None and self.threshold < self.floor:
+            raise ValueError(f"match.threshold {self.threshold} is below match.floor {self.floor}: the floor comes "
+                             "from measured false-alarm rates; raise the threshold")
         return self

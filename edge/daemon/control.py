@@ -16,7 +16,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.audit.decisions import audit_body
 from edge.audit.log import AuditLog
-from edge.audit.records import ConfigChange, ConfigChangedBody, WatchlistInstalledBody, WatchlistRefusedBody
+from edge.audit.records import (
+    REASON_MAX,
+    ConfigChange,
+    ConfigChangedBody,
+    WatchlistInstalledBody,
+    WatchlistRefusedBody,
+)
+from edge.daemon.embedders import MatchingModels
 from edge.daemon.health import RateMeter, temperatures
 from edge.errors import EdgeError
 from edge.link.uplink import Bundle, Uplink
@@ -25,7 +32,6 @@ from edge.protocol import messages
 from edge.protocol.adjudication import verify_adjudication
 from edge.protocol.pairing import DevicePairing, read_record, save_record
 from edge.protocol.refused import Refused
-from edge.watchlist.calibration import ThresholdPolicy
 from edge.watchlist.installed import InstalledWatchlist
 from edge.watchlist.state import BundleRefusal
 from edge.watchlist.store import WatchlistStore
@@ -40,7 +46,7 @@ class DeviceControl:
 
     def __init__(self, *, device_id: str, hq_public: Ed25519PublicKey, pairing_file: Path,
                  pairing: DevicePairing | None, uplink: Uplink, audit: AuditLog, store: WatchlistStore,
-                 policy: ThresholdPolicy, embedder_sha256: str) -> None:
+                 models: MatchingModels) -> None:
         self.device_id = device_id
         self.hq_public = hq_public
         self.pairing_file = pairing_file
@@ -48,8 +54,7 @@ class DeviceControl:
         self.uplink = uplink
         self.audit = audit
         self.store = store
-        self.policy = policy
-        self.embedder_sha256 = embedder_sha256
+        self.models = models
         self.bundle_seen = threading.Event()  # set once the first bundle (installed or not) was handled
         self._swap_lock = threading.Lock()
         self._pending: InstalledWatchlist | None = None
@@ -110,13 +115,13 @@ class DeviceControl:
                 self._pending = wl
             self.audit.append("watchlist_installed", WatchlistInstalledBody(
                 watchlist_id=wl.header.watchlist_id, version=wl.header.version, entries=wl.header.entry_count,
-                expires=wl.header.expires.timestamp(), bundle_sha256=wl.sha256, model_sha256=self.embedder_sha256,
+                expires=wl.header.expires.timestamp(), bundle_sha256=wl.sha256, model_sha256=wl.header.embedder.sha256,
                 previous_version=previous.header.version if previous else None))
         elif result.outcome == "refused" and result.refusal is not None:
             r = result.refusal
             self.audit.append("watchlist_refused", WatchlistRefusedBody(
                 watchlist_id=r.watchlist_id, version=r.version, bundle_sha256=r.sha256,
-                reason=f"{r.code}: {r.message}"[:500],
+                reason=f"{r.code}: {r.message}"[:REASON_MAX],
                 kept_watchlist_id=wl.header.watchlist_id if wl else None,
                 kept_version=wl.header.version if wl else None))
         self.uplink.send_watchlist_state(self._state_message(result.outcome, bundle, result.refusal))
@@ -129,7 +134,8 @@ class DeviceControl:
         with self._swap_lock:
             wl, self._pending = self._pending, None
         if wl is not None:
-            pipeline.swap_watchlist(wl.gallery, self.policy.for_gallery(wl.gallery.size))
+            self.models.switch(pipeline.stack, wl)  # a list enrolled with another model: embed with that one
+            pipeline.swap_watchlist(wl.gallery, self.models.for_watchlist(wl).for_gallery(wl.gallery.size))
             log.info("now matching against watchlist %s version %d", wl.header.watchlist_id, wl.header.version)
         return wl
 

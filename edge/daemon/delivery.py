@@ -50,14 +50,13 @@ class AlertDelivery:
     """
 
     def __init__(self, *, device_id: str, camera_id: str, probe_crop: bool, detector_sha256: str,
-                 embedder_sha256: str, signing_key: Ed25519PrivateKey, uplink: Uplink, audit: AuditLog,
+                 signing_key: Ed25519PrivateKey, uplink: Uplink, audit: AuditLog,
                  minutes: MinuteCounters, pairing: Callable[[], DevicePairing | None]) -> None:
         """`pairing()` returns the device's current pairing record (it changes while the daemon runs)."""
         self.device_id = device_id
         self.camera_id = camera_id
         self.probe_crop = probe_crop
         self.detector_sha256 = detector_sha256
-        self.embedder_sha256 = embedder_sha256
         self.signing_key = signing_key
         self.uplink = uplink
         self.audit = audit
@@ -73,7 +72,8 @@ class AlertDelivery:
     def emit(self, alert: Alert, wl: InstalledWatchlist | None) -> None:
         """Turn an alert into its match event and deliver it; a failed step is kept and retried, never dropped.
 
-        `wl` is the watchlist the pipeline matched against when it raised the alert.
+        `wl` is the watchlist the pipeline matched against when it raised the alert, with the embedder it
+        was enrolled with (the one the pipeline embedded the probe with).
         """
         assert wl is not None  # an alert needs a watchlist
         subject = wl.subject(alert.subject_index)
@@ -87,7 +87,7 @@ class AlertDelivery:
             probe_quality=alert.quality.score,
             box=messages.Box(x1=alert.box[0], y1=alert.box[1], x2=alert.box[2], y2=alert.box[3]),
             watchlist=messages.WatchlistRef(id=wl.header.watchlist_id, version=wl.header.version, sha256=wl.sha256),
-            models=messages.ModelHashes(detector=self.detector_sha256, embedder=self.embedder_sha256),
+            models=messages.ModelHashes(detector=self.detector_sha256, embedder=wl.header.embedder.sha256),
             probe_crop=base64.b64encode(hq_crop).decode() if hq_crop else None,
         )
         audit = AlertBody(
@@ -95,7 +95,7 @@ class AlertDelivery:
             subject_id=alert.subject_id, watchlist_id=wl.header.watchlist_id, watchlist_version=wl.header.version,
             score=alert.score, threshold=alert.threshold.value, margin=alert.margin,
             probe_quality=min(1.0, alert.quality.score), box=alert.box, detector_sha256=self.detector_sha256,
-            embedder_sha256=self.embedder_sha256,
+            embedder_sha256=wl.header.embedder.sha256,
             crop_sha256=hashlib.sha256(crop_jpeg).hexdigest() if crop_jpeg else None)
         self.minutes.add(alerts=1)
         log.info("alert: track %d %s score %.3f (threshold %.3f)", alert.track_id, alert.label, alert.score,

@@ -23,6 +23,7 @@ from edge.capture.open import open_source
 from edge.config import EdgeConfig
 from edge.daemon.control import DeviceControl
 from edge.daemon.delivery import AlertDelivery
+from edge.daemon.embedders import MatchingModels, device_embedders
 from edge.daemon.framequeue import FrameQueue
 from edge.daemon.health import RateMeter
 from edge.daemon.notify import Notifier
@@ -33,8 +34,6 @@ from edge.link.uplink import Uplink
 from edge.models import ENGINES_DIR, Manifest
 from edge.pipeline import FaceCounters, Pipeline
 from edge.protocol.pairing import DevicePairing, load_record
-from edge.vision.stack import VisionStack
-from edge.watchlist.calibration import ThresholdPolicy, load_policy
 from edge.watchlist.match import Gallery
 from edge.watchlist.store import WatchlistStore
 
@@ -52,16 +51,14 @@ class Device:
     def __init__(self, cfg: EdgeConfig, config_path: Path | None = None) -> None:
         self.cfg = cfg
         self.device_id = cfg.device.id
+        manifest = Manifest.load(cfg.runtime.engines_dir or ENGINES_DIR)  # a bad [match] or model stops us here
+        self.detector_sha256 = manifest.spec(cfg.detector.model).sha256
+        self.models = MatchingModels(cfg, manifest, device_embedders(cfg, manifest))
         state = cfg.device.state_dir
         self.signing_key = load_signing_private(cfg.device.signing_key)
         self.hq_public = load_signing_public(cfg.device.hq_public_key)
         pairing_file = state / "pairing.json"
         pairing: DevicePairing | None = load_record(pairing_file, DevicePairing, self.hq_public, self.device_id)
-        manifest = Manifest.load(cfg.runtime.engines_dir or ENGINES_DIR)
-        self.embedder_sha256 = manifest.spec(cfg.embedder.model).sha256
-        self.detector_sha256 = manifest.spec(cfg.detector.model).sha256
-        self.policy: ThresholdPolicy = load_policy(cfg.match, manifest.folder, cfg.embedder.model,
-                                                   self.embedder_sha256)
         # The link calls these only after start(), by when `control` (built below, on the audit log) exists.
         self.uplink = Uplink(cfg.link.model_copy(update={"outbox": _under(state, cfg.link.outbox)}),
                              self.signing_key, fleet=cfg.device.fleet,
@@ -78,7 +75,7 @@ class Device:
         self.minutes = MinuteCounters(lambda body: self.audit.append("counters", body))
         self.store = WatchlistStore.open(state / "watchlist", device_key=load_encryption_private(
             cfg.device.encryption_key), hq_public=self.hq_public,
-            embedder_sha256=self.embedder_sha256, config=cfg.watchlist)
+            embedders=self.models.embedders, config=cfg.watchlist)
         self.queue = FrameQueue(cfg.camera.queue)
         self.notifier = Notifier()
         self.stop_event = threading.Event()
@@ -91,11 +88,10 @@ class Device:
         self._models_ready = threading.Event()
         self.control = DeviceControl(
             device_id=self.device_id, hq_public=self.hq_public, pairing_file=pairing_file, pairing=pairing,
-            uplink=self.uplink, audit=self.audit, store=self.store, policy=self.policy,
-            embedder_sha256=self.embedder_sha256)
+            uplink=self.uplink, audit=self.audit, store=self.store, models=self.models)
         self.delivery = AlertDelivery(  # the inference thread's, until it ends
             device_id=self.device_id, camera_id=cfg.camera.id, probe_crop=cfg.alerts.probe_crop,
-            detector_sha256=self.detector_sha256, embedder_sha256=self.embedder_sha256,
+            detector_sha256=self.detector_sha256,
             signing_key=self.signing_key, uplink=self.uplink, audit=self.audit, minutes=self.minutes,
             pairing=lambda: self.control.pairing)
 
@@ -104,7 +100,7 @@ class Device:
     def run(self) -> int:
         self._audit_config_changes()
         installed = self.store.current
-        threshold = self.policy.for_gallery(installed.gallery.size if installed else 0)
+        threshold = self.models.for_watchlist(installed).for_gallery(installed.gallery.size if installed else 0)
         self.audit.append("period_start", PeriodStartBody(
             period_id=self.period_id, place=self.cfg.device.place, camera=self.cfg.camera.id,
             watchlist_id=installed.header.watchlist_id if installed else None,
@@ -204,11 +200,11 @@ class Device:
 
     def _infer(self) -> None:
         try:
-            stack = VisionStack.open(self.cfg.detector, self.cfg.embedder, self.cfg.runtime)
             current = self.store.current
+            stack = self.models.stack_for(current)
             gallery = current.gallery if current else Gallery.empty(stack.embedder.dim)
-            pipeline = Pipeline(stack, gallery, self.policy.for_gallery(gallery.size), self.cfg.quality,
-                                self.cfg.track, self.cfg.detector.stride)
+            pipeline = Pipeline(stack, gallery, self.models.for_watchlist(current).for_gallery(gallery.size),
+                                self.cfg.quality, self.cfg.track, self.cfg.detector.stride)
             installed = current  # the watchlist the pipeline matches against: alerts refer to it
             self._models_ready.set()
             while not self.queue.closed:

@@ -158,8 +158,9 @@ class TrialFleet:
         return path
 
     def build_watchlist(self, devices: list[str], photos: Path, people: dict[str, str], version: int,
-                        out: Path) -> Path:
-        """Enroll `people` (photo file -> name) from `photos` into a bundle for `devices`, expiring in a day."""
+                        out: Path, embedder: str | None = None) -> Path:
+        """Enroll `people` (photo file -> name) from `photos` into a bundle for `devices`, expiring in a day
+        (with `embedder`, else the default one)."""
         expires = (datetime.now(timezone.utc) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
         rows = ["subject_id,label,category,case_reference,legal_basis,approver,expires,photos"]
         for n, (photo, name) in enumerate(people.items(), 1):
@@ -169,7 +170,8 @@ class TrialFleet:
         entries.write_text("\n".join(rows) + "\n")
         self.run("watchlist", "build", "--photos", photos, "--entries", entries, "--hq-key", self.hq_signing_key,
                  "--recipients", *(self.device_dir(d) for d in devices), "--version", version,
-                 "--expires", expires, "--watchlist-id", self.fleet, "--scope", f"fleet {self.fleet}", "--out", out)
+                 "--expires", expires, "--watchlist-id", self.fleet, "--scope", f"fleet {self.fleet}", "--out", out,
+                 *(("--embedder", embedder) if embedder else ()))
         return out
 
     def publish(self, bundle: Path, port: int, client: str = "hq-publisher") -> None:

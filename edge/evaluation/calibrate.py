@@ -14,7 +14,8 @@ from edge.errors import EdgeError
 from edge.evaluation.embedcache import EmbedCache
 from edge.evaluation.identify import Flip, Protocol, search
 from edge.evaluation.verify import threshold_at_rate
-from edge.watchlist.calibration import Calibration, CalibrationPoint
+from edge.fsio import write_atomic
+from edge.watchlist.calibration import FIXED_AT, FLOOR_AT, Calibration, CalibrationPoint
 
 SIZES = (100, 500, 1680)
 FPIRS = (1e-1, 1e-2, 3e-3, 1e-3)
@@ -91,9 +92,9 @@ def measure(cache: EmbedCache, protocol: Protocol, sizes: tuple[int, ...] = SIZE
 def calibration_toml(points: list[MeasuredPoint], embedder: str, embedder_sha256: str, dataset: str,
                      command: str) -> str:
     """The table as TOML (validated by `Calibration` before it is returned); FNIR goes in comments."""
-    model = Calibration(embedder=embedder, embedder_sha256=embedder_sha256, dataset=dataset, command=command,
-                        points=[CalibrationPoint(gallery_size=p.gallery_size, fpir=p.fpir, threshold=p.threshold)
-                                for p in points])
+    model = Calibration.measured(embedder, embedder_sha256, dataset, command,
+                                 [CalibrationPoint(gallery_size=p.gallery_size, fpir=p.fpir, threshold=p.threshold)
+                                  for p in points])
     lines = [
         f"# Thresholds measured with `edge eval calibrate` for {embedder}: at each watchlist size, the cosine",
         "# at which the given fraction of non-mated searches (passers-by) raises an alert (FPIR).",
@@ -103,6 +104,13 @@ def calibration_toml(points: list[MeasuredPoint], embedder: str, embedder_sha256
         f"embedder_sha256 = {_q(model.embedder_sha256)}",
         f"dataset = {_q(model.dataset)}",
         f"command = {_q(model.command)}",
+        "",
+        f"# The floor: at FPIR {FLOOR_AT[1]:g} for {FLOOR_AT[0]} people, rounded up. No threshold below it is "
+        "accepted.",
+        f"floor = {model.floor!r}",
+        f"# The default fixed threshold (match.mode = 'fixed'): at FPIR {FIXED_AT[1]:g} for {FIXED_AT[0]} people, "
+        "rounded up.",
+        f"fixed_threshold = {model.fixed_threshold!r}",
     ]
     for p in points:
         lines += ["", f"# FNIR {100 * p.fnir:.1f} % at this point (mean of {p.draws} draw{'s' if p.draws > 1 else ''})",
@@ -118,7 +126,5 @@ def _q(text: str) -> str:
 
 def write_calibration(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_atomic(path, text.encode(), mode=None)
     return path

@@ -35,6 +35,7 @@ from edge.protocol import topics
 from edge.watchlist.build import enroll
 from edge.watchlist.bundle import DEVICE_ID_PATTERN, BundleRefused, BundleSpec, EmbedderRef, parse_header, split
 from edge.watchlist.decryption import decrypt
+from edge.watchlist.embedders import DeviceEmbedders
 from edge.watchlist.entries import EntriesError, parse_time, read_entries
 from edge.watchlist.opening import verify
 from edge.watchlist.sealing import seal
@@ -174,7 +175,8 @@ def install_command(args: argparse.Namespace) -> int:
         raise EdgeError("say which device installs it: --device device.toml, or --key, --hq-pub and --state-dir")
     store = WatchlistStore.open(state_dir, device_key=load_encryption_private(key_path),
                                 hq_public=load_signing_public(hq_path),
-                                embedder_sha256=Manifest.load().spec(args.embedder).sha256, config=config)
+                                embedders=DeviceEmbedders.from_manifest(Manifest.load(), args.embedder),
+                                config=config)
     result = store.install(_read(args.bundle))
     if result.refusal is not None:
         kept = result.state.installed

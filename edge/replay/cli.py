@@ -11,10 +11,12 @@ from edge.cliargs import add_model_args, stack_from_args
 from edge.config import explain
 from edge.config.match import MatchConfig
 from edge.errors import ConfigError
+from edge.models import Manifest
 from edge.pipeline import Pipeline
 from edge.replay.run import fpir_text, replay
 from edge.vision.enroll import Enroller
 from edge.watchlist.calibration import load_policy
+from edge.watchlist.embedders import DeviceEmbedders
 from edge.watchlist.photos import gallery_from_photos
 
 
@@ -38,6 +40,8 @@ def run_replay(args: argparse.Namespace) -> int:
         match_cfg = MatchConfig() if args.threshold is None else MatchConfig(threshold=args.threshold)
     except ValidationError as exc:
         raise ConfigError(explain(exc, "--threshold")) from exc
+    manifest = Manifest.load()
+    policy = load_policy(match_cfg, manifest.folder, args.embedder, manifest.spec(args.embedder).sha256)
     stack = stack_from_args(args)
     if args.enroll is not None:
         gallery, rejected = gallery_from_photos(args.enroll, Enroller(stack), progress=sys.stderr.isatty())
@@ -46,10 +50,10 @@ def run_replay(args: argparse.Namespace) -> int:
     else:
         from edge.watchlist.offline import load_bundle
 
-        gallery = load_bundle(args.watchlist, args.key, args.hq_pub, stack.embedder_sha256).gallery
+        gallery = load_bundle(args.watchlist, args.key, args.hq_pub,
+                              DeviceEmbedders.from_manifest(stack.manifest, args.embedder)).gallery
     if gallery.size == 0:
         print("warning: the watchlist is empty; no alert can be raised", file=sys.stderr)
-    policy = load_policy(match_cfg, stack.manifest.folder, args.embedder, stack.embedder_sha256)
     threshold = policy.for_gallery(gallery.size)
     print(f"watchlist: {gallery.size} people; threshold {threshold.value:.3f} ({threshold.mode}"
           + (f", FPIR {fpir_text(threshold)}" if threshold.fpir else "") + ")", file=sys.stderr)

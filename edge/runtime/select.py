@@ -19,6 +19,23 @@ def tensorrt_available() -> bool:
     return importlib.util.find_spec("tensorrt") is not None and importlib.util.find_spec("pycuda") is not None
 
 
+def unavailable_reason(manifest: Manifest, model: str, backend: Backend = "auto",
+                       engine_dir: Path | None = None) -> str | None:
+    """Why `open_runtime` would fail for this model now, or None: checked before a device commits to a model."""
+    try:
+        manifest.path(model)  # present and unaltered
+    except ModelError as exc:
+        return str(exc)
+    if backend != "tensorrt":
+        return None
+    if not tensorrt_available():
+        return "backend tensorrt asked for, but the tensorrt or pycuda module is missing"
+    from edge.runtime.tensorrt import engine_path_for
+
+    engine = engine_path_for(manifest, model, engine_dir)
+    return None if engine.is_file() else f"no TensorRT engine {engine}: build it with `scripts/build-engines`"
+
+
 def open_runtime(manifest: Manifest, model: str, backend: Backend = "auto", threads: int = 1,
                  engine_dir: Path | None = None) -> Runtime:
     """Open `model` on the requested backend.

@@ -8,7 +8,7 @@ import numpy as np
 
 from edge.capture.opencv import read_image
 from edge.config.detector import DetectorConfig
-from edge.config.embedder import EmbedderConfig
+from edge.config.embedder import DEFAULT_EMBEDDER, EmbedderConfig
 from edge.config.quality import QualityConfig
 from edge.config.runtime import RuntimeConfig
 from edge.errors import SourceError
@@ -40,7 +40,7 @@ class Enroller:
         self.flip = flip
 
     @classmethod
-    def open(cls, embedder: str = "mobilefacenet_192", threads: int = 1, flip: bool = True,
+    def open(cls, embedder: str = DEFAULT_EMBEDDER, threads: int = 1, flip: bool = True,
              runtime: RuntimeConfig | None = None) -> "Enroller":
         rt = runtime or RuntimeConfig(threads=threads)
         return cls(VisionStack.open(DetectorConfig(), EmbedderConfig(model=embedder), rt), flip=flip)

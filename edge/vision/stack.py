@@ -40,6 +40,16 @@ class VisionStack:
             manifest.spec(detector.model).sha256,
         )
 
+    def switch_embedder(self, embedder: EmbedderConfig, runtime: RuntimeConfig | None = None) -> None:
+        """Replace the embedder (a watchlist enrolled with another model was installed); the old one is closed
+        once the new one is open, so a failure leaves the stack as it was."""
+        runtime = runtime or RuntimeConfig()
+        opened = Embedder(open_runtime(self.manifest, embedder.model, runtime.backend, runtime.threads,
+                                       runtime.engine_cache), self.manifest.spec(embedder.model), embedder.max_batch)
+        old, self.embedder = self.embedder, opened
+        self.embedder_sha256 = self.manifest.spec(embedder.model).sha256
+        old.runtime.close()
+
     def close(self) -> None:
         self.detector.runtime.close()
         self.embedder.runtime.close()

@@ -1,19 +1,27 @@
 """Thresholds from measured error rates: fixed, or held at a constant false-alarm rate as the list grows.
 
-The table (engines/calibration.toml) is measured with `edge eval calibrate` on LFW: for each gallery size,
-the threshold at which a given fraction of non-mated searches (passers-by) raise an alert (FPIR).
+The table (engines/calibration-<embedder>.toml) is measured with `edge eval calibrate` on LFW: for each gallery
+size, the threshold at which a given fraction of non-mated searches (passers-by) raise an alert (FPIR). The
+embedder's floor and default fixed threshold follow from the table by the rules below, so they are re-derived
+with every new embedder and never carried over from another.
 """
 
 import math
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from edge.config.base import StrictModel
 from edge.config.match import MatchConfig
 from edge.config.tomlio import load_toml
 from edge.errors import ConfigError
 from edge.track.decision import Threshold
+
+# Below the floor even a 100-person list alarms on 1 passer-by in 100; the default fixed threshold holds
+# 1 in 1,000 at 500 people. Both are rounded up to two decimals (a higher threshold: fewer false alarms).
+FLOOR_AT = (100, 1e-2)
+FIXED_AT = (500, 1e-3)
 
 
 class CalibrationPoint(StrictModel):
@@ -29,11 +37,36 @@ class Calibration(StrictModel):
     embedder_sha256: str
     dataset: str
     command: str
-    points: list[CalibrationPoint]
+    floor: float = Field(description=f"threshold at FPIR {FLOOR_AT[1]:g} for {FLOOR_AT[0]} people, rounded up")
+    fixed_threshold: float = Field(description=f"threshold at FPIR {FIXED_AT[1]:g} for {FIXED_AT[0]} people, "
+                                               "rounded up")
+    points: list[CalibrationPoint] = Field(min_length=1)
 
     @classmethod
     def load(cls, path: Path) -> "Calibration":
-        return cls(**load_toml(path))
+        try:
+            return cls(**load_toml(path))
+        except ValueError as exc:
+            raise ConfigError(f"calibration table {path} is invalid: {exc}; re-run `edge eval calibrate`") from exc
+
+    @classmethod
+    def measured(cls, embedder: str, embedder_sha256: str, dataset: str, command: str,
+                 points: list[CalibrationPoint]) -> "Calibration":
+        """The table with its floor and fixed threshold derived from the points."""
+        bare = cls.model_construct(points=points)
+        return cls(embedder=embedder, embedder_sha256=embedder_sha256, dataset=dataset, command=command,
+                   floor=_round_up(bare.threshold_at(*FLOOR_AT)),
+                   fixed_threshold=_round_up(bare.threshold_at(*FIXED_AT)), points=points)
+
+    @model_validator(mode="after")
+    def _derived_from_points(self) -> "Calibration":
+        """An edited floor or fixed threshold that the measurements do not give is refused."""
+        for key, at in (("floor", FLOOR_AT), ("fixed_threshold", FIXED_AT)):
+            expected = _round_up(self.threshold_at(*at))
+            if not math.isclose(getattr(self, key), expected, abs_tol=1e-9):
+                raise ValueError(f"{key} = {getattr(self, key)} does not follow from the points ({expected}: the "
+                                 f"threshold at FPIR {at[1]:g} for {at[0]} people, rounded up)")
+        return self
 
     def _curve(self, size: int) -> tuple[np.ndarray, np.ndarray]:
         """log10 FPIR and threshold at this gallery size, interpolated in log10(size) between measured sizes."""
@@ -73,27 +106,45 @@ class Calibration(StrictModel):
 
 
 class ThresholdPolicy:
-    """Turns the [match] config and the calibration table into the threshold for a watchlist's size."""
+    """Turns the [match] config and an embedder's calibration table into the threshold for a list's size.
 
-    def __init__(self, cfg: MatchConfig, calibration: Calibration | None) -> None:
+    The floor and the fixed threshold default to the table's; a configured floor may only raise it, and no
+    threshold below the floor is accepted. Without a table (an uncalibrated embedder) both must be configured.
+    """
+
+    def __init__(self, cfg: MatchConfig, calibration: Calibration | None, embedder: str = "this embedder") -> None:
+        table = f"engines/calibration-{embedder}.toml"
         if cfg.mode == "constant_fpir" and calibration is None:
-            raise ConfigError(
-                "match.mode = 'constant_fpir' needs a calibration table for this embedder "
-                "(engines/calibration-<embedder>.toml, made by `edge eval calibrate`); none was found"
-            )
+            raise ConfigError(f"match.mode = 'constant_fpir' needs a calibration table for {embedder} ({table}, "
+                              "made by `edge eval calibrate`); none was found")
+        measured = calibration.floor if calibration else None
+        if measured is not None and cfg.floor is not None and cfg.floor < measured:
+            raise ConfigError(f"match.floor {cfg.floor} is below the floor measured for {embedder}, {measured} (FPIR "
+                              f"{FLOOR_AT[1]:g} at {FLOOR_AT[0]} people): remove match.floor or raise it")
+        floor = cfg.floor if cfg.floor is not None else measured
+        threshold = cfg.threshold if cfg.threshold is not None else calibration.fixed_threshold if calibration else None
+        if floor is None or threshold is None:
+            raise ConfigError(f"{embedder} has no calibration table ({table}): set match.threshold and match.floor "
+                              "from your own measurements, or measure them with `edge eval calibrate`")
+        if threshold < floor:
+            raise ConfigError(f"match.threshold {threshold} is below the floor {floor} for {embedder} (FPIR "
+                              f"{FLOOR_AT[1]:g} at {FLOOR_AT[0]} people): raise the threshold")
         self.cfg = cfg
         self.calibration = calibration
+        self.embedder = embedder
+        self.floor = floor
+        self.threshold = threshold
 
     def for_gallery(self, size: int) -> Threshold:
         cal = self.calibration
         if self.cfg.mode == "constant_fpir" and cal is not None:
-            value = max(self.cfg.floor, cal.threshold_at(size, self.cfg.target_fpir))
+            value = max(self.floor, cal.threshold_at(size, self.cfg.target_fpir))
             fpir, bound = cal.fpir_at(size, value)
             return Threshold(round(value, 4), fpir, "constant_fpir", bound)
         if cal is None or size == 0:
-            return Threshold(self.cfg.threshold, None, "fixed")
-        fpir, bound = cal.fpir_at(size, self.cfg.threshold)
-        return Threshold(self.cfg.threshold, fpir, "fixed", bound)
+            return Threshold(self.threshold, None, "fixed")
+        fpir, bound = cal.fpir_at(size, self.threshold)
+        return Threshold(self.threshold, fpir, "fixed", bound)
 
 
 def calibration_path(engines_dir: Path, embedder: str) -> Path:
@@ -101,9 +152,13 @@ def calibration_path(engines_dir: Path, embedder: str) -> Path:
 
 
 def load_policy(cfg: MatchConfig, engines_dir: Path, embedder: str, embedder_sha256: str) -> ThresholdPolicy:
-    """The policy for this embedder; a table made for another model file is ignored with an error."""
+    """The policy for this embedder; a table made for another model file is refused."""
     path = calibration_path(engines_dir, embedder)
     cal = Calibration.load(path) if path.is_file() else None
     if cal is not None and cal.embedder_sha256 != embedder_sha256:
         raise ConfigError(f"{path} was measured for another {embedder} file; re-run `edge eval calibrate`")
-    return ThresholdPolicy(cfg, cal)
+    return ThresholdPolicy(cfg, cal, embedder)
+
+
+def _round_up(value: float) -> float:
+    return math.ceil(round(value * 100, 6)) / 100

@@ -12,11 +12,12 @@ from edge.config.watchlist import WatchlistConfig
 from edge.errors import ConfigError
 from edge.keys import load_encryption_private, load_signing_public
 from edge.watchlist.bundle import BundleRefused
+from edge.watchlist.embedders import DeviceEmbedders
 from edge.watchlist.installed import InstalledWatchlist
 from edge.watchlist.opening import mapped, open_bundle
 
 
-def load_bundle(bundle: Path, key: Path | None, hq_pub: Path | None, embedder_sha256: str,
+def load_bundle(bundle: Path, key: Path | None, hq_pub: Path | None, embedders: DeviceEmbedders,
                 config: WatchlistConfig | None = None) -> InstalledWatchlist:
     """Verify (pinned HQ key), check validity and model, decrypt with this device's key; refuse otherwise.
 
@@ -27,7 +28,7 @@ def load_bundle(bundle: Path, key: Path | None, hq_pub: Path | None, embedder_sh
     with mapped(bundle) as data:
         hq_public = load_signing_public(hq_pub)
         try:
-            opened = open_bundle(data, hq_public=hq_public, embedder_sha256=embedder_sha256,
+            opened = open_bundle(data, hq_public=hq_public, embedders=embedders,
                                  config=config or WatchlistConfig(), now=datetime.now(timezone.utc))
             content = opened.decrypt(load_encryption_private(key))
         except BundleRefused as exc:

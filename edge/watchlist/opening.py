@@ -24,6 +24,7 @@ from edge.config.watchlist import WatchlistConfig
 from edge.keys import key_id
 from edge.watchlist.bundle import BundleHeader, BundleRefused, RawBundle, parse_header, split
 from edge.watchlist.decryption import Content, GalleryStorage, PayloadReader, decrypt
+from edge.watchlist.embedders import DeviceEmbedders
 
 
 @dataclass(frozen=True)
@@ -39,14 +40,16 @@ class OpenedBundle:
         return decrypt(self.raw, self.header, device_key, storage, read)
 
 
-def open_bundle(data: bytes | memoryview, *, hq_public: Ed25519PublicKey, embedder_sha256: str,
-                config: WatchlistConfig, now: datetime | None = None, installed: bool = False) -> OpenedBundle:
+def open_bundle(data: bytes | memoryview, *, hq_public: Ed25519PublicKey, embedders: DeviceEmbedders,
+                config: WatchlistConfig, now: datetime | None = None, installed: bool = False,
+                in_use: str | None = None) -> OpenedBundle:
     """Check a bundle as a device does before decrypting it; raise BundleRefused at the first check that fails.
 
     In order: the size limit, the framing, the signature by the pinned HQ key and the header, the embedder,
     the validity window (not-before less `config.clock_skew_s`, expiry) at `now` (default: the current time).
     `installed`: the device's own installed bundle, opened again at start. It passed the size limit and the
     window when it was installed; an expired one is loaded and reported as expired, not refused.
+    `in_use`: the sha256 of the embedder the device matches with now (`DeviceEmbedders.check_new`).
     """
     if not installed and len(data) > config.max_bundle_bytes:
         raise BundleRefused("oversized", f"bundle is {len(data)} bytes, over the limit of "
@@ -55,10 +58,10 @@ def open_bundle(data: bytes | memoryview, *, hq_public: Ed25519PublicKey, embedd
     header = verify(raw, hq_public)
     try:
         if installed:
-            _check_installed(header, embedder_sha256)
+            embedders.check_installed(header)
         else:
-            _check_validity(header, now or datetime.now(timezone.utc), embedder_sha256,
-                            skew=timedelta(seconds=config.clock_skew_s))
+            embedders.check_new(header, in_use)
+            _check_validity(header, now or datetime.now(timezone.utc), skew=timedelta(seconds=config.clock_skew_s))
     except BundleRefused as exc:
         exc.header = header  # the refusal record names the watchlist and version it refused
         raise
@@ -104,25 +107,14 @@ def verify(raw: RawBundle, hq_public: Ed25519PublicKey) -> BundleHeader:
     return header
 
 
-def _check_validity(header: BundleHeader, now: datetime, embedder_sha256: str, skew: timedelta) -> None:
-    """Device policy on a verified header: its own embedder, and inside the validity window."""
-    if header.embedder.sha256 != embedder_sha256:
-        raise BundleRefused("wrong_embedder", f"bundle was enrolled with {header.embedder.name} "
-                            f"({header.embedder.sha256[:16]}…), this device runs {embedder_sha256[:16]}…: "
-                            "rebuild the watchlist with this device's embedder")
+def _check_validity(header: BundleHeader, now: datetime, skew: timedelta) -> None:
+    """Device policy on a verified header: inside the validity window."""
     if header.not_before - skew > now:
         raise BundleRefused("not_yet_valid", f"bundle is valid from {header.not_before.isoformat()}, "
                             f"device time is {now.isoformat()}: check the device clock or wait")
     if header.expires <= now:
         raise BundleRefused("expired", f"bundle expired at {header.expires.isoformat()} "
                             f"(device time {now.isoformat()}): publish a current watchlist")
-
-
-def _check_installed(header: BundleHeader, embedder_sha256: str) -> None:
-    """The installed bundle at start: still this device's embedder (the model may have been replaced since)."""
-    if header.embedder.sha256 != embedder_sha256:
-        raise BundleRefused("wrong_embedder", f"the installed watchlist was enrolled with "
-                            f"{header.embedder.name}, not this device's embedder: install a rebuilt one")
 
 
 def _claimed_signer(header: bytes) -> str | None:

@@ -40,6 +40,7 @@ from edge.errors import EdgeError
 from edge.fsio import PARTIAL_SUFFIX, commit, partial_path, write_atomic, write_partial
 from edge.watchlist.bundle import BundleHeader, BundleRefused, RefusalCode
 from edge.watchlist.decryption import file_reader
+from edge.watchlist.embedders import DeviceEmbedders
 from edge.watchlist.installed import InstalledWatchlist
 from edge.watchlist.opening import OpenedBundle, mapped, open_bundle
 from edge.watchlist.state import BundleRefusal, InstallResult, StoreState
@@ -63,11 +64,11 @@ class WatchlistStore:
     """
 
     def __init__(self, folder: Path, device_key: X25519PrivateKey, hq_public: Ed25519PublicKey,
-                 embedder_sha256: str, config: WatchlistConfig) -> None:
+                 embedders: DeviceEmbedders, config: WatchlistConfig) -> None:
         self.folder = folder
         self._device_key = device_key
         self._hq_public = hq_public
-        self._embedder_sha256 = embedder_sha256
+        self._embedders = embedders
         self._config = config
         self._lock = threading.Lock()
         self._versions = _Versions()
@@ -79,9 +80,9 @@ class WatchlistStore:
 
     @classmethod
     def open(cls, folder: Path, *, device_key: X25519PrivateKey, hq_public: Ed25519PublicKey,
-             embedder_sha256: str, config: WatchlistConfig | None = None) -> "WatchlistStore":
+             embedders: DeviceEmbedders, config: WatchlistConfig | None = None) -> "WatchlistStore":
         """Open (creating it 0700) the folder, clean up an interrupted install, load the installed watchlist."""
-        store = cls(folder, device_key, hq_public, embedder_sha256, config or WatchlistConfig())
+        store = cls(folder, device_key, hq_public, embedders, config or WatchlistConfig())
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         for partial in folder.glob("*" + PARTIAL_SUFFIX):
             log.warning("removing %s: an install or state write was interrupted (the previous file is intact)",
@@ -131,8 +132,9 @@ class WatchlistStore:
                 if self.current is not None and self.current.sha256 == digest:
                     return InstallResult(outcome="unchanged", state=self.state(now))
                 try:
-                    opened = open_bundle(data, hq_public=self._hq_public, embedder_sha256=self._embedder_sha256,
-                                         config=self._config, now=now)
+                    in_use = self.current.header.embedder.sha256 if self.current else None
+                    opened = open_bundle(data, hq_public=self._hq_public, embedders=self._embedders,
+                                         config=self._config, now=now, in_use=in_use)
                     header = opened.header
                     highest = self._versions.highest.get(header.watchlist_id, 0)
                     if header.version <= highest:
@@ -181,7 +183,7 @@ class WatchlistStore:
         try:
             with mapped(path) as data:
                 digest = hashlib.sha256(data).hexdigest()
-                opened = open_bundle(data, hq_public=self._hq_public, embedder_sha256=self._embedder_sha256,
+                opened = open_bundle(data, hq_public=self._hq_public, embedders=self._embedders,
                                      config=self._config, installed=True)
             self.current = self._decode(path, opened, digest)
         except (BundleRefused, OSError) as exc:

@@ -13,6 +13,9 @@ from edge.cli import main
     ('[device]\nid = "cam-1"\n[track]\nmin_evidence = 0\n', "'track.min_evidence'"),
     ('[device\nid = 1', "not valid TOML"),
     ('[device]\nid = "cam-1"\n[embedder]\nenrol_flip = true\n', "renamed to embedder.enroll_flip"),
+    ('[device]\nid = "cam-1"\n[match]\nthreshold = 0.2\n', "match.threshold 0.2 is below the floor"),
+    ('[device]\nid = "cam-1"\n[match]\nfloor = nan\n', "'match.floor'"),
+    ('[device]\nid = "cam-1"\n[embedder]\nmodel = "nope"\n', "model 'nope' is not in"),
 ])
 def test_bad_config_is_named(tmp_path, capsys, toml, expected):
     path = tmp_path / "edge.toml"
@@ -26,3 +29,18 @@ def test_bad_config_is_named(tmp_path, capsys, toml, expected):
 def test_missing_config_says_where_to_start(tmp_path, capsys):
     assert main(["run", "--config", str(tmp_path / "nope.toml")]) == 2
     assert "deploy/edge.toml.example" in capsys.readouterr().err
+
+
+def test_the_shipped_example_config_is_accepted():
+    """deploy/edge.toml.example validates, and its [match] section holds for its embedder."""
+    from pathlib import Path
+
+    from edge.config import load_config
+    from edge.daemon.embedders import MatchingModels, device_embedders
+    from edge.models import Manifest
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "deploy" / "edge.toml.example")
+    manifest = Manifest.load()
+    models = MatchingModels(cfg, manifest, device_embedders(cfg, manifest))
+    assert models.for_embedder(cfg.embedder.model).for_gallery(100).value >= models.for_embedder(
+        cfg.embedder.model).floor

@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from edge.cli import main
+from edge.config.embedder import DEFAULT_EMBEDDER
+from edge.config.match import MatchConfig
 from edge.evaluation.identify import build_protocol
-from edge.watchlist.calibration import Calibration
+from edge.watchlist.calibration import Calibration, ThresholdPolicy
 
 
 def test_protocol_never_searches_the_enrolled_photo(lfw_slice: Path, listed: tuple[str, ...],
@@ -64,13 +66,15 @@ def test_photo_with_no_face_is_counted_not_hidden(lfw_slice: Path, eval_cache: P
 
 
 def test_calibrate_writes_a_table_the_device_reads(lfw_slice: Path, eval_cache: Path, tmp_path: Path) -> None:
-    table = tmp_path / "calibration-mobilefacenet_192.toml"
+    table = tmp_path / f"calibration-{DEFAULT_EMBEDDER}.toml"
     assert main(["eval", "calibrate", "--gallery", str(lfw_slice), "--probes", str(lfw_slice), "--min-images", "2",
                  "--sizes", "2,5", "--fpirs", "0.5,0.34", "--repeats", "3", "--out", str(table),
                  "--at-thresholds=-1,0.999", "--json", str(tmp_path / "cal.json"),
                  "--cache", str(eval_cache), "--threads", "2"]) == 0
     cal = Calibration.load(table)
-    assert cal.embedder == "mobilefacenet_192" and len(cal.embedder_sha256) == 64
+    assert cal.embedder == DEFAULT_EMBEDDER and len(cal.embedder_sha256) == 64
+    policy = ThresholdPolicy(MatchConfig(), cal, cal.embedder)  # the device takes its floor and fixed threshold
+    assert policy.floor == cal.floor and policy.for_gallery(3).value >= cal.floor
     assert sorted((p.gallery_size, p.fpir) for p in cal.points) == [(2, 0.34), (2, 0.5), (5, 0.34), (5, 0.5)]
     by = {(p.gallery_size, p.fpir): p.threshold for p in cal.points}
     assert by[(5, 0.34)] >= by[(5, 0.5)]  # fewer false alarms allowed: a stricter threshold

@@ -1,4 +1,5 @@
-"""Thresholds: the floor is enforced where users set them; the constant-FPIR mode follows the list's size."""
+"""Thresholds: each embedder's floor is enforced wherever users set one; the constant-FPIR mode follows the
+list's size; no value tuned for one embedder is applied to another."""
 
 from pathlib import Path
 
@@ -6,25 +7,67 @@ import pytest
 
 from edge.cli import main
 from edge.config import load_config
-from edge.config.match import THRESHOLD_FLOOR, MatchConfig
+from edge.config.embedder import DEFAULT_EMBEDDER
+from edge.config.match import MatchConfig
 from edge.errors import ConfigError
 from edge.models import ENGINES_DIR, Manifest
 from edge.watchlist.calibration import Calibration, CalibrationPoint, ThresholdPolicy, calibration_path, load_policy
 
+MANIFEST = Manifest.load(ENGINES_DIR)
 
-def test_replay_refuses_a_threshold_below_the_floor(tmp_path, capsys):
-    code = main(["replay", "--source", str(tmp_path), "--enroll", str(tmp_path), "--threshold",
-                 str(THRESHOLD_FLOOR - 0.05)])
+
+def shipped(name: str) -> Calibration:
+    path: Path = calibration_path(ENGINES_DIR, name)
+    if not path.is_file():
+        pytest.fail(f"{path} missing: run `edge eval calibrate --embedder {name}` and commit it")
+    return Calibration.load(path)
+
+
+def policy(name: str, **match) -> ThresholdPolicy:
+    return load_policy(MatchConfig(**match), ENGINES_DIR, name, MANIFEST.spec(name).sha256)
+
+
+def test_replay_refuses_a_threshold_below_the_embedders_floor(tmp_path, capsys):
+    floor = shipped(DEFAULT_EMBEDDER).floor
+    code = main(["replay", "--source", str(tmp_path), "--enroll", str(tmp_path), "--threshold", str(floor - 0.05)])
     err = capsys.readouterr().err
     assert code == 2
-    assert f"below match.floor {THRESHOLD_FLOOR}" in err and str(THRESHOLD_FLOOR - 0.05) in err
+    assert f"below the floor {floor} for {DEFAULT_EMBEDDER}" in err and str(floor - 0.05) in err
+
+
+def test_replay_threshold_is_used_in_the_default_mode():
+    """`--threshold` alone means a fixed threshold (it used to be ignored under constant_fpir)."""
+    cfg = MatchConfig(threshold=0.7)
+    assert cfg.mode == "fixed"
+    assert policy(DEFAULT_EMBEDDER, threshold=0.7).for_gallery(3).value == 0.7
+    with pytest.raises(ValueError, match="used only in mode 'fixed'"):
+        MatchConfig(mode="constant_fpir", threshold=0.7)
 
 
 def test_device_config_refuses_a_threshold_below_the_floor(tmp_path):
+    floor = shipped(DEFAULT_EMBEDDER).floor
     path = tmp_path / "edge.toml"
-    path.write_text(f'[device]\nid = "cam-1"\n[match]\nthreshold = {THRESHOLD_FLOOR - 0.1:.2f}\n')
-    with pytest.raises(ConfigError, match=r"match\.threshold .* is below match\.floor"):
-        load_config(path)
+    path.write_text(f'[device]\nid = "cam-1"\n[match]\nthreshold = {floor - 0.01:.2f}\n')
+    cfg = load_config(path)
+    with pytest.raises(ConfigError, match=r"match\.threshold .* is below the floor"):
+        policy(DEFAULT_EMBEDDER, **cfg.match.model_dump(exclude_unset=True))
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
+def test_nan_and_infinite_settings_are_refused(tmp_path, bad):
+    path = tmp_path / "edge.toml"
+    for key in ("threshold", "floor", "target_fpir"):
+        path.write_text(f'[device]\nid = "cam-1"\n[match]\nmode = "fixed"\n{key} = {bad}\n')
+        with pytest.raises(ConfigError, match=rf"match\.{key}"):
+            load_config(path)
+
+
+def test_a_configured_floor_may_raise_the_measured_one_never_lower_it():
+    measured = shipped(DEFAULT_EMBEDDER).floor
+    with pytest.raises(ConfigError, match="below the floor measured"):
+        policy(DEFAULT_EMBEDDER, floor=measured - 0.1, mode="fixed", threshold=measured)
+    raised = policy(DEFAULT_EMBEDDER, floor=measured + 0.05)
+    assert raised.for_gallery(2).value == pytest.approx(measured + 0.05)
 
 
 def table() -> Calibration:
@@ -32,37 +75,54 @@ def table() -> Calibration:
     for size, base in ((100, 0.55), (1000, 0.60)):
         for fpir, offset in ((1e-2, 0.0), (1e-3, 0.05)):
             points.append(CalibrationPoint(gallery_size=size, fpir=fpir, threshold=base + offset))
-    return Calibration(embedder="m", embedder_sha256="0" * 64, dataset="test", command="test", points=points)
+    return Calibration.measured("m", "0" * 64, "test", "test", points)
+
+
+def test_floor_and_fixed_threshold_follow_from_the_points():
+    t = table()
+    assert t.floor == 0.55  # FPIR 1e-2 at 100 people
+    assert t.fixed_threshold == 0.64  # FPIR 1e-3 at 500: 0.65 - 0.05 * log10(2) = 0.635, rounded up
+    edited = t.model_dump() | {"floor": 0.2}
+    with pytest.raises(ValueError, match="does not follow from the points"):
+        Calibration(**edited)
 
 
 def test_constant_fpir_threshold_grows_with_the_list():
-    policy = ThresholdPolicy(MatchConfig(mode="constant_fpir", target_fpir=1e-3), table())
-    small, large, huge = (policy.for_gallery(n) for n in (100, 1000, 10000))
+    p = ThresholdPolicy(MatchConfig(mode="constant_fpir", target_fpir=1e-3), table())
+    small, large, huge = (p.for_gallery(n) for n in (100, 1000, 10000))
     assert small.value == pytest.approx(0.60) and large.value == pytest.approx(0.65)
     assert huge.value == pytest.approx(0.70)  # extrapolated at the measured slope
     assert small.fpir == pytest.approx(1e-3) and small.mode == "constant_fpir"
 
 
 def test_fixed_threshold_reports_the_fpir_it_stands_for():
-    policy = ThresholdPolicy(MatchConfig(mode="fixed", threshold=0.60), table())
-    assert policy.for_gallery(100).fpir == pytest.approx(1e-3)
-    assert policy.for_gallery(1000).fpir == pytest.approx(1e-2)
+    p = ThresholdPolicy(MatchConfig(mode="fixed", threshold=0.60), table())
+    assert p.for_gallery(100).fpir == pytest.approx(1e-3)
+    assert p.for_gallery(1000).fpir == pytest.approx(1e-2)
 
 
-def test_constant_fpir_needs_a_table():
+def test_an_uncalibrated_embedder_needs_its_numbers_configured():
     with pytest.raises(ConfigError, match="calibration table"):
         ThresholdPolicy(MatchConfig(mode="constant_fpir"), None)
+    with pytest.raises(ConfigError, match=r"set match\.threshold and match\.floor"):
+        ThresholdPolicy(MatchConfig(mode="fixed", threshold=0.9), None, "faceres_1024")
+    assert ThresholdPolicy(MatchConfig(threshold=0.9, floor=0.8), None).for_gallery(5).value == 0.9
 
 
-def test_shipped_calibration_matches_the_shipped_embedder():
-    manifest = Manifest.load(ENGINES_DIR)
-    spec = manifest.spec("mobilefacenet_192")
-    path: Path = calibration_path(ENGINES_DIR, spec.name)
-    if not path.is_file():
-        pytest.fail(f"{path} missing: run `edge eval calibrate` and commit it")
-    policy = load_policy(MatchConfig(mode="constant_fpir"), ENGINES_DIR, spec.name, spec.sha256)
-    thresholds = [policy.for_gallery(n).value for n in (100, 500, 1680)]
+@pytest.mark.parametrize("name", ["sface_128", "mobilefacenet_192"])
+def test_shipped_calibration_matches_the_shipped_embedder(name):
+    table = shipped(name)
+    assert table.embedder_sha256 == MANIFEST.spec(name).sha256
+    p = policy(name)
+    thresholds = [p.for_gallery(n).value for n in (100, 500, 1680)]
     assert thresholds == sorted(thresholds), "a longer list needs a higher threshold for the same FPIR"
-    assert all(THRESHOLD_FLOOR <= t < 1 for t in thresholds)
-    tiny = policy.for_gallery(2)
-    assert tiny.value == THRESHOLD_FLOOR and tiny.fpir_bound, "a tiny list sits on the floor; its rate is a bound"
+    assert all(table.floor <= t < 1 for t in thresholds)
+    tiny = p.for_gallery(2)
+    assert tiny.value == table.floor and tiny.fpir_bound, "a tiny list sits on the floor; its rate is a bound"
+
+
+def test_thresholds_never_carry_over_between_embedders():
+    """SFace's impostor scores sit lower than MobileFaceNet's: each has its own floor and fixed threshold."""
+    sface, mfn = shipped("sface_128"), shipped("mobilefacenet_192")
+    assert sface.floor < mfn.floor and sface.fixed_threshold < mfn.fixed_threshold
+    assert policy("sface_128").for_gallery(500).value != policy("mobilefacenet_192").for_gallery(500).value

@@ -11,11 +11,14 @@ import numpy as np
 import pytest
 
 from edge.cli import main
-from edge.config.match import THRESHOLD_FLOOR, MatchConfig
+from edge.config.embedder import DEFAULT_EMBEDDER
+from edge.config.match import MatchConfig
+from edge.models import ENGINES_DIR
 from edge.pipeline import Pipeline
 from edge.replay.run import replay
 from edge.vision.enroll import Enroller
 from edge.vision.stack import VisionStack
+from edge.watchlist.calibration import Calibration, calibration_path
 from edge.watchlist.match import Gallery
 from edge.watchlist.photos import gallery_from_photos
 
@@ -29,6 +32,8 @@ def stack() -> VisionStack:
 def clip(demo_dir: Path) -> str:
     return str(demo_dir / "short_hamilton_clip.mp4")
 
+
+DEFAULT_TABLE = Calibration.load(calibration_path(ENGINES_DIR, DEFAULT_EMBEDDER))
 
 def photo_folder(tmp_path: Path, photos: dict[str, Path]) -> Path:
     folder = tmp_path / "watchlist"
@@ -47,9 +52,10 @@ def test_alerts_on_lin_manuel_miranda_only(tmp_path, demo_dir, clip, capsys):
     assert {a["person"] for a in lines} == {"Lin Manuel Miranda"}
     # one decision per track, never per frame
     assert len({a["track"] for a in lines}) == len(lines)
+    floor = DEFAULT_TABLE.floor
     for a in lines:
         # a two-person list under the default constant-FPIR policy sits on the floor, a rate the table bounds
-        assert a["threshold_mode"] == "constant_fpir" and a["threshold"] == THRESHOLD_FLOOR
+        assert a["threshold_mode"] == "constant_fpir" and a["threshold"] == floor
         assert a["fpir"] == MatchConfig().target_fpir and a["fpir_is_upper_bound"] is True
         assert a["score"] >= a["threshold"]
         assert 0 < a["quality"] <= 1 and a["margin"] > 0
@@ -109,7 +115,7 @@ def test_nothing_about_unmatched_faces_leaves_the_pipeline(stack, demo_dir, clip
 def stack_threshold():
     from edge.track.decision import Threshold
 
-    return Threshold(MatchConfig().threshold, None, "fixed")
+    return Threshold(DEFAULT_TABLE.fixed_threshold, None, "fixed")
 
 
 def test_track_state_dies_with_the_track(stack, demo_dir, clip):

@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from watchlist_helpers import DIM, EMBEDDER, Keys, MakeBundle, OpenStore, make_subjects
+from watchlist_helpers import DIM, EMBEDDER, MANIFEST, Keys, MakeBundle, OpenStore, make_subjects
 
 from edge.config.watchlist import WatchlistConfig
 from edge.watchlist.bundle import BundleSpec, EmbedderRef
+from edge.watchlist.embedders import DeviceEmbedders
 from edge.watchlist.sealing import Subject, seal
 from edge.watchlist.store import WatchlistStore
 
@@ -46,6 +47,7 @@ def open_store(keys: Keys, tmp_path: Path) -> OpenStore:
 
     def open_(folder: Path | None = None, config: WatchlistConfig | None = None) -> WatchlistStore:
         return WatchlistStore.open(folder or tmp_path / "watchlist", device_key=keys.device,
-                                   hq_public=keys.hq.public_key(), embedder_sha256=EMBEDDER.sha256, config=config)
+                                   hq_public=keys.hq.public_key(),
+                                   embedders=DeviceEmbedders.from_manifest(MANIFEST, EMBEDDER.name), config=config)
 
     return open_

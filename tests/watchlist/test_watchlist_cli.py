@@ -11,6 +11,7 @@ from edge.config.device import DeviceConfig
 from edge.config.tomlio import load_toml
 from edge.config.watchlist import WatchlistConfig
 from edge.keys import load_encryption_private, load_signing_public
+from edge.watchlist.embedders import DeviceEmbedders
 from edge.watchlist.match import match
 from edge.watchlist.store import WatchlistStore
 
@@ -109,7 +110,8 @@ def test_build_inspect_install_and_match_real_photos(fleet: Path, photos: Path, 
     device = DeviceConfig(**load_toml(device_toml)["device"])
     store = WatchlistStore.open(state_dir, device_key=load_encryption_private(device.encryption_key),
                                 hq_public=load_signing_public(device.hq_public_key),
-                                embedder_sha256=enroller.model_sha256, config=WatchlistConfig())
+                                embedders=DeviceEmbedders.only(enroller.model_name, enroller.model_sha256),
+                                config=WatchlistConfig())
     wl = store.current
     assert wl is not None and wl.subject(2).legal_basis == "Warrant 5/2025"
     assert wl.subject(2).thumbnail[:2] == b"\xff\xd8"  # a JPEG of the aligned face, for the handheld

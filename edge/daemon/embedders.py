@@ -1,0 +1,83 @@
+"""Which embedder the device matches with, and the thresholds that belong to it.
+
+A watchlist is bound to its embedder's sha256, so the pipeline matches with the model the installed list was
+enrolled with: the configured one, or, while HQ moves the fleet to a new embedder, the previous one until a
+list for the configured model verifies (docs/watchlist-migration.md). Thresholds never carry over between
+models: the configured embedder's come from [match] and its calibration table, another's from its own table.
+"""
+
+import logging
+
+from edge.config import EdgeConfig
+from edge.models import Manifest
+from edge.runtime.select import unavailable_reason
+from edge.vision.stack import VisionStack
+from edge.watchlist.calibration import ThresholdPolicy, load_policy
+from edge.watchlist.embedders import DeviceEmbedders
+from edge.watchlist.installed import InstalledWatchlist
+
+log = logging.getLogger(__name__)
+
+
+def device_embedders(cfg: EdgeConfig, manifest: Manifest) -> DeviceEmbedders:
+    """The device's embedders, with those it cannot run now (model file missing or altered, no engine)."""
+    names = [name for name, spec in manifest.models.items() if spec.role == "embedder"]
+    unavailable = {name: why for name in names
+                   if (why := unavailable_reason(manifest, name, cfg.runtime.backend, cfg.runtime.engine_cache))}
+    for name, why in unavailable.items():
+        log.log(logging.ERROR if name == cfg.embedder.model else logging.INFO, "embedder %s unavailable: %s",
+                name, why)
+    return DeviceEmbedders.from_manifest(manifest, cfg.embedder.model, unavailable)
+
+
+class MatchingModels:
+    """The embedder each watchlist is matched with, and each embedder's threshold policy (loaded once)."""
+
+    def __init__(self, cfg: EdgeConfig, manifest: Manifest, embedders: DeviceEmbedders) -> None:
+        self._cfg = cfg
+        self._manifest = manifest
+        self.embedders = embedders
+        self._policies: dict[str, ThresholdPolicy] = {}
+        self.for_embedder(embedders.configured)  # a bad [match] section stops start-up here
+
+    def for_embedder(self, name: str) -> ThresholdPolicy:
+        if name not in self._policies:
+            match = self._cfg.match
+            if name != self.embedders.configured:  # [match] values were chosen for the configured model
+                match = match.model_copy(update={"threshold": None, "floor": None})
+            self._policies[name] = load_policy(match, self._manifest.folder, name, self._manifest.spec(name).sha256)
+        return self._policies[name]
+
+    def embedder_of(self, wl: InstalledWatchlist | None) -> str:
+        """The embedder to match this watchlist with (the configured one when there is none)."""
+        if wl is None:
+            return self.embedders.configured
+        name = self.embedders.name_of(wl.header.embedder.sha256)
+        if name is None:  # the store refuses such a list; never reached
+            raise ValueError(f"watchlist enrolled with unknown embedder {wl.header.embedder.name}")
+        return name
+
+    def for_watchlist(self, wl: InstalledWatchlist | None) -> ThresholdPolicy:
+        return self.for_embedder(self.embedder_of(wl))
+
+    def stack_for(self, wl: InstalledWatchlist | None) -> VisionStack:
+        """Open the detector and the embedder to match this watchlist with."""
+        cfg, name = self._cfg, self.embedder_of(wl)
+        self._say_if_not_configured(name)
+        return VisionStack.open(cfg.detector, cfg.embedder.model_copy(update={"model": name}), cfg.runtime)
+
+    def switch(self, stack: VisionStack, wl: InstalledWatchlist) -> bool:
+        """Make `stack` embed with the model `wl` was enrolled with; True when that changed the embedder."""
+        name = self.embedder_of(wl)
+        if self._manifest.spec(name).sha256 == stack.embedder_sha256:
+            return False
+        log.warning("watchlist %s version %d was enrolled with %s: switching the embedder from %s",
+                    wl.header.watchlist_id, wl.header.version, name, stack.embedder.spec.name)
+        stack.switch_embedder(self._cfg.embedder.model_copy(update={"model": name}), self._cfg.runtime)
+        self._say_if_not_configured(name)
+        return True
+
+    def _say_if_not_configured(self, name: str) -> None:
+        if name != self.embedders.configured:
+            log.warning("matching with %s, not the configured %s, until HQ publishes a list enrolled with %s "
+                        "(docs/watchlist-migration.md)", name, self.embedders.configured, self.embedders.configured)
