@@ -5,9 +5,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from edge.runtime.prelu import expand_prelu
+
 
 class OnnxRuntime:
-    """One InferenceSession with a fixed thread count (intra-op; inter-op 1)."""
+    """One InferenceSession with a fixed thread count (intra-op; inter-op 1), PReLUs expanded (`prelu`)."""
 
     def __init__(self, path: Path, threads: int = 1, label: str | None = None) -> None:
         opts = ort.SessionOptions()
@@ -16,7 +18,9 @@ class OnnxRuntime:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
-        self._session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        model = path.read_bytes()
+        self._session = ort.InferenceSession(expand_prelu(model) or model, sess_options=opts,
+                                             providers=["CPUExecutionProvider"])
         self._outputs = [o.name for o in self._session.get_outputs()]
         self.name = f"onnxruntime:{label or path.stem}:{threads}t"
         self.threads = threads
