@@ -28,6 +28,7 @@ class DeviceEmbedders:
     configured: str
     shipped: Mapping[str, str]
     unavailable: Mapping[str, str] = field(default_factory=dict)  # sha256 -> why the device cannot run it now
+    dims: Mapping[str, int] = field(default_factory=dict)  # sha256 -> the model's embedding size
 
     @classmethod
     def from_manifest(cls, manifest: Manifest, configured: str,
@@ -36,7 +37,8 @@ class DeviceEmbedders:
         manifest.spec(configured)  # an unknown name fails here, naming the known ones
         specs = {name: s for name, s in manifest.models.items() if s.role == "embedder"}
         return cls(configured, {s.sha256: name for name, s in specs.items()},
-                   {specs[name].sha256: why for name, why in (unavailable or {}).items()})
+                   {specs[name].sha256: why for name, why in (unavailable or {}).items()},
+                   {s.sha256: s.dim for s in specs.values() if s.dim})
 
     @classmethod
     def only(cls, name: str, sha256: str) -> "DeviceEmbedders":
@@ -58,6 +60,7 @@ class DeviceEmbedders:
         if sha in self.unavailable:
             raise BundleRefused("wrong_embedder", f"{what}, which this device cannot run now: "
                                 f"{self.unavailable[sha]}")
+        self._check_dim(header)
         if sha in (self.configured_sha256, in_use):
             return
         if sha not in self.shipped:
@@ -71,12 +74,20 @@ class DeviceEmbedders:
                             f"this device on {header.embedder.name}, set [embedder] model = "
                             f"\"{header.embedder.name}\" in its edge.toml ({MIGRATION_DOC})")
 
+    def _check_dim(self, header: BundleHeader) -> None:
+        dim = self.dims.get(header.embedder.sha256)
+        if dim is not None and header.embedder.dim != dim:
+            raise BundleRefused("malformed", f"bundle says {header.embedder.name} embeddings have "
+                                f"{header.embedder.dim} dimensions, the model gives {dim}: HQ built an "
+                                "inconsistent bundle; rebuild it with `edge watchlist build`")
+
     def check_installed(self, header: BundleHeader) -> None:
         """Refuse the installed bundle at start only when its embedder is no longer on the device."""
         if header.embedder.sha256 in self.unavailable:
             raise BundleRefused("wrong_embedder", f"the installed watchlist {header.watchlist_id} version "
                                 f"{header.version} was enrolled with {header.embedder.name}, which this device "
                                 f"cannot run now: {self.unavailable[header.embedder.sha256]}")
+        self._check_dim(header)
         if header.embedder.sha256 not in self.shipped:
             raise BundleRefused("wrong_embedder", f"the installed watchlist {header.watchlist_id} version "
                                 f"{header.version} was enrolled with {header.embedder.name} "

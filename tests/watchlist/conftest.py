@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from watchlist_helpers import DIM, EMBEDDER, MANIFEST, Keys, MakeBundle, OpenStore, make_subjects
 
 from edge.config.watchlist import WatchlistConfig
+from edge.models import ModelSpec
 from edge.watchlist.bundle import BundleSpec, EmbedderRef
 from edge.watchlist.embedders import DeviceEmbedders
 from edge.watchlist.sealing import Subject, seal
@@ -29,13 +30,16 @@ def make_bundle(keys: Keys) -> MakeBundle:
              watchlist_id: str = "wl", now: datetime | None = None, not_before: datetime | None = None,
              expires: datetime | None = None, hq: Ed25519PrivateKey | None = None,
              recipients: list[tuple[str, object]] | None = None, embedder_sha256: str = EMBEDDER.sha256,
-             dtype: str = "float16") -> bytes:
+             dtype: str = "float16", embedder: ModelSpec | None = None) -> bytes:
+        """`embedder`: a model from the manifest (name, sha256 and dimension), instead of EMBEDDER."""
         now = now or datetime.now(timezone.utc)
         spec = BundleSpec(watchlist_id=watchlist_id, version=version, issued=now,
                           not_before=not_before or now - timedelta(minutes=1),
                           expires=expires or now + timedelta(days=7), scope="test fleet", dtype=dtype,
-                          embedder=EmbedderRef(name="mobilefacenet_192", sha256=embedder_sha256, dim=DIM))
-        return seal(spec, subjects if subjects is not None else make_subjects(n, seed, now),
+                          embedder=EmbedderRef(name=embedder.name, sha256=embedder.sha256, dim=embedder.dim or 0)
+                          if embedder else EmbedderRef(name=EMBEDDER.name, sha256=embedder_sha256, dim=DIM))
+        dim = (embedder.dim or 0) if embedder else DIM
+        return seal(spec, subjects if subjects is not None else make_subjects(n, seed, now, dim=dim),
                     recipients or [("cam-01", keys.device.public_key())], hq or keys.hq)
 
     return make
@@ -45,9 +49,11 @@ def make_bundle(keys: Keys) -> MakeBundle:
 def open_store(keys: Keys, tmp_path: Path) -> OpenStore:
     """(Re)open the device's store in one folder, as the daemon does at each start."""
 
-    def open_(folder: Path | None = None, config: WatchlistConfig | None = None) -> WatchlistStore:
+    def open_(folder: Path | None = None, config: WatchlistConfig | None = None,
+              embedders: DeviceEmbedders | None = None) -> WatchlistStore:
         return WatchlistStore.open(folder or tmp_path / "watchlist", device_key=keys.device,
                                    hq_public=keys.hq.public_key(),
-                                   embedders=DeviceEmbedders.from_manifest(MANIFEST, EMBEDDER.name), config=config)
+                                   embedders=embedders or DeviceEmbedders.from_manifest(MANIFEST, EMBEDDER.name),
+                                   config=config)
 
     return open_

@@ -95,7 +95,7 @@ def test_refused_bundle_keeps_installed_watchlist(case: str, open_store: OpenSto
         "not_yet_valid": lambda: (make_bundle(2, not_before=now + timedelta(hours=1)), "not_yet_valid"),
         "expired": lambda: (make_bundle(2, now=now - timedelta(days=2), expires=now - timedelta(seconds=1)),
                             "expired"),
-        "wrong_embedder": lambda: (make_bundle(2, embedder_sha256=OTHER_EMBEDDER.sha256), "wrong_embedder"),
+        "wrong_embedder": lambda: (make_bundle(2, embedder=OTHER_EMBEDDER), "wrong_embedder"),
         "not_addressed": lambda: (make_bundle(2, recipients=[("cam-02", keys.other_device.public_key())]),
                                   "not_addressed"),
         "truncated": lambda: (good[:-1], "truncated"),

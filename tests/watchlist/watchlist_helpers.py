@@ -37,10 +37,10 @@ def unit_rows(n: int, seed: int, dim: int = DIM) -> np.ndarray:
 
 def make_subjects(n: int, seed: int = 0, now: datetime | None = None,
                   entry_expires: list[datetime] | None = None, rows_per_subject: int = 1,
-                  thumbnails: bool = False) -> list[Subject]:
+                  thumbnails: bool = False, dim: int = DIM) -> list[Subject]:
     """Subjects S-<seed>-<i>; subject i's rows are unit_rows(n * rows_per_subject, seed)[i*rows : (i+1)*rows]."""
     now = now or datetime.now(timezone.utc)
-    emb = unit_rows(n * rows_per_subject, seed).reshape(n, rows_per_subject, DIM)
+    emb = unit_rows(n * rows_per_subject, seed, dim).reshape(n, rows_per_subject, dim)
     return [
         Subject(
             WatchlistEntry(subject_id=f"S-{seed}-{i}", label=f"Person {i}", category="wanted",

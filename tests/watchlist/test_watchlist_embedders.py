@@ -1,0 +1,59 @@
+"""Which embedder's lists a device takes: its configured one, or the one it matches with now; at start, an
+installed list of any model it can run. Real bundles, a real store folder, the shipped manifest."""
+
+from watchlist_helpers import MANIFEST
+
+from edge.watchlist.embedders import DeviceEmbedders
+
+SFACE, MFN, FACERES = (MANIFEST.spec(n) for n in ("sface_128", "mobilefacenet_192", "faceres_1024"))
+
+
+def on(name: str, **unavailable: str) -> DeviceEmbedders:
+    return DeviceEmbedders.from_manifest(MANIFEST, name, unavailable)
+
+
+def test_a_device_moves_to_its_configured_embedder_and_not_back(make_bundle, open_store, tmp_path):
+    folder = tmp_path / "wl"
+    old = open_store(folder, embedders=on("mobilefacenet_192"))
+    assert old.install(make_bundle(1, embedder=MFN)).outcome == "installed"
+
+    store = open_store(folder, embedders=on("sface_128"))  # new software, same folder: v1 is kept
+    assert store.current is not None and store.current.header.embedder.sha256 == MFN.sha256
+    assert store.install(make_bundle(2, embedder=MFN)).outcome == "installed", "updates of the list in use"
+    refused = store.install(make_bundle(3, embedder=FACERES)).refusal
+    assert refused is not None and refused.code == "wrong_embedder"
+    assert "edge watchlist build --embedder sface_128" in refused.message
+    assert 'model = "faceres_1024"' in refused.message
+    assert store.current.header.version == 2
+    assert store.install(make_bundle(4, embedder=SFACE)).outcome == "installed"
+    back = store.install(make_bundle(5, embedder=MFN)).refusal
+    assert back is not None and back.code == "wrong_embedder" and store.current.header.version == 4
+
+
+def test_a_fresh_device_takes_only_its_configured_embedder(make_bundle, open_store):
+    store = open_store(embedders=on("sface_128"))
+    refused = store.install(make_bundle(1, embedder=MFN)).refusal
+    assert refused is not None and refused.code == "wrong_embedder" and store.current is None
+    assert store.install(make_bundle(2, embedder=SFACE)).outcome == "installed"
+
+
+def test_a_model_the_device_cannot_run_is_refused_with_the_reason(make_bundle, open_store, tmp_path):
+    folder = tmp_path / "wl"
+    store = open_store(folder, embedders=on("sface_128", sface_128="no TensorRT engine /x.engine: build it"))
+    refused = store.install(make_bundle(1, embedder=SFACE)).refusal
+    assert refused is not None and "cannot run now: no TensorRT engine" in refused.message
+
+    assert open_store(folder, embedders=on("mobilefacenet_192")).install(make_bundle(2, embedder=MFN)).outcome \
+        == "installed"
+    for embedders, why in ((on("sface_128", mobilefacenet_192="model file missing"), "cannot run now"),
+                           (DeviceEmbedders.only("sface_128", SFACE.sha256), "no longer ships")):
+        reopened = open_store(folder, embedders=embedders)
+        state = reopened.state()
+        assert reopened.current is None and state.status == "unusable" and why in state.message
+
+
+def test_an_embedding_size_that_is_not_the_models_is_refused(make_bundle, open_store):
+    store = open_store(embedders=on("mobilefacenet_192"))
+    lying = make_bundle(1, embedder_sha256=SFACE.sha256)  # SFace's sha256, MobileFaceNet's 192 dimensions
+    refused = store.install(lying).refusal
+    assert refused is not None and refused.code == "malformed" and "192 dimensions" in refused.message
