@@ -3,9 +3,11 @@
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.cliargs import Commands, data_root
 from edge.engines.check import Check, run_checks
+from edge.engines.faces import FaceAligner
 from edge.errors import ConfigError, EdgeError, ModelError
 from edge.models import ENGINES_DIR, Manifest
 from edge.runtime.engine_file import ShapeRange, calibration_cache_name, read_engine, rebuild_hint, timing_cache_name
@@ -21,6 +23,9 @@ from edge.runtime.profiles import (
 )
 from edge.runtime.verify import verify_engine
 
+if TYPE_CHECKING:
+    from edge.runtime.build import BuildOptions
+
 
 def register(commands: Commands) -> None:
     group = commands.group("engines", "TensorRT engines on this device: build them, check the JetPack pieces")
@@ -33,8 +38,10 @@ def register(commands: Commands) -> None:
     build.add_argument("--engine-dir", type=Path, help="where engines go (default: the manifest folder)")
     build.add_argument("--precision", choices=["auto", "fp32", "fp16", "int8"], default="auto",
                        help="auto: fp16 where the GPU has fast FP16, else fp32")
-    build.add_argument("--calib-dir", type=Path, help="int8: folder of real frames from this camera")
-    build.add_argument("--calib-images", type=int, default=512, help="int8: frames to calibrate on (default 512)")
+    build.add_argument("--calib-dir", type=Path, help="int8: folder of real frames from this camera (embedders "
+                                                      "calibrate on the aligned faces found in them)")
+    build.add_argument("--calib-images", type=int, default=512, help="int8: frames (detector) or faces (embedders) "
+                                                                     "to calibrate on (default 512)")
     build.add_argument("--detector-size", action="append", type=_size, metavar="WxH",
                        help="detector input size, one profile each (repeat; default 640x384 and 640x640)")
     build.add_argument("--batch", type=_batch, default=DEFAULT_BATCH, metavar="MIN,OPT,MAX",
@@ -97,14 +104,27 @@ def run_build(args: argparse.Namespace) -> int:
         raise ConfigError(f"--calib-dir {args.calib_dir} is not a folder")
     if args.dry_run:
         return _dry_run(manifest, models, engine_dir, sizes, args.batch, precision, args)
-    from edge.runtime.build import BuildOptions, build_engine
-    from edge.runtime.tensorrt import engine_path_for, import_tensorrt
+    from edge.runtime.build import BuildOptions
+    from edge.runtime.tensorrt import import_tensorrt
 
     import_tensorrt()
+    aligner = FaceAligner(manifest)  # embedders calibrate and are checked on aligned faces
     options = BuildOptions(engine_dir=engine_dir, precision=precision, calibration_dir=args.calib_dir,
                            calibration_images=args.calib_images, detector_sizes=sizes, batch=args.batch,
-                           workspace_mib=args.workspace_mib, timing_cache=args.timing_cache)
+                           workspace_mib=args.workspace_mib, timing_cache=args.timing_cache,
+                           face_crops=aligner.frame_faces)
     data = args.data or data_root()
+    try:
+        return _build_all(manifest, models, engine_dir, options, aligner, data, args)
+    finally:
+        aligner.close()
+
+
+def _build_all(manifest: Manifest, models: list[str], engine_dir: Path, options: "BuildOptions",
+               aligner: FaceAligner, data: Path, args: argparse.Namespace) -> int:
+    from edge.runtime.build import build_engine
+    from edge.runtime.tensorrt import engine_path_for
+
     took: dict[str, float] = {}
     for number, model in enumerate(models, 1):
         spec = manifest.spec(model)
@@ -120,8 +140,8 @@ def run_build(args: argparse.Namespace) -> int:
             manifest.path(model, verify=False), result.path.with_suffix(".plan"), result.meta.profiles,
             result.meta.precision, args.workspace_mib, engine_dir / timing_cache_name(result.meta.tensorrt,
                                                                                       result.meta.gpu),
-            engine_dir / calibration_cache_name(spec.sha256, result.meta.tensorrt)))
-        _verify(manifest, model, result.path, result.meta.profiles, result.meta.precision, data, args)
+            engine_dir / calibration_cache_name(spec.sha256, result.meta.tensorrt, spec.role == "embedder")))
+        _verify(manifest, model, result.path, result.meta.profiles, result.meta.precision, data, aligner, args)
         took[model] = result.seconds
     if took:
         print(f"built {len(took)} engine(s) in {sum(took.values()):.1f} s: "
@@ -138,7 +158,7 @@ def _engine_readable(path: Path, model: str, engine_dir: Path, sha256: str) -> b
 
 
 def _verify(manifest: Manifest, model: str, engine: Path, profiles: list[Profile], precision: Precision,
-            data: Path, args: argparse.Namespace) -> None:
+            data: Path, aligner: FaceAligner, args: argparse.Namespace) -> None:
     if args.verify == "off":
         print(f"{model}: not compared with ONNX Runtime (--verify off)")
         return
@@ -148,7 +168,8 @@ def _verify(manifest: Manifest, model: str, engine: Path, profiles: list[Profile
         print(f"warning: {model} NOT verified against ONNX Runtime: no evaluation data at {data} "
               "(pass --data DIR)", file=sys.stderr)
         return
-    comparison = verify_engine(manifest, model, engine, profiles, data, args.verify_samples, precision)
+    comparison = verify_engine(manifest, model, engine, profiles, data, args.verify_samples, precision,
+                               aligner.photo_face)
     print(comparison.summary())
     if not comparison.ok:
         rejected = engine.with_name(engine.name + ".rejected")
@@ -170,7 +191,7 @@ def _dry_run(manifest: Manifest, models: list[str], engine_dir: Path, sizes: tup
         for index, profile in enumerate(profiles):
             print(f"  profile {index}: {_profile_text(profile)}")
         print(f"  engine: {engine}")
-        calib = engine_dir / calibration_cache_name(spec.sha256, "<TensorRT version>")
+        calib = engine_dir / calibration_cache_name(spec.sha256, "<TensorRT version>", spec.role == "embedder")
         print("  trtexec equivalent: " + trtexec_command(
             manifest.path(model, verify=False), engine_dir / f"{model}.plan", profiles, shown, args.workspace_mib,
             args.timing_cache or engine_dir / timing_cache_name("<TensorRT version>", "<gpu>"),

@@ -1,7 +1,8 @@
 """ONNX -> TensorRT engine, on the board that will run it.
 
 TensorRT's Python builder with its ONNX parser (every parser error is printed), FP16 where the GPU
-has fast FP16, optional INT8 from a calibration cache built on real frames, optimization profiles
+has fast FP16, optional INT8 from a calibration cache built on real frames (the detector's letterboxed,
+an embedder's on the aligned faces found in them), optimization profiles
 from edge.runtime.profiles, and a timing cache kept between builds. The plan is written with the
 metadata header of edge.runtime.engine_file, atomically, under the name the runtime looks for.
 """
@@ -51,6 +52,9 @@ class BuildOptions(StrictModel):
     batch: tuple[int, int, int] = DEFAULT_BATCH
     workspace_mib: int = Field(default=1024, ge=64)
     timing_cache: Path | None = None
+    # How an embedder's calibration frames become the aligned faces it is fed (edge.engines.faces: the
+    # device's detector, face choice and alignment); INT8 calibration of an embedder needs it.
+    face_crops: sample_inputs.FaceCrops | None = None
 
 
 class BuildResult(StrictModel):
@@ -244,16 +248,45 @@ def _int8_setup(trt: ModuleType, cuda: ModuleType, builder: Any, config: Any, sp
     """Turn on INT8 with a calibrator over the calibration folder (or the cache an earlier build left)."""
     if not getattr(builder, "platform_has_fast_int8", True):
         raise ConfigError("int8 asked for, but this GPU has no fast INT8: build with --precision fp16")
-    cache = options.engine_dir / calibration_cache_name(spec.sha256, trt.__version__)
-    if options.calibration_dir is None and not cache.is_file():
-        raise ConfigError(f"int8 needs calibration frames: pass --calib-dir with real frames from the camera "
-                          f"(no calibration cache {cache} yet)")
+    cache = options.engine_dir / calibration_cache_name(spec.sha256, trt.__version__, spec.role == "embedder")
     shape = profile[spec.input].opt
-    images = iter(()) if options.calibration_dir is None else sample_inputs.folder_images(
-        options.calibration_dir, options.calibration_images)
-    batches = sample_inputs.batches(images, spec, shape)
+    batches, total = calibration_batches(spec, shape, options, cache)
     config.set_flag(trt.BuilderFlag.INT8)
-    calibrator = _calibrator(trt, cuda, batches, shape[0], cache, options.calibration_images // shape[0])
+    calibrator = _calibrator(trt, cuda, batches, shape[0], cache, total)
     config.int8_calibrator = calibrator
     config.set_calibration_profile(trt_profile)
     return calibrator
+
+
+def calibration_batches(spec: ModelSpec, shape: tuple[int, ...], options: BuildOptions,
+                        cache: Path) -> tuple[Iterator[np.ndarray], int]:
+    """The calibrator's batches (of `shape`) and how many there are.
+
+    The detector reads whole frames lazily, letterboxed to the profile's size. An embedder is calibrated on
+    the faces the device would embed, aligned at its input size, found before the build starts (so that too
+    few faces fails here, with what to pass, not inside TensorRT's callback). With a cache from an earlier
+    build TensorRT asks for no batches, and an embedder's frames are not read.
+    """
+    if options.calibration_dir is None and not cache.is_file():
+        raise ConfigError(f"int8 needs calibration frames: pass --calib-dir with real frames from the camera "
+                          f"(no calibration cache {cache} yet)")
+    if options.calibration_dir is None:
+        return iter(()), 0
+    if spec.role == "detector":
+        images = sample_inputs.folder_images(options.calibration_dir, options.calibration_images)
+        return sample_inputs.batches(images, spec, shape), options.calibration_images // shape[0]
+    if cache.is_file():
+        print(f"{spec.name}: using calibration cache {cache} (delete it to calibrate on {options.calibration_dir})",
+              file=sys.stderr)
+        return iter(()), 0
+    if options.face_crops is None:
+        raise ConfigError(f"int8 calibration of embedder {spec.name} needs aligned faces, not whole frames: "
+                          "build it with `edge engines build`, which finds and aligns them")
+    if options.calibration_images < shape[0]:
+        raise ConfigError(f"--calib-images {options.calibration_images} is less than one batch of {spec.name} "
+                          f"({shape[0]}, the optimum of --batch): pass --calib-images {shape[0]} or more")
+    size = sample_inputs.shape_size(spec, shape)[0]
+    minimum = max(shape[0], min(options.calibration_images, sample_inputs.MIN_CALIBRATION_FACES))
+    faces = sample_inputs.folder_faces(options.calibration_dir, options.face_crops, size,
+                                       options.calibration_images, minimum, spec.name)
+    return sample_inputs.batches(faces, spec, shape), len(faces) // shape[0]

@@ -77,9 +77,11 @@ def timing_cache_name(tensorrt_version: str, gpu: str) -> str:
     return f"trt{tensorrt_version}-{gpu}.timing-cache"
 
 
-def calibration_cache_name(model_sha256: str, tensorrt_version: str) -> str:
-    """INT8 calibration scales depend on the model and the TensorRT version, not on the board."""
-    return f"{model_sha256[:16]}-trt{tensorrt_version}.calib-cache"
+def calibration_cache_name(model_sha256: str, tensorrt_version: str, faces: bool = False) -> str:
+    """INT8 calibration scales depend on the model and the TensorRT version, not on the board. An embedder's
+    (`faces`) are measured on aligned faces and named apart, so a cache from before that, measured on whole
+    frames, is never reused."""
+    return f"{model_sha256[:16]}-trt{tensorrt_version}{'-faces' if faces else ''}.calib-cache"
 
 
 def pack_engine(meta: EngineMeta, plan: bytes) -> bytes:

@@ -112,10 +112,17 @@ def compare_runtimes(spec: ModelSpec, engine: Runtime, reference: Runtime, input
     return Comparison(model=spec.name, precision=precision, samples=samples, outputs=list(worst.values()))
 
 
-def verification_inputs(spec: ModelSpec, profiles: list[Profile], data_dir: Path, count: int) -> Iterator[np.ndarray]:
-    """Real faces for embedders (at the optimum batch, then the smallest), whole LFW frames for the
-    detector (at every profile's size)."""
-    images = sample_inputs.lfw_images(data_dir, count, faces=spec.size != "dynamic")
+def verification_inputs(spec: ModelSpec, profiles: list[Profile], data_dir: Path, count: int,
+                        face_crops: sample_inputs.FaceCrops | None = None) -> Iterator[np.ndarray]:
+    """Whole LFW photos for the detector (at every profile's size); for embedders, the face each LFW photo is
+    about, aligned by `face_crops` as the device aligns faces (at the optimum batch, then the smallest)."""
+    if spec.size == "dynamic":
+        images = sample_inputs.lfw_images(data_dir, count)
+    elif face_crops is None:
+        raise ValueError(f"{spec.name} is an embedder: it is checked on aligned faces, so pass face_crops "
+                         "(edge.engines.faces.FaceAligner.photo_face)")
+    else:
+        images = sample_inputs.lfw_faces(data_dir, count, face_crops, spec.size[0])
     for profile in profiles:
         shapes = profile[spec.input]
         yield from sample_inputs.batches(images, spec, shapes.opt)
@@ -124,14 +131,15 @@ def verification_inputs(spec: ModelSpec, profiles: list[Profile], data_dir: Path
 
 
 def verify_engine(manifest: Manifest, model: str, engine_path: Path, profiles: list[Profile], data_dir: Path,
-                  count: int, precision: Precision) -> Comparison:
-    """The engine against ONNX Runtime (CPU) on real images from the evaluation data."""
+                  count: int, precision: Precision, face_crops: sample_inputs.FaceCrops | None = None) -> Comparison:
+    """The engine against ONNX Runtime (CPU) on real images from the evaluation data (`face_crops` aligns an
+    embedder's faces)."""
     spec = manifest.spec(model)
     engine = TensorRTRuntime(engine_path, spec)
     reference = OnnxRuntime(manifest.path(model), threads=os.cpu_count() or 1, label=model)
     try:
-        return compare_runtimes(spec, engine, reference, verification_inputs(spec, profiles, data_dir, count),
-                                precision)
+        return compare_runtimes(spec, engine, reference,
+                                verification_inputs(spec, profiles, data_dir, count, face_crops), precision)
     finally:
         engine.close()
         reference.close()

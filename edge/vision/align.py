@@ -35,3 +35,10 @@ def align(image: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np.ndarr
     template = ARCFACE_112 * (size / 112.0)
     m = similarity(landmarks, template)
     return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def align_faces(image: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np.ndarray:
+    """Aligned BGR crops (N, size, size, 3) uint8 for these faces' landmarks (N, 5, 2): what an embedder is fed."""
+    if len(landmarks) == 0:
+        return np.zeros((0, size, size, 3), np.uint8)
+    return np.stack([align(image, lm, size) for lm in landmarks])

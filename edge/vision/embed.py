@@ -4,7 +4,7 @@ import numpy as np
 
 from edge.models import ModelSpec
 from edge.runtime.base import Runtime
-from edge.vision.align import align
+from edge.vision.align import align_faces
 
 
 class Embedder:
@@ -22,9 +22,7 @@ class Embedder:
 
     def crops(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """Aligned BGR crops (N, S, S, 3) uint8 for these faces' landmarks (N, 5, 2)."""
-        if len(landmarks) == 0:
-            return np.zeros((0, self.size, self.size, 3), np.uint8)
-        return np.stack([align(image, lm, self.size) for lm in landmarks])
+        return align_faces(image, landmarks, self.size)
 
     def _blob(self, crops: np.ndarray) -> np.ndarray:
         x = crops.astype(np.float32)

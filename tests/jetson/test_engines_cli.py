@@ -39,6 +39,18 @@ def test_build_script_requires_verification_and_passes_options_through() -> None
     assert "precision: fp32" in result.stdout and "--fp16" not in result.stdout
 
 
+def test_int8_dry_run_names_the_default_embedders_face_calibration_cache(manifest: Manifest) -> None:
+    result = run(["scripts/build-engines", "--dry-run", "--model", "sface_128", "--model", "retinaface_mnet025",
+                  "--precision", "int8", "--engine-dir", "/var/lib/edge/engines"])
+    assert result.returncode == 0, result.stderr
+    calib = sorted(arg.split("=", 1)[1] for line in result.stdout.splitlines() if "trtexec equivalent:" in line
+                   for arg in shlex.split(line) if arg.startswith("--calib="))
+    folder, version = "/var/lib/edge/engines", "<TensorRT version>"
+    assert calib == sorted([f"{folder}/{manifest.spec('sface_128').sha256[:16]}-trt{version}-faces.calib-cache",
+                            f"{folder}/{manifest.spec('retinaface_mnet025').sha256[:16]}-trt{version}.calib-cache"])
+    assert "profile 0: input 1x3x112x112 / 8x3x112x112 / 32x3x112x112" in result.stdout
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--detector-size", "640x360"], "multiples of 32"),
     (["--batch", "8,1,32"], "MIN <= OPT <= MAX"),

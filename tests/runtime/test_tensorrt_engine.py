@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
+from edge.engines.faces import FaceAligner
 from edge.errors import ModelError
 from edge.models import Manifest
 
@@ -48,7 +50,7 @@ def embedder_engine(sdks: None, manifest: Manifest, tmp_path_factory: pytest.Tem
 
 
 def test_built_embedder_matches_onnx_runtime_on_real_faces(embedder_engine: Path, manifest: Manifest,
-                                                          data_dir: Path) -> None:
+                                                          data_dir: Path, aligner: FaceAligner) -> None:
     from edge.runtime.engine_file import read_engine
     from edge.runtime.tensorrt import engine_path_for
     from edge.runtime.verify import verify_engine
@@ -56,7 +58,7 @@ def test_built_embedder_matches_onnx_runtime_on_real_faces(embedder_engine: Path
     assert engine_path_for(manifest, "mobilefacenet_192", embedder_engine.parent) == embedder_engine
     meta, _ = read_engine(embedder_engine, "rebuild")
     comparison = verify_engine(manifest, "mobilefacenet_192", embedder_engine, meta.profiles, data_dir, 16,
-                               meta.precision)
+                               meta.precision, aligner.photo_face)
     assert comparison.ok, comparison.summary()
     assert list(embedder_engine.parent.glob("*.timing-cache"))
 
@@ -105,3 +107,34 @@ def test_detector_engine_runs_each_built_size(sdks: None, manifest: Manifest, tm
             engine.run({"input": np.zeros((1, 3, 640, 640), np.float32)})
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize("model", ["sface_128", "mobilefacenet_192"])
+def test_int8_embedder_calibrated_on_aligned_faces_stays_close_to_onnx_runtime(
+        sdks: None, model: str, manifest: Manifest, aligner: FaceAligner, data_dir: Path, tmp_path: Path) -> None:
+    """INT8 calibrated on the faces found and aligned in camera frames (the demo clip) agrees with ONNX Runtime
+    on aligned LFW faces within INT8's tolerance; the cache is named for faces and reused by a rebuild."""
+    from edge.runtime.build import BuildOptions, build_engine
+    from edge.runtime.engine_file import read_engine
+    from edge.runtime.verify import verify_engine
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    capture = cv2.VideoCapture(str(data_dir / "demo" / "short_hamilton_clip.mp4"))
+    index = 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        cv2.imwrite(str(frames / f"{index:04d}.jpg"), frame)
+        index += 1
+    capture.release()
+    options = BuildOptions(engine_dir=tmp_path / "engines", precision="int8", calibration_dir=frames,
+                           calibration_images=64, batch=(1, 8, 8), face_crops=aligner.frame_faces)
+    result = build_engine(manifest, model, options)
+    meta, _ = read_engine(result.path, "rebuild")
+    assert meta.precision == "int8"
+    assert [p.name for p in (tmp_path / "engines").glob("*.calib-cache")] == [
+        f"{manifest.spec(model).sha256[:16]}-trt{meta.tensorrt}-faces.calib-cache"]
+    comparison = verify_engine(manifest, model, result.path, meta.profiles, data_dir, 32, "int8", aligner.photo_face)
+    assert comparison.ok, comparison.summary()

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edge.engines.faces import FaceAligner
 from edge.errors import ConfigError
 from edge.models import Manifest
 from edge.runtime import sample_inputs
@@ -51,21 +52,26 @@ class Wrong:
         self._runtime.close()
 
 
-def test_faces_are_preprocessed_as_the_manifest_says(manifest: Manifest, data_dir: Path) -> None:
+def test_faces_are_preprocessed_as_the_manifest_says(manifest: Manifest, data_dir: Path,
+                                                    aligner: FaceAligner) -> None:
     spec = manifest.spec("mobilefacenet_192")
-    faces = sample_inputs.lfw_images(data_dir, 4, faces=True)
-    assert len(faces) == 4 and faces[0].shape == (114, 114, 3)
-    x = sample_inputs.preprocess(faces[0], spec, (112, 112))
+    photos = sample_inputs.lfw_images(data_dir, 4)
+    assert len(photos) == 4 and photos[0].shape == (250, 250, 3)
+    x = sample_inputs.preprocess(photos[0], spec, (112, 112))
     assert x.shape == (3, 112, 112) and x.dtype == np.float32
-    rgb = cv2.cvtColor(cv2.resize(faces[0], (112, 112), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    rgb = cv2.cvtColor(cv2.resize(photos[0], (112, 112), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
     np.testing.assert_allclose(x[0], (rgb[..., 0].astype(np.float32) - 127.5) / 128, atol=1e-6)
-    nhwc = sample_inputs.preprocess(faces[0], manifest.spec("faceres_1024"), (224, 224))
+    nhwc = sample_inputs.preprocess(photos[0], manifest.spec("faceres_1024"), (224, 224))
     assert nhwc.shape == (224, 224, 3)
+    # An aligned crop at the embedder's size is fed as it is, as Embedder feeds it.
+    (face,) = aligner.photo_face(photos[0], 112)
+    x = sample_inputs.preprocess(face, manifest.spec("sface_128"), (112, 112))
+    np.testing.assert_array_equal(x, face[..., ::-1].transpose(2, 0, 1).astype(np.float32))
 
 
 def test_detector_frames_are_letterboxed(manifest: Manifest, data_dir: Path) -> None:
     spec = manifest.spec("retinaface_mnet025")
-    (frame,) = sample_inputs.lfw_images(data_dir, 1, faces=False)
+    (frame,) = sample_inputs.lfw_images(data_dir, 1)
     x = sample_inputs.preprocess(frame, spec, (640, 384))
     assert x.shape == (3, 384, 640)
     # 250x250 scaled to 384x384 at the left; the padding right of it is black minus the mean.
@@ -78,7 +84,7 @@ def test_batches_are_full_and_calibration_folders_skip_unreadable_files(manifest
     spec = manifest.spec("mobilefacenet_192")
     frames = tmp_path / "frames"
     frames.mkdir()
-    for index, face in enumerate(sample_inputs.lfw_images(data_dir, 5, faces=True)):
+    for index, face in enumerate(sample_inputs.lfw_images(data_dir, 5)):
         cv2.imwrite(str(frames / f"{index}.png"), face)
     (frames / "5.jpg").write_bytes(b"not a jpeg")
     (frames / "notes.txt").write_text("ignored")
@@ -94,27 +100,29 @@ def test_batches_are_full_and_calibration_folders_skip_unreadable_files(manifest
         list(sample_inputs.folder_images(tmp_path / "missing", limit=1))
 
 
-def test_verification_inputs_cover_every_profile(manifest: Manifest, data_dir: Path) -> None:
+def test_verification_inputs_cover_every_profile(manifest: Manifest, data_dir: Path, aligner: FaceAligner) -> None:
     detector = manifest.spec("retinaface_mnet025")
     shapes = [b.shape for b in verification_inputs(detector, build_profiles(detector), data_dir, 3)]
     assert shapes == [(1, 3, 384, 640)] * 3 + [(1, 3, 640, 640)] * 3
     embedder = manifest.spec("mobilefacenet_192")
-    shapes = [b.shape for b in verification_inputs(embedder, build_profiles(embedder, batch=(1, 4, 8)), data_dir, 9)]
+    shapes = [b.shape for b in verification_inputs(embedder, build_profiles(embedder, batch=(1, 4, 8)), data_dir, 9,
+                                                   aligner.photo_face)]
     assert shapes == [(4, 3, 112, 112), (4, 3, 112, 112), (1, 3, 112, 112)]
 
 
-def test_fp16_sized_differences_pass_and_another_network_fails(manifest: Manifest, data_dir: Path) -> None:
+def test_fp16_sized_differences_pass_and_another_network_fails(manifest: Manifest, data_dir: Path,
+                                                               aligner: FaceAligner) -> None:
     spec = manifest.spec("mobilefacenet_192")
     profiles = build_profiles(spec, batch=(1, 8, 8))
     reference = OnnxRuntime(manifest.path("mobilefacenet_192"), threads=2)
     close = compare_runtimes(spec, HalfPrecision(reference), reference,
-                             verification_inputs(spec, profiles, data_dir, 16), "fp16")
+                             verification_inputs(spec, profiles, data_dir, 16, aligner.photo_face), "fp16")
     assert close.ok, close.summary()
     assert close.samples == 17
     (diff,) = close.outputs
     assert diff.max_abs > 0 and diff.min_cosine > 0.999
     wrong = compare_runtimes(spec, Wrong(reference, "flip"),
-                             reference, verification_inputs(spec, profiles, data_dir, 16), "fp16")
+                             reference, verification_inputs(spec, profiles, data_dir, 16, aligner.photo_face), "fp16")
     assert not wrong.ok and "OUT OF TOLERANCE" in wrong.summary()
 
 
