@@ -9,7 +9,7 @@ the measured floor, never lower it.
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from edge.config.base import StrictModel
 
@@ -22,14 +22,22 @@ class MatchConfig(StrictModel):
         DEFAULT_MODE, description="constant_fpir: the threshold follows the list's size (calibration table); "
                                   "setting match.threshold alone selects fixed")
     threshold: float | None = Field(
-        None, ge=-1.0, le=1.0, allow_inf_nan=False,
+        None, ge=0.0, le=1.0, allow_inf_nan=False,
         description="cosine a candidate needs (mode fixed); default: the embedder's calibrated fixed threshold")
     floor: float | None = Field(
-        None, ge=-1.0, le=1.0, allow_inf_nan=False,
+        None, ge=0.0, le=1.0, allow_inf_nan=False,
         description="no threshold below this is accepted; default: the embedder's measured floor (may only be raised)")
     target_fpir: float = Field(DEFAULT_TARGET_FPIR, gt=0.0, lt=0.5, allow_inf_nan=False,
                                description="mode constant_fpir: false alarms per passer-by")
     top_k: int = Field(2, ge=2, le=10)
+
+    @field_validator("threshold", "floor", "target_fpir", mode="before")
+    @classmethod
+    def _a_number(cls, value: Any) -> Any:
+        """`true` or "0.6" are not numbers a person meant: refused rather than read as 1.0 or 0.6."""
+        if isinstance(value, bool | str):
+            raise ValueError(f"must be a number, not {value!r}")
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -134,7 +134,13 @@ class DeviceControl:
         with self._swap_lock:
             wl, self._pending = self._pending, None
         if wl is not None:
-            self.models.switch(pipeline.stack, wl)  # a list enrolled with another model: embed with that one
+            try:  # a list enrolled with another model: embed with that one
+                self.models.switch(pipeline.stack, wl)
+            except EdgeError as exc:  # checked at install; the file changed since: keep matching as before
+                log.critical("cannot open %s for watchlist %s version %d (%s); still matching against the list "
+                             "loaded before it", wl.header.embedder.name, wl.header.watchlist_id,
+                             wl.header.version, exc)
+                return None
             pipeline.swap_watchlist(wl.gallery, self.models.for_watchlist(wl).for_gallery(wl.gallery.size))
             log.info("now matching against watchlist %s version %d", wl.header.watchlist_id, wl.header.version)
         return wl

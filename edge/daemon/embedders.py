@@ -9,8 +9,8 @@ models: the configured embedder's come from [match] and its calibration table, a
 import logging
 
 from edge.config import EdgeConfig
+from edge.errors import ConfigError
 from edge.models import Manifest
-from edge.runtime.select import unavailable_reason
 from edge.vision.stack import VisionStack
 from edge.watchlist.calibration import ThresholdPolicy, load_policy
 from edge.watchlist.embedders import DeviceEmbedders
@@ -19,26 +19,17 @@ from edge.watchlist.installed import InstalledWatchlist
 log = logging.getLogger(__name__)
 
 
-def device_embedders(cfg: EdgeConfig, manifest: Manifest) -> DeviceEmbedders:
-    """The device's embedders, with those it cannot run now (model file missing or altered, no engine)."""
-    names = [name for name, spec in manifest.models.items() if spec.role == "embedder"]
-    unavailable = {name: why for name in names
-                   if (why := unavailable_reason(manifest, name, cfg.runtime.backend, cfg.runtime.engine_cache))}
-    for name, why in unavailable.items():
-        log.log(logging.ERROR if name == cfg.embedder.model else logging.INFO, "embedder %s unavailable: %s",
-                name, why)
-    return DeviceEmbedders.from_manifest(manifest, cfg.embedder.model, unavailable)
-
-
 class MatchingModels:
     """The embedder each watchlist is matched with, and each embedder's threshold policy (loaded once)."""
 
-    def __init__(self, cfg: EdgeConfig, manifest: Manifest, embedders: DeviceEmbedders) -> None:
+    def __init__(self, cfg: EdgeConfig, manifest: Manifest) -> None:
         self._cfg = cfg
         self._manifest = manifest
-        self.embedders = embedders
+        self.embedders = DeviceEmbedders.for_device(manifest, cfg.embedder, cfg.runtime)
         self._policies: dict[str, ThresholdPolicy] = {}
-        self.for_embedder(embedders.configured)  # a bad [match] section stops start-up here
+        if (why := self.embedders.why_not(cfg.embedder.model)) is not None:
+            raise ConfigError(f"embedder.model {cfg.embedder.model!r} cannot be used: {why}")
+        self.for_embedder(cfg.embedder.model)  # a bad [match] section stops start-up here
 
     def for_embedder(self, name: str) -> ThresholdPolicy:
         if name not in self._policies:

@@ -23,7 +23,7 @@ from edge.capture.open import open_source
 from edge.config import EdgeConfig
 from edge.daemon.control import DeviceControl
 from edge.daemon.delivery import AlertDelivery
-from edge.daemon.embedders import MatchingModels, device_embedders
+from edge.daemon.embedders import MatchingModels
 from edge.daemon.framequeue import FrameQueue
 from edge.daemon.health import RateMeter
 from edge.daemon.notify import Notifier
@@ -53,7 +53,7 @@ class Device:
         self.device_id = cfg.device.id
         manifest = Manifest.load(cfg.runtime.engines_dir or ENGINES_DIR)  # a bad [match] or model stops us here
         self.detector_sha256 = manifest.spec(cfg.detector.model).sha256
-        self.models = MatchingModels(cfg, manifest, device_embedders(cfg, manifest))
+        self.models = MatchingModels(cfg, manifest)
         state = cfg.device.state_dir
         self.signing_key = load_signing_private(cfg.device.signing_key)
         self.hq_public = load_signing_public(cfg.device.hq_public_key)

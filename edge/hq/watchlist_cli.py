@@ -16,6 +16,8 @@ from pydantic import ValidationError
 from edge.cliargs import Commands, add_broker_args, add_embedder_arg, link_config
 from edge.config import explain
 from edge.config.device import DeviceConfig
+from edge.config.embedder import EmbedderConfig
+from edge.config.runtime import RuntimeConfig
 from edge.config.tomlio import load_toml
 from edge.config.watchlist import WatchlistConfig
 from edge.errors import ConfigError, EdgeError
@@ -30,7 +32,7 @@ from edge.keys import (
     load_signing_public,
 )
 from edge.link.chunks import publish_bundle
-from edge.models import Manifest
+from edge.models import ENGINES_DIR, Manifest
 from edge.protocol import topics
 from edge.watchlist.build import enroll
 from edge.watchlist.bundle import DEVICE_ID_PATTERN, BundleRefused, BundleSpec, EmbedderRef, parse_header, split
@@ -82,7 +84,8 @@ def register(commands: Commands) -> None:
     install.add_argument("--key", type=Path, help="device_encryption.key (instead of --device)")
     install.add_argument("--hq-pub", type=Path, help="pinned hq_signing.pub (instead of --device)")
     install.add_argument("--state-dir", type=Path, help="watchlist folder (default: [device] state_dir/watchlist)")
-    add_embedder_arg(install, help="embedder model this device runs")
+    install.add_argument("--embedder", help="embedder model this device is configured for (default: --device's "
+                         "[embedder] model, else the default embedder)")
     install.set_defaults(func=install_command)
 
     publish = group.add_parser(
@@ -164,19 +167,21 @@ def inspect_command(args: argparse.Namespace) -> int:
 
 
 def install_command(args: argparse.Namespace) -> int:
-    config = WatchlistConfig()
+    config, embedder, runtime = WatchlistConfig(), EmbedderConfig(), RuntimeConfig()
     if args.device:
-        device, config = _device_config(args.device)
+        device, config, embedder, runtime = _device_config(args.device)
         key_path, hq_path = args.key or device.encryption_key, args.hq_pub or device.hq_public_key
         state_dir = args.state_dir or device.state_dir / "watchlist"
     elif args.key and args.hq_pub and args.state_dir:
         key_path, hq_path, state_dir = args.key, args.hq_pub, args.state_dir
     else:
         raise EdgeError("say which device installs it: --device device.toml, or --key, --hq-pub and --state-dir")
+    if args.embedder:
+        embedder = embedder.model_copy(update={"model": args.embedder})
+    # the device's own rules: its configured embedder, the one in use, and only models it can match with now
+    embedders = DeviceEmbedders.for_device(Manifest.load(runtime.engines_dir or ENGINES_DIR), embedder, runtime)
     store = WatchlistStore.open(state_dir, device_key=load_encryption_private(key_path),
-                                hq_public=load_signing_public(hq_path),
-                                embedders=DeviceEmbedders.from_manifest(Manifest.load(), args.embedder),
-                                config=config)
+                                hq_public=load_signing_public(hq_path), embedders=embedders, config=config)
     result = store.install(_read(args.bundle))
     if result.refusal is not None:
         kept = result.state.installed
@@ -217,13 +222,14 @@ def _recipient(text: str) -> tuple[str, X25519PublicKey]:
     if not (folder / DEVICE_TOML).is_file():
         raise EdgeError(f"recipient {text!r}: give ID=PATH to a device_encryption.pub, or a folder from "
                         f"`edge device provision` (with {DEVICE_TOML})")
-    device, _ = _device_config(folder / DEVICE_TOML)
+    device = _device_config(folder / DEVICE_TOML)[0]
     public = load_encryption_public(folder / DEVICE_ENCRYPTION_PUB)
     print(f"recipient {device.id}: key {key_id(public)[:16]}…", file=sys.stderr)
     return device.id, public
 
 
-def _device_config(path: Path) -> tuple[DeviceConfig, WatchlistConfig]:
+def _device_config(path: Path) -> tuple[DeviceConfig, WatchlistConfig, EmbedderConfig, RuntimeConfig]:
+    """The sections of a device.toml or edge.toml that installing a bundle depends on."""
     try:
         raw = load_toml(path)
     except (OSError, ValueError) as exc:
@@ -231,7 +237,8 @@ def _device_config(path: Path) -> tuple[DeviceConfig, WatchlistConfig]:
     if "device" not in raw:
         raise ConfigError(f"{path} has no [device] section: pass the device.toml written by `edge device provision`")
     try:
-        return DeviceConfig(**raw["device"]), WatchlistConfig(**raw.get("watchlist", {}))
+        return (DeviceConfig(**raw["device"]), WatchlistConfig(**raw.get("watchlist", {})),
+                EmbedderConfig(**raw.get("embedder", {})), RuntimeConfig(**raw.get("runtime", {})))
     except ValidationError as exc:
         raise ConfigError(explain(exc, str(path))) from None
 

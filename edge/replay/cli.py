@@ -51,7 +51,8 @@ def run_replay(args: argparse.Namespace) -> int:
         from edge.watchlist.offline import load_bundle
 
         gallery = load_bundle(args.watchlist, args.key, args.hq_pub,
-                              DeviceEmbedders.from_manifest(stack.manifest, args.embedder)).gallery
+                              DeviceEmbedders.from_manifest(stack.manifest, args.embedder,
+                                                            hint="run `edge replay` with --embedder {name}")).gallery
     if gallery.size == 0:
         print("warning: the watchlist is empty; no alert can be raised", file=sys.stderr)
     threshold = policy.for_gallery(gallery.size)

@@ -25,9 +25,9 @@ FIXED_AT = (500, 1e-3)
 
 
 class CalibrationPoint(StrictModel):
-    gallery_size: int
-    fpir: float
-    threshold: float
+    gallery_size: int = Field(ge=1)
+    fpir: float = Field(gt=0.0, lt=1.0, allow_inf_nan=False)
+    threshold: float = Field(ge=-1.0, le=1.0, allow_inf_nan=False)
 
 
 class Calibration(StrictModel):
@@ -60,7 +60,11 @@ class Calibration(StrictModel):
 
     @model_validator(mode="after")
     def _derived_from_points(self) -> "Calibration":
-        """An edited floor or fixed threshold that the measurements do not give is refused."""
+        """A grid with holes, or an edited floor or fixed threshold the measurements do not give, is refused."""
+        sizes, fpirs = {p.gallery_size for p in self.points}, {p.fpir for p in self.points}
+        if len({(p.gallery_size, p.fpir) for p in self.points}) != len(self.points) or \
+                len(self.points) != len(sizes) * len(fpirs):
+            raise ValueError("points must give each FPIR once at each gallery size")
         for key, at in (("floor", FLOOR_AT), ("fixed_threshold", FIXED_AT)):
             expected = _round_up(self.threshold_at(*at))
             if not math.isclose(getattr(self, key), expected, abs_tol=1e-9):
@@ -109,26 +113,20 @@ class ThresholdPolicy:
     """Turns the [match] config and an embedder's calibration table into the threshold for a list's size.
 
     The floor and the fixed threshold default to the table's; a configured floor may only raise it, and no
-    threshold below the floor is accepted. Without a table (an uncalibrated embedder) both must be configured.
+    threshold below the floor is used. An embedder without a table has no measured floor: it is not used.
     """
 
-    def __init__(self, cfg: MatchConfig, calibration: Calibration | None, embedder: str = "this embedder") -> None:
-        table = f"engines/calibration-{embedder}.toml"
-        if cfg.mode == "constant_fpir" and calibration is None:
-            raise ConfigError(f"match.mode = 'constant_fpir' needs a calibration table for {embedder} ({table}, "
-                              "made by `edge eval calibrate`); none was found")
-        measured = calibration.floor if calibration else None
-        if measured is not None and cfg.floor is not None and cfg.floor < measured:
+    def __init__(self, cfg: MatchConfig, calibration: Calibration, embedder: str = "this embedder") -> None:
+        measured = calibration.floor
+        if cfg.floor is not None and cfg.floor < measured:
             raise ConfigError(f"match.floor {cfg.floor} is below the floor measured for {embedder}, {measured} (FPIR "
                               f"{FLOOR_AT[1]:g} at {FLOOR_AT[0]} people): remove match.floor or raise it")
-        floor = cfg.floor if cfg.floor is not None else measured
-        threshold = cfg.threshold if cfg.threshold is not None else calibration.fixed_threshold if calibration else None
-        if floor is None or threshold is None:
-            raise ConfigError(f"{embedder} has no calibration table ({table}): set match.threshold and match.floor "
-                              "from your own measurements, or measure them with `edge eval calibrate`")
-        if threshold < floor:
-            raise ConfigError(f"match.threshold {threshold} is below the floor {floor} for {embedder} (FPIR "
-                              f"{FLOOR_AT[1]:g} at {FLOOR_AT[0]} people): raise the threshold")
+        floor = measured if cfg.floor is None else cfg.floor
+        threshold = calibration.fixed_threshold if cfg.threshold is None else cfg.threshold
+        if cfg.mode == "fixed" and threshold < floor:
+            given = "match.threshold" if cfg.threshold is not None else f"the calibrated fixed threshold of {embedder}"
+            raise ConfigError(f"{given} {threshold} is below the floor {floor} for {embedder}: set match.threshold "
+                              f"to at least {floor}")
         self.cfg = cfg
         self.calibration = calibration
         self.embedder = embedder
@@ -137,11 +135,11 @@ class ThresholdPolicy:
 
     def for_gallery(self, size: int) -> Threshold:
         cal = self.calibration
-        if self.cfg.mode == "constant_fpir" and cal is not None:
+        if self.cfg.mode == "constant_fpir":
             value = max(self.floor, cal.threshold_at(size, self.cfg.target_fpir))
             fpir, bound = cal.fpir_at(size, value)
             return Threshold(round(value, 4), fpir, "constant_fpir", bound)
-        if cal is None or size == 0:
+        if size == 0:
             return Threshold(self.threshold, None, "fixed")
         fpir, bound = cal.fpir_at(size, self.threshold)
         return Threshold(self.threshold, fpir, "fixed", bound)
@@ -151,13 +149,21 @@ def calibration_path(engines_dir: Path, embedder: str) -> Path:
     return engines_dir / f"calibration-{embedder}.toml"
 
 
-def load_policy(cfg: MatchConfig, engines_dir: Path, embedder: str, embedder_sha256: str) -> ThresholdPolicy:
-    """The policy for this embedder; a table made for another model file is refused."""
+def load_calibration(engines_dir: Path, embedder: str, embedder_sha256: str) -> Calibration:
+    """This embedder's table: missing, invalid, or made for another model file, it is an error."""
     path = calibration_path(engines_dir, embedder)
-    cal = Calibration.load(path) if path.is_file() else None
-    if cal is not None and cal.embedder_sha256 != embedder_sha256:
+    if not path.is_file():
+        raise ConfigError(f"{embedder} has no calibration table ({path}): its floor and thresholds are unknown, "
+                          f"so it is not used; measure them with `edge eval calibrate --embedder {embedder}`")
+    cal = Calibration.load(path)
+    if cal.embedder_sha256 != embedder_sha256:
         raise ConfigError(f"{path} was measured for another {embedder} file; re-run `edge eval calibrate`")
-    return ThresholdPolicy(cfg, cal, embedder)
+    return cal
+
+
+def load_policy(cfg: MatchConfig, engines_dir: Path, embedder: str, embedder_sha256: str) -> ThresholdPolicy:
+    """The policy for this embedder, from its calibration table."""
+    return ThresholdPolicy(cfg, load_calibration(engines_dir, embedder, embedder_sha256), embedder)
 
 
 def _round_up(value: float) -> float:

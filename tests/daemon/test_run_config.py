@@ -16,6 +16,10 @@ from edge.cli import main
     ('[device]\nid = "cam-1"\n[match]\nthreshold = 0.2\n', "match.threshold 0.2 is below the floor"),
     ('[device]\nid = "cam-1"\n[match]\nfloor = nan\n', "'match.floor'"),
     ('[device]\nid = "cam-1"\n[embedder]\nmodel = "nope"\n', "model 'nope' is not in"),
+    ('[device]\nid = "cam-1"\n[embedder]\nmodel = "retinaface_mnet025"\n', "is not an embedder"),
+    ('[device]\nid = "cam-1"\n[embedder]\nmodel = "faceres_1024"\n', "faceres_1024 has no calibration table"),
+    ('[device]\nid = "cam-1"\n[match]\nthreshold = true\n', "must be a number"),
+    ('[device]\nid = "cam-1"\n[match]\nfloor = -1.0\nthreshold = 0.0\n', "'match.floor'"),
 ])
 def test_bad_config_is_named(tmp_path, capsys, toml, expected):
     path = tmp_path / "edge.toml"
@@ -36,11 +40,11 @@ def test_the_shipped_example_config_is_accepted():
     from pathlib import Path
 
     from edge.config import load_config
-    from edge.daemon.embedders import MatchingModels, device_embedders
+    from edge.daemon.embedders import MatchingModels
     from edge.models import Manifest
 
     cfg = load_config(Path(__file__).resolve().parents[2] / "deploy" / "edge.toml.example")
     manifest = Manifest.load()
-    models = MatchingModels(cfg, manifest, device_embedders(cfg, manifest))
+    models = MatchingModels(cfg, manifest)
     assert models.for_embedder(cfg.embedder.model).for_gallery(100).value >= models.for_embedder(
         cfg.embedder.model).floor

@@ -101,12 +101,37 @@ def test_fixed_threshold_reports_the_fpir_it_stands_for():
     assert p.for_gallery(1000).fpir == pytest.approx(1e-2)
 
 
-def test_an_uncalibrated_embedder_needs_its_numbers_configured():
-    with pytest.raises(ConfigError, match="calibration table"):
-        ThresholdPolicy(MatchConfig(mode="constant_fpir"), None)
-    with pytest.raises(ConfigError, match=r"set match\.threshold and match\.floor"):
-        ThresholdPolicy(MatchConfig(mode="fixed", threshold=0.9), None, "faceres_1024")
-    assert ThresholdPolicy(MatchConfig(threshold=0.9, floor=0.8), None).for_gallery(5).value == 0.9
+def test_an_uncalibrated_embedder_is_not_used(tmp_path):
+    """No table, no measured floor: configured numbers cannot stand in for it (faceres_1024 ships without one)."""
+    faceres = MANIFEST.spec("faceres_1024")
+    for match in ({}, {"threshold": 0.9, "floor": 0.8}):
+        with pytest.raises(ConfigError, match="faceres_1024 has no calibration table"):
+            load_policy(MatchConfig(**match), ENGINES_DIR, faceres.name, faceres.sha256)
+    with pytest.raises(ConfigError, match="sface_128 has no calibration table"):  # an engines folder without it
+        load_policy(MatchConfig(threshold=0.9), tmp_path, "sface_128", MANIFEST.spec("sface_128").sha256)
+
+
+def test_the_floor_can_be_raised_above_the_fixed_threshold_in_the_default_mode():
+    fixed = shipped(DEFAULT_EMBEDDER).fixed_threshold
+    raised = policy(DEFAULT_EMBEDDER, floor=fixed + 0.05)  # constant_fpir: the fixed threshold is not used
+    assert raised.for_gallery(100).value == pytest.approx(fixed + 0.05)
+    with pytest.raises(ConfigError, match=r"set match\.threshold to at least"):
+        policy(DEFAULT_EMBEDDER, mode="fixed", floor=fixed + 0.05)
+
+
+@pytest.mark.parametrize("edit", [
+    {"points": [{"gallery_size": 100, "fpir": 0.01, "threshold": float("nan")}]},
+    {"points": [{"gallery_size": 100, "fpir": 0.0, "threshold": 0.5}]},
+    {"points": [{"gallery_size": -5, "fpir": 0.01, "threshold": 0.5}]},
+])
+def test_a_damaged_table_is_refused(edit):
+    t = table().model_dump() | edit
+    with pytest.raises(ValueError):
+        Calibration(**t)
+    holes = table().model_dump()
+    holes["points"] = holes["points"][:-1]  # one (size, FPIR) missing
+    with pytest.raises(ValueError, match="each FPIR once at each gallery size"):
+        Calibration(**holes)
 
 
 @pytest.mark.parametrize("name", ["sface_128", "mobilefacenet_192"])

@@ -3,13 +3,17 @@ installed list of any model it can run. Real bundles, a real store folder, the s
 
 from watchlist_helpers import MANIFEST
 
+from edge.config.embedder import EmbedderConfig
+from edge.config.runtime import RuntimeConfig
+from edge.models import Manifest
 from edge.watchlist.embedders import DeviceEmbedders
 
 SFACE, MFN, FACERES = (MANIFEST.spec(n) for n in ("sface_128", "mobilefacenet_192", "faceres_1024"))
 
 
 def on(name: str, **unavailable: str) -> DeviceEmbedders:
-    return DeviceEmbedders.from_manifest(MANIFEST, name, unavailable)
+    """A device configured for `name` that cannot match with the models in `unavailable` (name -> why)."""
+    return DeviceEmbedders.from_manifest(MANIFEST, name, unavailable.get)
 
 
 def test_a_device_moves_to_its_configured_embedder_and_not_back(make_bundle, open_store, tmp_path):
@@ -41,11 +45,11 @@ def test_a_model_the_device_cannot_run_is_refused_with_the_reason(make_bundle, o
     folder = tmp_path / "wl"
     store = open_store(folder, embedders=on("sface_128", sface_128="no TensorRT engine /x.engine: build it"))
     refused = store.install(make_bundle(1, embedder=SFACE)).refusal
-    assert refused is not None and "cannot run now: no TensorRT engine" in refused.message
+    assert refused is not None and "cannot match with now: no TensorRT engine" in refused.message
 
     assert open_store(folder, embedders=on("mobilefacenet_192")).install(make_bundle(2, embedder=MFN)).outcome \
         == "installed"
-    for embedders, why in ((on("sface_128", mobilefacenet_192="model file missing"), "cannot run now"),
+    for embedders, why in ((on("sface_128", mobilefacenet_192="model file missing"), "cannot match with now"),
                            (DeviceEmbedders.only("sface_128", SFACE.sha256), "no longer ships")):
         reopened = open_store(folder, embedders=embedders)
         state = reopened.state()
@@ -57,3 +61,24 @@ def test_an_embedding_size_that_is_not_the_models_is_refused(make_bundle, open_s
     lying = make_bundle(1, embedder_sha256=SFACE.sha256)  # SFace's sha256, MobileFaceNet's 192 dimensions
     refused = store.install(lying).refusal
     assert refused is not None and refused.code == "malformed" and "192 dimensions" in refused.message
+
+
+def test_a_model_file_damaged_after_start_is_caught_when_its_list_arrives(make_bundle, open_store, tmp_path):
+    """The check runs per bundle, not once at start: a list for a model whose file changed is refused and the
+    list in use kept (the device would otherwise install it and fail to switch)."""
+    engines = tmp_path / "engines"
+    engines.mkdir()
+    for f in MANIFEST.folder.iterdir():
+        if f.suffix in (".onnx", ".toml"):
+            (engines / f.name).symlink_to(f)
+    manifest = Manifest.load(engines)
+    embedders = DeviceEmbedders.for_device(manifest, EmbedderConfig(model="sface_128"), RuntimeConfig())
+    store = open_store(embedders=embedders)
+    assert store.install(make_bundle(1, embedder=SFACE)).outcome == "installed"
+    damaged = bytearray((MANIFEST.folder / SFACE.file).read_bytes())
+    damaged[-100] ^= 0xFF
+    (engines / SFACE.file).unlink()
+    (engines / SFACE.file).write_bytes(bytes(damaged))
+    refused = store.install(make_bundle(2, embedder=SFACE)).refusal
+    assert refused is not None and refused.code == "wrong_embedder" and "altered or replaced" in refused.message
+    assert store.current is not None and store.current.header.version == 1
