@@ -1,4 +1,5 @@
-"""`edge eval verify | identify | calibrate`: the accuracy figures we publish, measured on the device's path."""
+"""`edge eval verify | identify | calibrate | resolution`: the accuracy figures we publish, measured on the device's
+path."""
 
 import argparse
 import json
@@ -7,13 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edge.cliargs import add_model_args, stack_from_args
+from edge.cliargs import add_model_args, data_root, stack_from_args
 from edge.errors import ConfigError
 from edge.evaluation.calibrate import FPIRS as CAL_FPIRS
 from edge.evaluation.calibrate import SIZES, calibration_toml, measure, write_calibration
 from edge.evaluation.embedcache import EmbedCache
 from edge.evaluation.identify import FLIP_NOTES, Protocol, build_protocol, det_curve, identify_report
 from edge.evaluation.lfw import parse_pairs
+from edge.evaluation.resolution import LEVELS, PER_CLASS, Condition, lfw_protocol, resolution_report
 from edge.evaluation.verify import roc_curve, verify_report
 from edge.watchlist.calibration import calibration_path
 
@@ -57,6 +59,21 @@ def register(commands) -> None:
     p.add_argument("--at-thresholds", default="", help="also report FPIR and FNIR at these thresholds, comma separated")
     _common(p, need_json=False)
     p.set_defaults(func=run_calibrate)
+
+    p = group.add_parser("resolution", help="1:N error as faces get smaller (or blurred), through the quality gate",
+                         description="LFW 1:N (as identify --min-images 2 --exclude-known-label-noise) with probes "
+                                     "scaled to each eye distance in a 1280x720 frame, through the device's detector, "
+                                     "quality gate, embedder and match")
+    p.add_argument("--lfw", type=Path, help="LFW folder (default $EDGE_TEST_DATA/lfw, else ../shared/data/lfw)")
+    p.add_argument("--levels", default=",".join(map(str, LEVELS)),
+                   help="eye distances in frame pixels, comma separated")
+    p.add_argument("--probes-per-level", type=int, default=PER_CLASS,
+                   help="mated probes, and as many non-mated, shown at every level (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed for the probe sample and positions")
+    p.add_argument("--blur", default="", help="also: Gaussian sigmas (frame pixels) at --blur-level, comma separated")
+    p.add_argument("--blur-level", type=float, default=20.0, help="eye distance for the --blur sweep (default 20)")
+    _common(p)
+    p.set_defaults(func=run_resolution)
 
 
 def _protocol_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -215,6 +232,45 @@ def run_calibrate(args: argparse.Namespace) -> int:
     if args.json:
         _write_json(args.json, {"command": _command(), "dataset": dataset, "embedder": cache.embedder,
                                 "points": [vars(p) for p in points], "at_thresholds": [vars(f) for f in fixed]})
+    return 0
+
+
+def run_resolution(args: argparse.Namespace) -> int:
+    try:
+        levels = [float(v) for v in args.levels.split(",") if v.strip()]
+        blurs = [float(v) for v in args.blur.split(",") if v.strip()]
+    except ValueError as exc:
+        raise ConfigError("--levels and --blur take numbers, comma separated (e.g. 8,14,20)") from exc
+    if not levels or min(levels) < 2 or min(blurs, default=0) < 0 or args.probes_per_level < 1:
+        raise ConfigError("--levels must be 2 px or more, --blur sigmas 0 or more, --probes-per-level 1 or more")
+    conditions = [Condition(v) for v in levels] + [Condition(args.blur_level, b) for b in blurs]
+    lfw = args.lfw or data_root() / "lfw"
+    protocol = lfw_protocol(lfw)
+    cache = _cache(args)
+    note = f"first photo (sorted) of each of the {len(protocol.gallery)} people in {lfw} with 2+ photos"
+
+    def show(row: dict) -> None:
+        keys = list(row["with_gate"])
+        gated = ", ".join(f"{k} {_pct(row['with_gate'][k]['fnir'])} / {_pct(row['with_gate'][k]['fpir'])}"
+                          for k in keys)
+        free = ", ".join(f"{k} {_pct(row['without_gate'][k]['fnir'])} / {_pct(row['without_gate'][k]['fpir'])}"
+                         for k in keys)
+        blur = f" blur {row['blur_sigma']:g}" if row["blur_sigma"] else ""
+        print(f"{row['eye_distance']:5g} px{blur}: detected {_pct(row['detected'])}, through the gate "
+              f"{_pct(row['passed_gate'])} {row['gate_reasons']}; FNIR / FPIR with the gate: {gated}; "
+              f"without: {free}", flush=True)
+
+    report = resolution_report(cache, protocol, conditions, args.probes_per_level, args.seed, gallery_note=note,
+                               on_level=show)
+    report["command"] = _command()
+    _write_json(args.json, report)
+    print(f"resolution {report['embedder']}: gallery {report['gallery_size']}, thresholds "
+          f"{report['thresholds']}, {report['sample']['mated']} mated + {report['sample']['non_mated']} non-mated "
+          f"probes per level; {report['seconds']} s")
+    if args.plot:
+        from edge.evaluation.plots import resolution_plot
+
+        resolution_plot(args.plot, report)
     return 0
 
 

@@ -82,6 +82,19 @@ class EmbedCache:
                 failed[str(paths[i])] = self._faces[k].reason or "no_face"
         return Embedded(out, ok, failed)
 
+    def faces(self, paths: Sequence[Path], desc: str = "detecting") -> list[Face]:
+        """The selected face of each image (landmarks on the photo itself), detected where not known yet."""
+        keys = [image_key(p) for p in paths]
+        todo = [k for k in dict.fromkeys(keys) if k not in self._faces]
+        for key in tqdm(todo, desc=desc, unit="img", disable=not self.progress, leave=False):
+            try:
+                self._faces[key] = self.detect(read_image(Path(key.rsplit("|", 2)[0])))
+            except SourceError:
+                self._faces[key] = Face(None, 0.0, "unreadable")
+        if todo:
+            self._save_faces()
+        return [self._faces[k] for k in keys]
+
     def _face_ok(self, key: str) -> bool:
         face = self._faces.get(key)
         return face is None or face.landmarks is not None

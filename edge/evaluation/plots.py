@@ -51,6 +51,28 @@ def det_plot(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title
     return _finish(plt, fig, ax, path, title)
 
 
+def resolution_plot(path: Path, report: dict[str, Any]) -> Path:
+    """FNIR (with and without the quality gate), detection and gate rates against eye distance (no blur)."""
+    plt = _pyplot()
+    rows = [r for r in report["levels"] if not r["blur_sigma"]]
+    x = [r["eye_distance"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
+    for key in report["thresholds"]:
+        if not key.startswith("fpir_"):
+            continue
+        for mode, style in (("with_gate", "-"), ("without_gate", "--")):
+            ax.plot(x, [r[mode][key]["fnir"] for r in rows], style, marker="o", ms=3,
+                    label=f"FNIR at {key.replace('_', ' ')} ({report['thresholds'][key]}), {mode.replace('_', ' ')}")
+    ax.plot(x, [r["detected"] for r in rows], ":", color="grey", label="detected")
+    ax.plot(x, [r["passed_gate"] for r in rows], ":", color="black", label="through the gate")
+    ax.axvline(report["quality_gate"]["min_eye_distance"], color="red", alpha=0.3)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("eye distance in the frame (px)")
+    ax.set_ylabel("rate")
+    return _finish(plt, fig, ax, path, f"{report['embedder']}, gallery {report['gallery_size']}, "
+                                       f"{report['sample']['mated']} mated probes per level")
+
+
 def _finish(plt: Any, fig: Any, ax: Any, path: Path, title: str) -> Path:
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
