@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 
 from edge.config.base import StrictModel
+from edge.config.quality import QualityGate
 from edge.config.tomlio import load_toml
 from edge.errors import ModelError
 
@@ -42,6 +43,7 @@ class ModelSpec(StrictModel):
     outputs: list[str]
     embedding_output: str | None = None
     dim: int | None = None
+    quality_gate: QualityGate | None = None  # embedders: measured by `edge eval resolution`
     description: str
     provenance: str
     licence: str

@@ -96,10 +96,11 @@ class Pipeline:
     def _worth_embedding(self, frame: Frame, seen: list[tuple[Track, int]]):
         """Tracks whose face now is usable and new, clearly better, or due for another look."""
         cfg = self.track_cfg
+        gate = self.quality.for_embedder(self.stack.embedder.spec.quality_gate)  # follows an embedder switch
         todo = []
         for track, _ in seen:
             crop = self.stack.embedder.crops(frame.image, track.landmarks[None])[0]
-            q = assess(crop, track.landmarks, track.score, self.quality)
+            q = assess(crop, track.landmarks, track.score, gate)
             if not q.ok:
                 continue
             first = not track.evidence

@@ -83,7 +83,7 @@ def encode_jpeg(image: np.ndarray) -> bytes:
 def cold_frame(stack: VisionStack, image: np.ndarray, gallery: Gallery, runs: int) -> dict[str, Any]:
     """Per-stage best times on one frame, and the whole pipeline with every face new."""
     data = encode_jpeg(image)
-    quality = QualityConfig()
+    quality = QualityConfig().for_embedder(stack.embedder.spec.quality_gate)
     t_decode, img = best_of(runs, lambda: baseline.decode_jpeg(data))
     t_detect, det = best_of(runs, lambda: stack.detector(img))
     n = len(det)

@@ -1,16 +1,41 @@
-"""[quality] section: when a face is good enough to embed and to decide on."""
+"""[quality] section: when a face is good enough to embed and to decide on.
+
+How small and how blurred a face may be depends on the embedder (SFace holds up at 12 px between the eyes where
+MobileFaceNet needs 14), so those two limits default to the embedder's measured gate; a value set here applies
+to whichever embedder runs.
+"""
 
 from pydantic import Field
 
 from edge.config.base import StrictModel
 
 
+class QualityGate(StrictModel):
+    """The smallest and blurriest face an embedder still embeds well enough, measured with `edge eval resolution`
+    (engines/models.toml `quality_gate`, docs/evaluation.md#face-size-and-the-quality-gate)."""
+
+    min_eye_distance: float = Field(ge=4.0)
+    min_sharpness: float = Field(ge=0.0)
+
+
+# For an embedder with no measured gate: MobileFaceNet's, the stricter of the two measured.
+UNMEASURED_GATE = QualityGate(min_eye_distance=14.0, min_sharpness=30.0)
+
+
 class QualityConfig(StrictModel):
-    min_eye_distance: float = Field(14.0, ge=4.0, description="pixels between the eyes in the frame")
+    min_eye_distance: float | None = Field(None, ge=4.0, description="pixels between the eyes in the frame; "
+                                           "default: the embedder's measured quality gate")
     good_eye_distance: float = Field(40.0, ge=8.0, description="eye distance at which size stops limiting quality")
-    min_sharpness: float = Field(30.0, ge=0.0, description="variance of the Laplacian of the aligned 112 px crop")
+    min_sharpness: float | None = Field(None, ge=0.0, description="variance of the Laplacian of the aligned 112 px "
+                                        "crop; default: the embedder's measured quality gate")
     good_sharpness: float = Field(150.0, ge=1.0)
     max_yaw: float = Field(0.45, gt=0.0, le=1.0, description="nose offset from the eye midline / eye distance")
     max_pitch: float = Field(0.45, gt=0.0, le=1.0)
     min_brightness: float = Field(40.0, ge=0.0, le=255.0, description="mean grey level of the aligned crop")
     min_score: float = Field(0.8, ge=0.0, le=1.0, description="detection confidence needed to embed")
+
+    def for_embedder(self, gate: QualityGate | None) -> "QualityConfig":
+        """These settings with the embedder's measured gate wherever none is configured: what `assess` takes."""
+        gate = gate or UNMEASURED_GATE
+        return self.model_copy(update={key: getattr(gate, key) for key in ("min_eye_distance", "min_sharpness")
+                                       if getattr(self, key) is None})

@@ -29,7 +29,7 @@ class FaceAligner:
                  quality: QualityConfig | None = None, threads: int | None = None) -> None:
         self.manifest = manifest
         self.config = detector or DetectorConfig()
-        self.quality = quality or QualityConfig()
+        self.quality = (quality or QualityConfig()).for_embedder(None)  # the stricter gate: clean faces
         self.threads = threads or os.cpu_count() or 1
         self._runtime: Runtime | None = None
         self._detector: Detector | None = None

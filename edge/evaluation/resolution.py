@@ -227,8 +227,8 @@ def resolution_report(cache: EmbedCache, protocol: Protocol, conditions: list[Co
                       seed: int = 0, quality: QualityConfig | None = None, gallery_note: str = "",
                       on_level: Any = None) -> dict[str, Any]:
     start = time.perf_counter()
-    quality = quality or QualityConfig()
     stack = cache.stack
+    quality = (quality or QualityConfig()).for_embedder(stack.embedder.spec.quality_gate)
     gallery, failed = enroll(cache, protocol, "enroll")
     if gallery.size == 0:
         raise EdgeError("no gallery photo had a usable face: nobody could be enrolled")

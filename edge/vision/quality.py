@@ -48,7 +48,11 @@ def pose(landmarks: np.ndarray) -> tuple[float, float]:
 
 
 def assess(crop: np.ndarray, landmarks: np.ndarray, detection: float, cfg: QualityConfig) -> Quality:
-    """Quality of a face from its aligned crop (BGR, any template size) and its frame landmarks (5, 2)."""
+    """Quality of a face from its aligned crop (BGR, any template size) and its frame landmarks (5, 2).
+
+    `cfg` has its gate resolved (`QualityConfig.for_embedder`)."""
+    if cfg.min_eye_distance is None or cfg.min_sharpness is None:
+        raise ValueError("quality gate not resolved: pass QualityConfig.for_embedder(spec.quality_gate)")
     eye_distance = float(np.linalg.norm(landmarks[1] - landmarks[0]))
     # A turned head brings the eyes together without making the face smaller: size is judged on the larger of
     # the eye distance and the eye-to-mouth height (scaled to the template's eye distance), so a profile is

@@ -2,6 +2,7 @@
 
 import cv2
 import numpy as np
+import pytest
 
 from edge.config.quality import QualityConfig
 from edge.vision.align import ARCFACE_112, align, similarity
@@ -32,7 +33,7 @@ def test_quality_reasons(stack, data_dir):
     det = stack.detector(image)
     lm = det.landmarks[0]
     crop = align(image, lm, 112)
-    cfg = QualityConfig()
+    cfg = QualityConfig().for_embedder(stack.embedder.spec.quality_gate)
     good = assess(crop, lm, float(det.scores[0]), cfg)
     assert good.ok and good.score > 0.9
     tiny = cv2.resize(image, None, fx=0.08, fy=0.08)
@@ -50,3 +51,18 @@ def test_pose_grows_when_the_nose_moves_aside():
     turned[2, 0] += 20
     assert pose(frontal)[0] < 0.05
     assert pose(turned)[0] > 0.4
+
+
+def test_the_gate_is_the_embedders_unless_configured():
+    """SFace embeds 12-px faces as well as MobileFaceNet does 14-px ones: each runs with its own gate."""
+    from edge.models import Manifest
+
+    manifest = Manifest.load()
+    sface, mfn = (manifest.spec(n).quality_gate for n in ("sface_128", "mobilefacenet_192"))
+    assert sface is not None and mfn is not None
+    assert QualityConfig().for_embedder(sface).min_eye_distance == 12.0
+    assert QualityConfig().for_embedder(mfn).min_eye_distance == 14.0
+    assert QualityConfig(min_eye_distance=20).for_embedder(sface).min_eye_distance == 20.0
+    assert QualityConfig().for_embedder(None).min_sharpness == 30.0  # unmeasured: the stricter gate
+    with pytest.raises(ValueError, match="not resolved"):
+        assess(np.zeros((112, 112, 3), np.uint8), np.zeros((5, 2)), 0.9, QualityConfig())
