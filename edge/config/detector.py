@@ -9,9 +9,9 @@ from edge.config.base import StrictModel
 
 class DetectorConfig(StrictModel):
     model: str = "retinaface_mnet025"
-    # 512 keeps every face the quality gate would accept from a 720p camera (eye distance >= 20 px) and is what
-    # lets a stream reach 25x the face_recognition baseline on one core (docs/evaluation.md); use 640 or 'full'
-    # for small, distant faces.
+    # 512 lets a stream reach over 20x the face_recognition baseline on one core, but on a 720p camera it finds
+    # faces reliably only from about 24-32 px between the eyes, well above the quality gate's 12-14 px
+    # (docs/evaluation.md#face-size-and-the-quality-gate); use 'full' for small, distant faces.
     long_side: int | Literal["full"] = Field(
         512, description="detector input's long side in pixels (multiple of 32), or 'full' for the frame's own size"
     )
