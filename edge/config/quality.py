@@ -5,7 +5,10 @@ MobileFaceNet needs 14), so those two limits default to the embedder's measured 
 to whichever embedder runs.
 """
 
-from pydantic import Field
+import math
+from typing import Any
+
+from pydantic import Field, field_validator
 
 from edge.config.base import StrictModel
 
@@ -33,6 +36,14 @@ class QualityConfig(StrictModel):
     max_pitch: float = Field(0.45, gt=0.0, le=1.0)
     min_brightness: float = Field(40.0, ge=0.0, le=255.0, description="mean grey level of the aligned crop")
     min_score: float = Field(0.8, ge=0.0, le=1.0, description="detection confidence needed to embed")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _a_number(cls, value: Any) -> Any:
+        """`true`, "15" or inf are not limits a person meant: refused rather than read as 1.0, 15 or "refuse all"."""
+        if isinstance(value, bool | str) or (isinstance(value, float) and not math.isfinite(value)):
+            raise ValueError(f"must be a finite number, not {value!r}")
+        return value
 
     def for_embedder(self, gate: QualityGate | None) -> "QualityConfig":
         """These settings with the embedder's measured gate wherever none is configured: what `assess` takes."""

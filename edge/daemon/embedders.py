@@ -27,9 +27,19 @@ class MatchingModels:
         self._manifest = manifest
         self.embedders = DeviceEmbedders.for_device(manifest, cfg.embedder, cfg.runtime)
         self._policies: dict[str, ThresholdPolicy] = {}
-        if (why := self.embedders.why_not(cfg.embedder.model)) is not None:
-            raise ConfigError(f"embedder.model {cfg.embedder.model!r} cannot be used: {why}")
-        self.for_embedder(cfg.embedder.model)  # a bad [match] section stops start-up here
+        self.configured_problem = self.embedders.why_not(cfg.embedder.model)
+        if self.configured_problem is None:
+            self.for_embedder(cfg.embedder.model)  # a bad [match] section stops start-up here
+        else:
+            log.error("embedder.model %r cannot be used now: %s", cfg.embedder.model, self.configured_problem)
+
+    def check_startable(self, installed: InstalledWatchlist | None) -> None:
+        """At start: a device whose configured embedder cannot be used still runs on an installed list it can
+        match with (and takes a list for the configured model once that is mended); with neither it stops."""
+        if self.configured_problem is not None and installed is None:
+            raise ConfigError(f"embedder.model {self._cfg.embedder.model!r} cannot be used: "
+                              f"{self.configured_problem}; and no installed watchlist was enrolled with a model "
+                              "this device can match with")
 
     def for_embedder(self, name: str) -> ThresholdPolicy:
         if name not in self._policies:

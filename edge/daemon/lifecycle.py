@@ -76,6 +76,7 @@ class Device:
         self.store = WatchlistStore.open(state / "watchlist", device_key=load_encryption_private(
             cfg.device.encryption_key), hq_public=self.hq_public,
             embedders=self.models.embedders, config=cfg.watchlist)
+        self.models.check_startable(self.store.current)
         self.queue = FrameQueue(cfg.camera.queue)
         self.notifier = Notifier()
         self.stop_event = threading.Event()

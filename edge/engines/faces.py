@@ -29,7 +29,8 @@ class FaceAligner:
                  quality: QualityConfig | None = None, threads: int | None = None) -> None:
         self.manifest = manifest
         self.config = detector or DetectorConfig()
-        self.quality = (quality or QualityConfig()).for_embedder(None)  # the stricter gate: clean faces
+        # MobileFaceNet's gate, the stricter of the two measured: calibration wants clean faces
+        self.quality = (quality or QualityConfig()).for_embedder(None)
         self.threads = threads or os.cpu_count() or 1
         self._runtime: Runtime | None = None
         self._detector: Detector | None = None
@@ -46,7 +47,7 @@ class FaceAligner:
 
     def frame_faces(self, frame: np.ndarray, size: int) -> list[np.ndarray]:
         """Every face of a camera frame that the device would embed: detected, aligned, and through the
-        pipeline's quality gate (default [quality]); none for a frame without one."""
+        stricter measured quality gate; none for a frame without one."""
         det = self.detector(frame)
         crops = align_faces(frame, det.landmarks, size)
         return [crop for crop, landmarks, score in zip(crops, det.landmarks, det.scores, strict=True)

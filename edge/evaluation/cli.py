@@ -241,8 +241,10 @@ def run_resolution(args: argparse.Namespace) -> int:
         blurs = [float(v) for v in args.blur.split(",") if v.strip()]
     except ValueError as exc:
         raise ConfigError("--levels and --blur take numbers, comma separated (e.g. 8,14,20)") from exc
-    if not levels or min(levels) < 2 or min(blurs, default=0) < 0 or args.probes_per_level < 1:
-        raise ConfigError("--levels must be 2 px or more, --blur sigmas 0 or more, --probes-per-level 1 or more")
+    if not levels or not all(2 <= v <= 200 for v in levels) or not all(0 <= b <= 20 for b in blurs) or \
+            not 2 <= args.blur_level <= 200 or args.probes_per_level < 1:
+        raise ConfigError("--levels and --blur-level take eye distances from 2 to 200 px, --blur sigmas from 0 to "
+                          "20 px, --probes-per-level 1 or more")
     conditions = [Condition(v) for v in levels] + [Condition(args.blur_level, b) for b in blurs]
     lfw = args.lfw or data_root() / "lfw"
     protocol = lfw_protocol(lfw)

@@ -60,6 +60,6 @@ def open_runtime(manifest: Manifest, model: str, backend: Backend = "auto", thre
                 "backend tensorrt asked for, but the tensorrt or pycuda module is missing: on a Jetson install "
                 "JetPack's python3-libnvinfer and `pip install .[jetson]`"
             )
-    return OnnxRuntime(onnx_path, threads=threads, label=model)
+    return OnnxRuntime(onnx_path, threads=threads, label=model, sha256=manifest.spec(model).sha256)
 
 

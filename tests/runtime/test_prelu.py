@@ -50,3 +50,34 @@ def test_expanded_embedder_gives_the_shipped_graphs_embeddings(manifest: Manifes
 
 def test_a_model_without_prelu_is_left_alone(manifest: Manifest) -> None:
     assert expand_prelu(manifest.path("retinaface_mnet025").read_bytes()) is None
+
+
+def _graph(slope: np.ndarray, *, slope_is_input: bool = False, clash: bool = False) -> bytes:
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4, 4])
+    nodes = [helper.make_node("PRelu", ["x", "a"], ["prelu_expanded_0" if clash else "p"]),
+             helper.make_node("Identity", ["prelu_expanded_0" if clash else "p"], ["y"])]
+    inputs = [x] + ([helper.make_tensor_value_info("a", TensorProto.FLOAT, list(slope.shape))] if slope_is_input
+                    else [])
+    graph = helper.make_graph(nodes, "g", inputs, [y], [numpy_helper.from_array(slope, "a")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 1), (4,), (1, 3, 1, 1), ()])
+def test_expansion_keeps_prelus_broadcasting(shape: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(len(shape))
+    slope = rng.uniform(-3, 3, shape).astype(np.float32)
+    x = rng.normal(0, 5, (2, 3, 4, 4)).astype(np.float32)
+    for clash in (False, True):
+        expanded = expand_prelu(_graph(slope, clash=clash))
+        assert expanded is not None
+        (out,) = ort.InferenceSession(expanded, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+        np.testing.assert_allclose(out, np.where(x > 0, x, x * slope), rtol=1e-6, atol=1e-6)
+
+
+def test_slopes_it_cannot_expand_exactly_are_left_as_prelu() -> None:
+    assert expand_prelu(_graph(np.full((3, 1, 1), 1e6, np.float32))) is None  # would cancel for positive x
+    assert expand_prelu(_graph(np.full((3, 1, 1), np.nan, np.float32))) is None
+    assert expand_prelu(_graph(np.ones((3, 1, 1), np.float32), slope_is_input=True)) is None  # can be fed
