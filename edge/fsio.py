@@ -55,3 +55,12 @@ def commit(partial: Path, path: Path, fsync_dir: bool = True) -> None:
             os.fsync(folder)
         finally:
             os.close(folder)
+
+
+def link_atomic(source: Path, path: Path) -> None:
+    """Make `path` a second name for `source` (a hard link), replacing `path` whole: the kept copy of a file
+    that is about to be replaced, without writing its bytes again."""
+    partial = partial_path(path)
+    partial.unlink(missing_ok=True)
+    os.link(source, partial)
+    commit(partial, path)

@@ -140,10 +140,25 @@ class DeviceControl:
                 log.critical("cannot open %s for watchlist %s version %d (%s); still matching against the list "
                              "loaded before it", wl.header.embedder.name, wl.header.watchlist_id,
                              wl.header.version, exc)
+                self._give_up(wl, f"its embedder {wl.header.embedder.name} would not open: {exc}")
                 return None
             pipeline.swap_watchlist(wl.gallery, self.models.for_watchlist(wl).for_gallery(wl.gallery.size))
             log.info("now matching against watchlist %s version %d", wl.header.watchlist_id, wl.header.version)
         return wl
+
+    def _give_up(self, wl: InstalledWatchlist, reason: str) -> None:
+        """The store goes back to the list installed before `wl` (the one the pipeline still matches against);
+        the audit chain and HQ are told, as for a refused bundle."""
+        restored = self.store.fall_back(reason)
+        try:
+            self.audit.append("watchlist_refused", WatchlistRefusedBody(
+                watchlist_id=wl.header.watchlist_id, version=wl.header.version, bundle_sha256=wl.sha256,
+                reason=f"wrong_embedder: installed, then given up: {reason}"[:REASON_MAX],
+                kept_watchlist_id=restored.header.watchlist_id if restored else None,
+                kept_version=restored.header.version if restored else None))
+            self.uplink.send_watchlist_state(self._state_message("refused", None, self.store.state().last_refusal))
+        except EdgeError as exc:  # the store's state file says it; the next status message too
+            log.error("giving up watchlist version %d not recorded: %s", wl.header.version, exc)
 
     def _ref(self) -> messages.WatchlistRef | None:
         wl = self.store.current

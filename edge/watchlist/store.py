@@ -6,6 +6,9 @@ Files in the folder (0700):
     watchlist.bundle.partial
                        a bundle being installed: written once its signature and header pass, then
                        decrypted from here and renamed over watchlist.bundle
+    watchlist.previous.bundle
+                       the bundle installed before the current one (a second name for the same file until
+                       then), to go back to when the current one's embedder cannot be opened
     versions.json      highest version ever installed per watchlist id: survives deletion of the bundle,
                        so an old bundle can never be replayed (rollback)
     state.json         what is installed and the last refusal, for the status report
@@ -37,7 +40,7 @@ from pydantic import Field, ValidationError
 from edge.config.base import StrictModel
 from edge.config.watchlist import WatchlistConfig
 from edge.errors import EdgeError
-from edge.fsio import PARTIAL_SUFFIX, commit, partial_path, write_atomic, write_partial
+from edge.fsio import PARTIAL_SUFFIX, commit, link_atomic, partial_path, write_atomic, write_partial
 from edge.watchlist.bundle import BundleHeader, BundleRefused, RefusalCode
 from edge.watchlist.decryption import file_reader
 from edge.watchlist.embedders import DeviceEmbedders
@@ -48,6 +51,7 @@ from edge.watchlist.state import BundleRefusal, InstallResult, StoreState
 log = logging.getLogger(__name__)
 
 BUNDLE_FILE = "watchlist.bundle"
+PREVIOUS_FILE = "watchlist.previous.bundle"
 VERSIONS_FILE = "versions.json"
 STATE_FILE = "state.json"
 
@@ -148,6 +152,8 @@ class WatchlistStore:
             try:  # the source's pages have left memory: decrypt the copy on disk
                 with _writing(partial):
                     installed = self._decode(partial, opened, digest)
+                    if (self.folder / BUNDLE_FILE).is_file():
+                        link_atomic(self.folder / BUNDLE_FILE, self.folder / PREVIOUS_FILE)
                     commit(partial, self.folder / BUNDLE_FILE)
             except BundleRefused as exc:
                 return self._refuse(exc, digest, header, now)
@@ -164,6 +170,40 @@ class WatchlistStore:
             log.info("installed watchlist %s version %d: %d entries, expires %s", header.watchlist_id,
                      header.version, header.entry_count, header.expires.isoformat())
             return InstallResult(outcome="installed", state=state)
+
+    def fall_back(self, reason: str, now: datetime | None = None) -> InstalledWatchlist | None:
+        """The installed list could not be put into use (its embedder would not open): go back to the list
+        installed before it, or to none. Its version stays the highest installed, so HQ publishes a newer one
+        once the device is mended; the refusal says why. Returns the list now installed."""
+        now = now or datetime.now(timezone.utc)
+        with self._lock:
+            failed, previous = self.current, self.folder / PREVIOUS_FILE
+            if failed is None:
+                return None
+            restored: InstalledWatchlist | None = None
+            try:
+                if previous.is_file():
+                    with mapped(previous) as data:
+                        digest = hashlib.sha256(data).hexdigest()
+                        opened = open_bundle(data, hq_public=self._hq_public, embedders=self._embedders,
+                                             config=self._config, installed=True)
+                    restored = self._decode(previous, opened, digest)
+                    link_atomic(previous, self.folder / BUNDLE_FILE)
+            except (BundleRefused, OSError) as exc:
+                log.error("cannot go back to the previous watchlist %s: %s", previous, exc)
+                restored = None
+            h = failed.header
+            kept = f"back on version {restored.header.version}" if restored else "no watchlist to go back to"
+            self._last_refusal = BundleRefusal(code="wrong_embedder", message=f"installed, then given up: {reason}; "
+                                               f"{kept}", at=now, sha256=failed.sha256, watchlist_id=h.watchlist_id,
+                                               version=h.version)
+            self.current = restored
+            if restored is None:
+                self._load_error = f"watchlist {h.watchlist_id} version {h.version} cannot be used: {reason}"
+            state = self.state(now)
+            self._persist(STATE_FILE, state.model_dump_json().encode())
+            log.error("watchlist %s version %d given up (%s); %s", h.watchlist_id, h.version, reason, kept)
+            return restored
 
     def _refuse(self, exc: BundleRefused, digest: str, header: BundleHeader | None, now: datetime) -> InstallResult:
         refusal = BundleRefusal(code=exc.code, message=str(exc), at=now, sha256=digest,

@@ -82,3 +82,29 @@ def test_a_model_file_damaged_after_start_is_caught_when_its_list_arrives(make_b
     refused = store.install(make_bundle(2, embedder=SFACE)).refusal
     assert refused is not None and refused.code == "wrong_embedder" and "altered or replaced" in refused.message
     assert store.current is not None and store.current.header.version == 1
+
+
+def test_a_list_whose_embedder_will_not_open_is_given_up_for_the_one_before(make_bundle, open_store, tmp_path):
+    """The switch to a new list's embedder failed after install: the store goes back to the previous list (kept
+    on disk), says why, and keeps the failed version as the highest, so only a newer one is taken."""
+    folder = tmp_path / "wl"
+    store = open_store(folder, embedders=on("sface_128"))
+    assert store.install(make_bundle(1, embedder=SFACE)).outcome == "installed"
+    assert store.install(make_bundle(2, embedder=SFACE)).outcome == "installed"
+    restored = store.fall_back("its embedder sface_128 would not open: model file altered")
+    assert restored is not None and restored.header.version == 1 and store.current is restored
+    state = store.state()
+    assert state.status == "active" and state.installed is not None and state.installed.version == 1
+    assert state.last_refusal is not None and state.last_refusal.version == 2
+    assert "would not open" in state.last_refusal.message and "back on version 1" in state.last_refusal.message
+    reopened = open_store(folder, embedders=on("sface_128"))  # what a restart finds on disk
+    assert reopened.current is not None and reopened.current.header.version == 1
+    assert reopened.install(make_bundle(2, embedder=SFACE)).refusal.code == "version_not_newer"
+    assert reopened.install(make_bundle(3, embedder=SFACE)).outcome == "installed"
+
+
+def test_giving_up_the_first_list_leaves_none(make_bundle, open_store):
+    store = open_store(embedders=on("sface_128"))
+    assert store.install(make_bundle(1, embedder=SFACE)).outcome == "installed"
+    assert store.fall_back("would not open") is None
+    assert store.current is None and store.state().status == "unusable"
