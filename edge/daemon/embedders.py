@@ -27,10 +27,9 @@ class MatchingModels:
         self._manifest = manifest
         self.embedders = DeviceEmbedders.for_device(manifest, cfg.embedder, cfg.runtime)
         self._policies: dict[str, ThresholdPolicy] = {}
-        self.configured_problem = self.embedders.why_not(cfg.embedder.model)
-        if self.configured_problem is None:
-            self.for_embedder(cfg.embedder.model)  # a bad [match] section stops start-up here
-        else:
+        self.for_embedder(cfg.embedder.model)  # no calibration table, or a bad [match] section, stops start-up
+        self.configured_problem = self.embedders.why_not(cfg.embedder.model)  # its file or engine, which can mend
+        if self.configured_problem is not None:
             log.error("embedder.model %r cannot be used now: %s", cfg.embedder.model, self.configured_problem)
 
     def check_startable(self, installed: InstalledWatchlist | None) -> None:

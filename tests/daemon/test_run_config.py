@@ -48,3 +48,29 @@ def test_the_shipped_example_config_is_accepted():
     models = MatchingModels(cfg, manifest)
     assert models.for_embedder(cfg.embedder.model).for_gallery(100).value >= models.for_embedder(
         cfg.embedder.model).floor
+
+
+def test_a_configured_model_that_cannot_run_stops_only_a_device_with_nothing_else(tmp_path):
+    """A damaged SFace file is logged, not fatal, while an installed list of another model can still match
+    (the store decides that list's fate); with no such list the device stops, saying why."""
+    from edge.config import load_config
+    from edge.daemon.embedders import MatchingModels
+    from edge.errors import ConfigError
+    from edge.models import ENGINES_DIR, Manifest
+
+    engines = tmp_path / "engines"
+    engines.mkdir()
+    for f in ENGINES_DIR.iterdir():
+        if f.suffix in (".onnx", ".toml"):
+            (engines / f.name).symlink_to(f)
+    damaged = bytearray((ENGINES_DIR / "sface_128.onnx").read_bytes())
+    damaged[-10] ^= 1
+    (engines / "sface_128.onnx").unlink()
+    (engines / "sface_128.onnx").write_bytes(bytes(damaged))
+    path = tmp_path / "edge.toml"
+    path.write_text(f'[device]\nid = "cam-1"\n[runtime]\nengines_dir = "{engines}"\n')
+    cfg = load_config(path)
+    models = MatchingModels(cfg, Manifest.load(engines))
+    assert models.configured_problem is not None and "altered or replaced" in models.configured_problem
+    with pytest.raises(ConfigError, match="no installed watchlist was enrolled with a model"):
+        models.check_startable(None)
