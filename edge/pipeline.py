@@ -43,6 +43,7 @@ class Pipeline:
                  clock: Callable[[], float] = time.time) -> None:
         self.stack = stack
         self.quality = quality or QualityConfig()
+        self._resolved: tuple[str, QualityConfig] | None = None  # (embedder sha256, its resolved quality settings)
         self.track_cfg = track or TrackConfig()
         self.stride = stride
         self.clock = clock
@@ -96,7 +97,7 @@ class Pipeline:
     def _worth_embedding(self, frame: Frame, seen: list[tuple[Track, int]]):
         """Tracks whose face now is usable and new, clearly better, or due for another look."""
         cfg = self.track_cfg
-        gate = self.quality.for_embedder(self.stack.embedder.spec.quality_gate)  # follows an embedder switch
+        gate = self._gate()
         todo = []
         for track, _ in seen:
             crop = self.stack.embedder.crops(frame.image, track.landmarks[None])[0]
@@ -110,6 +111,13 @@ class Pipeline:
             if first or better or due:
                 todo.append((track, crop, q))
         return todo
+
+    def _gate(self) -> QualityConfig:
+        """The quality settings with the running embedder's gate, resolved again only when the embedder changes."""
+        spec = self.stack.embedder.spec
+        if self._resolved is None or self._resolved[0] != spec.sha256:
+            self._resolved = (spec.sha256, self.quality.for_embedder(spec.quality_gate))
+        return self._resolved[1]
 
     def _alert(self, track: Track, frame: Frame, subject: int, agreeing: list[int], res: MatchResult) -> Alert:
         """The alert shows the agreeing face that scored highest: its crop, quality and score belong together."""

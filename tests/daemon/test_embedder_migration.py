@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from edge.demo.trial import TrialFleet
-from edge.hq.broker import find_mosquitto
 from edge.models import Manifest
 
 DEVICE = "cam-mig"
@@ -23,12 +22,8 @@ SFACE, MFN = MANIFEST.spec("sface_128").sha256, MANIFEST.spec("mobilefacenet_192
 
 
 @pytest.fixture
-def fleet(tmp_path: Path) -> TrialFleet:
-    try:
-        find_mosquitto()
-    except Exception as exc:
-        pytest.skip(f"mosquitto not installed: {exc}")
-    return TrialFleet(tmp_path / "fleet", fleet="mig").create(devices=(DEVICE,), hq_clients=("ingest", "publisher"))
+def fleet(make_fleet) -> TrialFleet:
+    return make_fleet("mig", DEVICE)
 
 
 def run_device(config: Path) -> subprocess.CompletedProcess:
