@@ -24,7 +24,8 @@ def make_alert(device: str, handheld: str, label: str = "Subject Alpha", **chang
     fields: dict[str, object] = {
         "event_id": new_event_id(), "device": device, "handheld": handheld, "camera": "front",
         "observed_at": dt.datetime.now(dt.timezone.utc), "subject_id": "S-001", "label": label,
-        "category": "missing", "case_ref": "CASE-2025-0042", "score": 0.612, "threshold": 0.45, "fpir": 0.001,
+        "category": "missing", "case_ref": "CASE-2025-0042", "score": 0.612, "threshold": 0.45,
+        "threshold_policy": "constant FPIR 0.001 at 120 people (worst group, Black +0.03)", "fpir": 0.001,
         "margin": 0.184, "probe_quality": 0.83, "probe_crop": base64.b64encode(jpeg(200, "probe")).decode(),
         "reference_thumbnail": base64.b64encode(jpeg(40, "reference")).decode(),
     }

@@ -84,6 +84,8 @@ class PeriodStartBody(_Body):
     watchlist_version: NonNegativeInt | None = None
     watchlist_size: NonNegativeInt = Field(description="entries in the installed watchlist")
     threshold: float
+    threshold_policy: Text = Field(description="which rule set the threshold (edge.watchlist.calibration)")
+    embedder_sha256: Sha256Hex = Field(description="embedder the threshold was calibrated for")
 
 
 class PeriodStopBody(_Body):
@@ -138,6 +140,7 @@ class AlertBody(_Body):
     watchlist_version: NonNegativeInt
     score: float
     threshold: float
+    threshold_policy: Text = Field(description="which rule set the threshold")
     margin: float = Field(description="score minus the runner-up subject's score")
     probe_quality: float = Field(ge=0.0, le=1.0)
     box: tuple[float, float, float, float]

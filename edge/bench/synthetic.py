@@ -21,7 +21,8 @@ def synthetic_match(device: str, index: int) -> MatchEvent:
     return MatchEvent(
         event_id=synthetic_event_id(device, index), device=device, camera="cam0", track=index,
         observed_at=utc_now(), subject_id=f"subject-{index % 50}", label="Test Subject", category="test",
-        case_ref="BENCH-0", score=0.71, threshold=0.5, margin=0.2, probe_quality=0.9,
+        case_ref="BENCH-0", score=0.71, threshold=0.5, threshold_policy="fixed (match.threshold)",
+        margin=0.2, probe_quality=0.9,
         box=Box(x1=10, y1=20, x2=110, y2=140), watchlist=WatchlistRef(id="bench", version=1, sha256=_HASH),
         models=ModelHashes(detector=_HASH, embedder=_HASH),
     )

@@ -15,6 +15,10 @@ from edge.config.base import StrictModel
 
 DEFAULT_MODE = "constant_fpir"
 DEFAULT_TARGET_FPIR = 1e-3
+# No protected group (race, gender) may plausibly see more than three times the false alarms the floor allows on
+# average (1 in 100 passers-by for a 100-person list): the upper end of its 95 % interval stays under 3 %.
+DEFAULT_GROUP_CEILING = 0.03
+MAX_GROUP_CEILING = 0.05
 
 
 class MatchConfig(StrictModel):
@@ -29,9 +33,16 @@ class MatchConfig(StrictModel):
         description="no threshold below this is accepted; default: the embedder's measured floor (may only be raised)")
     target_fpir: float = Field(DEFAULT_TARGET_FPIR, gt=0.0, lt=0.5, allow_inf_nan=False,
                                description="mode constant_fpir: false alarms per passer-by")
+    fpir_for: Literal["worst_group", "all"] = Field(
+        "worst_group", description="mode constant_fpir: hold target_fpir for the demographic group with the most "
+                                   "false alarms (measured), or for all passers-by on average")
+    group_ceiling: float = Field(
+        DEFAULT_GROUP_CEILING, gt=0.0, le=MAX_GROUP_CEILING, allow_inf_nan=False,
+        description="false alarms per passer-by that no race or gender group may exceed (upper end of its 95 % "
+                    "interval, measured on a ~100-person list): raises the floor until none does")
     top_k: int = Field(2, ge=2, le=10)
 
-    @field_validator("threshold", "floor", "target_fpir", mode="before")
+    @field_validator("threshold", "floor", "target_fpir", "group_ceiling", mode="before")
     @classmethod
     def _a_number(cls, value: Any) -> Any:
         """`true` or "0.6" are not numbers a person meant: refused rather than read as 1.0 or 0.6."""

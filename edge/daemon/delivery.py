@@ -83,7 +83,8 @@ class AlertDelivery:
             event_id=messages.new_event_id(), device=self.device_id, camera=self.camera_id,
             track=alert.track_id, observed_at=messages.utc_now(), subject_id=alert.subject_id,
             label=alert.label, category=subject.category, case_ref=subject.case_reference,
-            score=alert.score, threshold=alert.threshold.value, margin=max(0.0, alert.margin),
+            score=alert.score, threshold=alert.threshold.value, threshold_policy=alert.threshold.policy,
+            margin=max(0.0, alert.margin),
             probe_quality=alert.quality.score,
             box=messages.Box(x1=alert.box[0], y1=alert.box[1], x2=alert.box[2], y2=alert.box[3]),
             watchlist=messages.WatchlistRef(id=wl.header.watchlist_id, version=wl.header.version, sha256=wl.sha256),
@@ -93,13 +94,14 @@ class AlertDelivery:
         audit = AlertBody(
             event_id=event.event_id, track_id=alert.track_id, frame=alert.frame, frame_time=alert.timestamp,
             subject_id=alert.subject_id, watchlist_id=wl.header.watchlist_id, watchlist_version=wl.header.version,
-            score=alert.score, threshold=alert.threshold.value, margin=alert.margin,
+            score=alert.score, threshold=alert.threshold.value, threshold_policy=alert.threshold.policy,
+            margin=alert.margin,
             probe_quality=min(1.0, alert.quality.score), box=alert.box, detector_sha256=self.detector_sha256,
             embedder_sha256=wl.header.embedder.sha256,
             crop_sha256=hashlib.sha256(crop_jpeg).hexdigest() if crop_jpeg else None)
         self.minutes.add(alerts=1)
-        log.info("alert: track %d %s score %.3f (threshold %.3f)", alert.track_id, alert.label, alert.score,
-                 alert.threshold.value)
+        log.info("alert: track %d %s score %.3f (threshold %.3f: %s)", alert.track_id, alert.label, alert.score,
+                 alert.threshold.value, alert.threshold.policy)
         self._undelivered.append(PendingAlert(event, audit, alert, crop_jpeg, subject))
         self.deliver_pending()
 

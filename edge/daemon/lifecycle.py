@@ -101,12 +101,14 @@ class Device:
     def run(self) -> int:
         self._audit_config_changes()
         installed = self.store.current
-        threshold = self.models.for_watchlist(installed).for_gallery(installed.gallery.size if installed else 0)
+        policy = self.models.for_watchlist(installed)
+        threshold = policy.for_gallery(installed.gallery.size if installed else 0)
         self.audit.append("period_start", PeriodStartBody(
             period_id=self.period_id, place=self.cfg.device.place, camera=self.cfg.camera.id,
             watchlist_id=installed.header.watchlist_id if installed else None,
             watchlist_version=installed.header.version if installed else None,
-            watchlist_size=installed.gallery.size if installed else 0, threshold=threshold.value))
+            watchlist_size=installed.gallery.size if installed else 0, threshold=threshold.value,
+            threshold_policy=threshold.policy, embedder_sha256=policy.calibration.embedder_sha256))
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop_event.set())
         self.uplink.start()

@@ -8,16 +8,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import tomllib
 from tqdm import tqdm
 
-from edge.errors import EdgeError
+from edge.errors import ConfigError, EdgeError
 from edge.evaluation.embedcache import EmbedCache
 from edge.evaluation.identify import Flip, Protocol, search
 from edge.evaluation.verify import threshold_at_rate
 from edge.fsio import write_atomic
 from edge.watchlist.calibration import FIXED_AT, FLOOR_AT, Calibration, CalibrationPoint
+from edge.watchlist.demographics import Demographics
 
 SIZES = (100, 500, 1680)
+DEMOGRAPHICS_MARK = "# Per-group errors measured"
 FPIRS = (1e-1, 1e-2, 3e-3, 1e-3)
 
 
@@ -90,11 +93,11 @@ def measure(cache: EmbedCache, protocol: Protocol, sizes: tuple[int, ...] = SIZE
 
 
 def calibration_toml(points: list[MeasuredPoint], embedder: str, embedder_sha256: str, dataset: str,
-                     command: str) -> str:
+                     command: str, demographics: Demographics | None = None) -> str:
     """The table as TOML (validated by `Calibration` before it is returned); FNIR goes in comments."""
     model = Calibration.measured(embedder, embedder_sha256, dataset, command,
                                  [CalibrationPoint(gallery_size=p.gallery_size, fpir=p.fpir, threshold=p.threshold)
-                                  for p in points])
+                                  for p in points], demographics)
     lines = [
         f"# Thresholds measured with `edge eval calibrate` for {embedder}: at each watchlist size, the cosine",
         "# at which the given fraction of non-mated searches (passers-by) raises an alert (FPIR).",
@@ -116,12 +119,48 @@ def calibration_toml(points: list[MeasuredPoint], embedder: str, embedder_sha256
         lines += ["", f"# FNIR {100 * p.fnir:.1f} % at this point (mean of {p.draws} draw{'s' if p.draws > 1 else ''})",
                   "[[points]]", f"gallery_size = {p.gallery_size}", f"fpir = {p.fpir!r}",
                   f"threshold = {p.threshold!r}"]
+    if model.demographics is not None:
+        lines += demographics_toml(model.demographics)
     return "\n".join(lines) + "\n"
+
+
+def demographics_toml(demo: Demographics) -> list[str]:
+    """The [demographics] section: errors per group at each threshold of the grid, and of how many searches."""
+    lines = ["", DEMOGRAPHICS_MARK + " with `edge eval demographics` (counts at each threshold below). The policy",
+             "# raises the floor until no race or gender group's false alarms can exceed match.group_ceiling.",
+             "[demographics]", f"dataset = {_q(demo.dataset)}", f"command = {_q(demo.command)}",
+             f"watchlist_size = {demo.watchlist_size}", f"reference_fpir = {demo.reference_fpir!r}",
+             f"thresholds = [{', '.join(repr(t) for t in demo.thresholds)}]"]
+    for kind in ("false_alarms", "misses"):
+        for c in getattr(demo, kind):
+            lines += ["", f"[[demographics.{kind}]]", f"data = {_q(c.data)}", f"attribute = {_q(c.attribute)}",
+                      f"group = {_q(c.group)}", f"trials = {c.trials}", f"errors = [{', '.join(map(str, c.errors))}]"]
+    return lines
 
 
 def _q(text: str) -> str:
     """A TOML basic string."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def kept_demographics(path: Path, embedder_sha256: str) -> Demographics | None:
+    """The per-group section of the table being replaced, when it was measured with the same model file."""
+    try:
+        old = Calibration.load(path)
+    except (OSError, ConfigError):  # absent or damaged: there is nothing to keep
+        return None
+    return old.demographics if old.embedder_sha256 == embedder_sha256 else None
+
+
+def with_demographics(path: Path, demo: Demographics, embedder_sha256: str) -> str:
+    """The table at `path` with its [demographics] section replaced (the LFW points and their notes kept)."""
+    old = Calibration.load(path)
+    if old.embedder_sha256 != embedder_sha256:
+        raise EdgeError(f"{path} was measured for another model file: run `edge eval calibrate` for this one first")
+    text = path.read_text().split("\n" + DEMOGRAPHICS_MARK)[0].rstrip("\n")
+    text = text + "\n" + "\n".join(demographics_toml(demo)) + "\n"
+    Calibration(**tomllib.loads(text))  # refuse to write what the device would refuse to read
+    return text
 
 
 def write_calibration(path: Path, text: str) -> Path:

@@ -5,19 +5,29 @@ import argparse
 import json
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from edge.cliargs import add_model_args, data_root, stack_from_args
 from edge.errors import ConfigError
 from edge.evaluation.calibrate import FPIRS as CAL_FPIRS
-from edge.evaluation.calibrate import SIZES, calibration_toml, measure, write_calibration
+from edge.evaluation.calibrate import (
+    SIZES,
+    calibration_toml,
+    kept_demographics,
+    measure,
+    with_demographics,
+    write_calibration,
+)
+from edge.evaluation.demographics import measured, search_all
+from edge.evaluation.demographics_report import demographics_report, summary
 from edge.evaluation.embedcache import EmbedCache
 from edge.evaluation.identify import FLIP_NOTES, Protocol, build_protocol, det_curve, identify_report
 from edge.evaluation.lfw import parse_pairs
 from edge.evaluation.resolution import LEVELS, PER_CLASS, Condition, lfw_protocol, resolution_report
 from edge.evaluation.verify import roc_curve, verify_report
-from edge.watchlist.calibration import calibration_path
+from edge.watchlist.calibration import FLOOR_AT, calibration_path, load_calibration
 
 IDENTIFY_FLIPS = ("none", "enroll", "both")
 
@@ -74,6 +84,21 @@ def register(commands) -> None:
     p.add_argument("--blur-level", type=float, default=20.0, help="eye distance for the --blur sweep (default 20)")
     _common(p)
     p.set_defaults(func=run_resolution)
+
+    p = group.add_parser("demographics", help="false alarms and misses per race and gender group, with intervals",
+                         description="false alarms of UTKFace passers-by against the London Set list, and misses of "
+                                     "London and LFW mated searches, per race, gender and race x gender group, at the "
+                                     "floor, the fixed default and the constant-FPIR thresholds (docs/evaluation.md)")
+    p.add_argument("--data", type=Path, help="demographics folder (default $EDGE_TEST_DATA/demographics, else "
+                                             "../shared/data/demographics)")
+    p.add_argument("--lfw", type=Path, help="LFW folder for mated searches by race (default beside --data); "
+                                            "'none' leaves them out")
+    p.add_argument("--at-thresholds", default="", help="also report at these thresholds, comma separated")
+    p.add_argument("--write-calibration", action="store_true",
+                   help="put the per-group curves into engines/calibration-<embedder>.toml (the device's policy "
+                        "reads them)")
+    _common(p)
+    p.set_defaults(func=run_demographics)
 
 
 def _protocol_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -220,15 +245,18 @@ def run_calibrate(args: argparse.Namespace) -> int:
     dataset = (f"{args.gallery.name}: gallery = random subsets (seed {args.seed}, mean of {args.repeats} draws below "
                f"the full size) of the {note}; non-mated = {len(protocol.non_mated)} photos of people not "
                f"enrolled ({noise}); {FLIP_NOTES[args.flip]}; detector long side {args.long_side}")
-    text = calibration_toml(points, cache.embedder, cache.stack.embedder_sha256, dataset, _command())
     out = args.out or calibration_path(cache.stack.manifest.folder, cache.embedder)
+    kept = kept_demographics(out, cache.stack.embedder_sha256)
+    text = calibration_toml(points, cache.embedder, cache.stack.embedder_sha256, dataset, _command(), kept)
     write_calibration(out, text)
     for p in points:
         print(f"gallery {p.gallery_size:5d}  FPIR {p.fpir:<6g} threshold {p.threshold:.4f}  FNIR {100 * p.fnir:5.1f} %")
     for f in fixed:
         print(f"gallery {f.gallery_size:5d}  threshold {f.threshold:<6g} FPIR {f.fpir:.2e} "
               f"({f.searches} non-mated searches)  FNIR {100 * f.fnir:5.1f} %")
-    print(f"wrote {out}")
+    print(f"wrote {out}" + ("; its per-group section was kept" if kept else
+                             f"; it has no per-group section yet: the device will not use {cache.embedder} until "
+                             f"`edge eval demographics --embedder {cache.embedder} --write-calibration` adds it"))
     if args.json:
         _write_json(args.json, {"command": _command(), "dataset": dataset, "embedder": cache.embedder,
                                 "points": [vars(p) for p in points], "at_thresholds": [vars(f) for f in fixed]})
@@ -273,6 +301,42 @@ def run_resolution(args: argparse.Namespace) -> int:
         from edge.evaluation.plots import resolution_plot
 
         resolution_plot(args.plot, report)
+    return 0
+
+
+def run_demographics(args: argparse.Namespace) -> int:
+    try:
+        extra = tuple(float(v) for v in args.at_thresholds.split(",") if v.strip())
+    except ValueError as exc:
+        raise ConfigError("--at-thresholds takes numbers, comma separated (e.g. 0.53,0.595)") from exc
+    if not all(-1 <= t <= 1 for t in extra):
+        raise ConfigError("--at-thresholds: cosines lie between -1 and 1")
+    started = time.perf_counter()
+    data = args.data or data_root() / "demographics"
+    lfw = None if str(args.lfw) == "none" else (args.lfw or data.parent / "lfw")
+    cache = _cache(args)
+    cal = load_calibration(cache.stack.manifest.folder, cache.embedder, cache.stack.embedder_sha256)
+    passers, mated, size = search_all(cache, data, lfw)
+    dataset = (f"false alarms: {len(passers.people)} UTKFace adults ({data / 'utkface'}) against the {size} London Set "
+               f"people enrolled from their neutral photo (flip-summed); misses: "
+               + ", ".join(f"{len(m.people)} {m.data} mated searches" for m in mated)
+               + f"; detector long side {args.long_side}")
+    demo = measured(passers, mated, size, dataset, _command(), FLOOR_AT[1])
+    report, _ = demographics_report(cal.model_copy(update={"demographics": demo}), demo, passers, mated, extra,
+                                    started)
+    report["command"] = _command()
+    _write_json(args.json, report)
+    print("\n".join(summary(report)))
+    if report["policy"]["refused"]:
+        print(f"the shipped policy would refuse this embedder: {report['policy']['refused']}")
+    if args.write_calibration:
+        out = calibration_path(cache.stack.manifest.folder, cache.embedder)
+        write_calibration(out, with_demographics(out, demo, cache.stack.embedder_sha256))
+        print(f"wrote the per-group curves into {out}")
+    if args.plot:
+        from edge.evaluation.plots import demographics_plot
+
+        demographics_plot(args.plot, report)
     return 0
 
 

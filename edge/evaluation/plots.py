@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import EdgeError
+from edge.watchlist.demographics import wilson
 
 
 def _pyplot() -> Any:
@@ -71,6 +72,46 @@ def resolution_plot(path: Path, report: dict[str, Any]) -> Path:
     ax.set_ylabel("rate")
     return _finish(plt, fig, ax, path, f"{report['embedder']}, gallery {report['gallery_size']}, "
                                        f"{report['sample']['mated']} mated probes per level")
+
+
+def demographics_plot(path: Path, report: dict[str, Any], floor: float = 1e-4) -> Path:
+    """False-alarm rate (left, log scale; 0 drawn at `floor`) and miss rate (right) against threshold, one line per
+    race group with its 95 % interval shaded; the device's thresholds after the group policy as dotted lines."""
+    plt = _pyplot()
+    curves = report["curves"]
+    x = np.array(curves["thresholds"])
+    misses = [c for c in curves["misses"] if c["data"] == "lfw"] or curves["misses"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), dpi=110)
+    panels = ((axes[0], curves["false_alarms"], "false alarms per passer-by (UTKFace vs London list)", True),
+              (axes[1], misses, f"misses per mated search ({misses[0]['data'] if misses else 'none'})", False))
+    for ax, rows, ylabel, log in panels:
+        for c in rows:
+            if c["attribute"] not in ("all", "race"):
+                continue
+            rate = np.array(c["errors"]) / c["trials"]
+            low, high = (np.array(v) for v in zip(*(wilson(int(e), c["trials"]) for e in c["errors"]), strict=True))
+            line, = ax.plot(x, np.maximum(rate, floor) if log else rate, lw=2.2 if c["attribute"] == "all" else 1.2,
+                            label=f"{c['group']} (n={c['trials']})")
+            ax.fill_between(x, np.maximum(low, floor) if log else low, high, color=line.get_color(), alpha=0.1)
+        for row in report["at_thresholds"]:
+            if row["policy"].startswith("after"):
+                ax.axvline(row["threshold"], color="grey", lw=0.7, ls=":")
+        if log:
+            ax.set_yscale("log")
+            ax.set_ylim(floor, 1)
+        else:
+            ax.set_ylim(0, 1)
+        ax.set_xlim(0.3, 0.7)
+        ax.set_xlabel("threshold (cosine); dotted: the device's thresholds")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{report['embedder']}: error rates by race group, 95 % Wilson intervals shaded", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def _finish(plt: Any, fig: Any, ax: Any, path: Path, title: str) -> Path:

@@ -17,11 +17,14 @@ from edge.audit.records import AuditRecord
 from edge.cliargs import Commands, add_broker_args, link_config
 from edge.config.base import check_id
 from edge.errors import EdgeError
+from edge.hq.group_rates import load_calibrations
 from edge.hq.ingest import Ingest, PublicKeys
 from edge.hq.report import DeploymentReport, build_report, hq_outcomes, render_markdown
 from edge.hq.store import Event, EventStore
 from edge.link.mqtt import LinkError
+from edge.models import ENGINES_DIR
 from edge.protocol.adjudication import Adjudication
+from edge.watchlist.calibration import Calibration
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +182,8 @@ def _report(args: argparse.Namespace) -> int:
         devices = [args.device] if args.device else store.devices("audit")
         if not devices:
             raise EdgeError(f"no audit records in {store.location}: run `edge hq ingest` while devices are running")
-        reports = [_device_report(store, device, keys, since) for device in devices]
+        calibrations = load_calibrations(ENGINES_DIR)
+        reports = [_device_report(store, device, keys, since, calibrations) for device in devices]
     finally:
         store.close()
     if args.json:
@@ -189,7 +193,8 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _device_report(store: EventStore, device: str, keys: PublicKeys | None, since: float | None) -> DeploymentReport:
+def _device_report(store: EventStore, device: str, keys: PublicKeys | None, since: float | None,
+                   calibrations: dict[str, Calibration]) -> DeploymentReport:
     records, unreadable = [], 0
     for event in store.events(device=device, kind="audit", limit=None):
         try:
@@ -204,7 +209,8 @@ def _device_report(store: EventStore, device: str, keys: PublicKeys | None, sinc
     if keys is not None and key is None:
         expected = " or ".join(map(str, keys.device_paths(device)))
         raise EdgeError(f"no public key for device {device!r}: expected {expected}")
-    report = build_report(records, hq_outcomes(decisions), [key] if key is not None else [], since=since)
+    report = build_report(records, hq_outcomes(decisions), [key] if key is not None else [], since=since,
+                          calibrations=calibrations)
     if unreadable:
         report.notes.append(f"{unreadable} ingested audit payload(s) are not edge.audit/1 records: left out")
     return report

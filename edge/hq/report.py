@@ -30,7 +30,9 @@ from edge.audit.records import (
 from edge.audit.verify import verify_records
 from edge.config.base import StrictModel
 from edge.errors import EdgeError
+from edge.hq.group_rates import GroupRatesInForce, in_force, render
 from edge.protocol.adjudication import Adjudication, State, Tally, tally
+from edge.watchlist.calibration import Calibration
 
 Outcome = Literal["confirmed", "rejected", "unsure", "pending"]
 _OUTCOME: dict[State, Outcome] = {
@@ -79,6 +81,7 @@ class PeriodReport(StrictModel):
     operator: str | None
     purpose: str | None
     threshold: float
+    threshold_policy: str
     watchlists: list[WatchlistUse]
     outcomes: Outcomes
     counters: CounterTotals
@@ -110,6 +113,7 @@ class DeploymentReport(StrictModel):
     totals: Outcomes
     counters: CounterTotals
     disagreements: list[str]
+    group_rates: list[GroupRatesInForce]
     notes: list[str]
 
 
@@ -128,13 +132,14 @@ def hq_outcomes(decisions: Iterable[Adjudication]) -> dict[str, Outcome]:
 
 def build_report(records: Iterable[AuditRecord], outcomes: Mapping[str, Outcome] | None = None,
                  keys: Sequence[Ed25519PublicKey] = (), clock: Callable[[], float] = time.time,
-                 since: float | None = None) -> DeploymentReport:
+                 since: float | None = None, calibrations: Mapping[str, Calibration] | None = None) -> DeploymentReport:
     """Report on one device's records (any order, duplicates allowed).
 
     `outcomes` maps event id to the outcome of the decisions HQ ingested from the handhelds (`hq_outcomes`);
     it takes precedence over the device's own adjudication records, and where the two differ the event is
     listed in `disagreements`. `since` (POSIX seconds): report only periods of use still running at or after
     it, and alerts, counters and refusals outside periods from then on; the chain is verified whole.
+    `calibrations` (by embedder sha256, `load_calibrations`) give the per-group rates at each threshold used.
     """
     unique = sorted({(r.seq, r.hash): r for r in records}.values(), key=lambda r: r.seq)
     if not unique:
@@ -148,6 +153,7 @@ def build_report(records: Iterable[AuditRecord], outcomes: Mapping[str, Outcome]
     alerts_in: dict[str, list[str]] = {}  # period id (or "" outside periods) -> alert event ids
     device_decisions: dict[str, list[AdjudicationBody]] = {}
     refusals: list[WatchlistRefusal] = []
+    used: list[tuple[str, float, str]] = []  # (embedder sha256, threshold, policy) in reported periods and alerts
     outside, notes, config_changes = CounterTotals(), [], 0
     current: PeriodReport | None = None
     for r in unique:
@@ -157,6 +163,8 @@ def build_report(records: Iterable[AuditRecord], outcomes: Mapping[str, Outcome]
                 notes.append(f"period {current.period_id} has no stop record before the next start (seq {r.seq})")
             current = _period(r.time, body)
             periods.append(current)
+            if r.time >= start:
+                used.append((body.embedder_sha256, body.threshold, body.threshold_policy))
         elif isinstance(body, PeriodStopBody):
             if current is not None and current.period_id == body.period_id:
                 current.stop, current.stop_reason, current = r.time, body.reason, None
@@ -170,6 +178,7 @@ def build_report(records: Iterable[AuditRecord], outcomes: Mapping[str, Outcome]
                                     reason=body.reason))
         elif isinstance(body, AlertBody) and (current is not None or r.time >= start):
             alerts_in.setdefault(current.period_id if current else "", []).append(body.event_id)
+            used.append((body.embedder_sha256, body.threshold, body.threshold_policy))
         elif isinstance(body, AdjudicationBody):
             device_decisions.setdefault(body.event_id, []).append(body)
         elif isinstance(body, CountersBody):
@@ -207,6 +216,7 @@ def build_report(records: Iterable[AuditRecord], outcomes: Mapping[str, Outcome]
         totals=_tally([e for p in periods for e in alerts_in.get(p.period_id, [])] + alerts_in.get("", []), final),
         counters=totals,
         disagreements=sorted(e for e, o in outcomes.items() if device_outcomes.get(e, o) != o),
+        group_rates=in_force(used, calibrations or {}),
         notes=notes,
     )
 
@@ -215,7 +225,8 @@ def _period(start: float, body: PeriodStartBody) -> PeriodReport:
     first = WatchlistUse(watchlist_id=body.watchlist_id, version=body.watchlist_version, size=body.watchlist_size,
                          since=start)
     return PeriodReport(period_id=body.period_id, start=start, place=body.place, camera=body.camera,
-                        operator=body.operator, purpose=body.purpose, threshold=body.threshold, watchlists=[first],
+                        operator=body.operator, purpose=body.purpose, threshold=body.threshold,
+                        threshold_policy=body.threshold_policy, watchlists=[first],
                         outcomes=Outcomes(), counters=CounterTotals())
 
 
@@ -266,7 +277,8 @@ def render_markdown(report: DeploymentReport) -> str:
         extra = [f"operator {p.operator}"] if p.operator else []
         extra += [f"purpose: {p.purpose}"] if p.purpose else []
         extra += [f"stop reason {p.stop_reason}"] if p.stop_reason else []
-        lines.append(f"- Period {p.period_id}: threshold {p.threshold:.2f}" + "".join(f"; {e}" for e in extra))
+        lines.append(f"- Period {p.period_id}: threshold {p.threshold:.4f} ({p.threshold_policy})"
+                     + "".join(f"; {e}" for e in extra))
     if report.outside_periods.alerts:
         lines.append(f"- {report.outside_periods.alerts} alerts outside any recorded period of use.")
     if report.refusals:
@@ -279,6 +291,7 @@ def render_markdown(report: DeploymentReport) -> str:
     if report.disagreements:
         lines.append("Decisions that differ between device and HQ: " + ", ".join(report.disagreements))
     lines += [f"Note: {n}" for n in report.notes]
+    lines += render(report.group_rates)
     return "\n".join(lines) + "\n"
 
 

@@ -69,6 +69,7 @@ class HandheldAlert(WireModel):
     case_ref: Text
     score: float = Field(ge=-1.0, le=1.0)
     threshold: float = Field(ge=-1.0, le=1.0)
+    threshold_policy: Text = Field(description="which rule set the threshold")
     fpir: float | None = Field(None, ge=0.0, le=1.0, description="false positive identification rate at threshold")
     margin: float = Field(ge=0.0, le=2.0, description="score minus the runner-up subject's score")
     probe_quality: float = Field(ge=0.0)
@@ -93,7 +94,8 @@ class HandheldAlert(WireModel):
         return cls(event_id=event.event_id, device=event.device, handheld=handheld, camera=event.camera,
                    observed_at=event.observed_at, subject_id=event.subject_id, label=event.label,
                    category=event.category, case_ref=event.case_ref, score=event.score, threshold=event.threshold,
-                   fpir=fpir, margin=event.margin, probe_quality=event.probe_quality, probe_crop=crop,
+                   threshold_policy=event.threshold_policy, fpir=fpir, margin=event.margin,
+                   probe_quality=event.probe_quality, probe_crop=crop,
                    reference_thumbnail=thumb)
 
 

@@ -56,7 +56,7 @@ def run_replay(args: argparse.Namespace) -> int:
     if gallery.size == 0:
         print("warning: the watchlist is empty; no alert can be raised", file=sys.stderr)
     threshold = policy.for_gallery(gallery.size)
-    print(f"watchlist: {gallery.size} people; threshold {threshold.value:.3f} ({threshold.mode}"
+    print(f"watchlist: {gallery.size} people; threshold {threshold.value:.3f} ({threshold.policy}"
           + (f", FPIR {fpir_text(threshold)}" if threshold.fpir else "") + ")", file=sys.stderr)
     pipeline = Pipeline(stack, gallery, threshold, stride=args.stride)
     summary = replay(pipeline, args.source, sys.stdout, args.json)

@@ -26,6 +26,7 @@ def alert_record(alert: Alert) -> dict[str, object]:
         "score": alert.score,
         "threshold": alert.threshold.value,
         "threshold_mode": alert.threshold.mode,
+        "threshold_policy": alert.threshold.policy,
         "fpir": alert.threshold.fpir,
         "fpir_is_upper_bound": alert.threshold.fpir_bound,
         "margin": alert.margin,

@@ -13,11 +13,13 @@ class Threshold:
     """The threshold in force and the false-alarm rate per passer-by it stands for (None: not calibrated).
 
     `fpir_bound`: the rate is at most `fpir` (the threshold lies above what the calibration could measure).
+    `policy`: which rule set the value, in words (alerts carry it, so a reviewer knows why this threshold).
     """
 
     value: float
     fpir: float | None
     mode: str
+    policy: str
     fpir_bound: bool = False
 
 

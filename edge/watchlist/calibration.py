@@ -4,6 +4,10 @@ The table (engines/calibration-<embedder>.toml) is measured with `edge eval cali
 size, the threshold at which a given fraction of non-mated searches (passers-by) raise an alert (FPIR). The
 embedder's floor and default fixed threshold follow from the table by the rules below, so they are re-derived
 with every new embedder and never carried over from another.
+
+Its [demographics] section (`edge eval demographics --write-calibration`) holds false alarms per race and gender
+group. LFW's average hides a group that draws several times more: the policy raises the floor until no group's
+rate can exceed `match.group_ceiling`, and by default holds the constant-FPIR target for the worst group.
 """
 
 import math
@@ -17,6 +21,7 @@ from edge.config.match import MatchConfig
 from edge.config.tomlio import load_toml
 from edge.errors import ConfigError
 from edge.track.decision import Threshold
+from edge.watchlist.demographics import Demographics, wilson
 
 # Below the floor even a 100-person list alarms on 1 passer-by in 100; the default fixed threshold holds
 # 1 in 1,000 at 500 people. Both are rounded up to two decimals (a higher threshold: fewer false alarms).
@@ -41,6 +46,7 @@ class Calibration(StrictModel):
     fixed_threshold: float = Field(description=f"threshold at FPIR {FIXED_AT[1]:g} for {FIXED_AT[0]} people, "
                                                "rounded up")
     points: list[CalibrationPoint] = Field(min_length=1)
+    demographics: Demographics | None = None
 
     @classmethod
     def load(cls, path: Path) -> "Calibration":
@@ -51,12 +57,12 @@ class Calibration(StrictModel):
 
     @classmethod
     def measured(cls, embedder: str, embedder_sha256: str, dataset: str, command: str,
-                 points: list[CalibrationPoint]) -> "Calibration":
+                 points: list[CalibrationPoint], demographics: Demographics | None = None) -> "Calibration":
         """The table with its floor and fixed threshold derived from the points."""
         bare = cls.model_construct(points=points)
         return cls(embedder=embedder, embedder_sha256=embedder_sha256, dataset=dataset, command=command,
                    floor=_round_up(bare.threshold_at(*FLOOR_AT)),
-                   fixed_threshold=_round_up(bare.threshold_at(*FIXED_AT)), points=points)
+                   fixed_threshold=_round_up(bare.threshold_at(*FIXED_AT)), points=points, demographics=demographics)
 
     @model_validator(mode="after")
     def _derived_from_points(self) -> "Calibration":
@@ -112,37 +118,65 @@ class Calibration(StrictModel):
 class ThresholdPolicy:
     """Turns the [match] config and an embedder's calibration table into the threshold for a list's size.
 
-    The floor and the fixed threshold default to the table's; a configured floor may only raise it, and no
-    threshold below the floor is used. An embedder without a table has no measured floor: it is not used.
+    The floor is the highest of: the table's (LFW), match.floor (may only raise it), and the lowest threshold at
+    which no race or gender group's false-alarm rate can exceed match.group_ceiling. No threshold below it is
+    used. In constant_fpir mode with fpir_for = worst_group (the default) the LFW threshold is raised by how much
+    more the worst group needs to fall to the same rate. An embedder whose table lacks either is not used.
     """
 
     def __init__(self, cfg: MatchConfig, calibration: Calibration, embedder: str = "this embedder") -> None:
-        measured = calibration.floor
-        if cfg.floor is not None and cfg.floor < measured:
-            raise ConfigError(f"match.floor {cfg.floor} is below the floor measured for {embedder}, {measured} (FPIR "
-                              f"{FLOOR_AT[1]:g} at {FLOOR_AT[0]} people): remove match.floor or raise it")
-        floor = measured if cfg.floor is None else cfg.floor
-        threshold = calibration.fixed_threshold if cfg.threshold is None else cfg.threshold
-        if cfg.mode == "fixed" and threshold < floor:
-            given = "match.threshold" if cfg.threshold is not None else f"the calibrated fixed threshold of {embedder}"
-            raise ConfigError(f"{given} {threshold} is below the floor {floor} for {embedder}: set match.threshold "
-                              f"to at least {floor}")
+        demo = calibration.demographics
+        if demo is None:
+            raise ConfigError(f"the calibration table of {embedder} has no per-group false-alarm rates, so no floor "
+                              "can be shown to hold for every group: measure them with `edge eval demographics "
+                              f"--embedder {embedder} --write-calibration`")
+        floors = [(calibration.floor, f"the floor measured on LFW for {embedder}")]
+        if cfg.floor is not None:
+            if cfg.floor < calibration.floor:
+                raise ConfigError(f"match.floor {cfg.floor} is below the floor measured for {embedder}, "
+                                  f"{calibration.floor} (FPIR {FLOOR_AT[1]:g} at {FLOOR_AT[0]} people): remove "
+                                  "match.floor or raise it")
+            floors.append((cfg.floor, "match.floor"))
+        ceiling = demo.ceiling_floor(cfg.group_ceiling)
+        if ceiling is None:
+            top = demo.thresholds[-1]
+            why = "; ".join(
+                f"the {c.group} group's {c.trials} passers-by cannot show a rate below "
+                f"{100 * wilson(0, c.trials)[1]:.1f} %" if c.errors[-1] == 0 else
+                f"{c.errors[-1]} of the {c.group} group's {c.trials} passers-by still alarm at {top}"
+                for c in demo.policy_groups() if wilson(c.errors[-1], c.trials)[1] > cfg.group_ceiling)
+            raise ConfigError(f"no threshold up to {top} keeps every group's false alarms provably under "
+                              f"match.group_ceiling {cfg.group_ceiling:g} for {embedder}: {why}; measure on more "
+                              "people (edge eval demographics) or raise match.group_ceiling")
+        floors.append((ceiling[0], f"no group above {100 * cfg.group_ceiling:g} % false alarms ({ceiling[1]} set it)"))
+        floor, self.floor_source = max(floors, key=lambda f: f[0])
+        self.shift, self.worst_group = demo.worst_shift() if cfg.fpir_for == "worst_group" else (0.0, "none")
+        if cfg.threshold is not None and cfg.mode == "fixed" and cfg.threshold < floor:
+            raise ConfigError(f"match.threshold {cfg.threshold} is below the floor {floor} for {embedder} "
+                              f"({self.floor_source}): set match.threshold to at least {floor}")
         self.cfg = cfg
         self.calibration = calibration
         self.embedder = embedder
         self.floor = floor
-        self.threshold = threshold
+        self.threshold = max(floor, calibration.fixed_threshold) if cfg.threshold is None else cfg.threshold
+        self.fixed_source = "match.threshold" if cfg.threshold is not None else (
+            "calibrated default" if calibration.fixed_threshold >= floor else f"floor: {self.floor_source}")
 
     def for_gallery(self, size: int) -> Threshold:
         cal = self.calibration
         if self.cfg.mode == "constant_fpir":
-            value = max(self.floor, cal.threshold_at(size, self.cfg.target_fpir))
-            fpir, bound = cal.fpir_at(size, value)
-            return Threshold(round(value, 4), fpir, "constant_fpir", bound)
+            target = cal.threshold_at(size, self.cfg.target_fpir) + self.shift
+            value = round(max(self.floor, target), 4)
+            fpir, bound = cal.fpir_at(size, value - self.shift)  # what the worst group sees when shifted
+            who = f"worst group, {self.worst_group} +{self.shift:.2f}" if self.shift else "all passers-by"
+            policy = f"constant FPIR {self.cfg.target_fpir:g} at {size} people ({who})" if target >= self.floor \
+                else f"floor: {self.floor_source}"
+            return Threshold(value, fpir, "constant_fpir", policy, bound)
+        policy = f"fixed ({self.fixed_source})"
         if size == 0:
-            return Threshold(self.threshold, None, "fixed")
+            return Threshold(self.threshold, None, "fixed", policy)
         fpir, bound = cal.fpir_at(size, self.threshold)
-        return Threshold(self.threshold, fpir, "fixed", bound)
+        return Threshold(self.threshold, fpir, "fixed", policy, bound)
 
 
 def calibration_path(engines_dir: Path, embedder: str) -> Path:

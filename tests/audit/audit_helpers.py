@@ -34,12 +34,14 @@ class FakeClock:
 def period_start(period_id: str = "p1", size: int = 3) -> PeriodStartBody:
     return PeriodStartBody(period_id=period_id, place="Main St / 5th Ave", camera="cam-01/front", operator="PC 4711",
                            purpose="case 2024-117", watchlist_id="wl-city", watchlist_version=7,
-                           watchlist_size=size, threshold=0.5)
+                           watchlist_size=size, threshold=0.5, threshold_policy="fixed (match.threshold)",
+                           embedder_sha256=H)
 
 
 def alert(event_id: str, score: float = 0.61) -> AlertBody:
     return AlertBody(event_id=event_id, track_id=3, frame=120, frame_time=T0 + 4.0, subject_id="s-17",
-                     watchlist_id="wl-city", watchlist_version=7, score=score, threshold=0.5, margin=0.2,
+                     watchlist_id="wl-city", watchlist_version=7, score=score, threshold=0.5,
+                     threshold_policy="fixed (match.threshold)", margin=0.2,
                      probe_quality=0.8, box=(10.0, 20.0, 110.0, 140.0), detector_sha256=H, embedder_sha256=H,
                      crop_sha256=H)
 

@@ -88,7 +88,15 @@ def test_demo_clip_alerts_reach_hq_and_nothing_else(fleet: TrialFleet, demo_dir:
         assert m["device"] == DEVICE and m["signature"]
         assert m["score"] >= m["threshold"] and m["case_ref"].startswith("DEMO-CASE")
         assert m["watchlist"]["version"] == 1
+        # a two-person list sits on the floor the group ceiling raised: the alert says so
+        assert m["threshold_policy"].startswith("floor: no group above 3 % false alarms"), m["threshold_policy"]
     kinds = [a["record"]["kind"] for a in audits]
+    bodies = [a["record"]["body"] for a in audits]
+    start = next(b for b, k in zip(bodies, kinds, strict=True) if k == "period_start")
+    assert start["threshold_policy"] == matches[0]["threshold_policy"]
+    assert start["embedder_sha256"] == matches[0]["models"]["embedder"]
+    assert all(b["threshold_policy"] == matches[0]["threshold_policy"] for b, k in zip(bodies, kinds, strict=True)
+               if k == "alert")
     assert "watchlist_installed" in kinds and "period_start" in kinds and "period_stop" in kinds
     first_config = next(a["record"]["body"] for a in audits if a["record"]["kind"] == "config_changed")
     assert {c["key"]: c["new"] for c in first_config["changes"]}["match.mode"] == "constant_fpir"

@@ -9,8 +9,10 @@ import pytest
 from edge.cli import main
 from edge.config.embedder import DEFAULT_EMBEDDER
 from edge.config.match import MatchConfig
+from edge.errors import ConfigError
 from edge.evaluation.identify import build_protocol
-from edge.watchlist.calibration import Calibration, ThresholdPolicy
+from edge.models import ENGINES_DIR
+from edge.watchlist.calibration import Calibration, ThresholdPolicy, calibration_path
 
 
 def test_protocol_never_searches_the_enrolled_photo(lfw_slice: Path, listed: tuple[str, ...],
@@ -73,8 +75,16 @@ def test_calibrate_writes_a_table_the_device_reads(lfw_slice: Path, eval_cache: 
                  "--cache", str(eval_cache), "--threads", "2"]) == 0
     cal = Calibration.load(table)
     assert cal.embedder == DEFAULT_EMBEDDER and len(cal.embedder_sha256) == 64
+    with pytest.raises(ConfigError, match="no per-group false-alarm rates"):  # a new table lacks them
+        ThresholdPolicy(MatchConfig(), cal, cal.embedder)
+    shutil.copy(calibration_path(ENGINES_DIR, DEFAULT_EMBEDDER), table)  # re-measuring keeps the measured groups
+    assert main(["eval", "calibrate", "--gallery", str(lfw_slice), "--probes", str(lfw_slice), "--min-images", "2",
+                 "--sizes", "2,5", "--fpirs", "0.5,0.34", "--repeats", "3", "--out", str(table),
+                 "--cache", str(eval_cache), "--threads", "2"]) == 0
+    cal = Calibration.load(table)
+    assert cal.demographics == Calibration.load(calibration_path(ENGINES_DIR, DEFAULT_EMBEDDER)).demographics
     policy = ThresholdPolicy(MatchConfig(), cal, cal.embedder)  # the device takes its floor and fixed threshold
-    assert policy.floor == cal.floor and policy.for_gallery(3).value >= cal.floor
+    assert policy.floor >= cal.floor and policy.for_gallery(3).value >= cal.floor
     assert sorted((p.gallery_size, p.fpir) for p in cal.points) == [(2, 0.34), (2, 0.5), (5, 0.34), (5, 0.5)]
     by = {(p.gallery_size, p.fpir): p.threshold for p in cal.points}
     assert by[(5, 0.34)] >= by[(5, 0.5)]  # fewer false alarms allowed: a stricter threshold

@@ -18,16 +18,22 @@ from edge.audit.log import AuditLog
 from edge.audit.records import AlertBody, CountersBody, PeriodStartBody, PeriodStopBody
 from edge.bench.synthetic import synthetic_match
 from edge.cli import main as edge_main
+from edge.config.embedder import DEFAULT_EMBEDDER
 from edge.config.handheld import HandheldFile
+from edge.config.match import MatchConfig
 from edge.hq.store import EventStore
 from edge.keys import load_signing_private, load_signing_public
 from edge.link.mqtt import MqttClient
 from edge.link.uplink import Uplink
+from edge.models import ENGINES_DIR, Manifest
 from edge.protocol.adjudication import Adjudication, verify_adjudication
 from edge.protocol.pairing import DevicePairing, read_record
 from edge.protocol.topics import adjudications
+from edge.watchlist.calibration import load_policy
 
 HASH = "ab" * 32
+POLICY = load_policy(MatchConfig(), ENGINES_DIR, DEFAULT_EMBEDDER,
+                     Manifest.load(ENGINES_DIR).spec(DEFAULT_EMBEDDER).sha256)
 
 
 def report(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
@@ -64,13 +70,16 @@ def test_alert_to_handheld_decisions_to_device_audit_and_hq_report(
         assert wait_until(lambda: bool(pairings), 5) and [h.id for h in pairings[-1].handhelds] == ["h1"]
         audit.append("period_start", PeriodStartBody(period_id="p1", place="Market St", camera="cam01/front",
                                                      watchlist_id="wl-city", watchlist_version=4, watchlist_size=2,
-                                                     threshold=0.45))
+                                                     threshold=POLICY.floor,
+                                                     threshold_policy=POLICY.for_gallery(2).policy,
+                                                     embedder_sha256=POLICY.calibration.embedder_sha256))
         event = synthetic_match("cam01", 1)
         uplink.send_match(event)
         audit.append("alert", AlertBody(event_id=event.event_id, track_id=1, frame=10, frame_time=event.observed_at
                                         .timestamp(), subject_id=event.subject_id, watchlist_id="wl-city",
                                         watchlist_version=4, score=event.score, threshold=event.threshold,
-                                        margin=event.margin, probe_quality=0.9, box=(10, 20, 110, 140),
+                                        threshold_policy=event.threshold_policy, margin=event.margin, probe_quality=0.9,
+                                        box=(10, 20, 110, 140),
                                         detector_sha256=HASH, embedder_sha256=HASH))
         for topic, envelope in pairings[-1].sealed_alerts(event, device_key, jpeg(200, "probe"), jpeg(40, "ref")):
             uplink.send_handheld_alert(topic, envelope)  # h1 never connected yet: the outbox keeps it (0x10)
@@ -99,6 +108,15 @@ def test_alert_to_handheld_decisions_to_device_audit_and_hq_report(
     text = report(capsys, "--db", db, "--device-keys", str(fleet.keys))
     assert "| p1 |" in text and "| Market St | cam01/front | wl-city v4 (2) | 1 | 1 | 0 | 0 | 0 |" in text
     assert "chain intact; checkpoints signed by the device" in text and "900 frames, 7 faces seen" in text
+    # the groups' measured rates at the threshold in force, from the shipped table; none for an unknown model
+    groups = text.split("## Error rates by demographic group")[1]
+    assert f"### {DEFAULT_EMBEDDER}, threshold {POLICY.floor:.4f} (floor: no group above 3 % false alarms" in groups
+    black = POLICY.calibration.demographics.rates("false_alarms", POLICY.floor)
+    row = next(r for r in black if r.group == "Black")
+    assert f"| false alarms (utkface, at {row.threshold:.2f}) | Black | {row.errors} | {row.trials} |" in groups
+    assert "Not covered by these figures" in groups and "ages 18-59 only" in groups
+    assert f"### embedder {HASH[:12]}, threshold 0.5000 (fixed (match.threshold))" in groups
+    assert "**Not measured**" in groups
     assert "| p1 |" not in report(capsys, "--db", db, "--since", "2099-01-01T00:00Z")
     capsys.readouterr()
     assert edge_main(["hq", "events", "--db", db, "--kind", "adjudication"]) == 0

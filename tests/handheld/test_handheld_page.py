@@ -100,6 +100,7 @@ def test_alert_shows_live_and_decisions_reach_device_audit_and_hq(fleet: FleetFi
         assert shown.locator(".statement").text_content() == STATEMENT
         assert shown.locator(".score").text_content() == "0.612"
         assert shown.locator(".threshold").text_content().startswith("0.450")
+        assert shown.locator(".policy").text_content() == f"Threshold set by: {alert.threshold_policy}"
         assert shown.locator(".case").text_content() == "CASE-2025-0042"
         for image in (".probe", ".reference"):
             assert shown.locator(image).evaluate("img => img.complete && img.naturalWidth") == 112

@@ -12,6 +12,7 @@ from edge.config.match import MatchConfig
 from edge.errors import ConfigError
 from edge.models import ENGINES_DIR, Manifest
 from edge.watchlist.calibration import Calibration, CalibrationPoint, ThresholdPolicy, calibration_path, load_policy
+from edge.watchlist.demographics import Demographics, GroupCurve, wilson
 
 MANIFEST = Manifest.load(ENGINES_DIR)
 
@@ -28,7 +29,7 @@ def policy(name: str, **match) -> ThresholdPolicy:
 
 
 def test_replay_refuses_a_threshold_below_the_embedders_floor(tmp_path, capsys):
-    floor = shipped(DEFAULT_EMBEDDER).floor
+    floor = policy(DEFAULT_EMBEDDER).floor
     code = main(["replay", "--source", str(tmp_path), "--enroll", str(tmp_path), "--threshold", str(floor - 0.05)])
     err = capsys.readouterr().err
     assert code == 2
@@ -45,7 +46,7 @@ def test_replay_threshold_is_used_in_the_default_mode():
 
 
 def test_device_config_refuses_a_threshold_below_the_floor(tmp_path):
-    floor = shipped(DEFAULT_EMBEDDER).floor
+    floor = policy(DEFAULT_EMBEDDER).floor
     path = tmp_path / "edge.toml"
     path.write_text(f'[device]\nid = "cam-1"\n[match]\nthreshold = {floor - 0.01:.2f}\n')
     cfg = load_config(path)
@@ -70,12 +71,31 @@ def test_a_configured_floor_may_raise_the_measured_one_never_lower_it():
     assert raised.for_gallery(2).value == pytest.approx(measured + 0.05)
 
 
-def table() -> Calibration:
+GRID = [round(0.40 + 0.01 * i, 2) for i in range(31)]  # 0.40 .. 0.70
+
+
+def fa_curve(group: str, trials: int, zero_at: float, attribute: str = "race") -> GroupCurve:
+    """False alarms falling linearly from 20 % of `trials` at 0.40 to none at `zero_at`."""
+    errors = [max(0, round(0.2 * trials * (zero_at - t) / (zero_at - 0.40))) for t in GRID]
+    return GroupCurve(data="synthetic", attribute=attribute, group=group, trials=trials, errors=errors)
+
+
+def groups(black_zero_at: float = 0.50) -> Demographics:
+    """Passers-by of two groups; Black ones draw false alarms up to a higher threshold than White ones."""
+    white, black = fa_curve("White", 1000, 0.50), fa_curve("Black", 200, black_zero_at)
+    everyone = GroupCurve(data="synthetic", attribute="all", group="all", trials=1200,
+                          errors=[w + b for w, b in zip(white.errors, black.errors, strict=True)])
+    curves = [everyone, white, black]
+    return Demographics(dataset="synthetic", command="test", watchlist_size=100, reference_fpir=1e-2,
+                        thresholds=GRID, false_alarms=curves)
+
+
+def table(demographics: Demographics | None = None) -> Calibration:
     points = []
     for size, base in ((100, 0.55), (1000, 0.60)):
         for fpir, offset in ((1e-2, 0.0), (1e-3, 0.05)):
             points.append(CalibrationPoint(gallery_size=size, fpir=fpir, threshold=base + offset))
-    return Calibration.measured("m", "0" * 64, "test", "test", points)
+    return Calibration.measured("m", "0" * 64, "test", "test", points, demographics or groups())
 
 
 def test_floor_and_fixed_threshold_follow_from_the_points():
@@ -88,7 +108,7 @@ def test_floor_and_fixed_threshold_follow_from_the_points():
 
 
 def test_constant_fpir_threshold_grows_with_the_list():
-    p = ThresholdPolicy(MatchConfig(mode="constant_fpir", target_fpir=1e-3), table())
+    p = ThresholdPolicy(MatchConfig(mode="constant_fpir", target_fpir=1e-3, fpir_for="all"), table())
     small, large, huge = (p.for_gallery(n) for n in (100, 1000, 10000))
     assert small.value == pytest.approx(0.60) and large.value == pytest.approx(0.65)
     assert huge.value == pytest.approx(0.70)  # extrapolated at the measured slope
@@ -115,8 +135,9 @@ def test_the_floor_can_be_raised_above_the_fixed_threshold_in_the_default_mode()
     fixed = shipped(DEFAULT_EMBEDDER).fixed_threshold
     raised = policy(DEFAULT_EMBEDDER, floor=fixed + 0.05)  # constant_fpir: the fixed threshold is not used
     assert raised.for_gallery(100).value == pytest.approx(fixed + 0.05)
-    with pytest.raises(ConfigError, match=r"set match\.threshold to at least"):
-        policy(DEFAULT_EMBEDDER, mode="fixed", floor=fixed + 0.05)
+    fixed_mode = policy(DEFAULT_EMBEDDER, mode="fixed", floor=fixed + 0.05).for_gallery(100)
+    assert fixed_mode.value == pytest.approx(fixed + 0.05), "the default fixed threshold never sits below the floor"
+    assert fixed_mode.policy == "fixed (floor: match.floor)"
 
 
 @pytest.mark.parametrize("edit", [
@@ -143,7 +164,9 @@ def test_shipped_calibration_matches_the_shipped_embedder(name):
     assert thresholds == sorted(thresholds), "a longer list needs a higher threshold for the same FPIR"
     assert all(table.floor <= t < 1 for t in thresholds)
     tiny = p.for_gallery(2)
-    assert tiny.value == table.floor and tiny.fpir_bound, "a tiny list sits on the floor; its rate is a bound"
+    assert tiny.value == p.floor >= table.floor, "a tiny list sits on the floor"
+    assert tiny.fpir_bound, "its rate is a bound"
+    assert tiny.policy.startswith("floor: ")
 
 
 def test_thresholds_never_carry_over_between_embedders():
@@ -151,3 +174,68 @@ def test_thresholds_never_carry_over_between_embedders():
     sface, mfn = shipped("sface_128"), shipped("mobilefacenet_192")
     assert sface.floor < mfn.floor and sface.fixed_threshold < mfn.fixed_threshold
     assert policy("sface_128").for_gallery(500).value != policy("mobilefacenet_192").for_gallery(500).value
+
+
+# --- the group policy (issue 14) ----------------------------------------------------------------------------------
+
+def test_a_group_above_the_ceiling_raises_the_floor():
+    """Black passers-by draw false alarms up to 0.60, White ones up to 0.50: the floor rises until the Black group's
+    upper 95 % bound is under the ceiling, above the LFW floor (0.55) that averages the two."""
+    cal = table(groups(black_zero_at=0.60))
+    p = ThresholdPolicy(MatchConfig(group_ceiling=0.03), cal)
+    black = next(c for c in cal.demographics.false_alarms if c.group == "Black")
+    i = GRID.index(p.floor)
+    assert p.floor > cal.floor
+    assert wilson(black.errors[i], black.trials)[1] <= 0.03 < wilson(black.errors[i - 1], black.trials)[1]
+    assert "Black set it" in p.floor_source
+    assert p.for_gallery(2).policy == f"floor: {p.floor_source}"
+    lax = ThresholdPolicy(MatchConfig(group_ceiling=0.05), cal)
+    assert cal.floor <= lax.floor < p.floor, "a higher ceiling lets the floor stay lower"
+
+
+def test_a_ceiling_the_data_cannot_show_is_refused():
+    """200 Black passers-by with no false alarm bound the rate only below 1.9 %: a 1 % ceiling cannot be shown."""
+    with pytest.raises(ConfigError, match=r"Black group's 200 passers-by cannot show a rate below 1\.9 %"):
+        ThresholdPolicy(MatchConfig(group_ceiling=0.01), table())
+
+
+def test_constant_fpir_targets_the_worst_group_by_default():
+    cal = table(groups(black_zero_at=0.60))
+    worst = ThresholdPolicy(MatchConfig(group_ceiling=0.05), cal)
+    average = ThresholdPolicy(MatchConfig(group_ceiling=0.05, fpir_for="all"), cal)
+    assert MatchConfig().fpir_for == "worst_group"
+    assert worst.worst_group == "Black" and worst.shift > 0
+    t_worst, t_avg = worst.for_gallery(1000), average.for_gallery(1000)
+    assert t_worst.value == pytest.approx(t_avg.value + worst.shift)
+    assert "worst group, Black" in t_worst.policy and "all passers-by" in t_avg.policy
+    assert t_worst.fpir == pytest.approx(t_avg.fpir), "the rate stated is the one the worst group sees"
+
+
+def test_a_table_without_group_curves_is_not_used():
+    bare = table().model_copy(update={"demographics": None})
+    with pytest.raises(ConfigError, match=r"no per-group false-alarm rates.*edge eval demographics"):
+        ThresholdPolicy(MatchConfig(), bare)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda d: d["false_alarms"][1].update(errors=d["false_alarms"][1]["errors"][:-1]),  # one count short
+    lambda d: d["false_alarms"][1]["errors"].__setitem__(-1, 999),  # more errors than searches, and rising
+    lambda d: d.update(false_alarms=d["false_alarms"][1:]),  # no curve for all passers-by
+    lambda d: d.update(thresholds=list(reversed(d["thresholds"]))),
+])
+def test_damaged_group_curves_are_refused(edit):
+    d = groups().model_dump()
+    edit(d)
+    with pytest.raises(ValueError):
+        Demographics(**d)
+
+
+@pytest.mark.parametrize("name", ["sface_128", "mobilefacenet_192"])
+def test_shipped_group_policy_holds_every_group_under_the_ceiling(name):
+    """At the shipped floor no race or gender group's measured false alarms can exceed the default ceiling."""
+    demo = shipped(name).demographics
+    assert demo is not None, f"run `edge eval demographics --embedder {name} --write-calibration`"
+    p = policy(name)
+    for rate in demo.rates("false_alarms", p.floor):
+        if rate.attribute in ("race", "gender"):
+            assert rate.interval[1] <= MatchConfig().group_ceiling, rate.text()

@@ -215,7 +215,8 @@ def test_device_seals_a_match_event_for_each_paired_handheld_only() -> None:
     template = make_alert("cam01", "h1")
     event = MatchEvent(event_id=template.event_id, device="cam01", camera="front", track=3,
                        observed_at=template.observed_at, subject_id="S-001", label="Subject Alpha",
-                       category="missing", case_ref="CASE-1", score=0.7, threshold=0.5, margin=0.2, probe_quality=0.8,
+                       category="missing", case_ref="CASE-1", score=0.7, threshold=0.5,
+                       threshold_policy="fixed (match.threshold)", margin=0.2, probe_quality=0.8,
                        box=Box(x1=1, y1=2, x2=30, y2=40), watchlist=WatchlistRef(id="wl", version=3, sha256="a" * 64),
                        models=ModelHashes(detector="b" * 64, embedder="c" * 64))
     crop, thumb = base64.b64decode(template.probe_crop), base64.b64decode(template.reference_thumbnail or "")

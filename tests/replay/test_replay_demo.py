@@ -18,7 +18,7 @@ from edge.pipeline import Pipeline
 from edge.replay.run import replay
 from edge.vision.enroll import Enroller
 from edge.vision.stack import VisionStack
-from edge.watchlist.calibration import Calibration, calibration_path
+from edge.watchlist.calibration import Calibration, ThresholdPolicy, calibration_path
 from edge.watchlist.match import Gallery
 from edge.watchlist.photos import gallery_from_photos
 
@@ -52,10 +52,11 @@ def test_alerts_on_lin_manuel_miranda_only(tmp_path, demo_dir, clip, capsys):
     assert {a["person"] for a in lines} == {"Lin Manuel Miranda"}
     # one decision per track, never per frame
     assert len({a["track"] for a in lines}) == len(lines)
-    floor = DEFAULT_TABLE.floor
+    floor = ThresholdPolicy(MatchConfig(), DEFAULT_TABLE).floor
     for a in lines:
         # a two-person list under the default constant-FPIR policy sits on the floor, a rate the table bounds
         assert a["threshold_mode"] == "constant_fpir" and a["threshold"] == floor
+        assert a["threshold_policy"].startswith("floor: ")
         assert a["fpir"] == MatchConfig().target_fpir and a["fpir_is_upper_bound"] is True
         assert a["score"] >= a["threshold"]
         assert 0 < a["quality"] <= 1 and a["margin"] > 0
@@ -115,7 +116,7 @@ def test_nothing_about_unmatched_faces_leaves_the_pipeline(stack, demo_dir, clip
 def stack_threshold():
     from edge.track.decision import Threshold
 
-    return Threshold(DEFAULT_TABLE.fixed_threshold, None, "fixed")
+    return Threshold(DEFAULT_TABLE.fixed_threshold, None, "fixed", "fixed (calibrated default)")
 
 
 def test_track_state_dies_with_the_track(stack, demo_dir, clip):

@@ -1,0 +1,204 @@
+"""Error rates per demographic group (NIST IR 8280's question), measured on the device's own path.
+
+False alarms: UTKFace adults (no identities, so passers-by only) searched against a non-celebrity watchlist,
+the 102 people of the Face Research Lab London Set enrolled from their neutral photo as the device enrolls
+(flip-summed). A celebrity list would be wrong here: UTKFace holds celebrity photos, and their "false" alarms
+against LFW are true matches. Misses: the London people's smiling photo searched against that list, and LFW
+people with a race label searched against LFW's 1,680-person gallery (as `edge eval identify`).
+
+The sources label race differently; each label is mapped onto UTKFace's five groups (RACE_MAP), so that one
+group name means one thing across the report and the calibration table.
+"""
+
+import csv
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import EdgeError
+from edge.evaluation.embedcache import EmbedCache
+from edge.evaluation.identify import best_matches, build_protocol
+from edge.watchlist.demographics import Demographics, GroupCurve, GroupRate
+from edge.watchlist.match import Gallery
+
+GRID = tuple(round(0.20 + 0.01 * i, 2) for i in range(61))  # 0.20 .. 0.80
+MIN_CELL = 50  # race x gender cells with fewer searches are left out (their intervals say nothing)
+RACES = ("White", "Black", "Asian", "Indian", "Others")
+RACE_MAP = {
+    "white": "White", "caucasian": "White",
+    "black": "Black", "african": "Black",
+    "asian": "Asian", "east_asian": "Asian", "eastasian": "Asian",
+    "indian": "Indian", "asianindian": "Indian",
+    "others": "Others", "west_asian": "Others", "mixed": "Others", "latino": "Others", "pacificislander": "Others",
+    "other": "Others",
+}
+RACE_MAP_NOTE = ("race labels mapped onto UTKFace's five groups: London white, LFW caucasian -> White; black, african "
+                 "-> Black; east_asian, eastasian -> Asian; asianindian -> Indian; west_asian, mixed, latino, "
+                 "pacificislander, other and mixed labels (east_asian/white) -> Others")
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """A photo with its person (None for UTKFace: unknown) and the labels its source gives."""
+
+    path: Path
+    identity: str | None
+    race: str
+    gender: str | None
+
+
+@dataclass(frozen=True)
+class Searched:
+    """Best score per search, whether the best candidate was the right person (mated only), and who searched."""
+
+    data: str
+    people: list[Labelled]
+    scores: np.ndarray  # -inf where no face was found
+    correct: np.ndarray | None  # mated searches only
+    no_face: int
+
+
+def _race(label: str, where: str) -> str:
+    label = label.strip().lower()
+    race = "Others" if "/" in label else RACE_MAP.get(label)  # a mixed label such as east_asian/white
+    if race is None:
+        raise EdgeError(f"{where}: race label {label!r} is not one this evaluation knows "
+                        f"({', '.join(sorted(RACE_MAP))})")
+    return race
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise EdgeError(f"{path} is missing: point --data at the demographics folder of the shared data "
+                        "(see ../shared/data/demographics/README.md)")
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def utkface(root: Path) -> list[Labelled]:
+    return [Labelled(root / "utkface" / "images" / r["file"], None, _race(r["race"], "utkface"), r["gender"])
+            for r in _rows(root / "utkface" / "labels.csv")]
+
+
+def london(root: Path) -> tuple[list[Labelled], list[Labelled]]:
+    """(neutral photos, smiling photos), one each per person, in the same order."""
+    by_expr: dict[str, dict[str, Labelled]] = {"neutral": {}, "smiling": {}}
+    for r in _rows(root / "london" / "labels.csv"):
+        if r["expression"] in by_expr:
+            by_expr[r["expression"]][r["identity"]] = Labelled(root / "london" / "images" / r["file"], r["identity"],
+                                                               _race(r["ethnicity"], "london"), r["gender"])
+    people = sorted(set(by_expr["neutral"]) & set(by_expr["smiling"]))
+    if not people:
+        raise EdgeError(f"{root / 'london'}: no person with both a neutral and a smiling photo")
+    return [by_expr["neutral"][p] for p in people], [by_expr["smiling"][p] for p in people]
+
+
+def lfw_races(path: Path) -> dict[str, str]:
+    """LFW identity -> race, where the source gives a single label."""
+    return {r["name"]: _race(r["single_label"], "lfw_race_labels.csv") for r in _rows(path) if r["single_label"]}
+
+
+def _gallery(cache: EmbedCache, people: list[Labelled], flip: bool) -> Gallery:
+    emb = cache.embed([p.path for p in people], flip=flip, desc="enrolling")
+    return Gallery.from_subjects([(str(p.identity), str(p.identity), emb.embeddings[i][None])
+                                  for i, p in enumerate(people) if emb.ok[i]])
+
+
+def _search(cache: EmbedCache, gallery: Gallery, data: str, people: list[Labelled], mated: bool,
+            desc: str) -> Searched:
+    emb = cache.embed([p.path for p in people], desc=desc)
+    ids, scores = best_matches(gallery, emb.embeddings)
+    scores = np.where(emb.ok, scores, -np.inf)
+    correct = np.array([ok and i == p.identity for ok, i, p in zip(emb.ok, ids, people, strict=True)]) \
+        if mated else None
+    return Searched(data, people, scores, correct, int((~emb.ok).sum()))
+
+
+def search_all(cache: EmbedCache, data_dir: Path, lfw_dir: Path | None,
+               enroll_flip: bool = True) -> tuple[Searched, list[Searched], int]:
+    """(passers-by against the London list, mated searches per source, list size)."""
+    neutral, smiling = london(data_dir)
+    gallery = _gallery(cache, neutral, enroll_flip)
+    if gallery.size == 0:
+        raise EdgeError("no London photo had a usable face: nobody could be enrolled")
+    passers = _search(cache, gallery, "utkface", utkface(data_dir), False, "passers-by")
+    mated = [_search(cache, gallery, "london", smiling, True, "london smiling")]
+    if lfw_dir is not None:
+        races = lfw_races(data_dir / "lfw_race_labels.csv")
+        protocol = build_protocol(lfw_dir, lfw_dir, 2, True)
+        lfw_gallery = _gallery(cache, [Labelled(g.path, g.identity, "", None) for g in protocol.gallery], enroll_flip)
+        probes = [Labelled(m.path, m.identity, races[m.identity], None) for m in protocol.mated if m.identity in races]
+        mated.append(_search(cache, lfw_gallery, "lfw", probes, True, "lfw mated"))
+    return passers, mated, gallery.size
+
+
+def groups(people: list[Labelled]) -> Iterable[tuple[str, str, np.ndarray]]:
+    """(attribute, group, mask): everyone, each race, each gender, and race x gender cells large enough."""
+    race = np.array([p.race for p in people])
+    gender = np.array([p.gender or "" for p in people])
+    yield "all", "all", np.ones(len(people), bool)
+    for r in RACES:
+        if (race == r).any():
+            yield "race", r, race == r
+    for g in sorted(set(gender) - {""}):
+        yield "gender", g, gender == g
+    for r in RACES:
+        for g in sorted(set(gender) - {""}):
+            cell = (race == r) & (gender == g)
+            if cell.sum() >= MIN_CELL:
+                yield "race_gender", f"{r} {g}", cell
+
+
+def errors_at(s: Searched, mask: np.ndarray, thresholds: Iterable[float]) -> tuple[list[int], int]:
+    """Errors at each threshold among the searches in `mask` that found a face, and how many those are.
+
+    A passer-by errs when the best candidate scores at or above the threshold; a mated search when its own
+    person is not the best candidate, or scores below it. As in `edge eval identify`, a mated probe with no face
+    is a miss and a passer-by with no face is left out."""
+    scores = s.scores[mask]
+    if s.correct is None:
+        scores = scores[np.isfinite(scores)]
+        return [int((scores >= t).sum()) for t in thresholds], len(scores)
+    correct = s.correct[mask]
+    return [int((~(correct & (scores >= t))).sum()) for t in thresholds], len(scores)
+
+
+def curves(s: Searched, thresholds: tuple[float, ...] = GRID) -> list[GroupCurve]:
+    out = []
+    for attribute, group, mask in groups(s.people):
+        errors, trials = errors_at(s, mask, thresholds)
+        if trials:
+            out.append(GroupCurve(data=s.data, attribute=attribute, group=group, trials=trials, errors=errors))
+    return out
+
+
+def rates_at(s: Searched, threshold: float) -> list[GroupRate]:
+    """Exact counts at one threshold (not the grid's)."""
+    out = []
+    for attribute, group, mask in groups(s.people):
+        (errors,), trials = errors_at(s, mask, (threshold,))
+        if trials:
+            out.append(GroupRate(s.data, attribute, group, errors, trials, threshold))
+    return out
+
+
+def measured(passers: Searched, mated: list[Searched], list_size: int, dataset: str, command: str,
+             reference_fpir: float) -> Demographics:
+    return Demographics(dataset=dataset, command=command, watchlist_size=list_size, reference_fpir=reference_fpir,
+                        thresholds=list(GRID), false_alarms=curves(passers),
+                        misses=[c for m in mated for c in curves(m)])
+
+
+def worst_to_best(rates: list[GroupRate], attribute: str) -> dict[str, object]:
+    """The highest and the lowest rate among one attribute's groups and their ratio (None when the lowest is 0:
+    a ratio to zero is not a number; both counts are given)."""
+    rows = [r for r in rates if r.attribute == attribute]
+    if len(rows) < 2:
+        return {}
+    worst, best = max(rows, key=lambda r: r.rate), min(rows, key=lambda r: r.rate)
+    if worst.errors == 0:
+        return {"worst": None, "best": None, "ratio": None, "note": "no errors in any group"}
+    return {"worst": worst.group, "worst_rate": round(worst.rate, 5), "best": best.group,
+            "best_rate": round(best.rate, 5), "ratio": round(worst.rate / best.rate, 2) if best.rate else None}
