@@ -168,7 +168,9 @@ class ThresholdPolicy:
             target = cal.threshold_at(size, self.cfg.target_fpir) + self.shift
             value = round(max(self.floor, target), 4)
             fpir, bound = cal.fpir_at(size, value - self.shift)  # what the worst group sees when shifted
-            who = f"worst group, {self.worst_group} +{self.shift:.2f}" if self.shift else "all passers-by"
+            who = f"worst group, {self.worst_group} +{self.shift:.2f}" if self.shift else (
+                "no group measured worse than all passers-by" if self.cfg.fpir_for == "worst_group" else
+                "all passers-by, on average")
             policy = f"constant FPIR {self.cfg.target_fpir:g} at {size} people ({who})" if target >= self.floor \
                 else f"floor: {self.floor_source}"
             return Threshold(value, fpir, "constant_fpir", policy, bound)

@@ -135,13 +135,21 @@ class Demographics(StrictModel):
 
     def worst_shift(self) -> tuple[float, str]:
         """How much higher the threshold must be for the worst protected group to reach the reference false-alarm
-        rate than for all passers-by together, and that group (0 and 'none' when no group needs more)."""
+        rate than for all passers-by together, and that group (0 and 'none' when no group needs more).
+
+        Only a group the data shows to be worse counts: at the threshold where all passers-by reach the reference
+        rate, the lower end of its 95 % interval lies above their rate. A small group's excess that may be chance
+        moves no one's threshold; the ceiling (`ceiling_floor`) guards what the data cannot rule out.
+        """
         everyone = next(c for c in self.false_alarms if c.attribute == "all")
         base = self.threshold_for(everyone, self.reference_fpir)
         if base is None:
             return 0.0, "none"
+        i = self.thresholds.index(base)
         shift, worst = 0.0, "none"
         for c in self.policy_groups():
+            if wilson(c.errors[i], c.trials)[0] <= everyone.errors[i] / everyone.trials:
+                continue
             t = self.threshold_for(c, self.reference_fpir)
             t = self.thresholds[-1] if t is None else t
             if t - base > shift + 1e-9:

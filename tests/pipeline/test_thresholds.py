@@ -207,8 +207,22 @@ def test_constant_fpir_targets_the_worst_group_by_default():
     assert worst.worst_group == "Black" and worst.shift > 0
     t_worst, t_avg = worst.for_gallery(1000), average.for_gallery(1000)
     assert t_worst.value == pytest.approx(t_avg.value + worst.shift)
-    assert "worst group, Black" in t_worst.policy and "all passers-by" in t_avg.policy
+    assert "worst group, Black" in t_worst.policy and "all passers-by, on average" in t_avg.policy
     assert t_worst.fpir == pytest.approx(t_avg.fpir), "the rate stated is the one the worst group sees"
+
+
+def test_an_excess_the_data_does_not_show_moves_no_threshold():
+    """1 of 20 passers-by (5 %) against 10 of 1,020 (1 %) may be chance: the interval of 1/20 reaches below 1 %."""
+    thresholds = [0.40, 0.41, 0.42, 0.43]
+    curves = [GroupCurve(data="s", attribute="all", group="all", trials=1020, errors=[20, 11, 10, 0]),
+              GroupCurve(data="s", attribute="race", group="White", trials=1000, errors=[18, 10, 9, 0]),
+              GroupCurve(data="s", attribute="race", group="Black", trials=20, errors=[2, 1, 1, 0])]
+    demo = Demographics(dataset="s", command="t", watchlist_size=100, reference_fpir=1e-2, thresholds=thresholds,
+                        false_alarms=curves)
+    assert demo.worst_shift() == (0.0, "none")
+    shown = demo.model_copy(update={"false_alarms": [*curves[:2], curves[2].model_copy(
+        update={"trials": 200, "errors": [20, 10, 10, 0]})]})  # 5 % of 200: the interval stays above 1 %
+    assert shown.worst_shift() == (0.01, "Black")
 
 
 def test_a_table_without_group_curves_is_not_used():
