@@ -49,6 +49,15 @@ class _Body(StrictModel):
     model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
 
+def _without_unset(data: dict[str, Any], added_later: tuple[str, ...]) -> dict[str, Any]:
+    """Leave out fields added to a body after records were first written, when absent: those records then hash
+    (and verify) as they were written."""
+    return {k: v for k, v in data.items() if not (k in added_later and v is None)}
+
+
+ADDED_FOR_GROUPS = ("threshold_policy", "embedder_sha256")  # the group policy (issue 14)
+
+
 class TornTail(_Body):
     """An unfinished last line found when the log was reopened: a write cut short by a crash or power loss."""
 
@@ -84,8 +93,13 @@ class PeriodStartBody(_Body):
     watchlist_version: NonNegativeInt | None = None
     watchlist_size: NonNegativeInt = Field(description="entries in the installed watchlist")
     threshold: float
-    threshold_policy: Text = Field(description="which rule set the threshold (edge.watchlist.calibration)")
-    embedder_sha256: Sha256Hex = Field(description="embedder the threshold was calibrated for")
+    threshold_policy: Text | None = Field(None, description="which rule set the threshold (None in records written "
+                                                            "before it was recorded)")
+    embedder_sha256: Sha256Hex | None = Field(None, description="embedder the threshold was calibrated for")
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _without_unset(handler(self), ADDED_FOR_GROUPS)
 
 
 class PeriodStopBody(_Body):
@@ -140,13 +154,18 @@ class AlertBody(_Body):
     watchlist_version: NonNegativeInt
     score: float
     threshold: float
-    threshold_policy: Text = Field(description="which rule set the threshold")
+    threshold_policy: Text | None = Field(None, description="which rule set the threshold (None in records written "
+                                                            "before it was recorded)")
     margin: float = Field(description="score minus the runner-up subject's score")
     probe_quality: float = Field(ge=0.0, le=1.0)
     box: tuple[float, float, float, float]
     detector_sha256: Sha256Hex
     embedder_sha256: Sha256Hex
     crop_sha256: Sha256Hex | None = None
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _without_unset(handler(self), ADDED_FOR_GROUPS)
 
 
 class AdjudicationBody(_Body):

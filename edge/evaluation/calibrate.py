@@ -128,8 +128,8 @@ def demographics_toml(demo: Demographics) -> list[str]:
     """The [demographics] section: errors per group at each threshold of the grid, and of how many searches."""
     lines = ["", DEMOGRAPHICS_MARK + " with `edge eval demographics` (counts at each threshold below). The policy",
              "# raises the floor until no race or gender group's false alarms can exceed match.group_ceiling.",
-             "[demographics]", f"dataset = {_q(demo.dataset)}", f"command = {_q(demo.command)}",
-             f"watchlist_size = {demo.watchlist_size}", f"reference_fpir = {demo.reference_fpir!r}",
+             "[demographics]", f"embedder_sha256 = {_q(demo.embedder_sha256)}", f"dataset = {_q(demo.dataset)}",
+             f"command = {_q(demo.command)}", f"watchlist_size = {demo.watchlist_size}",
              f"thresholds = [{', '.join(repr(t) for t in demo.thresholds)}]"]
     for kind in ("false_alarms", "misses"):
         for c in getattr(demo, kind):
@@ -143,13 +143,20 @@ def _q(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def kept_demographics(path: Path, embedder_sha256: str) -> Demographics | None:
-    """The per-group section of the table being replaced, when it was measured with the same model file."""
+def kept_demographics(path: Path, embedder_sha256: str) -> tuple[Demographics | None, str]:
+    """The per-group section of the table being replaced when it was measured with the same model file, and what
+    became of it, in words."""
+    if not path.is_file():
+        return None, "it has no per-group section yet"
     try:
         old = Calibration.load(path)
-    except (OSError, ConfigError):  # absent or damaged: there is nothing to keep
-        return None
-    return old.demographics if old.embedder_sha256 == embedder_sha256 else None
+    except ConfigError as exc:
+        return None, f"the per-group section of the table it replaced was dropped, that table did not load ({exc})"
+    if old.demographics is None:
+        return None, "it has no per-group section yet"
+    if old.embedder_sha256 != embedder_sha256:
+        return None, "the per-group section of the table it replaced was dropped: measured with another model file"
+    return old.demographics, "its per-group section was kept"
 
 
 def with_demographics(path: Path, demo: Demographics, embedder_sha256: str) -> str:
@@ -159,7 +166,11 @@ def with_demographics(path: Path, demo: Demographics, embedder_sha256: str) -> s
         raise EdgeError(f"{path} was measured for another model file: run `edge eval calibrate` for this one first")
     text = path.read_text().split("\n" + DEMOGRAPHICS_MARK)[0].rstrip("\n")
     text = text + "\n" + "\n".join(demographics_toml(demo)) + "\n"
-    Calibration(**tomllib.loads(text))  # refuse to write what the device would refuse to read
+    try:
+        Calibration(**tomllib.loads(text))  # refuse to write what the device would refuse to read
+    except (tomllib.TOMLDecodeError, ValueError) as exc:
+        raise EdgeError(f"{path} not changed: with the new per-group section it would not load ({exc}); if its "
+                        f"[demographics] section was edited by hand, delete that section and run again") from exc
     return text
 
 

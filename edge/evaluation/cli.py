@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.cliargs import add_model_args, data_root, stack_from_args
-from edge.errors import ConfigError
+from edge.errors import ConfigError, EdgeError
 from edge.evaluation.calibrate import FPIRS as CAL_FPIRS
 from edge.evaluation.calibrate import (
     SIZES,
@@ -27,7 +27,7 @@ from edge.evaluation.identify import FLIP_NOTES, Protocol, build_protocol, det_c
 from edge.evaluation.lfw import parse_pairs
 from edge.evaluation.resolution import LEVELS, PER_CLASS, Condition, lfw_protocol, resolution_report
 from edge.evaluation.verify import roc_curve, verify_report
-from edge.watchlist.calibration import FLOOR_AT, calibration_path, load_calibration
+from edge.watchlist.calibration import calibration_path, load_calibration
 
 IDENTIFY_FLIPS = ("none", "enroll", "both")
 
@@ -245,8 +245,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
     dataset = (f"{args.gallery.name}: gallery = random subsets (seed {args.seed}, mean of {args.repeats} draws below "
                f"the full size) of the {note}; non-mated = {len(protocol.non_mated)} photos of people not "
                f"enrolled ({noise}); {FLIP_NOTES[args.flip]}; detector long side {args.long_side}")
-    out = args.out or calibration_path(cache.stack.manifest.folder, cache.embedder)
-    kept = kept_demographics(out, cache.stack.embedder_sha256)
+    shipped = calibration_path(cache.stack.manifest.folder, cache.embedder)
+    out = args.out or shipped
+    kept, what = kept_demographics(out, cache.stack.embedder_sha256)
     text = calibration_toml(points, cache.embedder, cache.stack.embedder_sha256, dataset, _command(), kept)
     write_calibration(out, text)
     for p in points:
@@ -254,9 +255,10 @@ def run_calibrate(args: argparse.Namespace) -> int:
     for f in fixed:
         print(f"gallery {f.gallery_size:5d}  threshold {f.threshold:<6g} FPIR {f.fpir:.2e} "
               f"({f.searches} non-mated searches)  FNIR {100 * f.fnir:5.1f} %")
-    print(f"wrote {out}" + ("; its per-group section was kept" if kept else
-                             f"; it has no per-group section yet: the device will not use {cache.embedder} until "
-                             f"`edge eval demographics --embedder {cache.embedder} --write-calibration` adds it"))
+    print(f"wrote {out}; {what}" + ("" if kept else
+                                     f": the device will not use {cache.embedder} until `edge eval demographics "
+                                     f"--embedder {cache.embedder} --write-calibration` adds it to {shipped}"
+                                     + ("" if out == shipped else " (copy this table there first)")))
     if args.json:
         _write_json(args.json, {"command": _command(), "dataset": dataset, "embedder": cache.embedder,
                                 "points": [vars(p) for p in points], "at_thresholds": [vars(f) for f in fixed]})
@@ -314,29 +316,35 @@ def run_demographics(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     data = args.data or data_root() / "demographics"
     lfw = None if str(args.lfw) == "none" else (args.lfw or data.parent / "lfw")
+    if args.write_calibration and lfw is None:
+        raise ConfigError("--write-calibration needs the LFW misses (HQ reports them from the table): leave out "
+                          "--lfw none")
     cache = _cache(args)
     cal = load_calibration(cache.stack.manifest.folder, cache.embedder, cache.stack.embedder_sha256)
     passers, mated, size = search_all(cache, data, lfw)
-    dataset = (f"false alarms: {len(passers.people)} UTKFace adults ({data / 'utkface'}) against the {size} London Set "
-               f"people enrolled from their neutral photo (flip-summed); misses: "
+    dataset = (f"false alarms: {len(passers.people)} UTKFace adults ({data.name}/utkface) against the {size} London "
+               f"Set people ({data.name}/london) enrolled from their neutral photo (flip-summed); misses: "
                + ", ".join(f"{len(m.people)} {m.data} mated searches" for m in mated)
                + f"; detector long side {args.long_side}")
-    demo = measured(passers, mated, size, dataset, _command(), FLOOR_AT[1])
+    demo = measured(passers, mated, size, dataset, _command(), cache.stack.embedder_sha256)
     report, _ = demographics_report(cal.model_copy(update={"demographics": demo}), demo, passers, mated, extra,
                                     started)
     report["command"] = _command()
     _write_json(args.json, report)
     print("\n".join(summary(report)))
-    if report["policy"]["refused"]:
-        print(f"the shipped policy would refuse this embedder: {report['policy']['refused']}")
-    if args.write_calibration:
-        out = calibration_path(cache.stack.manifest.folder, cache.embedder)
-        write_calibration(out, with_demographics(out, demo, cache.stack.embedder_sha256))
-        print(f"wrote the per-group curves into {out}")
     if args.plot:
         from edge.evaluation.plots import demographics_plot
 
         demographics_plot(args.plot, report)
+    refused = report["policy"]["refused"]
+    if refused:
+        print(f"the shipped policy would refuse this embedder with these curves: {refused}")
+    if args.write_calibration:
+        out = calibration_path(cache.stack.manifest.folder, cache.embedder)
+        if refused:
+            raise EdgeError(f"{out} not changed: the device would refuse {cache.embedder} with these curves")
+        write_calibration(out, with_demographics(out, demo, cache.stack.embedder_sha256))
+        print(f"wrote the per-group curves into {out}")
     return 0
 
 

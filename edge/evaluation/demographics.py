@@ -20,12 +20,11 @@ import numpy as np
 from edge.errors import EdgeError
 from edge.evaluation.embedcache import EmbedCache
 from edge.evaluation.identify import best_matches, build_protocol
-from edge.watchlist.demographics import Demographics, GroupCurve, GroupRate
+from edge.watchlist.demographics import GENDERS, RACES, Demographics, GroupCurve, GroupRate
 from edge.watchlist.match import Gallery
 
 GRID = tuple(round(0.20 + 0.01 * i, 2) for i in range(61))  # 0.20 .. 0.80
 MIN_CELL = 50  # race x gender cells with fewer searches are left out (their intervals say nothing)
-RACES = ("White", "Black", "Asian", "Indian", "Others")
 RACE_MAP = {
     "white": "White", "caucasian": "White",
     "black": "Black", "african": "Black",
@@ -69,26 +68,51 @@ def _race(label: str, where: str) -> str:
     return race
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
+def _gender(label: str, where: str) -> str:
+    if label not in GENDERS:
+        raise EdgeError(f"{where}: gender label {label!r} is not one this evaluation knows ({', '.join(GENDERS)})")
+    return label
+
+
+def _rows(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
+    """The rows of a labels file that has these columns and at least one row."""
     if not path.is_file():
         raise EdgeError(f"{path} is missing: point --data at the demographics folder of the shared data "
                         "(see ../shared/data/demographics/README.md)")
     with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    missing = [c for c in columns if c not in (reader.fieldnames or ())]
+    if missing or not rows:
+        raise EdgeError(f"{path}: expected a header with {', '.join(columns)} and one row per photo"
+                        + (f"; missing column(s) {', '.join(missing)}" if missing else "; it has no rows"))
+    return rows
+
+
+def _photo(folder: Path, name: str, labels: Path) -> Path:
+    """A photo a labels file lists; one that is not there is an error, never a face silently not found."""
+    path = folder / name
+    if not path.is_file():
+        raise EdgeError(f"{labels} lists {name}, which is not in {folder}: restore the photo or remove its row")
+    return path
 
 
 def utkface(root: Path) -> list[Labelled]:
-    return [Labelled(root / "utkface" / "images" / r["file"], None, _race(r["race"], "utkface"), r["gender"])
-            for r in _rows(root / "utkface" / "labels.csv")]
+    labels = root / "utkface" / "labels.csv"
+    return [Labelled(_photo(root / "utkface" / "images", r["file"], labels), None, _race(r["race"], str(labels)),
+                     _gender(r["gender"], str(labels)))
+            for r in _rows(labels, ("file", "gender", "race"))]
 
 
 def london(root: Path) -> tuple[list[Labelled], list[Labelled]]:
     """(neutral photos, smiling photos), one each per person, in the same order."""
     by_expr: dict[str, dict[str, Labelled]] = {"neutral": {}, "smiling": {}}
-    for r in _rows(root / "london" / "labels.csv"):
+    labels = root / "london" / "labels.csv"
+    for r in _rows(labels, ("identity", "file", "expression", "gender", "ethnicity")):
         if r["expression"] in by_expr:
-            by_expr[r["expression"]][r["identity"]] = Labelled(root / "london" / "images" / r["file"], r["identity"],
-                                                               _race(r["ethnicity"], "london"), r["gender"])
+            by_expr[r["expression"]][r["identity"]] = Labelled(
+                _photo(root / "london" / "images", r["file"], labels), r["identity"],
+                _race(r["ethnicity"], str(labels)), _gender(r["gender"], str(labels)))
     people = sorted(set(by_expr["neutral"]) & set(by_expr["smiling"]))
     if not people:
         raise EdgeError(f"{root / 'london'}: no person with both a neutral and a smiling photo")
@@ -97,7 +121,8 @@ def london(root: Path) -> tuple[list[Labelled], list[Labelled]]:
 
 def lfw_races(path: Path) -> dict[str, str]:
     """LFW identity -> race, where the source gives a single label."""
-    return {r["name"]: _race(r["single_label"], "lfw_race_labels.csv") for r in _rows(path) if r["single_label"]}
+    return {r["name"]: _race(r["single_label"], str(path)) for r in _rows(path, ("name", "single_label"))
+            if r["single_label"]}
 
 
 def _gallery(cache: EmbedCache, people: list[Labelled], flip: bool) -> Gallery:
@@ -142,10 +167,11 @@ def groups(people: list[Labelled]) -> Iterable[tuple[str, str, np.ndarray]]:
     for r in RACES:
         if (race == r).any():
             yield "race", r, race == r
-    for g in sorted(set(gender) - {""}):
-        yield "gender", g, gender == g
+    for g in GENDERS:
+        if (gender == g).any():
+            yield "gender", g, gender == g
     for r in RACES:
-        for g in sorted(set(gender) - {""}):
+        for g in GENDERS:
             cell = (race == r) & (gender == g)
             if cell.sum() >= MIN_CELL:
                 yield "race_gender", f"{r} {g}", cell
@@ -185,10 +211,15 @@ def rates_at(s: Searched, threshold: float) -> list[GroupRate]:
 
 
 def measured(passers: Searched, mated: list[Searched], list_size: int, dataset: str, command: str,
-             reference_fpir: float) -> Demographics:
-    return Demographics(dataset=dataset, command=command, watchlist_size=list_size, reference_fpir=reference_fpir,
-                        thresholds=list(GRID), false_alarms=curves(passers),
-                        misses=[c for m in mated for c in curves(m)])
+             embedder_sha256: str) -> Demographics:
+    """The curves as the calibration table keeps them; a data set that leaves out a protected group (or whose
+    passers-by all lack a face in one) cannot stand for it, and is refused with the reason."""
+    try:
+        return Demographics(embedder_sha256=embedder_sha256, dataset=dataset, command=command,
+                            watchlist_size=list_size, thresholds=list(GRID), false_alarms=curves(passers),
+                            misses=[c for m in mated for c in curves(m)])
+    except ValueError as exc:
+        raise EdgeError(f"these passers-by cannot measure every group the policy protects: {exc}") from exc
 
 
 def worst_to_best(rates: list[GroupRate], attribute: str) -> dict[str, object]:

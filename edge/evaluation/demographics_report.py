@@ -9,7 +9,7 @@ from edge.config.match import MatchConfig
 from edge.errors import ConfigError
 from edge.evaluation.demographics import RACE_MAP_NOTE, Searched, rates_at, worst_to_best
 from edge.evaluation.identify import FAILED_POLICY
-from edge.watchlist.calibration import Calibration, ThresholdPolicy
+from edge.watchlist.calibration import FLOOR_AT, Calibration, ThresholdPolicy
 from edge.watchlist.demographics import Demographics, GroupRate
 
 PROTOCOL = {
@@ -82,7 +82,10 @@ def demographics_report(cal: Calibration, demo: Demographics, passers: Searched,
                         extra: tuple[float, ...], started: float) -> tuple[dict[str, Any], list[Named]]:
     sizes = sorted({p.gallery_size for p in cal.points})
     named, refused = named_thresholds(cal, sizes, extra)
-    shift, worst = demo.worst_shift()
+    try:
+        shift, worst = demo.worst_shift(FLOOR_AT[1])
+    except ValueError as exc:
+        shift, worst = None, str(exc)
     ceiling = demo.ceiling_floor(MatchConfig().group_ceiling)
     report = {
         "embedder": cal.embedder,
@@ -96,7 +99,7 @@ def demographics_report(cal: Calibration, demo: Demographics, passers: Searched,
             "group_ceiling": MatchConfig().group_ceiling,
             "floor_for_ceiling": None if ceiling is None else ceiling[0],
             "set_by": None if ceiling is None else ceiling[1],
-            "reference_fpir": demo.reference_fpir,
+            "reference_fpir": FLOOR_AT[1],
             "worst_group": worst, "worst_group_shift": shift,
             "refused": refused,
         },

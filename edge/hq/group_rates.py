@@ -10,18 +10,22 @@ from pydantic import Field
 from edge.config.base import StrictModel
 from edge.errors import ConfigError
 from edge.watchlist.calibration import Calibration
-from edge.watchlist.demographics import GroupRate
+from edge.watchlist.demographics import GENDERS, RACES, Demographics, GroupRate
 
 SHOWN = ("all", "race", "gender")
-NOT_COVERED = [
-    "measured on still photos (UTKFace web crops, London Set studio portraits, LFW press photos), not on this "
-    "camera's video: distance, angle, light and motion change the rates",
-    "false alarms were measured against a list of 102 people (69 of them White); false alarms grow roughly in "
-    "proportion to the list's size and depend on who is on it",
-    "five coarse race groups and two genders, as the sources label them (UTKFace's race labels were estimated by an "
-    "algorithm and checked by a person; LFW's are noisy); ages 18-59 only: no children or older people",
-    "small groups give wide intervals: a count of 0 means a rate below the interval's upper end, not a rate of 0",
-]
+
+
+def not_covered(demo: Demographics) -> list[str]:
+    """What the measurement behind these rates cannot speak for."""
+    return [
+        "still photos, not this camera's video: distance, angle, light and motion change the rates; the rates are "
+        "per search, the device alerts per track",
+        f"false alarms were measured against one list of {demo.watchlist_size} people; they grow roughly in "
+        "proportion to a list's size and depend on who is on it",
+        f"only the groups measured ({', '.join(RACES)}; {', '.join(GENDERS)}), as the data's labels give them "
+        "(estimated or noisy for some sources), and only the ages the data holds: see docs/evaluation.md",
+        "small groups give wide intervals: a count of 0 means a rate below the interval's upper end, not a rate of 0",
+    ]
 
 
 class GroupRateRow(StrictModel):
@@ -47,30 +51,34 @@ class GroupRatesInForce(StrictModel):
     embedder: str | None
     embedder_sha256: str
     threshold: float
-    policy: str
+    policy: str | None
     measured: bool
     dataset: str = ""
     false_alarms: list[GroupRateRow] = Field(default_factory=list)
     misses: list[GroupRateRow] = Field(default_factory=list)
-    not_covered: list[str] = Field(default_factory=lambda: list(NOT_COVERED))
+    outside_grid: bool = Field(False, description="the threshold lies outside the measured range: the rates shown "
+                                                  "are at its nearest end and may understate")
+    not_covered: list[str] = Field(default_factory=list)
 
 
-def load_calibrations(folder: Path) -> dict[str, Calibration]:
-    """The calibration tables in an engines folder, by the sha256 of the model each was measured for."""
-    out = {}
+def load_calibrations(folder: Path) -> tuple[dict[str, Calibration], list[str]]:
+    """The calibration tables in an engines folder, by the sha256 of the model each was measured for, and why any
+    table could not be read (its model's rates are then reported as not measured)."""
+    out, problems = {}, []
     for path in sorted(folder.glob("calibration-*.toml")):
         try:
             cal = Calibration.load(path)
-        except ConfigError:
-            continue  # a damaged table: its model's rates are reported as not measured
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
         out[cal.embedder_sha256] = cal
-    return out
+    return out, problems
 
 
-def in_force(used: Iterable[tuple[str, float, str]],
+def in_force(used: Iterable[tuple[str, float, str | None]],
              calibrations: Mapping[str, Calibration]) -> list[GroupRatesInForce]:
     """One entry per (embedder sha256, threshold) a device used, with the policy it gave for it."""
-    seen: dict[tuple[str, float], str] = {}
+    seen: dict[tuple[str, float], str | None] = {}
     for sha, threshold, policy in used:
         seen.setdefault((sha, round(threshold, 4)), policy)
     out = []
@@ -83,7 +91,8 @@ def in_force(used: Iterable[tuple[str, float, str]],
             continue
         out.append(GroupRatesInForce(
             embedder=cal.embedder if cal else None, embedder_sha256=sha, threshold=threshold, policy=policy,
-            measured=True, dataset=demo.dataset,
+            measured=True, dataset=demo.dataset, not_covered=not_covered(demo),
+            outside_grid=not demo.thresholds[0] <= threshold <= demo.thresholds[-1],
             false_alarms=[GroupRateRow.of(r) for r in demo.rates("false_alarms", threshold) if r.attribute in SHOWN],
             misses=[GroupRateRow.of(r) for r in demo.rates("misses", threshold) if r.attribute in SHOWN]))
     return out
@@ -101,7 +110,11 @@ def render(entries: list[GroupRatesInForce]) -> list[str]:
             lines += ["", "**Not measured**: HQ has no per-group table for this model; its rates per group are "
                           "unknown. Run `edge eval demographics --write-calibration` for it.", ""]
             continue
-        lines += ["", f"Data: {e.dataset}.", "",
+        lines += ["", f"Data: {e.dataset}."]
+        if e.outside_grid:
+            lines.append("**This threshold lies outside the measured range**: the rates below are at its nearest end "
+                         "and may understate the rate at the threshold itself.")
+        lines += ["",
                   "| Searches | Group | Errors | Of | Rate | 95 % interval |", "|---|---|---|---|---|---|"]
         for kind, rows in (("false alarms", e.false_alarms), ("misses", e.misses)):
             for r in rows:

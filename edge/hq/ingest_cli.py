@@ -182,8 +182,10 @@ def _report(args: argparse.Namespace) -> int:
         devices = [args.device] if args.device else store.devices("audit")
         if not devices:
             raise EdgeError(f"no audit records in {store.location}: run `edge hq ingest` while devices are running")
-        calibrations = load_calibrations(ENGINES_DIR)
+        calibrations, damaged = load_calibrations(ENGINES_DIR)
         reports = [_device_report(store, device, keys, since, calibrations) for device in devices]
+        for r in reports:
+            r.notes.extend(f"calibration table not read, its model's group rates are not shown: {d}" for d in damaged)
     finally:
         store.close()
     if args.json:

@@ -81,7 +81,7 @@ class PeriodReport(StrictModel):
     operator: str | None
     purpose: str | None
     threshold: float
-    threshold_policy: str
+    threshold_policy: str | None
     watchlists: list[WatchlistUse]
     outcomes: Outcomes
     counters: CounterTotals
@@ -153,7 +153,7 @@ def build_report(records: Iterable[AuditRecord], outcomes: Mapping[str, Outcome]
     alerts_in: dict[str, list[str]] = {}  # period id (or "" outside periods) -> alert event ids
     device_decisions: dict[str, list[AdjudicationBody]] = {}
     refusals: list[WatchlistRefusal] = []
-    used: list[tuple[str, float, str]] = []  # (embedder sha256, threshold, policy) in reported periods and alerts
+    used: list[tuple[str, float, str | None]] = []  # (embedder sha256, threshold, policy) of periods and alerts
     outside, notes, config_changes = CounterTotals(), [], 0
     current: PeriodReport | None = None
     for r in unique:
@@ -163,7 +163,7 @@ def build_report(records: Iterable[AuditRecord], outcomes: Mapping[str, Outcome]
                 notes.append(f"period {current.period_id} has no stop record before the next start (seq {r.seq})")
             current = _period(r.time, body)
             periods.append(current)
-            if r.time >= start:
+            if r.time >= start and body.embedder_sha256 is not None:  # older records do not say
                 used.append((body.embedder_sha256, body.threshold, body.threshold_policy))
         elif isinstance(body, PeriodStopBody):
             if current is not None and current.period_id == body.period_id:
@@ -277,8 +277,8 @@ def render_markdown(report: DeploymentReport) -> str:
         extra = [f"operator {p.operator}"] if p.operator else []
         extra += [f"purpose: {p.purpose}"] if p.purpose else []
         extra += [f"stop reason {p.stop_reason}"] if p.stop_reason else []
-        lines.append(f"- Period {p.period_id}: threshold {p.threshold:.4f} ({p.threshold_policy})"
-                     + "".join(f"; {e}" for e in extra))
+        rule = p.threshold_policy or "rule not recorded"
+        lines.append(f"- Period {p.period_id}: threshold {p.threshold:.4f} ({rule})" + "".join(f"; {e}" for e in extra))
     if report.outside_periods.alerts:
         lines.append(f"- {report.outside_periods.alerts} alerts outside any recorded period of use.")
     if report.refusals:

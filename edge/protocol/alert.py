@@ -69,7 +69,8 @@ class HandheldAlert(WireModel):
     case_ref: Text
     score: float = Field(ge=-1.0, le=1.0)
     threshold: float = Field(ge=-1.0, le=1.0)
-    threshold_policy: Text = Field(description="which rule set the threshold")
+    threshold_policy: Text | None = Field(None, description="which rule set the threshold (None from devices that "
+                                                            "predate it)")
     fpir: float | None = Field(None, ge=0.0, le=1.0, description="false positive identification rate at threshold")
     margin: float = Field(ge=0.0, le=2.0, description="score minus the runner-up subject's score")
     probe_quality: float = Field(ge=0.0)

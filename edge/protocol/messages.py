@@ -87,8 +87,9 @@ class MatchEvent(WireModel):
     case_ref: Text
     score: float = Field(ge=-1.0, le=1.0)
     threshold: float = Field(ge=-1.0, le=1.0)
-    threshold_policy: Text = Field(description="which rule set the threshold, e.g. the floor or constant FPIR for "
-                                               "the worst demographic group")
+    threshold_policy: Text | None = Field(None, description="which rule set the threshold, e.g. the floor or "
+                                                            "constant FPIR for the worst demographic group (None "
+                                                            "from devices that predate it)")
     margin: float = Field(ge=0.0, le=2.0, description="score minus the runner-up subject's score")
     probe_quality: float = Field(ge=0.0)
     box: Box

@@ -65,6 +65,13 @@ class Calibration(StrictModel):
                    fixed_threshold=_round_up(bare.threshold_at(*FIXED_AT)), points=points, demographics=demographics)
 
     @model_validator(mode="after")
+    def _groups_of_this_model(self) -> "Calibration":
+        if self.demographics is not None and self.demographics.embedder_sha256 != self.embedder_sha256:
+            raise ValueError("its [demographics] section was measured with another model file; re-run "
+                             "`edge eval demographics --write-calibration`")
+        return self
+
+    @model_validator(mode="after")
     def _derived_from_points(self) -> "Calibration":
         """A grid with holes, or an edited floor or fixed threshold the measurements do not give, is refused."""
         sizes, fpirs = {p.gallery_size for p in self.points}, {p.fpir for p in self.points}
@@ -150,7 +157,13 @@ class ThresholdPolicy:
                               "people (edge eval demographics) or raise match.group_ceiling")
         floors.append((ceiling[0], f"no group above {100 * cfg.group_ceiling:g} % false alarms ({ceiling[1]} set it)"))
         floor, self.floor_source = max(floors, key=lambda f: f[0])
-        self.shift, self.worst_group = demo.worst_shift() if cfg.fpir_for == "worst_group" else (0.0, "none")
+        self.shift, self.worst_group = 0.0, "none"
+        if cfg.fpir_for == "worst_group":
+            try:
+                self.shift, self.worst_group = demo.worst_shift(FLOOR_AT[1])
+            except ValueError as exc:
+                raise ConfigError(f"the worst-group target cannot be set for {embedder}: {exc}; re-measure with "
+                                  "`edge eval demographics --write-calibration` or set match.fpir_for = 'all'") from exc
         if cfg.threshold is not None and cfg.mode == "fixed" and cfg.threshold < floor:
             raise ConfigError(f"match.threshold {cfg.threshold} is below the floor {floor} for {embedder} "
                               f"({self.floor_source}): set match.threshold to at least {floor}")

@@ -8,14 +8,16 @@ end, never on a bare percentage.
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from edge.config.base import StrictModel
 
 Z95 = 1.959964
-POLICY_ATTRIBUTES = ("race", "gender")  # groups the policy protects; intersections are reported, too few to bind
+RACES = ("White", "Black", "Asian", "Indian", "Others")  # UTKFace's groups; other sources' labels map onto them
+GENDERS = ("female", "male")
+PROTECTED = {"race": RACES, "gender": GENDERS}  # intersections are reported, too few people to bind the policy
 Kind = Literal["false_alarms", "misses"]
 
 
@@ -55,24 +57,33 @@ class GroupRate:
                f"{100 * high:.2f} %)"
 
 
+Count = Annotated[int, Field(strict=True, ge=0)]
+GridPoint = Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)]
+Name = Annotated[str, Field(min_length=1, max_length=40)]
+
+
 class GroupCurve(StrictModel):
     """One group's errors at each threshold of the grid."""
 
-    data: str = Field(description="where the searches come from, e.g. utkface, london, lfw")
-    attribute: str = Field(description="race, gender, race_gender, or all")
-    group: str
-    trials: int = Field(ge=1)
-    errors: list[int]
+    data: Name = Field(description="where the searches come from, e.g. utkface, london, lfw")
+    attribute: Literal["all", "race", "gender", "race_gender"]
+    group: Name
+    trials: Annotated[int, Field(strict=True, ge=1)]
+    errors: list[Count]
 
 
 class Demographics(StrictModel):
-    """Per-group false-alarm and miss curves of one embedder on labelled faces."""
+    """Per-group false-alarm and miss curves of one embedder on labelled faces.
 
+    The false-alarm curves must cover every group the policy protects (RACES and GENDERS), each attribute's groups
+    adding up to all passers-by, so a table that leaves a group out, or counts it twice, cannot weaken the floor.
+    """
+
+    embedder_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="the model file these were measured with")
     dataset: str
     command: str
     watchlist_size: int = Field(ge=1, description="people on the list the passers-by were searched against")
-    reference_fpir: float = Field(gt=0.0, lt=1.0, description="rate at which the groups' thresholds are compared")
-    thresholds: list[float] = Field(min_length=2)
+    thresholds: list[GridPoint] = Field(min_length=2)
     false_alarms: list[GroupCurve] = Field(min_length=1, description="passers-by (nobody on the list)")
     misses: list[GroupCurve] = Field(default_factory=list, description="mated searches")
 
@@ -87,14 +98,24 @@ class Demographics(StrictModel):
                 if key in seen:
                     raise ValueError(f"demographics.{kind}: {key} appears twice")
                 seen.add(key)
-                if len(c.errors) != len(self.thresholds) or any(not 0 <= e <= c.trials for e in c.errors):
+                if len(c.errors) != len(self.thresholds) or any(e > c.trials for e in c.errors):
                     raise ValueError(f"demographics.{kind} {c.group}: one count per threshold, each 0..{c.trials}")
                 sign = 1 if kind == "false_alarms" else -1  # false alarms fall as the threshold rises, misses rise
                 if any(sign * (b - a) > 0 for a, b in zip(c.errors, c.errors[1:], strict=False)):
                     raise ValueError(f"demographics.{kind} {c.group}: counts must "
                                      f"{'fall' if kind == 'false_alarms' else 'rise'} as the threshold rises")
-        if not any(c.attribute == "all" for c in self.false_alarms):
-            raise ValueError("demographics.false_alarms needs the curve of all passers-by (attribute 'all')")
+        everyone = [c for c in self.false_alarms if c.attribute == "all"]
+        if len(everyone) != 1:
+            raise ValueError("demographics.false_alarms needs exactly one curve of all passers-by (attribute 'all')")
+        for attribute, names in PROTECTED.items():
+            groups = [c for c in self.false_alarms if c.attribute == attribute]
+            missing = sorted(set(names) - {c.group for c in groups})
+            if missing or len(groups) != len(names):
+                raise ValueError(f"demographics.false_alarms must give each {attribute} group once "
+                                 f"({', '.join(names)}); missing or unknown: {missing or [c.group for c in groups]}")
+            counts = [sum(c.errors[i] for c in groups) for i in range(len(self.thresholds))]
+            if sum(c.trials for c in groups) != everyone[0].trials or counts != everyone[0].errors:
+                raise ValueError(f"demographics.false_alarms: the {attribute} groups must add up to all passers-by")
         return self
 
     def _index(self, threshold: float, kind: Kind) -> int:
@@ -113,7 +134,7 @@ class Demographics(StrictModel):
                 for c in getattr(self, kind)]
 
     def policy_groups(self) -> list[GroupCurve]:
-        return [c for c in self.false_alarms if c.attribute in POLICY_ATTRIBUTES]
+        return [c for c in self.false_alarms if c.attribute in PROTECTED]
 
     def ceiling_floor(self, ceiling: float) -> tuple[float, str] | None:
         """The lowest grid threshold at which no protected group's false-alarm rate can exceed `ceiling` (upper end
@@ -133,25 +154,28 @@ class Demographics(StrictModel):
                 return t
         return None
 
-    def worst_shift(self) -> tuple[float, str]:
-        """How much higher the threshold must be for the worst protected group to reach the reference false-alarm
+    def worst_shift(self, reference: float) -> tuple[float, str]:
+        """How much higher the threshold must be for the worst protected group to reach the `reference` false-alarm
         rate than for all passers-by together, and that group (0 and 'none' when no group needs more).
 
         Only a group the data shows to be worse counts: at the threshold where all passers-by reach the reference
         rate, the lower end of its 95 % interval lies above their rate. A small group's excess that may be chance
-        moves no one's threshold; the ceiling (`ceiling_floor`) guards what the data cannot rule out.
+        moves no one's threshold; the ceiling (`ceiling_floor`) guards what the data cannot rule out. ValueError
+        when the grid does not reach that rate, for everyone or for a worse group: no shift can be measured.
         """
         everyone = next(c for c in self.false_alarms if c.attribute == "all")
-        base = self.threshold_for(everyone, self.reference_fpir)
+        base = self.threshold_for(everyone, reference)
         if base is None:
-            return 0.0, "none"
+            raise ValueError(f"all passers-by never fall to {reference:g} false alarms up to {self.thresholds[-1]}")
         i = self.thresholds.index(base)
         shift, worst = 0.0, "none"
         for c in self.policy_groups():
             if wilson(c.errors[i], c.trials)[0] <= everyone.errors[i] / everyone.trials:
                 continue
-            t = self.threshold_for(c, self.reference_fpir)
-            t = self.thresholds[-1] if t is None else t
+            t = self.threshold_for(c, reference)
+            if t is None:
+                raise ValueError(f"the {c.group} group never falls to {reference:g} false alarms up to "
+                                 f"{self.thresholds[-1]}")
             if t - base > shift + 1e-9:
                 shift, worst = t - base, c.group
         return round(shift, 4), worst

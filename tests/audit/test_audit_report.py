@@ -109,3 +109,22 @@ def test_report_refuses_nothing_or_mixed_devices(tmp_path: Path, device_key: Ed2
         pass
     with pytest.raises(EdgeError, match="several devices"):
         build_report(ingest(a) + ingest(b))
+
+
+def test_records_written_before_the_threshold_policy_still_verify_and_report(tmp_path: Path,
+                                                                              device_key: Ed25519PrivateKey) -> None:
+    """Devices that predate the group policy wrote period starts and alerts without `threshold_policy` (and period
+    starts without `embedder_sha256`): such records hash as written, verify, and the report says so."""
+    path = tmp_path / "audit.log"
+    with AuditLog.open(path, device_key, 10, device_id=DEVICE, clock=FakeClock()) as log:
+        log.append("period_start", period_start("p1").model_copy(update={"threshold_policy": None,
+                                                                         "embedder_sha256": None}))
+        log.append("alert", alert("ev-a").model_copy(update={"threshold_policy": None}))
+    bodies = {r["kind"]: r["body"] for r in map(json.loads, read_lines(path))}
+    assert not {"threshold_policy", "embedder_sha256"} & set(bodies["period_start"])
+    assert "threshold_policy" not in bodies["alert"]
+    report = build_report(ingest(path), keys=[device_key.public_key()])
+    assert report.integrity_problems == [] and report.periods[0].threshold_policy is None
+    text = render_markdown(report)
+    assert "threshold 0.5000 (rule not recorded)" in text
+    assert "(policy not recorded)" in text and "**Not measured**" in text  # the alert's embedder, no table for it

@@ -13,10 +13,10 @@ import pytest
 
 from edge.cli import main
 from edge.config.embedder import DEFAULT_EMBEDDER
-from edge.config.match import MatchConfig
-from edge.errors import ConfigError
+from edge.errors import EdgeError
+from edge.evaluation.calibrate import with_demographics
 from edge.models import ENGINES_DIR
-from edge.watchlist.calibration import Calibration, ThresholdPolicy, calibration_path
+from edge.watchlist.calibration import Calibration, calibration_path
 
 PER_RACE = 6  # UTKFace passers-by per race group
 LONDON_PEOPLE = 10
@@ -54,6 +54,7 @@ def slice_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "utkface" / "images" / "planted.jpg").symlink_to(src / "london" / "images" / planted["file"])
     chosen.append({"file": "planted.jpg", "age": "30", "gender": planted["gender"], "race": "Black"})
     _write(root / "utkface" / "labels.csv", chosen)
+    (root / "lfw_race_labels.csv").symlink_to(src / "lfw_race_labels.csv")
     return root
 
 
@@ -96,8 +97,11 @@ def test_a_measurement_too_small_to_bound_every_group_is_refused_by_the_policy(r
     assert not any(t["policy"].startswith("after") for t in report["at_thresholds"])
 
 
-def test_write_calibration_puts_the_curves_where_the_device_reads_them(slice_dir: Path, eval_cache: Path,
-                                                                      tmp_path: Path) -> None:
+def test_write_calibration_never_leaves_a_table_the_device_would_refuse(slice_dir: Path, lfw_slice: Path,
+                                                                        eval_cache: Path, tmp_path: Path) -> None:
+    """Seven Black passers-by cannot bound the group's rate: the shipped table stays as it was, and the command
+    says why (exit 2). A measurement the device accepts is written in place of the old section, the LFW points
+    and their notes kept."""
     engines = tmp_path / "engines"
     engines.mkdir()
     for f in ENGINES_DIR.iterdir():
@@ -105,16 +109,43 @@ def test_write_calibration_puts_the_curves_where_the_device_reads_them(slice_dir
             (engines / f.name).symlink_to(f)
         elif f.is_file():
             shutil.copy(f, engines / f.name)
-    shipped = Calibration.load(calibration_path(ENGINES_DIR, DEFAULT_EMBEDDER))
+    table = calibration_path(engines, DEFAULT_EMBEDDER)
+    before = table.read_bytes()
     env = {**os.environ, "EDGE_ENGINES_DIR": str(engines)}
     run = subprocess.run([sys.executable, "-m", "edge", "eval", "demographics", "--data", str(slice_dir), "--lfw",
-                          "none", "--json", str(tmp_path / "r.json"), "--cache", str(eval_cache),
-                          "--write-calibration"], env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
-    written = Calibration.load(calibration_path(engines, DEFAULT_EMBEDDER))
-    assert written.points == shipped.points and written.floor == shipped.floor, "the LFW table is kept as it was"
-    assert "# FNIR" in calibration_path(engines, DEFAULT_EMBEDDER).read_text(), "with its notes"
-    black = next(c for c in written.demographics.false_alarms if c.group == "Black")
-    assert black.trials == PER_RACE + 1 and min(black.errors) >= 1
-    with pytest.raises(ConfigError, match="Black group's 7 passers-by"):
-        ThresholdPolicy(MatchConfig(), written, DEFAULT_EMBEDDER)
+                          str(lfw_slice), "--json", str(tmp_path / "r.json"), "--cache", str(eval_cache),
+                          "--write-calibration"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr
+    assert "not changed: the device would refuse" in run.stderr and "Black group's 7 passers-by" in run.stdout
+    assert table.read_bytes() == before
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["policy"]["refused"], "the report is still written"
+    assert report["mated"]["lfw"]["searched"] == 1, "Adam Scott's second photo: the one labelled LFW person listed"
+
+    shipped = Calibration.load(table)
+    text = with_demographics(table, shipped.demographics, shipped.embedder_sha256)
+    assert text == before.decode(), "rewriting a section with the same curves changes nothing"
+    with pytest.raises(EdgeError, match="another model file"):
+        with_demographics(table, shipped.demographics, "f" * 64)
+
+
+def test_data_that_cannot_speak_for_every_group_is_refused(slice_dir: Path, eval_cache: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    def run(data: Path) -> str:
+        capsys.readouterr()
+        assert main(["eval", "demographics", "--data", str(data), "--lfw", "none", "--json", str(tmp_path / "r.json"),
+                     "--cache", str(eval_cache)]) == 2
+        return capsys.readouterr().err
+
+    broken = tmp_path / "data"
+    shutil.copytree(slice_dir, broken, symlinks=True)
+    labels = broken / "utkface" / "labels.csv"
+    rows = list(csv.DictReader(labels.open(newline="")))
+    _write(labels, [r for r in rows if r["race"] != "Indian"])
+    err = run(broken)
+    assert "cannot measure every group the policy protects" in err and "Indian" in err
+    _write(labels, [{k: v for k, v in r.items() if k != "race"} for r in rows])
+    assert "missing column(s) race" in run(broken)
+    _write(labels, [*rows, {**rows[0], "file": "gone.jpg"}])
+    assert "lists gone.jpg, which is not in" in run(broken)

@@ -114,7 +114,7 @@ def test_alert_to_handheld_decisions_to_device_audit_and_hq_report(
     black = POLICY.calibration.demographics.rates("false_alarms", POLICY.floor)
     row = next(r for r in black if r.group == "Black")
     assert f"| false alarms (utkface, at {row.threshold:.2f}) | Black | {row.errors} | {row.trials} |" in groups
-    assert "Not covered by these figures" in groups and "ages 18-59 only" in groups
+    assert "Not covered by these figures" in groups and "against one list of 102 people" in groups
     assert f"### embedder {HASH[:12]}, threshold 0.5000 (fixed (match.threshold))" in groups
     assert "**Not measured**" in groups
     assert "| p1 |" not in report(capsys, "--db", db, "--since", "2099-01-01T00:00Z")

@@ -12,7 +12,7 @@ from edge.config.match import MatchConfig
 from edge.errors import ConfigError
 from edge.models import ENGINES_DIR, Manifest
 from edge.watchlist.calibration import Calibration, CalibrationPoint, ThresholdPolicy, calibration_path, load_policy
-from edge.watchlist.demographics import Demographics, GroupCurve, wilson
+from edge.watchlist.demographics import RACES, Demographics, GroupCurve, wilson
 
 MANIFEST = Manifest.load(ENGINES_DIR)
 
@@ -74,20 +74,32 @@ def test_a_configured_floor_may_raise_the_measured_one_never_lower_it():
 GRID = [round(0.40 + 0.01 * i, 2) for i in range(31)]  # 0.40 .. 0.70
 
 
-def fa_curve(group: str, trials: int, zero_at: float, attribute: str = "race") -> GroupCurve:
+def falling(trials: int, zero_at: float) -> list[int]:
     """False alarms falling linearly from 20 % of `trials` at 0.40 to none at `zero_at`."""
-    errors = [max(0, round(0.2 * trials * (zero_at - t) / (zero_at - 0.40))) for t in GRID]
-    return GroupCurve(data="synthetic", attribute=attribute, group=group, trials=trials, errors=errors)
+    return [max(0, round(0.2 * trials * (zero_at - t) / (zero_at - 0.40))) for t in GRID]
+
+
+def demographics(races: dict[str, tuple[int, list[int]]], thresholds: list[float] = GRID) -> Demographics:
+    """Passers-by of the five race groups, each half female and half male, and all of them together."""
+    def curve(attribute: str, group: str, trials: int, errors: list[int]) -> GroupCurve:
+        return GroupCurve(data="synthetic", attribute=attribute, group=group, trials=trials, errors=errors)
+
+    def total(parts: list[tuple[int, list[int]]]) -> tuple[int, list[int]]:
+        return sum(t for t, _ in parts), [sum(e) for e in zip(*(e for _, e in parts), strict=True)]
+
+    rows = [races.get(r, (1, [0] * len(thresholds))) for r in RACES]
+    female = total([(t // 2, [e // 2 for e in es]) for t, es in rows])
+    male = total([(t - t // 2, [e - e // 2 for e in es]) for t, es in rows])
+    curves = [curve("all", "all", *total(rows)), *(curve("race", r, *row) for r, row in zip(RACES, rows, strict=True)),
+              curve("gender", "female", *female), curve("gender", "male", *male)]
+    return Demographics(embedder_sha256="0" * 64, dataset="synthetic", command="test", watchlist_size=100,
+                        thresholds=thresholds, false_alarms=curves)
 
 
 def groups(black_zero_at: float = 0.50) -> Demographics:
-    """Passers-by of two groups; Black ones draw false alarms up to a higher threshold than White ones."""
-    white, black = fa_curve("White", 1000, 0.50), fa_curve("Black", 200, black_zero_at)
-    everyone = GroupCurve(data="synthetic", attribute="all", group="all", trials=1200,
-                          errors=[w + b for w, b in zip(white.errors, black.errors, strict=True)])
-    curves = [everyone, white, black]
-    return Demographics(dataset="synthetic", command="test", watchlist_size=100, reference_fpir=1e-2,
-                        thresholds=GRID, false_alarms=curves)
+    """Black passers-by draw false alarms up to `black_zero_at`, every other group up to 0.50."""
+    others = {r: (150, falling(150, 0.50)) for r in ("Asian", "Indian", "Others")}
+    return demographics({"White": (1000, falling(1000, 0.50)), "Black": (200, falling(200, black_zero_at)), **others})
 
 
 def table(demographics: Demographics | None = None) -> Calibration:
@@ -212,30 +224,40 @@ def test_constant_fpir_targets_the_worst_group_by_default():
 
 
 def test_an_excess_the_data_does_not_show_moves_no_threshold():
-    """1 of 20 passers-by (5 %) against 10 of 1,020 (1 %) may be chance: the interval of 1/20 reaches below 1 %."""
-    thresholds = [0.40, 0.41, 0.42, 0.43]
-    curves = [GroupCurve(data="s", attribute="all", group="all", trials=1020, errors=[20, 11, 10, 0]),
-              GroupCurve(data="s", attribute="race", group="White", trials=1000, errors=[18, 10, 9, 0]),
-              GroupCurve(data="s", attribute="race", group="Black", trials=20, errors=[2, 1, 1, 0])]
-    demo = Demographics(dataset="s", command="t", watchlist_size=100, reference_fpir=1e-2, thresholds=thresholds,
-                        false_alarms=curves)
-    assert demo.worst_shift() == (0.0, "none")
-    shown = demo.model_copy(update={"false_alarms": [*curves[:2], curves[2].model_copy(
-        update={"trials": 200, "errors": [20, 10, 10, 0]})]})  # 5 % of 200: the interval stays above 1 %
-    assert shown.worst_shift() == (0.01, "Black")
+    """1 of 20 Black passers-by (5 %) against 10 of 1,023 (1 %) may be chance: the interval of 1/20 reaches below
+    1 %. 8 of 200 against 12 of 1,203 is not: the Black group then needs a higher threshold, and gets it."""
+    grid = [0.40, 0.41, 0.42, 0.43, 0.44]
+    chance = demographics({"White": (1000, [18, 10, 9, 0, 0]), "Black": (20, [2, 1, 1, 0, 0])}, grid)
+    assert chance.worst_shift(1e-2) == (0.0, "none")
+    shown = demographics({"White": (1000, [18, 10, 9, 0, 0]), "Black": (200, [20, 10, 10, 4, 0])}, grid)
+    assert shown.worst_shift(1e-2) == (0.01, "Black")
 
 
-def test_a_table_without_group_curves_is_not_used():
-    bare = table().model_copy(update={"demographics": None})
-    with pytest.raises(ConfigError, match=r"no per-group false-alarm rates.*edge eval demographics"):
-        ThresholdPolicy(MatchConfig(), bare)
+def test_a_group_that_never_falls_to_the_reference_rate_stops_the_worst_group_target():
+    never = demographics({"Black": (200, [3] * len(GRID)), **{r: (2000, [0] * len(GRID)) for r in RACES[2:]},
+                          "White": (2000, [0] * len(GRID))})
+    with pytest.raises(ConfigError, match=r"Black group never falls to 0\.01 false alarms up to 0\.7.*fpir_for"):
+        ThresholdPolicy(MatchConfig(group_ceiling=0.05), table(never))
+    assert ThresholdPolicy(MatchConfig(group_ceiling=0.05, fpir_for="all"), table(never)).shift == 0
+
+
+def _set(d: dict, index: int, **changes: object) -> None:
+    d["false_alarms"][index] = {**d["false_alarms"][index], **changes}
 
 
 @pytest.mark.parametrize("edit", [
-    lambda d: d["false_alarms"][1].update(errors=d["false_alarms"][1]["errors"][:-1]),  # one count short
+    lambda d: _set(d, 1, errors=d["false_alarms"][1]["errors"][:-1]),  # one count short
     lambda d: d["false_alarms"][1]["errors"].__setitem__(-1, 999),  # more errors than searches, and rising
     lambda d: d.update(false_alarms=d["false_alarms"][1:]),  # no curve for all passers-by
     lambda d: d.update(thresholds=list(reversed(d["thresholds"]))),
+    lambda d: d["thresholds"].__setitem__(5, float("nan")),  # a NaN would make "must increase" pass
+    lambda d: d["thresholds"].__setitem__(-1, 7.0),  # not a cosine
+    lambda d: d.update(false_alarms=[c for c in d["false_alarms"] if c["group"] != "Black"]),  # a group left out
+    lambda d: _set(d, 2, attribute="Race"),  # so the policy would not see it
+    lambda d: _set(d, 2, trials=d["false_alarms"][2]["trials"] * 10),  # races no longer add up to everyone
+    lambda d: _set(d, 2, errors=[True] * len(d["thresholds"])),  # not counts
+    lambda d: d["false_alarms"].append({**d["false_alarms"][0], "data": "other"}),  # a second "all"
+    lambda d: _set(d, 2, group="B" * 300),  # would overflow every message that names it
 ])
 def test_damaged_group_curves_are_refused(edit):
     d = groups().model_dump()

@@ -85,7 +85,7 @@ function fill(card, a) {
   q(".score").textContent = fmt(a.score, 3);
   q(".threshold").textContent = fmt(a.threshold, 3);
   q(".fpir").textContent = a.fpir ? "false alarms ~1 in " + Math.round(1 / a.fpir).toLocaleString() : "";
-  q(".policy").textContent = "Threshold set by: " + a.threshold_policy;
+  q(".policy").textContent = a.threshold_policy ? "Threshold set by: " + a.threshold_policy : "";
   q(".margin").textContent = fmt(a.margin, 3);
   q(".quality").textContent = fmt(a.probe_quality, 2);
   q(".camera").textContent = a.device + " / " + a.camera;
