@@ -115,6 +115,13 @@ class WatchlistInstalledBody(_Body):
     bundle_sha256: Sha256Hex
     model_sha256: Sha256Hex = Field(description="embedder the bundle was enrolled with")
     previous_version: NonNegativeInt | None = None
+    threshold: float | None = Field(None, description="the threshold in force with this list (its size sets it)")
+    threshold_policy: Text | None = Field(None, description="which rule set it")
+    embedder_sha256: Sha256Hex | None = Field(None, description="embedder that threshold was calibrated for")
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _without_unset(handler(self), ("threshold", *ADDED_FOR_GROUPS))
 
 
 class WatchlistRefusedBody(_Body):

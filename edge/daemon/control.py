@@ -113,10 +113,13 @@ class DeviceControl:
         if result.outcome == "installed" and wl is not None:
             with self._swap_lock:  # matching moves to the new list even if the audit write below fails
                 self._pending = wl
+            policy = self.models.for_watchlist(wl)  # the list's size and embedder set the threshold: say which
+            threshold = policy.for_gallery(wl.gallery.size)
             self.audit.append("watchlist_installed", WatchlistInstalledBody(
                 watchlist_id=wl.header.watchlist_id, version=wl.header.version, entries=wl.header.entry_count,
                 expires=wl.header.expires.timestamp(), bundle_sha256=wl.sha256, model_sha256=wl.header.embedder.sha256,
-                previous_version=previous.header.version if previous else None))
+                previous_version=previous.header.version if previous else None, threshold=threshold.value,
+                threshold_policy=threshold.policy, embedder_sha256=policy.calibration.embedder_sha256))
         elif result.outcome == "refused" and result.refusal is not None:
             r = result.refusal
             self.audit.append("watchlist_refused", WatchlistRefusedBody(

@@ -25,7 +25,7 @@ class MatchingModels:
     def __init__(self, cfg: EdgeConfig, manifest: Manifest) -> None:
         self._cfg = cfg
         self._manifest = manifest
-        self.embedders = DeviceEmbedders.for_device(manifest, cfg.embedder, cfg.runtime)
+        self.embedders = DeviceEmbedders.for_device(manifest, cfg.embedder, cfg.runtime, cfg.match)
         self._policies: dict[str, ThresholdPolicy] = {}
         self.for_embedder(cfg.embedder.model)  # no calibration table, or a bad [match] section, stops start-up
         self.configured_problem = self.embedders.why_not(cfg.embedder.model)  # its file or engine, which can mend
@@ -42,10 +42,8 @@ class MatchingModels:
 
     def for_embedder(self, name: str) -> ThresholdPolicy:
         if name not in self._policies:
-            match = self._cfg.match
-            if name != self.embedders.configured:  # [match] values were chosen for the configured model
-                match = match.model_copy(update={"threshold": None, "floor": None})
-            self._policies[name] = load_policy(match, self._manifest.folder, name, self._manifest.spec(name).sha256)
+            self._policies[name] = load_policy(self._cfg.match, self._manifest.folder, name,
+                                               self._manifest.spec(name).sha256, name == self.embedders.configured)
         return self._policies[name]
 
     def embedder_of(self, wl: InstalledWatchlist | None) -> str:

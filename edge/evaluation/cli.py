@@ -139,7 +139,7 @@ def _write_json(path: Path, report: dict[str, Any]) -> None:
 
 def _command() -> str:
     """The command line that produced a report, less --cache (a cache changes how fast, never what)."""
-    if not sys.argv or not sys.argv[0].endswith("edge"):
+    if not sys.argv or not sys.argv[0].endswith(("edge", "edge/__main__.py")):
         return ""
     argv, kept = sys.argv[1:], []
     skip = False
@@ -255,10 +255,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
     for f in fixed:
         print(f"gallery {f.gallery_size:5d}  threshold {f.threshold:<6g} FPIR {f.fpir:.2e} "
               f"({f.searches} non-mated searches)  FNIR {100 * f.fnir:5.1f} %")
-    print(f"wrote {out}; {what}" + ("" if kept else
-                                     f": the device will not use {cache.embedder} until `edge eval demographics "
-                                     f"--embedder {cache.embedder} --write-calibration` adds it to {shipped}"
-                                     + ("" if out == shipped else " (copy this table there first)")))
+    if kept or out != shipped:
+        print(f"wrote {out}; {what}" + ("" if kept else f" (the device reads {shipped}, which is unchanged)"))
+    else:
+        print(f"wrote {out}; {what}: the device will not use {cache.embedder} until `edge eval demographics "
+              f"--embedder {cache.embedder} --write-calibration` adds it")
     if args.json:
         _write_json(args.json, {"command": _command(), "dataset": dataset, "embedder": cache.embedder,
                                 "points": [vars(p) for p in points], "at_thresholds": [vars(f) for f in fixed]})
@@ -327,8 +328,7 @@ def run_demographics(args: argparse.Namespace) -> int:
                + ", ".join(f"{len(m.people)} {m.data} mated searches" for m in mated)
                + f"; detector long side {args.long_side}")
     demo = measured(passers, mated, size, dataset, _command(), cache.stack.embedder_sha256)
-    report, _ = demographics_report(cal.model_copy(update={"demographics": demo}), demo, passers, mated, extra,
-                                    started)
+    report, _ = demographics_report(cal, demo, passers, mated, extra, started)
     report["command"] = _command()
     _write_json(args.json, report)
     print("\n".join(summary(report)))

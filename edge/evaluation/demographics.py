@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
 from edge.errors import EdgeError
 from edge.evaluation.embedcache import EmbedCache
@@ -79,13 +80,19 @@ def _rows(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
     if not path.is_file():
         raise EdgeError(f"{path} is missing: point --data at the demographics folder of the shared data "
                         "(see ../shared/data/demographics/README.md)")
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise EdgeError(f"{path} is not a UTF-8 CSV file ({exc}): save it as UTF-8 CSV") from exc
     missing = [c for c in columns if c not in (reader.fieldnames or ())]
     if missing or not rows:
         raise EdgeError(f"{path}: expected a header with {', '.join(columns)} and one row per photo"
                         + (f"; missing column(s) {', '.join(missing)}" if missing else "; it has no rows"))
+    short = next((n for n, r in enumerate(rows, 2) if any(r.get(c) is None for c in columns)), None)
+    if short is not None:
+        raise EdgeError(f"{path}, line {short}: fewer values than the header has columns")
     return rows
 
 
@@ -152,7 +159,11 @@ def search_all(cache: EmbedCache, data_dir: Path, lfw_dir: Path | None,
     mated = [_search(cache, gallery, "london", smiling, True, "london smiling")]
     if lfw_dir is not None:
         races = lfw_races(data_dir / "lfw_race_labels.csv")
-        protocol = build_protocol(lfw_dir, lfw_dir, 2, True)
+        try:
+            protocol = build_protocol(lfw_dir, lfw_dir, 2, True)
+        except EdgeError as exc:
+            raise EdgeError(f"--lfw {lfw_dir}: no person there has 2 or more photos to enroll one and search with "
+                            "another: give LFW's folder, or --lfw none") from exc
         lfw_gallery = _gallery(cache, [Labelled(g.path, g.identity, "", None) for g in protocol.gallery], enroll_flip)
         probes = [Labelled(m.path, m.identity, races[m.identity], None) for m in protocol.mated if m.identity in races]
         mated.append(_search(cache, lfw_gallery, "lfw", probes, True, "lfw mated"))
@@ -218,8 +229,9 @@ def measured(passers: Searched, mated: list[Searched], list_size: int, dataset: 
         return Demographics(embedder_sha256=embedder_sha256, dataset=dataset, command=command,
                             watchlist_size=list_size, thresholds=list(GRID), false_alarms=curves(passers),
                             misses=[c for m in mated for c in curves(m)])
-    except ValueError as exc:
-        raise EdgeError(f"these passers-by cannot measure every group the policy protects: {exc}") from exc
+    except ValidationError as exc:
+        reasons = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise EdgeError(f"these passers-by cannot measure every group the policy protects: {reasons}") from exc
 
 
 def worst_to_best(rates: list[GroupRate], attribute: str) -> dict[str, object]:

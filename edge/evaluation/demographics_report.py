@@ -5,6 +5,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from edge.config.match import MatchConfig
 from edge.errors import ConfigError
 from edge.evaluation.demographics import RACE_MAP_NOTE, Searched, rates_at, worst_to_best
@@ -32,9 +34,10 @@ class Named:
     policy: str
 
 
-def named_thresholds(cal: Calibration, sizes: list[int], extra: tuple[float, ...]) -> tuple[list[Named], str | None]:
+def named_thresholds(cal: Calibration, demo: Demographics, sizes: list[int],
+                     extra: tuple[float, ...]) -> tuple[list[Named], str | None]:
     """The thresholds to report: LFW's alone (before), the policy's with the group curves (after), and any asked
-    for; and why the policy refused, if it did."""
+    for; and why the device would refuse the table with these curves, if it would."""
     target = MatchConfig().target_fpir
     out = [Named("floor (LFW)", cal.floor, "before: LFW floor"),
            Named("fixed default (LFW)", cal.fixed_threshold, "before: calibrated fixed threshold")]
@@ -43,8 +46,11 @@ def named_thresholds(cal: Calibration, sizes: list[int], extra: tuple[float, ...
             for n in sizes]
     refused = None
     try:
-        policy = ThresholdPolicy(MatchConfig(), cal, cal.embedder)
-        fixed = ThresholdPolicy(MatchConfig(mode="fixed"), cal, cal.embedder)
+        with_groups = Calibration.model_validate({**cal.model_dump(), "demographics": demo.model_dump()})
+        policy = ThresholdPolicy(MatchConfig(), with_groups, cal.embedder)
+        fixed = ThresholdPolicy(MatchConfig(mode="fixed"), with_groups, cal.embedder)
+    except ValidationError as exc:
+        refused = "; ".join(e["msg"] for e in exc.errors())
     except ConfigError as exc:
         refused = str(exc)
     else:
@@ -81,7 +87,7 @@ def at_threshold(named: Named, passers: Searched, mated: list[Searched]) -> dict
 def demographics_report(cal: Calibration, demo: Demographics, passers: Searched, mated: list[Searched],
                         extra: tuple[float, ...], started: float) -> tuple[dict[str, Any], list[Named]]:
     sizes = sorted({p.gallery_size for p in cal.points})
-    named, refused = named_thresholds(cal, sizes, extra)
+    named, refused = named_thresholds(cal, demo, sizes, extra)
     try:
         shift, worst = demo.worst_shift(FLOOR_AT[1])
     except ValueError as exc:

@@ -71,6 +71,9 @@ def load_calibrations(folder: Path) -> tuple[dict[str, Calibration], list[str]]:
         except ConfigError as exc:
             problems.append(str(exc))
             continue
+        if path.name != f"calibration-{cal.embedder}.toml":  # a stray copy: the device reads only its own name
+            problems.append(f"{path} is a table for {cal.embedder} under another name: left out")
+            continue
         out[cal.embedder_sha256] = cal
     return out, problems
 
@@ -80,7 +83,9 @@ def in_force(used: Iterable[tuple[str, float, str | None]],
     """One entry per (embedder sha256, threshold) a device used, with the policy it gave for it."""
     seen: dict[tuple[str, float], str | None] = {}
     for sha, threshold, policy in used:
-        seen.setdefault((sha, round(threshold, 4)), policy)
+        key = (sha, round(threshold, 4))
+        if seen.get(key) is None:  # a record that names the rule wins over one from before rules were recorded
+            seen[key] = policy
     out = []
     for (sha, threshold), policy in sorted(seen.items()):
         cal = calibrations.get(sha)

@@ -69,6 +69,8 @@ class WatchlistUse(StrictModel):
     version: int | None
     size: int
     since: float
+    threshold: float | None = None  # from the install record, when it says (records before the group policy do not)
+    threshold_policy: str | None = None
 
 
 class PeriodReport(StrictModel):
@@ -172,7 +174,10 @@ def build_report(records: Iterable[AuditRecord], outcomes: Mapping[str, Outcome]
                 notes.append(f"seq {r.seq}: stop of period {body.period_id}, which is not the one in progress")
         elif isinstance(body, WatchlistInstalledBody) and current is not None:
             current.watchlists.append(WatchlistUse(watchlist_id=body.watchlist_id, version=body.version,
-                                                   size=body.entries, since=r.time))
+                                                   size=body.entries, since=r.time, threshold=body.threshold,
+                                                   threshold_policy=body.threshold_policy))
+            if body.embedder_sha256 is not None and body.threshold is not None:
+                used.append((body.embedder_sha256, body.threshold, body.threshold_policy))
         elif isinstance(body, WatchlistRefusedBody) and r.time >= start:
             refusals.append(WatchlistRefusal(time=r.time, watchlist_id=body.watchlist_id, version=body.version,
                                     reason=body.reason))
@@ -278,7 +283,11 @@ def render_markdown(report: DeploymentReport) -> str:
         extra += [f"purpose: {p.purpose}"] if p.purpose else []
         extra += [f"stop reason {p.stop_reason}"] if p.stop_reason else []
         rule = p.threshold_policy or "rule not recorded"
-        lines.append(f"- Period {p.period_id}: threshold {p.threshold:.4f} ({rule})" + "".join(f"; {e}" for e in extra))
+        changes = "".join(f"; from {_when(w.since)} with {w.watchlist_id} v{w.version}: {w.threshold:.4f} "
+                          f"({w.threshold_policy or 'rule not recorded'})" for w in p.watchlists[1:]
+                          if w.threshold is not None)
+        lines.append(f"- Period {p.period_id}: threshold {p.threshold:.4f} ({rule}){changes}"
+                     + "".join(f"; {e}" for e in extra))
     if report.outside_periods.alerts:
         lines.append(f"- {report.outside_periods.alerts} alerts outside any recorded period of use.")
     if report.refusals:

@@ -17,6 +17,7 @@ from edge.cliargs import Commands, add_broker_args, add_embedder_arg, link_confi
 from edge.config import explain
 from edge.config.device import DeviceConfig
 from edge.config.embedder import EmbedderConfig
+from edge.config.match import MatchConfig
 from edge.config.runtime import RuntimeConfig
 from edge.config.tomlio import load_toml
 from edge.config.watchlist import WatchlistConfig
@@ -167,9 +168,9 @@ def inspect_command(args: argparse.Namespace) -> int:
 
 
 def install_command(args: argparse.Namespace) -> int:
-    config, embedder, runtime = WatchlistConfig(), EmbedderConfig(), RuntimeConfig()
+    config, embedder, runtime, match = WatchlistConfig(), EmbedderConfig(), RuntimeConfig(), MatchConfig()
     if args.device:
-        device, config, embedder, runtime = _device_config(args.device)
+        device, config, embedder, runtime, match = _device_config(args.device)
         key_path, hq_path = args.key or device.encryption_key, args.hq_pub or device.hq_public_key
         state_dir = args.state_dir or device.state_dir / "watchlist"
     elif args.key and args.hq_pub and args.state_dir:
@@ -179,7 +180,8 @@ def install_command(args: argparse.Namespace) -> int:
     if args.embedder:
         embedder = embedder.model_copy(update={"model": args.embedder})
     # the device's own rules: its configured embedder, the one in use, and only models it can match with now
-    embedders = DeviceEmbedders.for_device(Manifest.load(runtime.engines_dir or ENGINES_DIR), embedder, runtime)
+    embedders = DeviceEmbedders.for_device(Manifest.load(runtime.engines_dir or ENGINES_DIR), embedder, runtime,
+                                           match)
     store = WatchlistStore.open(state_dir, device_key=load_encryption_private(key_path),
                                 hq_public=load_signing_public(hq_path), embedders=embedders, config=config)
     result = store.install(_read(args.bundle))
@@ -228,7 +230,10 @@ def _recipient(text: str) -> tuple[str, X25519PublicKey]:
     return device.id, public
 
 
-def _device_config(path: Path) -> tuple[DeviceConfig, WatchlistConfig, EmbedderConfig, RuntimeConfig]:
+DeviceSections = tuple[DeviceConfig, WatchlistConfig, EmbedderConfig, RuntimeConfig, MatchConfig]
+
+
+def _device_config(path: Path) -> DeviceSections:
     """The sections of a device.toml or edge.toml that installing a bundle depends on."""
     try:
         raw = load_toml(path)
@@ -238,7 +243,8 @@ def _device_config(path: Path) -> tuple[DeviceConfig, WatchlistConfig, EmbedderC
         raise ConfigError(f"{path} has no [device] section: pass the device.toml written by `edge device provision`")
     try:
         return (DeviceConfig(**raw["device"]), WatchlistConfig(**raw.get("watchlist", {})),
-                EmbedderConfig(**raw.get("embedder", {})), RuntimeConfig(**raw.get("runtime", {})))
+                EmbedderConfig(**raw.get("embedder", {})), RuntimeConfig(**raw.get("runtime", {})),
+                MatchConfig(**raw.get("match", {})))
     except ValidationError as exc:
         raise ConfigError(explain(exc, str(path))) from None
 

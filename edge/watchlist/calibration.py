@@ -66,9 +66,14 @@ class Calibration(StrictModel):
 
     @model_validator(mode="after")
     def _groups_of_this_model(self) -> "Calibration":
-        if self.demographics is not None and self.demographics.embedder_sha256 != self.embedder_sha256:
+        demo = self.demographics
+        if demo is not None and demo.embedder_sha256 != self.embedder_sha256:
             raise ValueError("its [demographics] section was measured with another model file; re-run "
                              "`edge eval demographics --write-calibration`")
+        if demo is not None and demo.watchlist_size < FLOOR_AT[0]:
+            raise ValueError(f"its [demographics] section was measured against a list of {demo.watchlist_size} "
+                             f"people: the group ceiling is defined for a list of {FLOOR_AT[0]} or more (a shorter "
+                             "list draws fewer false alarms and would hide a group's)")
         return self
 
     @model_validator(mode="after")
@@ -158,7 +163,7 @@ class ThresholdPolicy:
         floors.append((ceiling[0], f"no group above {100 * cfg.group_ceiling:g} % false alarms ({ceiling[1]} set it)"))
         floor, self.floor_source = max(floors, key=lambda f: f[0])
         self.shift, self.worst_group = 0.0, "none"
-        if cfg.fpir_for == "worst_group":
+        if cfg.mode == "constant_fpir" and cfg.fpir_for == "worst_group":
             try:
                 self.shift, self.worst_group = demo.worst_shift(FLOOR_AT[1])
             except ValueError as exc:
@@ -210,8 +215,12 @@ def load_calibration(engines_dir: Path, embedder: str, embedder_sha256: str) -> 
     return cal
 
 
-def load_policy(cfg: MatchConfig, engines_dir: Path, embedder: str, embedder_sha256: str) -> ThresholdPolicy:
-    """The policy for this embedder, from its calibration table."""
+def load_policy(cfg: MatchConfig, engines_dir: Path, embedder: str, embedder_sha256: str,
+                configured: bool = True) -> ThresholdPolicy:
+    """The policy for this embedder, from its calibration table. The [match] threshold and floor were chosen for
+    the configured embedder: another one (a list still enrolled with it) uses its own table's."""
+    if not configured:
+        cfg = cfg.model_copy(update={"threshold": None, "floor": None})
     return ThresholdPolicy(cfg, load_calibration(engines_dir, embedder, embedder_sha256), embedder)
 
 

@@ -19,6 +19,7 @@ RACES = ("White", "Black", "Asian", "Indian", "Others")  # UTKFace's groups; oth
 GENDERS = ("female", "male")
 PROTECTED = {"race": RACES, "gender": GENDERS}  # intersections are reported, too few people to bind the policy
 Kind = Literal["false_alarms", "misses"]
+MAX_STEP = 0.01 + 1e-9  # a coarser grid would round a group's threshold shift away
 
 
 def wilson(errors: int, trials: int, z: float = Z95) -> tuple[float, float]:
@@ -89,8 +90,9 @@ class Demographics(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Demographics":
-        if any(b <= a for a, b in zip(self.thresholds, self.thresholds[1:], strict=False)):
-            raise ValueError("demographics.thresholds must increase")
+        steps = [b - a for a, b in zip(self.thresholds, self.thresholds[1:], strict=False)]
+        if any(not 0 < step <= MAX_STEP for step in steps):
+            raise ValueError(f"demographics.thresholds must increase in steps of at most {MAX_STEP}")
         for kind in ("false_alarms", "misses"):
             seen = set()
             for c in getattr(self, kind):
@@ -167,6 +169,9 @@ class Demographics(StrictModel):
         base = self.threshold_for(everyone, reference)
         if base is None:
             raise ValueError(f"all passers-by never fall to {reference:g} false alarms up to {self.thresholds[-1]}")
+        if base == self.thresholds[0]:
+            raise ValueError(f"the grid starts at {base}, where all passers-by are already under {reference:g} false "
+                             "alarms: where each group gets there cannot be seen")
         i = self.thresholds.index(base)
         shift, worst = 0.0, "none"
         for c in self.policy_groups():

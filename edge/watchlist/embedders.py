@@ -14,12 +14,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from edge.config.embedder import EmbedderConfig
+from edge.config.match import MatchConfig
 from edge.config.runtime import RuntimeConfig
 from edge.errors import ConfigError
 from edge.models import Manifest
 from edge.runtime.select import unavailable_reason
 from edge.watchlist.bundle import BundleHeader, BundleRefused
-from edge.watchlist.calibration import load_calibration
+from edge.watchlist.calibration import load_policy
 
 MIGRATION_DOC = "docs/watchlist-migration.md"
 DEVICE_HINT = 'set [embedder] model = "{name}" in its edge.toml'
@@ -59,14 +60,16 @@ class DeviceEmbedders:
 
     @classmethod
     def for_device(cls, manifest: Manifest, embedder: EmbedderConfig, runtime: RuntimeConfig,
-                   hint: str = DEVICE_HINT) -> "DeviceEmbedders":
-        """A device's embedders, each usable only while its model runs and its calibration table is in place."""
+                   match: MatchConfig | None = None, hint: str = DEVICE_HINT) -> "DeviceEmbedders":
+        """A device's embedders, each usable only while its model runs and a threshold policy can be built for it
+        from its calibration table and the device's [match] section (per-group curves included)."""
 
         def why_not(name: str) -> str | None:
             why = unavailable_reason(manifest, name, runtime.backend, runtime.engine_cache)
             if why is None:
                 try:
-                    load_calibration(manifest.folder, name, manifest.spec(name).sha256)
+                    load_policy(match or MatchConfig(), manifest.folder, name, manifest.spec(name).sha256,
+                                name == embedder.model)
                 except ConfigError as exc:
                     why = str(exc)
             return why

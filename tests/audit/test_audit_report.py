@@ -9,7 +9,13 @@ from audit_helpers import DEVICE, T0, FakeClock, alert, counters, period_start, 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.audit.log import AuditLog
-from edge.audit.records import AdjudicationBody, AuditRecord, PeriodStopBody, WatchlistRefusedBody
+from edge.audit.records import (
+    AdjudicationBody,
+    AuditRecord,
+    PeriodStopBody,
+    WatchlistInstalledBody,
+    WatchlistRefusedBody,
+)
 from edge.errors import EdgeError
 from edge.hq.report import build_report, render_markdown
 
@@ -128,3 +134,23 @@ def test_records_written_before_the_threshold_policy_still_verify_and_report(tmp
     text = render_markdown(report)
     assert "threshold 0.5000 (rule not recorded)" in text
     assert "(policy not recorded)" in text and "**Not measured**" in text  # the alert's embedder, no table for it
+
+
+def test_a_list_installed_mid_period_reports_the_threshold_it_brought(tmp_path: Path,
+                                                                       device_key: Ed25519PrivateKey) -> None:
+    """A larger list raises the constant-FPIR threshold: the install record says so, and so does the report."""
+    clock = FakeClock()
+    path = tmp_path / "audit.log"
+    with AuditLog.open(path, device_key, 10, device_id=DEVICE, clock=clock) as log:
+        log.append("period_start", period_start("p1", size=3))
+        clock.t += 60
+        log.append("watchlist_installed", WatchlistInstalledBody(
+            watchlist_id="wl-city", version=8, entries=117, expires=T0 + 86400, bundle_sha256=H, model_sha256=H,
+            previous_version=7, threshold=0.4839, threshold_policy="constant FPIR 0.001 at 117 people",
+            embedder_sha256=H))
+    report = build_report(ingest(path), keys=[device_key.public_key()])
+    use = report.periods[0].watchlists[-1]
+    assert (use.version, use.threshold, use.threshold_policy) == (8, 0.4839, "constant FPIR 0.001 at 117 people")
+    text = render_markdown(report)
+    assert "with wl-city v8: 0.4839 (constant FPIR 0.001 at 117 people)" in text
+    assert "threshold 0.4839 (constant FPIR 0.001 at 117 people)" in text.split("## Error rates")[1]

@@ -97,6 +97,9 @@ def test_demo_clip_alerts_reach_hq_and_nothing_else(fleet: TrialFleet, demo_dir:
     assert start["embedder_sha256"] == matches[0]["models"]["embedder"]
     assert all(b["threshold_policy"] == matches[0]["threshold_policy"] for b, k in zip(bodies, kinds, strict=True)
                if k == "alert")
+    installed = next(b for b, k in zip(bodies, kinds, strict=True) if k == "watchlist_installed")
+    assert (installed["threshold"], installed["threshold_policy"]) == (matches[0]["threshold"],
+                                                                       matches[0]["threshold_policy"])
     assert "watchlist_installed" in kinds and "period_start" in kinds and "period_stop" in kinds
     first_config = next(a["record"]["body"] for a in audits if a["record"]["kind"] == "config_changed")
     assert {c["key"]: c["new"] for c in first_config["changes"]}["match.mode"] == "constant_fpir"

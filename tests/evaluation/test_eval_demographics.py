@@ -92,15 +92,15 @@ def test_counts_per_group_with_intervals(report: dict) -> None:
 
 
 def test_a_measurement_too_small_to_bound_every_group_is_refused_by_the_policy(report: dict) -> None:
-    """Seven Black passers-by cannot show a rate under 3 %: the report says the device would refuse."""
-    assert "no threshold up to 0.8 keeps every group's false alarms provably under" in report["policy"]["refused"]
+    """A list of ten people cannot stand for the ceiling's 100: the report says the device would refuse."""
+    assert "measured against a list of 10 people" in report["policy"]["refused"]
     assert not any(t["policy"].startswith("after") for t in report["at_thresholds"])
 
 
 def test_write_calibration_never_leaves_a_table_the_device_would_refuse(slice_dir: Path, lfw_slice: Path,
                                                                         eval_cache: Path, tmp_path: Path) -> None:
-    """Seven Black passers-by cannot bound the group's rate: the shipped table stays as it was, and the command
-    says why (exit 2). A measurement the device accepts is written in place of the old section, the LFW points
+    """Ten listed people cannot stand for the ceiling's list of 100: the shipped table stays as it was, and the
+    command says why (exit 2). A measurement the device accepts is written in place of the old section, the LFW points
     and their notes kept."""
     engines = tmp_path / "engines"
     engines.mkdir()
@@ -117,7 +117,7 @@ def test_write_calibration_never_leaves_a_table_the_device_would_refuse(slice_di
                           "--write-calibration"],
                          env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 2, run.stderr
-    assert "not changed: the device would refuse" in run.stderr and "Black group's 7 passers-by" in run.stdout
+    assert "not changed: the device would refuse" in run.stderr and "list of 10 people" in run.stdout
     assert table.read_bytes() == before
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["policy"]["refused"], "the report is still written"

@@ -234,11 +234,14 @@ def test_an_excess_the_data_does_not_show_moves_no_threshold():
 
 
 def test_a_group_that_never_falls_to_the_reference_rate_stops_the_worst_group_target():
-    never = demographics({"Black": (200, [3] * len(GRID)), **{r: (2000, [0] * len(GRID)) for r in RACES[2:]},
-                          "White": (2000, [0] * len(GRID))})
+    """2 % of 2,000 Black passers-by alarm at every threshold measured: no threshold holds them to 1 %."""
+    never = demographics({"White": (4000, falling(4000, 0.50)), "Black": (2000, [40] * len(GRID)),
+                          **{r: (2000, [0] * len(GRID)) for r in RACES[2:]}})
     with pytest.raises(ConfigError, match=r"Black group never falls to 0\.01 false alarms up to 0\.7.*fpir_for"):
         ThresholdPolicy(MatchConfig(group_ceiling=0.05), table(never))
     assert ThresholdPolicy(MatchConfig(group_ceiling=0.05, fpir_for="all"), table(never)).shift == 0
+    fixed = ThresholdPolicy(MatchConfig(group_ceiling=0.05, threshold=0.66), table(never))  # fixed mode needs no shift
+    assert fixed.for_gallery(10).policy == "fixed (match.threshold)"
 
 
 def _set(d: dict, index: int, **changes: object) -> None:
@@ -275,3 +278,15 @@ def test_shipped_group_policy_holds_every_group_under_the_ceiling(name):
     for rate in demo.rates("false_alarms", p.floor):
         if rate.attribute in ("race", "gender"):
             assert rate.interval[1] <= MatchConfig().group_ceiling, rate.text()
+
+
+def test_a_grid_that_starts_too_high_or_a_list_too_short_cannot_hide_a_group():
+    late = demographics({"White": (1000, [0] * 4), "Black": (200, [1, 0, 0, 0])}, [0.50, 0.51, 0.52, 0.53])
+    with pytest.raises(ValueError, match=r"grid starts at 0\.5, where all passers-by are already under"):
+        late.worst_shift(1e-2)
+    with pytest.raises(ValueError, match=r"steps of at most 0\.01"):
+        demographics({"White": (1000, [0, 0])}, [0.40, 0.45])
+    short = table().model_dump()
+    short["demographics"]["watchlist_size"] = 5
+    with pytest.raises(ValueError, match="measured against a list of 5 people"):
+        Calibration(**short)

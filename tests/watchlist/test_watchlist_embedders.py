@@ -108,3 +108,20 @@ def test_giving_up_the_first_list_leaves_none(make_bundle, open_store):
     assert store.install(make_bundle(1, embedder=SFACE)).outcome == "installed"
     assert store.fall_back("would not open") is None
     assert store.current is None and store.state().status == "unusable"
+
+
+def test_a_list_for_a_model_without_group_curves_is_refused_not_installed(make_bundle, open_store, tmp_path):
+    """The device takes a list only for a model it can build a threshold policy for: with MobileFaceNet's table
+    stripped of its per-group curves, its list is refused at install (a device that took it would stop at start)."""
+    engines = tmp_path / "engines"
+    engines.mkdir()
+    for f in MANIFEST.folder.iterdir():
+        if f.suffix in (".onnx", ".toml") and f.name != "calibration-mobilefacenet_192.toml":
+            (engines / f.name).symlink_to(f)
+    table = (MANIFEST.folder / "calibration-mobilefacenet_192.toml").read_text()
+    (engines / "calibration-mobilefacenet_192.toml").write_text(table.split("\n# Per-group errors measured")[0])
+    embedders = DeviceEmbedders.for_device(Manifest.load(engines), EmbedderConfig(model="mobilefacenet_192"),
+                                           RuntimeConfig())
+    refused = open_store(embedders=embedders).install(make_bundle(1)).refusal
+    assert refused is not None and refused.code == "wrong_embedder" and "no per-group false-alarm rates" in \
+        refused.message
