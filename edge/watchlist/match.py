@@ -1,10 +1,11 @@
-"""Top-k matching of a frame's face embeddings against a gallery: one pass over the gallery, pure numpy.
+"""Top-k matching of a frame's face embeddings against a gallery.
 
-The gallery is scanned in chunks small enough to stay in the CPU cache, so memory stays bounded
-whatever the gallery size. A gallery may be stored as bfloat16 (the upper half of each float32):
-half the memory and half the memory traffic, widened back to float32 one chunk at a time (two cheap
-integer passes; numpy's float16 cast is ten times slower). Scores then move by at most about 1e-3.
-Match a frame's faces together: the pass over the gallery costs the same for one probe or sixteen.
+The pass over the gallery dominates: it reads every row for every frame. A small gallery is scored exactly in one
+float32 product. A large one is scanned as int8 (per-row scale, a quarter of float32's bytes) by ONNX Runtime's
+integer kernel; each score is then known within a bound, and only the subjects that could still be among the top
+k are re-scored exactly from the stored rows, so every reported score is the exact one. A gallery may be stored as
+bfloat16 (the upper half of each float32): half the memory, scores within about 1e-3 of float32.
+Match a frame's faces together: the pass over the gallery costs about the same for one probe or eight.
 """
 
 import itertools
@@ -13,9 +14,12 @@ from functools import cached_property
 
 import numpy as np
 
-CHUNK_ROWS = 2048  # rows widened at a time: 1.5 MiB of 192-d float32, about one L2 cache
-BLOCK_ROWS = 512   # rows per matrix product: small enough for OpenBLAS's unpacked small-matrix kernels
-ARGMAX_TOP_K = 4   # up to this k, k argmax passes beat a partition
+from edge.runtime.int8gemm import GALLERY_ZERO, Int8Product
+
+INT8_MIN_ROWS = 4096  # below this, one float32 product costs less than the integer kernel's call
+BLOCK_ROWS = 65536    # int8 rows per integer product (8 MiB at 128-d): its int32 scores stay small
+SAMPLE_STRIDE = 64    # a probe's first floor: the k-th best of every 64th score, never above the k-th best of all
+ARGMAX_TOP_K = 4      # up to this k, k argmax passes beat a partition
 
 
 def to_bfloat16(x: np.ndarray) -> np.ndarray:
@@ -76,23 +80,142 @@ class Gallery:
     def empty(cls, dim: int = 192) -> "Gallery":
         return cls(np.zeros((0, dim), np.float32), np.zeros(0, np.int32), (), np.zeros(0), ())
 
-    @cached_property
-    def _chunks(self) -> tuple[tuple[int, int, np.ndarray | None, np.ndarray | None], ...]:
-        """(start, stop, run starts within the chunk, subject of each run) per chunk, cut between subjects.
+    def rows(self, index: np.ndarray | slice) -> np.ndarray:
+        """Stored rows as float32 (widened from bfloat16 when stored so)."""
+        rows = self.embeddings[index]
+        return from_bfloat16(rows) if rows.dtype == np.uint16 else rows
 
-        Runs are None when every subject has one row in subject order: scores then go straight
-        into the per-subject table.
-        """
+    @cached_property
+    def _runs(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(start of each subject's run of rows, its subject); None when every subject has one row, in order."""
         m = len(self.owner)
-        if m == 0:
-            return ()
         if m == self.size and np.array_equal(self.owner, np.arange(m)):
-            return tuple((a, min(a + CHUNK_ROWS, m), None, None) for a in range(0, m, CHUNK_ROWS))
-        starts = np.flatnonzero(np.r_[True, self.owner[1:] != self.owner[:-1]])
-        cuts = np.unique(np.r_[np.searchsorted(starts, np.arange(0, m, CHUNK_ROWS)), len(starts)])
-        bounds = np.r_[starts, m]
-        return tuple((int(bounds[i]), int(bounds[j]), starts[i:j] - starts[i], self.owner[starts[i:j]])
-                     for i, j in itertools.pairwise(cuts))
+            return None
+        starts = np.flatnonzero(np.r_[True, self.owner[1:] != self.owner[:-1]]) if m else np.zeros(0, np.int64)
+        return starts, self.owner[starts]
+
+    @cached_property
+    def _subject_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(first row, row count) per subject; a subject without rows has count 0."""
+        first, count = np.zeros(self.size, np.int64), np.zeros(self.size, np.int64)
+        if self._runs is None:
+            return np.arange(self.size), np.ones(self.size, np.int64)
+        starts, subjects = self._runs
+        first[subjects] = starts
+        count[subjects] = np.diff(np.r_[starts, len(self.owner)])
+        return first, count
+
+    @cached_property
+    def _int8(self) -> "Int8Gallery":
+        return Int8Gallery.of(self)
+
+    def subject_scores(self, row_scores: np.ndarray) -> np.ndarray:
+        """(N, S) best score per subject from (N, M) row scores; -inf for a subject without rows."""
+        if self._runs is None:
+            return row_scores
+        out = np.full((len(row_scores), self.size), -np.inf, np.float32)
+        starts, subjects = self._runs
+        out[:, subjects] = np.maximum.reduceat(row_scores, starts, axis=1)
+        return out
+
+
+@dataclass(frozen=True)
+class Int8Block:
+    """Rows [start, stop) of the int8 gallery, and whose rows they are: subjects start.. in order (`runs` None),
+    or `subjects` with their runs' starts within the block."""
+
+    start: int
+    stop: int
+    subjects: np.ndarray | None
+    runs: np.ndarray | None
+
+    def subject_scores(self, approx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n subjects, N) best approximate score of each of the block's subjects, and which subjects they are."""
+        if self.runs is None:
+            return approx, np.arange(self.start, self.stop)
+        return np.maximum.reduceat(approx, self.runs, axis=0), self.subjects
+
+
+@dataclass(frozen=True)
+class Int8Gallery:
+    """A gallery's rows as int8 on one scale (stored + GALLERY_ZERO as uint8), scanned in blocks cut between
+    subjects.
+
+    With g = S q_g + e_g (|e_g| <= S / 2 per element) and p = s q_p + e_p likewise, every score is known within
+    |g.p - S s q_g.q_p| <= S/2 |p|_1 + s/2 |g|_1 + D S s / 4; a subject more than twice that bound below the k-th
+    best cannot be in the top k. One scale for all rows makes the integer product itself the score, up to a
+    factor and an offset per probe (the stored shift adds GALLERY_ZERO x the probe's element sum to all its
+    scores alike): candidates are picked on the int32 results, with no pass in floating point.
+    """
+
+    rows: np.ndarray  # (M, D) uint8
+    scale: float
+    max_l1: float
+    blocks: tuple[Int8Block, ...]
+    product: Int8Product
+
+    @classmethod
+    def of(cls, gallery: Gallery) -> "Int8Gallery":
+        m, dim, runs = len(gallery.owner), gallery.dim, gallery._runs
+        if runs is None:
+            cuts = list(range(0, m, BLOCK_ROWS))
+        else:  # at the first run starting at or after each block's nominal start (a subject is never split)
+            at = np.minimum(np.searchsorted(runs[0], np.arange(0, m, BLOCK_ROWS)), len(runs[0]) - 1)
+            cuts = np.unique(np.r_[0, runs[0][at]]).tolist()
+        spans = list(itertools.pairwise([*cuts, m]))
+        largest = max((float(np.abs(gallery.rows(slice(a, b))).max()) for a, b in spans), default=1.0)
+        scale = max(largest, 1e-30) / 127
+        quantized, blocks, max_l1 = np.empty((m, dim), np.uint8), [], 0.0
+        for a, b in spans:
+            rows = gallery.rows(slice(a, b))
+            quantized[a:b] = (np.rint(rows / scale) + GALLERY_ZERO).astype(np.uint8)
+            max_l1 = max(max_l1, float(np.abs(rows).sum(axis=1).max()))
+            if runs is None:
+                blocks.append(Int8Block(a, b, None, None))
+            else:
+                i, j = np.searchsorted(runs[0], [a, b])
+                blocks.append(Int8Block(a, b, runs[1][i:j], runs[0][i:j] - a))
+        return cls(quantized, scale, max_l1, tuple(blocks), Int8Product(dim))
+
+    def candidates(self, probes: np.ndarray, k: int, live: np.ndarray) -> list[np.ndarray]:
+        """Per probe, the live subjects that may be among its k best: one pass, block by block, each probe's
+        running k-th best setting what it keeps from the next block."""
+        n, dim = probes.shape
+        scale = np.maximum(np.abs(probes).max(axis=1), 1e-30) / 127
+        quantized = np.rint(probes / scale[:, None]).astype(np.int8)
+        probes_t = np.ascontiguousarray(quantized.T)
+        bound = (self.scale / 2 * np.abs(probes).sum(axis=1) + scale / 2 * self.max_l1
+                 + dim * self.scale * scale / 4 + 1e-5)  # and float32 rounding in the exact re-scoring
+        margin = np.ceil(2 * bound / (self.scale * scale)).astype(np.int64)  # in product units
+        pool_ids: list[np.ndarray] = [np.zeros(0, np.int64)] * n
+        pool_scores: list[np.ndarray] = [np.zeros(0, np.int64)] * n
+        kth: list[int | None] = [None] * n
+        everyone_live = bool(live.all())
+        for block in self.blocks:
+            scores, ids = block.subject_scores(self.product(self.rows[block.start:block.stop], probes_t))
+            scores = np.ascontiguousarray(scores.T)  # (N, subjects): one probe's scores contiguous
+            if not everyone_live:
+                scores[:, ~live[ids]] = np.iinfo(np.int32).min
+            for p in range(n):
+                row = scores[p]
+                floor = kth[p] if kth[p] is not None else _kth_best(row[::SAMPLE_STRIDE], k)
+                kept = np.flatnonzero(row >= floor - margin[p])
+                if not everyone_live:
+                    kept = kept[live[ids[kept]]]
+                ids_p = np.concatenate((pool_ids[p], ids[kept]))
+                scores_p = np.concatenate((pool_scores[p], row[kept].astype(np.int64)))
+                if len(scores_p) >= k:
+                    kth[p] = _kth_best(scores_p, k)
+                    held = scores_p >= kth[p] - margin[p]
+                    ids_p, scores_p = ids_p[held], scores_p[held]
+                pool_ids[p], pool_scores[p] = ids_p, scores_p
+        return pool_ids
+
+
+def _kth_best(values: np.ndarray, k: int) -> int:
+    """The k-th largest value (the smallest when there are fewer)."""
+    kk = min(k, len(values))
+    return int(np.partition(values, -kk)[-kk])
 
 
 @dataclass(frozen=True)
@@ -123,52 +246,48 @@ class MatchResult:
 def match(gallery: Gallery, probes: np.ndarray, now: float, k: int = 2) -> list[MatchResult]:
     """Score each probe (N, D, L2-normalised) against every subject (best cosine of its embeddings).
 
-    Subjects whose own expiry has passed are masked out and can never be returned.
+    Subjects whose own expiry has passed are masked out and can never be returned. Every score returned is exact
+    (as the stored rows give it), whichever kernel found the candidates.
     """
-    probes = np.asarray(probes, dtype=np.float32)
+    probes = np.ascontiguousarray(probes, dtype=np.float32)
     live = gallery.expires > now
     if gallery.size == 0 or len(probes) == 0 or not live.any():
         return [MatchResult(()) for _ in range(len(probes))]
-    scores = np.ascontiguousarray(subject_scores(gallery, probes).T)  # (N, S)
-    scores[:, ~live] = -np.inf
     k = min(k, gallery.size)
+    if len(gallery.owner) < INT8_MIN_ROWS:
+        scores = gallery.subject_scores(probes @ gallery.rows(slice(None)).T)
+        scores[:, ~live] = -np.inf
+        top = _top(scores, k)
+        return [_result(gallery, idx, row) for idx, row in zip(top, np.take_along_axis(scores, top, 1), strict=True)]
+    results = []
+    for probe, subjects in zip(probes, gallery._int8.candidates(probes, k, live), strict=True):
+        exact = _exact(gallery, probe, subjects)
+        order = np.lexsort((subjects, -exact))[:k]
+        results.append(_result(gallery, subjects[order], exact[order]))
+    return results
+
+
+def _exact(gallery: Gallery, probe: np.ndarray, subjects: np.ndarray) -> np.ndarray:
+    """Exact best score of each of these subjects, from its stored rows."""
+    first, count = gallery._subject_rows
+    n = count[subjects]
+    rows = np.repeat(first[subjects] - np.r_[0, np.cumsum(n)[:-1]], n) + np.arange(int(n.sum()))
+    scores = gallery.rows(rows) @ probe
+    return np.maximum.reduceat(scores, np.r_[0, np.cumsum(n)[:-1]]) if len(scores) else np.full(len(subjects), -np.inf)
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k best per row, best first (ties: lower index first)."""
     if k <= ARGMAX_TOP_K:
-        top = _top_by_argmax(scores, k)
-    else:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-        top = np.take_along_axis(part, order, axis=1)
-    best = np.take_along_axis(scores, top, axis=1)
-    return [
-        MatchResult(tuple(Candidate(int(i), gallery.subject_ids[i], float(s))
-                          for i, s in zip(idx, row, strict=True) if np.isfinite(s)))
-        for idx, row in zip(top, best, strict=True)
-    ]
+        return _top_by_argmax(scores, k)
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
 
 
-def subject_scores(gallery: Gallery, probes: np.ndarray) -> np.ndarray:
-    """(S, N) best cosine of each subject's rows for each probe, one cache-sized chunk at a time."""
-    probes_t = np.ascontiguousarray(np.asarray(probes, dtype=np.float32).T)  # (D, N)
-    out = np.empty((gallery.size, probes_t.shape[1]), np.float32)
-    if not gallery._chunks or gallery._chunks[0][2] is not None:
-        out.fill(-np.inf)  # a subject without rows never scores
-    bfloat16 = gallery.embeddings.dtype == np.uint16
-    longest = max((b - a for a, b, _, _ in gallery._chunks), default=0)  # a subject with many rows makes a longer chunk
-    buffer = np.empty((longest if bfloat16 else 0, gallery.dim), np.float32)
-    rows_out = np.empty((0, probes_t.shape[1]), np.float32)
-    for a, b, runs, subjects in gallery._chunks:
-        rows = from_bfloat16(gallery.embeddings[a:b], buffer[: b - a]) if bfloat16 else gallery.embeddings[a:b]
-        if runs is None:
-            target = out[a:b]
-        else:
-            if len(rows_out) < b - a:
-                rows_out = np.empty((b - a, probes_t.shape[1]), np.float32)
-            target = rows_out[: b - a]
-        for c in range(0, b - a, BLOCK_ROWS):
-            np.matmul(rows[c:c + BLOCK_ROWS], probes_t, out=target[c:c + BLOCK_ROWS])
-        if runs is not None:
-            out[subjects] = np.maximum.reduceat(target, runs, axis=0)
-    return out
+def _result(gallery: Gallery, idx: np.ndarray, scores: np.ndarray) -> MatchResult:
+    return MatchResult(tuple(Candidate(int(i), gallery.subject_ids[i], float(s))
+                             for i, s in zip(idx, scores, strict=True) if np.isfinite(s)))
 
 
 def _top_by_argmax(scores: np.ndarray, k: int) -> np.ndarray:

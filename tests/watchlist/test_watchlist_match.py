@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from watchlist_helpers import unit_rows
 
-from edge.watchlist.match import CHUNK_ROWS, Gallery, from_bfloat16, match, to_bfloat16
+from edge.watchlist.match import BLOCK_ROWS, INT8_MIN_ROWS, Gallery, from_bfloat16, match, to_bfloat16
 
 
 def reference(subject_rows: list[np.ndarray], probes: np.ndarray) -> np.ndarray:
@@ -16,7 +16,7 @@ def reference(subject_rows: list[np.ndarray], probes: np.ndarray) -> np.ndarray:
 def ragged_gallery(bfloat16: bool = False) -> tuple[Gallery, list[np.ndarray]]:
     """Subjects of 1 to 5 rows, one longer than a chunk, so runs straddle every chunk boundary."""
     counts = np.random.default_rng(1).integers(1, 6, 1500)
-    counts[700] = CHUNK_ROWS + 300
+    counts[700] = INT8_MIN_ROWS + 300
     rows = unit_rows(int(counts.sum()), seed=2)
     per_subject = np.split(rows, np.cumsum(counts)[:-1])
     subjects = [(f"s{i}", f"L{i}", r) for i, r in enumerate(per_subject)]
@@ -83,3 +83,31 @@ def test_empty_inputs() -> None:
     assert match(Gallery.from_subjects([("a", "A", unit_rows(1, 9))]), np.zeros((0, 192), np.float32), 0.0) == []
     single = match(Gallery.from_subjects([("a", "A", unit_rows(1, 9))]), unit_rows(1, 9), 0.0)[0]
     assert single.best.subject_id == "a" and single.margin == pytest.approx(2.0, abs=1e-5)  # runner-up is -1
+
+
+def test_int8_search_returns_the_exact_top_k_even_among_near_ties() -> None:
+    """The integer pass only finds candidates; every score and the order come from the stored rows. A crowd of 300
+    rows within the int8 bound of the probe (cosines 1 down to about 0.955) still comes out in exact order."""
+    probe = unit_rows(1, seed=10)[0]
+    near = probe + np.linspace(0.01, 0.3, 300)[:, None] * unit_rows(300, seed=11)
+    near /= np.linalg.norm(near, axis=1, keepdims=True)
+    rows = np.concatenate([unit_rows(BLOCK_ROWS + 5000, seed=12), near]).astype(np.float32)
+    order = np.random.default_rng(13).permutation(len(rows))
+    gallery = Gallery.from_subjects([(f"s{i}", "", rows[j:j + 1]) for i, j in enumerate(order)])
+    assert len(gallery.owner) >= INT8_MIN_ROWS
+    exact = rows[order].astype(np.float64) @ probe.astype(np.float64)
+    for k in (2, 10):
+        result = match(gallery, probe[None], now=0.0, k=k)[0]
+        got = [c.subject_index for c in result.candidates]
+        np.testing.assert_allclose([c.score for c in result.candidates], np.sort(exact)[::-1][:k], atol=1e-6)
+        np.testing.assert_allclose([c.score for c in result.candidates], exact[got], atol=1e-6)
+
+
+def test_int8_search_never_returns_an_expired_subject() -> None:
+    rows = unit_rows(INT8_MIN_ROWS + 100, seed=14)
+    gallery = Gallery.from_subjects([(f"s{i}", "", rows[i:i + 1]) for i in range(len(rows))],
+                                    expires=[50.0 if i % 2 else 1e11 for i in range(len(rows))])
+    results = match(gallery, rows[:6], now=100.0, k=3)
+    assert [r.best.subject_id for r in results[::2]] == ["s0", "s2", "s4"]  # the live ones find themselves
+    assert all(c.subject_index % 2 == 0 for r in results for c in r.candidates)
+    assert all(len(r.candidates) == 3 for r in results)
