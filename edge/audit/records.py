@@ -7,7 +7,7 @@ Times are POSIX seconds as JSON numbers: plain JSON types only, so every reader 
 """
 
 import hashlib
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     ConfigDict,
@@ -49,13 +49,15 @@ class _Body(StrictModel):
     model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
 
-def _without_unset(data: dict[str, Any], added_later: tuple[str, ...]) -> dict[str, Any]:
-    """Leave out fields added to a body after records were first written, when absent: those records then hash
-    (and verify) as they were written."""
-    return {k: v for k, v in data.items() if not (k in added_later and v is None)}
+class _GrownBody(_Body):
+    """A body that gained fields after records were first written: those fields are left out when absent, so the
+    older records hash (and verify) as they were written."""
 
+    added_later: ClassVar[tuple[str, ...]] = ()
 
-ADDED_FOR_GROUPS = ("threshold_policy", "embedder_sha256")  # the group policy (issue 14)
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if not (k in self.added_later and v is None)}
 
 
 class TornTail(_Body):
@@ -81,7 +83,7 @@ class CheckpointBody(_Body):
     signature: str = Field(description="base64 Ed25519 signature")
 
 
-class PeriodStartBody(_Body):
+class PeriodStartBody(_GrownBody):
     """A period of use begins (EU AI Act Art. 12(3)(a)); what it searches against (Art. 12(3)(b))."""
 
     period_id: Text
@@ -97,9 +99,7 @@ class PeriodStartBody(_Body):
                                                             "before it was recorded)")
     embedder_sha256: Sha256Hex | None = Field(None, description="embedder the threshold was calibrated for")
 
-    @model_serializer(mode="wrap")
-    def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return _without_unset(handler(self), ADDED_FOR_GROUPS)
+    added_later = ("threshold_policy", "embedder_sha256")  # with the group policy
 
 
 class PeriodStopBody(_Body):
@@ -107,7 +107,7 @@ class PeriodStopBody(_Body):
     reason: Text = Field(description="e.g. operator, shutdown, watchlist_expired, error")
 
 
-class WatchlistInstalledBody(_Body):
+class WatchlistInstalledBody(_GrownBody):
     watchlist_id: Text
     version: NonNegativeInt
     entries: NonNegativeInt
@@ -119,9 +119,7 @@ class WatchlistInstalledBody(_Body):
     threshold_policy: Text | None = Field(None, description="which rule set it")
     embedder_sha256: Sha256Hex | None = Field(None, description="embedder that threshold was calibrated for")
 
-    @model_serializer(mode="wrap")
-    def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return _without_unset(handler(self), ("threshold", *ADDED_FOR_GROUPS))
+    added_later = ("threshold", "threshold_policy", "embedder_sha256")  # with the group policy
 
 
 class WatchlistRefusedBody(_Body):
@@ -146,7 +144,7 @@ class ConfigChangedBody(_Body):
     changes: list[ConfigChange] = Field(min_length=1)
 
 
-class AlertBody(_Body):
+class AlertBody(_GrownBody):
     """An alert and the input that matched (Art. 12(3)(c)). Only ever written for a face that matched.
 
     The crop itself travels in the match event; its sha256 here binds the event to this record.
@@ -170,9 +168,7 @@ class AlertBody(_Body):
     embedder_sha256: Sha256Hex
     crop_sha256: Sha256Hex | None = None
 
-    @model_serializer(mode="wrap")
-    def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return _without_unset(handler(self), ADDED_FOR_GROUPS)
+    added_later = ("threshold_policy",)  # with the group policy
 
 
 class AdjudicationBody(_Body):
