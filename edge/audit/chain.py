@@ -1,7 +1,7 @@
 """The chain checks of `verify`, on compact state: records arrive one at a time and only what the checks need
-stays, about 85 bytes a record (seq, line, hash, a few flags; the previous hash only where it is not the hash
-of the record before in the file). A year's log (525,000 records) holds about 45 MB here, where keeping its
-records as dicts and models took about 3 GB.
+stays, about 55 bytes a record (seq, line, hash, device, a few flags; the previous hash only where it is not the
+hash of the record before in the file; a checkpoint's policy and signature once for all alike). A year's log
+(525,000 records) holds about 30 MB here, where keeping its records as dicts and models took about 3 GB.
 
 Order of arrival: file order for a log (line numbers name records), or by (seq, hash) for records HQ
 ingested (hashes name them). A log is mostly in order: when seqs never decrease in arrival order, the records
@@ -9,12 +9,12 @@ are their own seq order; otherwise numpy sorts their seqs (8 bytes a record).
 """
 
 import hashlib
+import itertools
 import re
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import chain, pairwise
 from typing import Literal
 
 from edge.audit.records import TornTail
@@ -27,7 +27,7 @@ ProblemKind = Literal[
 SHOW = 8  # seqs listed in one reorder message
 _HEX = re.compile(r"[0-9a-f]{64}")
 _GENESIS = bytes(32)
-_SELF_OK, _VALID, _CHECKPOINT_KIND, _LINKS_BACK = 1, 2, 4, 8
+_SELF_OK, _CHECKPOINT_KIND, _LINKS_BACK, _CHECKPOINT = 1, 2, 4, 8
 SEQ_MAX = 2**63 - 1  # larger seqs cannot be a log's: the verifier keeps seqs as 64-bit integers
 
 
@@ -59,9 +59,8 @@ class Row:
     hash: str
     line: int | None
     self_ok: bool
-    valid: bool  # a valid edge.audit/1 record
     checkpoint_kind: bool  # its `kind` says checkpoint, valid or not
-    device: str | None
+    device: str | None  # None: not a valid edge.audit/1 record
     checkpoint: Checkpoint | None
     computed: str | None = None
 
@@ -95,10 +94,16 @@ class Chain:
         self._hash = bytearray()
         self._flags = bytearray()
         self._device = array("i")  # index into _devices, -1: not a valid record
-        self._devices: dict[str, int] = {}
+        self._devices: dict[str, int] = {}  # device id -> its index
         self._prev: dict[int, bytes] = {}  # rows whose prev is not the hash of the row before
         self._computed: dict[int, bytes] = {}
-        self._checkpoints: dict[int, Checkpoint] = {}
+        # valid checkpoints (a year holds ~90,000): their rows, and which of the few distinct ones each is
+        self._checkpoint_rows = array("q")
+        self._checkpoint_of = array("i")
+        self._checkpoints: list[Checkpoint] = []
+        self._distinct: dict[Checkpoint, int] = {}
+        self._order: Sequence[int] = range(0)  # rows in seq order, and their seqs: set by `finish`
+        self._sorted: Sequence[int] = self._seq
 
     def add(self, row: Row) -> None:
         i = len(self._seq)
@@ -107,15 +112,19 @@ class Chain:
         self._seq.append(row.seq)
         self._line.append(row.line or 0)
         self._hash += digest
-        self._flags.append(_SELF_OK * row.self_ok | _VALID * row.valid | _CHECKPOINT_KIND * row.checkpoint_kind
-                           | _LINKS_BACK * links_back)
+        self._flags.append(_SELF_OK * row.self_ok | _CHECKPOINT_KIND * row.checkpoint_kind | _LINKS_BACK * links_back
+                           | _CHECKPOINT * (row.checkpoint is not None))
         self._device.append(-1 if row.device is None else self._devices.setdefault(row.device, len(self._devices)))
         if not links_back:
             self._prev[i] = prev
         if row.computed is not None:
             self._computed[i] = key_of(row.computed)
         if row.checkpoint is not None:
-            self._checkpoints[i] = row.checkpoint
+            if row.checkpoint not in self._distinct:
+                self._distinct[row.checkpoint] = len(self._checkpoints)
+                self._checkpoints.append(row.checkpoint)
+            self._checkpoint_rows.append(i)
+            self._checkpoint_of.append(self._distinct[row.checkpoint])
         self.last_seq = row.seq
 
     def finish(self, problems: list[Problem], keys_given: bool) -> Outcome:
@@ -128,7 +137,7 @@ class Chain:
         for i in self._in_seq_order(removed):
             count, first, last = count + 1, i if first is None else first, i
             if device is None and self._device[i] >= 0:
-                device = list(self._devices)[self._device[i]]
+                device = next(d for d, index in self._devices.items() if index == self._device[i])
         if not count:
             problems.append(Problem(kind="missing",
                                     message="no audit records: a device's log starts with a checkpoint"))
@@ -159,6 +168,11 @@ class Chain:
 
     def _lineno(self, i: int) -> int | None:
         return self._line[i] if self.in_file else None
+
+    def _checkpoint(self, i: int) -> Checkpoint | None:
+        if not self._flags[i] & _CHECKPOINT:
+            return None
+        return self._checkpoints[self._checkpoint_of[bisect_left(self._checkpoint_rows, i)]]
 
     def _rows_at(self, seq: int) -> Iterator[int]:
         lo, hi = bisect_left(self._sorted, seq), bisect_right(self._sorted, seq)
@@ -232,7 +246,7 @@ class Chain:
         """Runs of positions where the file order differs from seq order, each named by its seqs."""
         in_file = (i for i in range(len(self._seq)) if i not in removed)
         run: list[int] = []
-        for found, want in chain(zip(in_file, self._in_seq_order(removed), strict=True), [(None, None)]):
+        for found, want in itertools.chain(zip(in_file, self._in_seq_order(removed), strict=True), [(None, None)]):
             if found is not None and found != want:
                 run.append(found)
                 continue
@@ -260,7 +274,7 @@ class Chain:
                 problems.append(Problem(kind="unsigned", seq=0, line=self._lineno(i), message="record seq 0 is not "
                                         "the opening checkpoint: the log's start was replaced"))
             empty = False
-            checkpoint = self._checkpoints.get(i)
+            checkpoint = self._checkpoint(i)
             if checkpoint is None:
                 run.add(self._seq[i], self._lineno(i))
                 continue
@@ -318,7 +332,7 @@ class _Run:
 
 def _seq_order(seqs: array) -> tuple[Sequence[int], Sequence[int]]:
     """Row indices in seq order (stable), and the seqs in that order."""
-    if all(a <= b for a, b in pairwise(seqs)):
+    if all(a <= b for a, b in itertools.pairwise(seqs)):
         return range(len(seqs)), seqs
     import numpy as np  # only for a log out of order: 8 bytes a record, where a list of ints takes 36
 
@@ -330,7 +344,7 @@ def _seq_order(seqs: array) -> tuple[Sequence[int], Sequence[int]]:
 def _groups(sorted_seqs: Sequence[int], order: Sequence[int]) -> Iterator[list[int]]:
     """The rows of each seq that more than one row claims, in seq order, each group in arrival order."""
     start = None
-    for k, (a, b) in enumerate(pairwise(sorted_seqs)):
+    for k, (a, b) in enumerate(itertools.pairwise(sorted_seqs)):
         if a == b and start is None:
             start = k
         elif a != b and start is not None:

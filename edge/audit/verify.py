@@ -94,7 +94,7 @@ def verify_records(records: Iterable[AuditRecord], keys: Sequence[Ed25519PublicK
             problems.append(_beyond(record.seq, None))
             continue
         chain.add(Row(seq=record.seq, prev=record.prev, hash=record.hash, line=None, self_ok=computed == record.hash,
-                      valid=True, checkpoint_kind=record.kind == "checkpoint", device=record.device,
+                      checkpoint_kind=record.kind == "checkpoint", device=record.device,
                       checkpoint=_checkpoint(record, data, by_id),
                       computed=None if computed == record.hash else computed))
     return _report(source, chain, problems, bool(keys))
@@ -149,7 +149,7 @@ def _parse(raw: bytes, number: int, by_id: Keys, problems: list[Problem]) -> Row
         problems.append(Problem(kind="edited", seq=seq, line=number,
                                 message=f"record seq {seq} edited at line {number}: its bytes are not the canonical "
                                         "form the device writes (spacing or escapes changed)"))
-    return Row(seq=seq, prev=prev, hash=digest, line=number, self_ok=self_ok, valid=record is not None,
+    return Row(seq=seq, prev=prev, hash=digest, line=number, self_ok=self_ok,
                checkpoint_kind=data.get("kind") == "checkpoint", device=None if record is None else record.device,
                checkpoint=None if record is None else _checkpoint(record, data, by_id),
                computed=None if self_ok else computed)
