@@ -81,7 +81,8 @@ def _register_audit(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p = sub.add_parser("audit", help=text, description=f"{text[0].upper()}{text[1:]}.")
     p.add_argument("--records", type=int, default=525_000, help="records in the log (525,000: a year of minutes)")
     p.add_argument("--runs", type=int, default=3, dest="verify_runs", help="verifications timed (best reported)")
-    p.add_argument("--log", type=Path, help="the log to verify or write (default: ~/.cache/edge/bench/audit-N.log)")
+    p.add_argument("--log", type=Path, help="the log to write, or to verify again when it is there (its key beside "
+                                             "it as LOG.pub.pem; default: ~/.cache/edge/bench/audit-N.log)")
     p.add_argument("--json", type=Path, dest="json_out", help="also write the figures here")
     p.set_defaults(func=_audit)
 

@@ -28,3 +28,12 @@ def test_audit_benchmark_reports_its_figures_and_reuses_its_log(tmp_path: Path,
     assert main(argv) == 0
     assert "reusing" in capsys.readouterr().err and log.read_bytes() == written
     assert "log_written_s" not in json.loads(out.read_text())
+
+
+def test_audit_benchmark_never_overwrites_a_log_it_has_no_key_for(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "audit.log"
+    log.write_bytes(b"a device's log\n")
+    assert main(["bench", "audit", "--records", "300", "--log", str(log)]) == 2
+    assert f"not its public key {log}.pub.pem" in capsys.readouterr().err
+    assert log.read_bytes() == b"a device's log\n"
