@@ -50,6 +50,9 @@ ONE_THREAD = {var: "1" for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "M
 
 
 def run_audit_bench(args: argparse.Namespace) -> int:
+    if args.records < 10 or args.verify_runs < 1:
+        raise EdgeError(f"--records {args.records} --runs {args.verify_runs}: give at least 10 records (a log "
+                        "starts with a checkpoint, a watchlist and a period) and 1 run")
     log = args.log or _cache() / f"audit-{args.records}.log"
     pub = log.with_name(log.name + ".pub.pem")
     figures: dict = {"command": _command(args), "machine": cpu_model(), "threads": 1,

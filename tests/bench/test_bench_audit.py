@@ -37,3 +37,8 @@ def test_audit_benchmark_never_overwrites_a_log_it_has_no_key_for(tmp_path: Path
     assert main(["bench", "audit", "--records", "300", "--log", str(log)]) == 2
     assert f"not its public key {log}.pub.pem" in capsys.readouterr().err
     assert log.read_bytes() == b"a device's log\n"
+
+
+def test_audit_benchmark_refuses_a_log_too_short_to_be_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "audit", "--records", "3"]) == 2
+    assert "give at least 10 records" in capsys.readouterr().err
