@@ -1,8 +1,8 @@
-"""`edge bench [link | watchlist]`: the benchmarks behind the figures in the docs, as one command.
+"""`edge bench [link | watchlist | audit]`: the benchmarks behind the figures in the docs, as one command.
 
-`edge bench` alone (with its options) is the vision benchmark, as it always was; `edge bench link` and
-`edge bench watchlist` are the MQTT path and the watchlist at scale. Each workload's code is imported only
-when it runs.
+`edge bench` alone (with its options) is the vision benchmark, as it always was; `edge bench link`,
+`edge bench watchlist` and `edge bench audit` are the MQTT path, the watchlist at scale and verifying a year's
+audit log. Each workload's code is imported only when it runs.
 """
 
 import argparse
@@ -34,6 +34,7 @@ def register(commands: Commands) -> None:
                            title="other benchmarks (default: the vision benchmark above)")
     _register_link(sub)
     _register_watchlist(sub)
+    _register_audit(sub)
     for name, parser in sub.choices.items():
         parser.set_defaults(func=_own_options_only(name, parser.get_default("func"), vision))
 
@@ -75,6 +76,17 @@ def _register_watchlist(sub: "argparse._SubParsersAction[argparse.ArgumentParser
     p.set_defaults(func=_watchlist)
 
 
+def _register_audit(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    text = "verify a long device audit log (written once, then reused): records per second and peak memory"
+    p = sub.add_parser("audit", help=text, description=f"{text[0].upper()}{text[1:]}.")
+    p.add_argument("--records", type=int, default=525_000, help="records in the log (525,000: a year of minutes)")
+    p.add_argument("--runs", type=int, default=3, dest="verify_runs", help="verifications timed (best reported)")
+    p.add_argument("--log", type=Path, help="the log to write, or to verify again when it is there (its key beside "
+                                             "it as LOG.pub.pem; default: ~/.cache/edge/bench/audit-N.log)")
+    p.add_argument("--json", type=Path, dest="json_out", help="also write the figures here")
+    p.set_defaults(func=_audit)
+
+
 def _vision(args: argparse.Namespace) -> int:
     from edge.bench.vision import run_bench
 
@@ -91,3 +103,9 @@ def _watchlist(args: argparse.Namespace) -> int:
     from edge.bench.watchlist import run_watchlist_bench
 
     return run_watchlist_bench(args)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from edge.bench.audit import run_audit_bench
+
+    return run_audit_bench(args)

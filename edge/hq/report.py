@@ -149,7 +149,7 @@ def build_report(records: Iterable[AuditRecord], outcomes: Mapping[str, Outcome]
     devices = sorted({r.device for r in unique})
     if len(devices) > 1:
         raise EdgeError(f"audit records of several devices ({', '.join(devices)}): build one report per device")
-    check = verify_records(unique, keys)
+    check = verify_records(unique, keys)  # streams: beside `unique` it keeps ~55 bytes a record, no copies
     start = -math.inf if since is None else since
     periods: list[PeriodReport] = []
     alerts_in: dict[str, list[str]] = {}  # period id (or "" outside periods) -> alert event ids
