@@ -53,12 +53,14 @@ def split(data: bytes, chunk_bytes: int) -> tuple[BundleManifest, list[bytes]]:
     manifest = BundleManifest(
         sha256=digest, size=len(data), chunks=count, chunk_bytes=chunk_bytes, published_at=utc_now()
     )
-    payloads = []
-    for i in range(count):
-        piece = data[i * chunk_bytes : (i + 1) * chunk_bytes]
-        header = BundleChunk(sha256=digest, index=i, count=count, digest=hashlib.sha256(piece).hexdigest())
-        payloads.append(encode(header.body()) + b"\n" + piece)
-    return manifest, payloads
+    return manifest, [chunk_payload(manifest, i, data[i * chunk_bytes : (i + 1) * chunk_bytes]) for i in range(count)]
+
+
+def chunk_payload(manifest: BundleManifest, index: int, piece: bytes) -> bytes:
+    """The message of chunk `index` (its header line, then its raw bytes) of the bundle `manifest` names."""
+    header = BundleChunk(sha256=manifest.sha256, index=index, count=manifest.chunks,
+                         digest=hashlib.sha256(piece).hexdigest())
+    return encode(header.body()) + b"\n" + piece
 
 
 def publish_bundle(config: LinkConfig, prefix: str, data: bytes, timeout: float = 120.0) -> BundleManifest:
