@@ -4,13 +4,14 @@ Why not the `PayloadIndex` model: a 1,000,000-entry index is about 150 MB of JSO
 takes three times that (a str object for every value, a datetime for every time) on top of the parser's own
 lists. Here each column of the parsed JSON is checked against `PayloadIndex`'s own field types (HQ's writer and
 the device's reader share one definition), turned into a compact form and dropped before the next: times
-become float seconds, counts and thumbnail references arrays, text one UTF-8 blob with a span per row (a value
-repeated nearby, such as a legal basis, stored once). Subject ids and labels stay tuples of str: the gallery
-hands them to the matcher and to every alert.
+become float seconds, counts and thumbnail references arrays, text one UTF-8 blob with a span per row. In a
+column whose values repeat, each distinct value is checked, converted and stored once: a legal basis or a date
+a million entries share costs one check and a few bytes. Subject ids and labels stay tuples of str: the
+gallery hands them to the matcher and to every alert.
 """
 
-from array import array
-from collections.abc import Iterable, Iterator, Sequence
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, overload
@@ -22,8 +23,7 @@ from pydantic import TypeAdapter, ValidationError
 from edge.watchlist.bundle import PayloadIndex
 from edge.watchlist.entries import WatchlistEntry
 
-SLICE = 65536  # values checked at a time: bounds the checked copies a column makes on its way in
-_RECENT = 4096  # distinct values a text column remembers to store a repeat once
+SLICE = 65536  # values checked at a time: bounds the copies pydantic makes on the way
 
 _COLUMNS = tuple(PayloadIndex.model_fields)
 _ADAPTERS = {name: TypeAdapter(field.annotation) for name, field in PayloadIndex.model_fields.items()}
@@ -39,20 +39,18 @@ class TextColumn(Sequence[str]):
         self._spans = spans
 
     @classmethod
-    def build(cls, values: Iterable[str]) -> "TextColumn":
-        blob, starts, ends = bytearray(), array("I"), array("I")  # an index is under 4 GiB: its length is a u32
-        recent: dict[str, tuple[int, int]] = {}
-        for value in values:
-            span = recent.get(value)
-            if span is None:
-                if len(recent) >= _RECENT:
-                    recent.clear()
-                data = value.encode()
-                span = recent[value] = (len(blob), len(blob) + len(data))
-                blob += data
-            starts.append(span[0])
-            ends.append(span[1])
-        return cls(bytes(blob), np.stack([np.frombuffer(starts, np.uintc), np.frombuffer(ends, np.uintc)], axis=1))
+    def build(cls, values: list[str], codes: np.ndarray | None = None) -> "TextColumn":
+        """Row i holds values[codes[i]] (values[i] without codes); each of `values` is stored once."""
+        text = "".join(values)
+        if text.isascii():  # one byte a character: no bytes object per value
+            blob, lengths = text.encode(), np.fromiter(map(len, values), np.int64, len(values))
+        else:
+            encoded = [value.encode() for value in values]
+            blob, lengths = b"".join(encoded), np.fromiter(map(len, encoded), np.int64, len(encoded))
+        del text
+        ends = np.cumsum(lengths)
+        spans = np.stack([ends - lengths, ends], axis=1).astype(np.uint32)  # an index is under 4 GiB (u32 length)
+        return cls(blob, spans if codes is None else spans[codes])
 
     @property
     def nbytes(self) -> int:
@@ -123,37 +121,72 @@ def parse_index(text: bytearray) -> EntryColumns:
     if len(set(lengths.values())) != 1 or -1 in lengths.values():
         raise ValueError(f"columns are not lists of one length: {lengths}")
     n = lengths["subject_id"]
-    subject_ids = tuple(_checked(columns, "subject_id"))
+    subject_ids = tuple(_rows(columns, "subject_id"))
     if len(set(subject_ids)) != n:
         raise ValueError("a subject id appears twice")
-    return EntryColumns(
-        subject_ids=subject_ids, labels=tuple(_checked(columns, "label")),
-        categories=TextColumn.build(_checked(columns, "category")),
-        case_references=TextColumn.build(_checked(columns, "case_reference")),
-        legal_bases=TextColumn.build(_checked(columns, "legal_basis")),
-        approvers=TextColumn.build(_checked(columns, "approver")),
-        added=np.fromiter((t.timestamp() for t in _checked(columns, "added")), np.float64, n),
-        expires=np.fromiter((t.timestamp() for t in _checked(columns, "expires")), np.float64, n),
-        embeddings=np.fromiter(_checked(columns, "embeddings"), np.int64, n),
-        thumbnails=np.fromiter((v for ref in _checked(columns, "thumbnail") for v in (ref or (-1, 0))), np.int64,
-                               2 * n).reshape(n, 2))
+    labels = tuple(_rows(columns, "label"))
+    case_references = TextColumn.build(_rows(columns, "case_reference"))
+    categories, legal_bases, approvers = (_text(columns, name) for name in ("category", "legal_basis", "approver"))
+    added, expires = (_seconds(columns, name) for name in ("added", "expires"))
+    counts = _coded(columns, "embeddings")
+    refs = _rows(columns, "thumbnail")
+    return EntryColumns(subject_ids=subject_ids, labels=labels, categories=categories,
+                        case_references=case_references, legal_bases=legal_bases, approvers=approvers, added=added,
+                        expires=expires, embeddings=np.array(counts.values, np.int64)[counts.codes],
+                        thumbnails=np.array([ref or (-1, 0) for ref in refs], np.int64).reshape(n, 2))
 
 
-def _checked(columns: dict[str, list[Any]], name: str) -> Iterator[Any]:
-    """The values of one column, checked against PayloadIndex's type for it, a slice at a time; the raw
-    column leaves `columns` at once, so its values go as soon as the caller has converted them."""
+def _rows(columns: dict[str, list[Any]], name: str) -> list[Any]:
+    """Take a column whose values are mostly unique (ids, labels, case references) out of `columns`, checked row
+    by row."""
+    return _checked(name, columns.pop(name), lambda at: at)
+
+
+def _text(columns: dict[str, list[Any]], name: str) -> TextColumn:
+    coded = _coded(columns, name)
+    return TextColumn.build(coded.values, coded.codes)
+
+
+def _seconds(columns: dict[str, list[Any]], name: str) -> np.ndarray:
+    coded = _coded(columns, name)
+    return np.array([t.timestamp() for t in coded.values], np.float64)[coded.codes]
+
+
+@dataclass(frozen=True)
+class _Coded:
+    """A column as its distinct values (checked) and, per row, the position of the row's value among them."""
+
+    values: list[Any]
+    codes: np.ndarray
+
+
+def _coded(columns: dict[str, list[Any]], name: str) -> _Coded:
+    """Take a column whose values repeat (a legal basis, a date) out of `columns` and check its distinct values:
+    a value a million rows share is checked and converted once."""
     raw = columns.pop(name)
-    adapter = _ADAPTERS[name]
-    for at in range(0, len(raw), SLICE):
+    try:
+        index = dict(zip(dict.fromkeys(raw), itertools.count()))
+    except TypeError:  # a list or an object where a scalar belongs: the row-by-row check names it
+        _checked(name, raw, lambda at: at)
+        raise ValueError(f"{name}: a value is neither text nor a number") from None
+    distinct = list(index)
+    checked = _checked(name, distinct, lambda at: raw.index(distinct[at]))
+    return _Coded(checked, np.fromiter(map(index.__getitem__, raw), np.intp, len(raw)))
+
+
+def _checked(name: str, values: list[Any], row_of: Callable[[int], int]) -> list[Any]:
+    """`values` checked against PayloadIndex's type for column `name`, a slice at a time; ValueError names the row
+    (`row_of` a position in `values`) and the problem."""
+    adapter, out = _ADAPTERS[name], []
+    for at in range(0, len(values), SLICE):
         try:
-            checked = adapter.validate_python(raw[at: at + SLICE])
+            out += adapter.validate_python(values[at: at + SLICE])
         except ValidationError as exc:
             error = exc.errors()[0]
             loc = error["loc"]
-            where = "".join(f"[{p}]" for p in ((at + int(loc[0]), *loc[1:]) if loc else ()))
+            where = "".join(f"[{p}]" for p in ((row_of(at + int(loc[0])), *loc[1:]) if loc else ()))
             raise ValueError(f"{name}{where}: {error['msg']}") from None
-        yield from checked
-    raw.clear()
+    return out
 
 
 def _time(seconds: float) -> datetime:
