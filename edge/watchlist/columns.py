@@ -132,13 +132,20 @@ def parse_index(text: bytearray) -> EntryColumns:
     refs = _rows(columns, "thumbnail")
     return EntryColumns(subject_ids=subject_ids, labels=labels, categories=categories,
                         case_references=case_references, legal_bases=legal_bases, approvers=approvers, added=added,
-                        expires=expires, embeddings=np.array(counts.values, np.int64)[counts.codes],
-                        thumbnails=np.array([ref or (-1, 0) for ref in refs], np.int64).reshape(n, 2))
+                        expires=expires, embeddings=_int64("embeddings", counts.values)[counts.codes],
+                        thumbnails=_int64("thumbnail", [ref or (-1, 0) for ref in refs]).reshape(n, 2))
+
+
+def _int64(name: str, values: list[Any]) -> np.ndarray:
+    try:
+        return np.array(values, np.int64)
+    except OverflowError:
+        raise ValueError(f"{name}: a number is larger than any payload holds") from None
 
 
 def _rows(columns: dict[str, list[Any]], name: str) -> list[Any]:
-    """Take a column whose values are mostly unique (ids, labels, case references) out of `columns`, checked row
-    by row."""
+    """Take a column whose values are mostly unique (ids, labels, case references, thumbnail references) out of
+    `columns`, checked row by row."""
     return _checked(name, columns.pop(name), lambda at: at)
 
 

@@ -2,6 +2,8 @@
 columns. The same list whichever way the bundle came; the same refusals as the PayloadIndex model; nothing kept
 from a payload that fails either pass."""
 
+import json
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 from watchlist_helpers import Keys, MakeBundle, OpenStore, make_subjects
 
 from edge.watchlist.bundle import TAG_SIZE, BundleRefused, split
+from edge.watchlist.columns import parse_index
 from edge.watchlist.decryption import decrypt
 from edge.watchlist.entries import WatchlistEntry
 from edge.watchlist.opening import verify
@@ -91,3 +94,26 @@ def test_large_list_keeps_its_text_columns_compact(open_store: OpenStore, make_b
     assert list(entries.case_references[:3]) == ["CASE-0", "CASE-1", "CASE-2"]
     assert entries.case_references[-1] == "CASE-4999" and entries.approvers[4321] == "Insp. Kaur"
     assert entries.entry(17).expires == subjects[17].entry.expires
+
+
+def index_json(**columns: list) -> bytearray:
+    one = {"subject_id": ["P-1"], "label": ["Jane Roe"], "category": ["missing"], "case_reference": ["CASE-1"],
+           "legal_basis": ["Report 88"], "approver": ["Insp. Kaur"], "added": ["2026-01-05T09:00:00Z"],
+           "expires": ["2026-06-30T00:00:00Z"], "embeddings": [1], "thumbnail": [None]}
+    return bytearray(json.dumps({**one, **columns}).encode())
+
+
+@pytest.mark.parametrize(("columns", "problem"), [
+    ({"embeddings": [2**70]}, "embeddings: a number is larger than any payload holds"),
+    ({"thumbnail": [[2**70, 1]]}, "thumbnail: a number is larger than any payload holds"),
+    ({"label": [["a list"]]}, "label[0]: Input should be a valid string"),
+    ({"added": ["yesterday"]}, "added[0]: Input should be a valid datetime"),
+    ({"embeddings": [0]}, "embeddings[0]: Input should be greater than or equal to 1"),
+    ({"extra": [1]}, "index has columns"),
+    ({"label": []}, "columns are not lists of one length"),
+])
+def test_index_parser_refuses_what_the_model_refuses_with_a_value_error(columns: dict, problem: str) -> None:
+    """What an authenticated but broken index can hold (a buggy HQ) is a ValueError naming it, never a crash."""
+    assert parse_index(index_json()).entry(0).label == "Jane Roe"
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        parse_index(index_json(**columns))
