@@ -65,11 +65,11 @@ def _register_link(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -
 
 
 def _register_watchlist(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    text = "build, install, load and match a large watchlist: time and resident memory, single-threaded"
+    text = ("build, install (from MQTT chunks and from a file), load and match real watchlists of two sizes: time "
+            "and memory against their targets, single-threaded")
     p = sub.add_parser("watchlist", help=text, description=f"{text[0].upper()}{text[1:]}.")
-    p.add_argument("--entries", type=int, default=100_000, help="bundle size to build, install and match")
-    p.add_argument("--million", type=int, default=1_000_000, help="gallery size for the large match (0: skip)")
-    p.add_argument("--faces", type=int, default=8, dest="match_faces", help="faces of one frame matched together")
+    p.add_argument("--entries", type=int, default=100_000, help="entries of the first list")
+    p.add_argument("--million", type=int, default=1_000_000, help="entries of the second, large list (0: skip it)")
     p.add_argument("--repeats", type=int, default=30, help="timed repetitions (median reported)")
     p.add_argument("--storage", choices=("bfloat16", "float32"), default="bfloat16", help="gallery storage")
     p.add_argument("--json", type=Path, dest="json_out", help="also write the figures here")

@@ -36,6 +36,10 @@ class LinkConfig(StrictModel):
         1_000_000, ge=4096, description="largest payload sent; keep under the broker's max_packet_size"
     )
     chunk_bytes: int = Field(512 * 1024, ge=1024, description="watchlist bundles are published in chunks of this size")
+    bundle_spool: Path = Field(
+        Path("incoming"), description="a device writes watchlist bundle chunks here as they arrive, never holding a "
+        "bundle in memory; relative: beside the outbox"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "LinkConfig":

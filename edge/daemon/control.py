@@ -108,7 +108,7 @@ class DeviceControl:
 
     def _install(self, bundle: Bundle) -> None:
         previous = self.store.current
-        result = self.store.install(bundle.data)
+        result = self.store.install(bundle.path)
         wl = self.store.current
         if result.outcome == "installed" and wl is not None:
             with self._swap_lock:  # matching moves to the new list even if the audit write below fails

@@ -157,13 +157,13 @@ def inspect_command(args: argparse.Namespace) -> int:
     for r in header.recipients:
         print(f"recipient: {r.device_id} key {r.key_id}")
     if args.key:
-        index = decrypt(raw, header, load_encryption_private(args.key)).index
-        for i in range(len(index)):
-            e, ref = index.entry(i), index.thumbnail[i]
+        entries = decrypt(raw, header, load_encryption_private(args.key)).entries
+        for i in range(len(entries)):
+            e, ref = entries.entry(i), entries.thumbnail(i)
             thumb = f"{ref[1]} B thumbnail" if ref else "no thumbnail"
             print(f"entry {i + 1}: {e.subject_id} | {e.label} | {e.category} | case {e.case_reference} | "
                   f"legal basis {e.legal_basis} | approved by {e.approver} | added {e.added.isoformat()} | "
-                  f"expires {e.expires.isoformat()} | {index.embeddings[i]} embedding(s) | {thumb}")
+                  f"expires {e.expires.isoformat()} | {entries.embeddings[i]} embedding(s) | {thumb}")
     return 0
 
 

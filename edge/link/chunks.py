@@ -6,16 +6,20 @@ Layout under a prefix (`topics.fleet_bundle(f)` or `topics.device_bundle(d)`), a
 Chunks are published before the manifest, so a manifest never names chunks the broker does not hold.
 A device that connects later gets every retained piece on subscribe; pieces arrive in any order. Each
 chunk carries its own sha256 (a bad chunk is dropped alone) and the bundle is handed over once all chunks
-of the manifest's bundle are in and the whole matches the manifest's sha256. The bundle is opaque bytes
-here: signature, decryption and rollback checks belong to edge.watchlist.
+of the manifest's bundle are in and the whole matches the manifest's sha256. A device writes each chunk to a
+spool file as it arrives and hands over that file: a 1,000,000-entry bundle (~400 MB) is never in its memory,
+let alone twice (chunks and joined copy). The bundle is opaque bytes here: signature, decryption and rollback
+checks belong to edge.watchlist.
 """
 
 import hashlib
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from edge.config.link import LinkConfig
 from edge.link.mqtt import Ack, Incoming, LinkError, MqttClient
@@ -28,6 +32,8 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest"
 CHUNK = "chunk"
 _KEEP_GROUPS = 3
+_ASSEMBLING, _COMPLETE = ".chunks", ".bundle"
+_READ = 1 << 20  # bytes hashed at a time when a spooled bundle is checked
 
 
 def manifest_topic(prefix: str) -> str:
@@ -47,12 +53,14 @@ def split(data: bytes, chunk_bytes: int) -> tuple[BundleManifest, list[bytes]]:
     manifest = BundleManifest(
         sha256=digest, size=len(data), chunks=count, chunk_bytes=chunk_bytes, published_at=utc_now()
     )
-    payloads = []
-    for i in range(count):
-        piece = data[i * chunk_bytes : (i + 1) * chunk_bytes]
-        header = BundleChunk(sha256=digest, index=i, count=count, digest=hashlib.sha256(piece).hexdigest())
-        payloads.append(encode(header.body()) + b"\n" + piece)
-    return manifest, payloads
+    return manifest, [chunk_payload(manifest, i, data[i * chunk_bytes : (i + 1) * chunk_bytes]) for i in range(count)]
+
+
+def chunk_payload(manifest: BundleManifest, index: int, piece: bytes) -> bytes:
+    """The message of chunk `index` (its header line, then its raw bytes) of the bundle `manifest` names."""
+    header = BundleChunk(sha256=manifest.sha256, index=index, count=manifest.chunks,
+                         digest=hashlib.sha256(piece).hexdigest())
+    return encode(header.body()) + b"\n" + piece
 
 
 def publish_bundle(config: LinkConfig, prefix: str, data: bytes, timeout: float = 120.0) -> BundleManifest:
@@ -121,18 +129,79 @@ class _Target:
     delivered: str | None = None
 
 
-class Reassembler:
-    """Collects chunks per prefix and returns a bundle's bytes once, when complete and intact.
+@dataclass(frozen=True)
+class Spooled:
+    """A complete bundle that matched its manifest, in its spool file (the caller's to remove)."""
 
-    Keeps at most three bundles' chunks per prefix (the current manifest's plus stragglers of a publish
-    in progress), so a misbehaving publisher cannot grow memory without bound.
+    sha256: str
+    size: int
+    path: Path
+
+
+class _Dropped(Exception):
+    """A chunk that cannot be placed (logged and dropped; the bundle completes when an intact copy arrives)."""
+
+
+@dataclass
+class _Group:
+    """One bundle being assembled in its spool file: each chunk at index x the chunk size, which every chunk but
+    the last has (learnt from the first of them; the last waits in memory until then)."""
+
+    path: Path
+    count: int
+    chunk_bytes: int | None = None
+    size: int | None = None
+    have: set[int] = field(default_factory=set)
+    last: bytes | None = None
+
+    def put(self, index: int, count: int, data: bytes) -> None:
+        if count != self.count:
+            raise _Dropped(f"it says the bundle has {count} chunks, others {self.count}")
+        if index < self.count - 1:
+            if self.chunk_bytes is None:
+                self.chunk_bytes = len(data)
+                if self.last is not None:
+                    self._write(self.count - 1, self.last)
+                    self.last = None
+            elif len(data) != self.chunk_bytes:
+                raise _Dropped(f"{len(data)} bytes, other chunks {self.chunk_bytes}")
+        elif self.chunk_bytes is None and self.count > 1:
+            self.last = data
+            return
+        self._write(index, data)
+
+    def complete(self) -> bool:
+        return len(self.have) == self.count
+
+    def _write(self, index: int, data: bytes) -> None:
+        offset = index * (self.chunk_bytes or 0)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.pwrite(fd, data, offset)
+        finally:
+            os.close(fd)
+        self.have.add(index)
+        if index == self.count - 1:
+            self.size = offset + len(data)
+
+
+class Reassembler:
+    """Collects chunks per prefix in spool files and returns a bundle's file once, when complete and intact.
+
+    `spool` is a folder of this process's own (created 0700; what a killed process left there is removed).
+    Keeps at most three bundles per prefix (the current manifest's plus stragglers of a publish in progress),
+    so a misbehaving publisher cannot fill the disk without bound.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, spool: Path) -> None:
+        self._spool = spool
+        spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for left in [*spool.glob("*" + _ASSEMBLING), *spool.glob("*" + _COMPLETE)]:
+            left.unlink()
         self._targets: dict[str, _Target] = {}
-        self._chunks: dict[str, OrderedDict[str, dict[int, bytes]]] = {}
+        self._groups: dict[str, OrderedDict[str, _Group]] = {}
 
-    def feed(self, prefix: str, kind: str, payload: bytes) -> bytes | None:
+    def feed(self, prefix: str, kind: str, payload: bytes) -> Spooled | None:
         """Take one message under `prefix` (`kind` = "manifest" or "chunk"); return the bundle when complete.
 
         Malformed pieces are logged and dropped; an empty payload (a cleared retained topic) is ignored.
@@ -140,7 +209,7 @@ class Reassembler:
         if not payload:
             return None
         target = self._targets.setdefault(prefix, _Target())
-        groups = self._chunks.setdefault(prefix, OrderedDict())
+        groups = self._groups.setdefault(prefix, OrderedDict())
         if kind == MANIFEST:
             try:
                 _, manifest = decode(payload)
@@ -166,30 +235,57 @@ class Reassembler:
             if hashlib.sha256(data).hexdigest() != header.digest:
                 log.warning("dropped watchlist chunk %d on %s: its bytes do not match its digest", header.index, prefix)
                 return None
-            group = groups.setdefault(header.sha256, {})
-            groups.move_to_end(header.sha256)
-            group[header.index] = data
-            keep = target.manifest.sha256 if target.manifest else None
-            while len(groups) > _KEEP_GROUPS:
-                oldest = next(s for s in groups if s != keep)
-                del groups[oldest]
+            self._put(prefix, groups, target, header, data)
         else:
             log.warning("ignored unexpected watchlist topic %s/%s", prefix, kind)
             return None
         return self._complete(prefix, target, groups)
 
-    def _complete(self, prefix: str, target: _Target, groups: "OrderedDict[str, dict[int, bytes]]") -> bytes | None:
+    def _put(self, prefix: str, groups: "OrderedDict[str, _Group]", target: _Target, header: BundleChunk,
+             data: bytes) -> None:
+        group = groups.get(header.sha256)
+        if group is None:
+            name = f"{prefix.replace('/', '_')}-{header.sha256}"
+            group = groups[header.sha256] = _Group(self._spool / (name + _ASSEMBLING), header.count)
+        groups.move_to_end(header.sha256)
+        try:
+            group.put(header.index, header.count, data)
+        except _Dropped as exc:
+            log.warning("dropped watchlist chunk %d on %s: %s", header.index, prefix, exc)
+        except OSError as exc:
+            log.error("cannot spool watchlist chunk %d on %s to %s: %s; the bundle is dropped until it is sent "
+                      "again", header.index, prefix, group.path, exc.strerror)
+            self._drop(groups, header.sha256)
+        keep = target.manifest.sha256 if target.manifest else None
+        while len(groups) > _KEEP_GROUPS:
+            self._drop(groups, next(s for s in groups if s != keep))
+
+    def _complete(self, prefix: str, target: _Target, groups: "OrderedDict[str, _Group]") -> Spooled | None:
         manifest = target.manifest
         if manifest is None or manifest.sha256 == target.delivered:
             return None
-        group = groups.get(manifest.sha256, {})
-        if len(group) < manifest.chunks or any(i not in group for i in range(manifest.chunks)):
+        group = groups.get(manifest.sha256)
+        if group is None or group.count != manifest.chunks or not group.complete():
             return None
-        data = b"".join(group[i] for i in range(manifest.chunks))
-        if len(data) != manifest.size or hashlib.sha256(data).hexdigest() != manifest.sha256:
+        if group.size != manifest.size or _file_sha256(group.path) != manifest.sha256:
             log.error("watchlist bundle on %s does not match its manifest (size or sha256); dropped", prefix)
-            del groups[manifest.sha256]
+            self._drop(groups, manifest.sha256)
             return None
         target.delivered = manifest.sha256
-        groups.clear()
-        return data
+        done = group.path.rename(group.path.with_suffix(_COMPLETE))
+        del groups[manifest.sha256]
+        for sha in list(groups):
+            self._drop(groups, sha)
+        return Spooled(manifest.sha256, manifest.size, done)
+
+    @staticmethod
+    def _drop(groups: "OrderedDict[str, _Group]", sha256: str) -> None:
+        groups.pop(sha256).path.unlink(missing_ok=True)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(_READ):
+            digest.update(block)
+    return digest.hexdigest()

@@ -9,7 +9,6 @@ paho's network thread; an exception there is logged, never fatal). Status is ret
 `devices/<id>/status`; the broker's will turns it to offline when the device vanishes.
 """
 
-import hashlib
 import json
 import logging
 import queue
@@ -50,11 +49,14 @@ _SIGNATURE_ROOM = 200  # signature and sent_at are added at publish time
 
 @dataclass(frozen=True)
 class Bundle:
-    """A watchlist bundle as HQ published it: `source` is "fleet:<name>" or "device:<id>"."""
+    """A watchlist bundle as HQ published it, in a spool file: `source` is "fleet:<name>" or "device:<id>".
+
+    The file is the handler's to read until `on_bundle` returns; the link removes it then.
+    """
 
     source: str
     sha256: str
-    data: bytes
+    path: Path
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,10 @@ class Uplink:
         on_adjudication: Callable[[str, bytes], None] | None = None,
         software: str = "",
     ) -> None:
-        """`on_bundle(bundle)`: a complete watchlist bundle; `on_pairing(payload)`: the retained HQ-signed
-        pairing record on `devices/<id>/pairing` (again on every reconnect); `on_adjudication(topic, payload)`:
-        an officer's signed decision from a paired handheld. Verifying them is the caller's job."""
+        """`on_bundle(bundle)`: a complete watchlist bundle, spooled in `config.bundle_spool`; `on_pairing(payload)`:
+        the retained HQ-signed pairing record on `devices/<id>/pairing` (again on every reconnect);
+        `on_adjudication(topic, payload)`: an officer's signed decision from a paired handheld. Verifying them is
+        the caller's job."""
         identity = read_identity(config.cert)
         if identity.role != "device":
             raise LinkError(f"certificate {config.cert} is for {identity.name}, not a device-<id> identity")
@@ -109,7 +112,8 @@ class Uplink:
         self._prefixes = {topics.device_bundle(self.device_id): f"device:{self.device_id}"}
         if fleet is not None:
             self._prefixes[topics.fleet_bundle(fleet)] = f"fleet:{fleet}"
-        self._reassembler = Reassembler()
+        spool = config.bundle_spool if config.bundle_spool.is_absolute() else config.outbox.parent / config.bundle_spool
+        self._reassembler = Reassembler(spool) if on_bundle is not None else None
         self._deliveries: queue.Queue[_Inbound | None] = queue.Queue()
         will = DeviceStatus(device=self.device_id, online=False, reason="connection lost", software=software)
         self._client = MqttClient(
@@ -269,18 +273,26 @@ class Uplink:
             self._client.ack(message)
 
     def _feed_bundle(self, message: Incoming) -> None:
-        on_bundle = self._on_bundle
+        reassembler = self._reassembler
         for prefix, source in self._prefixes.items():
-            if on_bundle is not None and message.topic.startswith(prefix + "/"):
+            if reassembler is not None and message.topic.startswith(prefix + "/"):
                 kind = message.topic[len(prefix) + 1 :].split("/", 1)[0]
-                data = self._reassembler.feed(prefix, kind, message.payload)
-                if data is not None:
-                    bundle = Bundle(source, hashlib.sha256(data).hexdigest(), data)
-                    log.info("watchlist bundle from %s complete: %d bytes, sha256 %s", source, len(data), bundle.sha256)
+                spooled = reassembler.feed(prefix, kind, message.payload)
+                if spooled is not None:
+                    bundle = Bundle(source, spooled.sha256, spooled.path)
+                    log.info("watchlist bundle from %s complete: %d bytes, sha256 %s", source, spooled.size,
+                             bundle.sha256)
                     self._deliveries.put(_Inbound(f"watchlist bundle from {source} {bundle.sha256}",
-                                                   partial(on_bundle, bundle)))
+                                                   partial(self._deliver_bundle, bundle)))
                 return
         log.warning("ignored message on unexpected topic %s", message.topic)
+
+    def _deliver_bundle(self, bundle: Bundle) -> None:
+        try:
+            if self._on_bundle is not None:
+                self._on_bundle(bundle)
+        finally:
+            bundle.path.unlink(missing_ok=True)
 
     def _deliverer(self) -> None:
         while (delivery := self._deliveries.get()) is not None:

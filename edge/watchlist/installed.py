@@ -4,12 +4,13 @@ Its own module because a replay of footage (`offline.load_bundle`) builds one to
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 import numpy as np
 from pydantic import Field
 
 from edge.watchlist.bundle import BundleHeader
+from edge.watchlist.columns import EntryColumns
 from edge.watchlist.decryption import GALLERY_DTYPES, Content, GalleryStorage
 from edge.watchlist.entries import WatchlistEntry
 from edge.watchlist.match import Gallery
@@ -26,20 +27,14 @@ class SubjectInfo(WatchlistEntry):
 class InstalledWatchlist:
     """A verified, decrypted watchlist in memory: the gallery to match against and who each subject is.
 
-    Metadata is kept in columns (one tuple or array per field) rather than one object per subject,
-    so a large list costs little more than its strings.
+    Metadata stays in the compact columns decryption parsed it into (`columns.EntryColumns`): a large list
+    costs little more than its text.
     """
 
     header: BundleHeader
     sha256: str
     gallery: Gallery
-    categories: tuple[str, ...]
-    case_references: tuple[str, ...]
-    legal_bases: tuple[str, ...]
-    approvers: tuple[str, ...]
-    added: np.ndarray
-    entry_expires: np.ndarray
-    thumbnail_refs: np.ndarray
+    entries: EntryColumns
     thumbnails: memoryview
 
     @classmethod
@@ -48,39 +43,21 @@ class InstalledWatchlist:
         """Take over the decrypted content (its gallery rows as they are: decrypt them with this `storage`)."""
         if content.embeddings.dtype != GALLERY_DTYPES[storage]:
             raise ValueError(f"content holds {content.embeddings.dtype} rows, not {storage}: pass storage to decrypt")
-        index = content.index
-        pool: dict[str, str] = {}  # one string object per distinct value: categories, approvers repeat a lot
-
-        def column(values: list[str]) -> tuple[str, ...]:
-            return tuple(pool.setdefault(v, v) for v in values)
-
-        def seconds(times: list[datetime]) -> np.ndarray:
-            return np.fromiter((t.timestamp() for t in times), np.float64, len(times))
-
-        entry_expires = seconds(index.expires)
+        entries = content.entries
         gallery = Gallery(
             embeddings=content.embeddings,
-            owner=np.repeat(np.arange(len(index), dtype=np.int32), index.embeddings),
-            subject_ids=tuple(index.subject_id),
-            expires=np.minimum(entry_expires, header.expires.timestamp()),
-            labels=tuple(index.label),
+            owner=np.repeat(np.arange(len(entries), dtype=np.int32), entries.embeddings),
+            subject_ids=entries.subject_ids,
+            expires=np.minimum(entries.expires, header.expires.timestamp()),
+            labels=entries.labels,
         )
-        refs = np.array([ref or (-1, 0) for ref in index.thumbnail], np.int64).reshape(-1, 2)
-        return cls(header, sha256, gallery, column(index.category), column(index.case_reference),
-                   column(index.legal_basis), column(index.approver), seconds(index.added), entry_expires, refs,
-                   content.thumbnails)
+        return cls(header, sha256, gallery, entries, content.thumbnails)
 
     def subject(self, index: int) -> SubjectInfo:
         """Metadata of the subject at `index` (Candidate.subject_index)."""
-        offset, length = (int(v) for v in self.thumbnail_refs[index])
-        return SubjectInfo(
-            subject_id=self.gallery.subject_ids[index], label=self.gallery.labels[index],
-            category=self.categories[index], case_reference=self.case_references[index],
-            legal_basis=self.legal_bases[index], approver=self.approvers[index],
-            added=datetime.fromtimestamp(self.added[index], timezone.utc),
-            expires=datetime.fromtimestamp(self.entry_expires[index], timezone.utc),
-            thumbnail=bytes(self.thumbnails[offset: offset + length]) if offset >= 0 else None,
-        )
+        ref = self.entries.thumbnail(index)
+        thumbnail = bytes(self.thumbnails[ref[0]: ref[0] + ref[1]]) if ref else None
+        return SubjectInfo(**self.entries.entry(index).model_dump(), thumbnail=thumbnail)
 
     def expired(self, now: datetime) -> bool:
         return self.header.expires <= now

@@ -17,8 +17,10 @@ Files in the folder (0700):
 Every write goes to a .partial file, is fsynced, renamed over the target, and the folder is fsynced:
 a process killed at any point leaves either the old file or the new one, complete.
 
-A large list (1,000,000 entries: a ~500 MB bundle) is never held twice: a bundle file is mapped, not
-read, and the payload is decrypted from disk a chunk at a time, straight into the gallery array.
+A large list (1,000,000 entries: a ~400 MB bundle) is never held twice: a bundle comes as a file (the link
+spools MQTT chunks to disk), which is mapped, not read, to check its signature; the payload is then decrypted
+from the store's own copy a chunk at a time, in two passes (`decryption`), so the parsed index and the gallery
+array are the most it holds (docs/evaluation.md, "Watchlist at scale").
 
 This module keeps the folder and the rollback bookkeeping; the checks a bundle must pass are
 `opening.open_bundle` (shared with replay), the records it reports are in `state`.
@@ -125,7 +127,8 @@ class WatchlistStore:
 
         The signature and header are checked where the bundle lies (a file is mapped, not read); it is then
         written to watchlist.bundle.partial and decrypted from there a chunk at a time, so that neither the
-        bundle nor its plaintext is ever held twice.
+        bundle nor its plaintext is ever held twice. Given bytes, the caller holds them throughout: a large
+        bundle is best given as a file.
         """
         now = now or datetime.now(timezone.utc)
         partial = partial_path(self.folder / BUNDLE_FILE)

@@ -7,6 +7,7 @@ import cv2
 import pytest
 
 from edge.bench import baseline
+from edge.bench import watchlist as watchlist_bench
 from edge.cli import main
 from edge.config.detector import DetectorConfig
 from edge.vision.detect import input_size_for
@@ -64,9 +65,36 @@ def test_vision_options_before_another_benchmark_are_refused(argv: list[str], ca
     assert f"give `edge bench {argv[-1]}` its own options" in capsys.readouterr().err
 
 
-def test_watchlist_benchmark_takes_its_own_options(tmp_path: Path) -> None:
+def test_watchlist_benchmark_takes_its_own_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two real lists, each installed from MQTT chunks and from a file; every figure says where it was measured
+    and the target it is held to."""
     out = tmp_path / "wl.json"
-    assert main(["bench", "watchlist", "--entries", "200", "--million", "0", "--faces", "3", "--repeats", "2",
-                 "--json", str(out)]) == 0
+    assert main(["bench", "watchlist", "--entries", "200", "--million", "300", "--repeats", "2", "--storage",
+                 "float32", "--json", str(out)]) == 0
     figures = json.loads(out.read_text())
-    assert (figures["entries"], figures["faces"]) == (200, 3)
+    assert figures["threads"] == 1 and figures["storage"] == "float32" and figures["machine"]
+    small, large = figures["lists"]
+    assert (small["entries"], large["entries"]) == (200, 300)
+    for w in (small, large):
+        shown = [w["lone_face_ms"], w["batch8_ms_per_face"], w["loaded_mb"], *w["install_peak_mb"].values()]
+        assert all(f["value"] > 0 and f["machine"] == figures["machine"] and f["threads"] == 1 for f in shown)
+        assert w["install_peak_mb"]["mqtt"]["target"] == w["install_peak_mb"]["file"]["target"] == 1100
+        assert w["loaded_mb"]["target"] is None and w["gallery_array_mb"] == w["entries"] * 128 * 4 / 1e6
+    assert small["lone_face_ms"]["target_rule"].startswith("at most 2 ms at 100,000 entries")
+    assert small["batch8_ms_per_face"]["target"] == 0.5
+    printed = capsys.readouterr().out
+    assert "from MQTT chunks" in printed and "300 entries" in printed
+
+
+def test_each_watchlist_figure_is_held_to_the_target_set_for_its_size() -> None:
+    common = {"machine": "here", "threads": 1}
+    at_1m = watchlist_bench.figure("batch8_ms_per_face", 9.0, 1_000_000, common)
+    assert (at_1m["target"], at_1m["met"]) == (10.0, True)
+    assert at_1m["target_rule"] == "at most 10 ms per face at 1,000,000 entries"
+    assert watchlist_bench.figure("batch8_ms_per_face", 0.6, 100_000, common)["met"] is False
+    between = watchlist_bench.figure("batch8_ms_per_face", 0.6, 500_000, common)
+    assert between["target"] == 10.0 and "held to every list up to that size" in between["target_rule"]
+    lone = watchlist_bench.figure("lone_face_ms", 40.0, 1_000_000, common)
+    assert lone["target"] is None and lone["met"] is None and "no target" in lone["target_rule"]
+    peak = watchlist_bench.figure("install_peak_mb", 700.0, 1_000_000, common)
+    assert (peak["target"], peak["met"], peak["machine"], peak["threads"]) == (1100.0, True, "here", 1)

@@ -6,6 +6,7 @@ import queue
 import random
 from pathlib import Path
 
+import pytest
 from link_helpers import Broker, connect
 from mqtt_collector import Collector
 
@@ -13,12 +14,25 @@ from edge.cli import main as edge_main
 from edge.link.chunks import Reassembler, chunk_topic, manifest_topic, publish_bundle, split
 from edge.link.uplink import Bundle, Uplink
 from edge.protocol import topics
+from edge.protocol.canonical import encode
+from edge.protocol.messages import BundleChunk
+
+Received = tuple[str, str, bytes]
+
+
+def receiver(into: "queue.Queue[Received]"):
+    """An on_bundle that keeps what it was handed: the spooled file is the handler's only until it returns."""
+
+    def on_bundle(bundle: Bundle) -> None:
+        into.put((bundle.source, bundle.sha256, bundle.path.read_bytes()))
+
+    return on_bundle
 
 
 def test_bundle_published_while_device_offline_arrives_when_it_reconnects(broker: Broker, tmp_path: Path) -> None:
-    bundles: queue.Queue[Bundle] = queue.Queue()
+    bundles: queue.Queue[Received] = queue.Queue()
     config = broker.config("device-a")
-    first = Uplink(config, broker.fleet.signing["a"], fleet="north", on_bundle=bundles.put)
+    first = Uplink(config, broker.fleet.signing["a"], fleet="north", on_bundle=receiver(bundles))
     first.start()
     first.wait_connected(5)
     first.stop()  # the device goes offline; its session stays at the broker
@@ -30,23 +44,23 @@ def test_bundle_published_while_device_offline_arrives_when_it_reconnects(broker
                       "--broker", f"127.0.0.1:{broker.local.port}", "--ca", str(certs / "ca.crt"),
                       "--cert", str(certs / "hq-publisher.crt"), "--key", str(certs / "hq-publisher.key")]) == 0
 
-    device = Uplink(config, broker.fleet.signing["a"], fleet="north", on_bundle=bundles.put)
+    device = Uplink(config, broker.fleet.signing["a"], fleet="north", on_bundle=receiver(bundles))
     device.start()
     try:
-        got = bundles.get(timeout=10)
-        assert (got.source, got.sha256, got.data) == ("fleet:north", hashlib.sha256(big).hexdigest(), big)
+        assert bundles.get(timeout=10) == ("fleet:north", hashlib.sha256(big).hexdigest(), big)
 
         # Live, to the device alone; then a smaller fleet bundle replaces the big one.
         own = os.urandom(1000)
         publish_bundle(broker.config("hq-publisher"), topics.device_bundle("a"), own)
-        got = bundles.get(timeout=10)
-        assert (got.source, got.data) == ("device:a", own)
+        assert bundles.get(timeout=10)[::2] == ("device:a", own)
         small = os.urandom(700 * 1024)
         publish_bundle(broker.config("hq-publisher"), topics.fleet_bundle("north"), small)
-        assert bundles.get(timeout=10).data == small
+        assert bundles.get(timeout=10)[2] == small
         assert bundles.empty()  # each bundle handed over once, despite retained re-delivery
     finally:
         device.stop()
+    spool = config.outbox.parent / config.bundle_spool
+    assert spool.is_dir() and not list(spool.iterdir())  # each spooled bundle removed once handled
 
     # Only the small bundle's two chunks and its manifest stay retained: the big one's extra chunks were cleared.
     inbox = Collector()
@@ -62,7 +76,7 @@ def test_bundle_published_while_device_offline_arrives_when_it_reconnects(broker
     assert inbox.topics() == {manifest_topic(prefix), chunk_topic(prefix, 0), chunk_topic(prefix, 1)}
 
 
-def test_reassembler_takes_pieces_in_any_order_and_refuses_corruption() -> None:
+def test_reassembler_takes_pieces_in_any_order_and_refuses_corruption(tmp_path: Path) -> None:
     data = os.urandom(10_000)
     manifest, chunks = split(data, 1024)
     pieces = [("chunk", c) for c in chunks] + [("manifest", manifest.model_dump_json(by_alias=True).encode())]
@@ -70,11 +84,43 @@ def test_reassembler_takes_pieces_in_any_order_and_refuses_corruption() -> None:
     corrupt = bytearray(chunks[3])
     corrupt[-1] ^= 0xFF
 
-    reassembler = Reassembler()
+    reassembler = Reassembler(tmp_path / "spool")
     assert reassembler.feed("p", "chunk", bytes(corrupt)) is None
     assert reassembler.feed("p", "chunk", b"no header line") is None
     assert reassembler.feed("p", "manifest", b"{not json") is None
     results = [reassembler.feed("p", kind, payload) for kind, payload in pieces if payload != chunks[3]]
     assert results == [None] * len(results)  # chunk 3 is the corrupt one: the hash check refuses the bundle
-    assert reassembler.feed("p", "chunk", chunks[3]) == data  # the intact chunk arrives (e.g. on resubscribe)
+    got = reassembler.feed("p", "chunk", chunks[3])  # the intact chunk arrives (e.g. on resubscribe)
+    assert got is not None and got.path.read_bytes() == data and (got.sha256, got.size) == (manifest.sha256, 10_000)
     assert all(reassembler.feed("p", kind, payload) is None for kind, payload in pieces)  # delivered once
+    assert [p.name for p in (tmp_path / "spool").iterdir()] == [got.path.name]  # nothing else left behind
+
+
+@pytest.mark.parametrize("last_first", [True, False])
+def test_reassembler_spools_each_chunk_at_its_offset(last_first: bool, tmp_path: Path) -> None:
+    """Chunks go to disk as they come; the last (shorter) one waits in memory only until another says the size."""
+    data = os.urandom(5 * 1024 + 77)
+    manifest, chunks = split(data, 1024)
+    order = [5, 2, 0, 4, 1, 3] if last_first else [2, 5, 0, 4, 3, 1]
+    reassembler = Reassembler(tmp_path / "spool")
+    assert reassembler.feed("p", "manifest", manifest.model_dump_json(by_alias=True).encode()) is None
+    got = [reassembler.feed("p", "chunk", chunks[i]) for i in order]
+    assert got[:-1] == [None] * 5 and got[-1] is not None and got[-1].path.read_bytes() == data
+    # A chunk whose length disagrees with the others' (a broken publisher) is dropped; the bundle still completes.
+    other = os.urandom(3000)
+    manifest, chunks = split(other, 1024)
+    piece = os.urandom(1000)
+    header = BundleChunk(sha256=manifest.sha256, index=1, count=3, digest=hashlib.sha256(piece).hexdigest())
+    for payload in (chunks[0], encode(header.body()) + b"\n" + piece, chunks[2], chunks[1]):
+        assert reassembler.feed("q", "chunk", payload) is None
+    done = reassembler.feed("q", "manifest", manifest.model_dump_json(by_alias=True).encode())
+    assert done is not None and done.path.read_bytes() == other
+
+
+def test_reassembler_removes_what_a_killed_process_left(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "edge_v1_fleets_north_bundle-ab.chunks").write_bytes(b"half a bundle")
+    (spool / "edge_v1_fleets_north_bundle-cd.bundle").write_bytes(b"a bundle never installed")
+    Reassembler(spool)
+    assert not list(spool.iterdir())
