@@ -15,6 +15,7 @@ def cpu_model() -> str:
 
 
 def memory_mb() -> tuple[float, float]:
-    """(resident, peak resident) memory of this process in MB (Linux /proc/self/status: VmRSS, VmHWM)."""
+    """(resident, peak resident) memory of this process in MB of 10^6 bytes (Linux /proc/self/status: VmRSS,
+    VmHWM, given in KiB)."""
     fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+    return int(fields["VmRSS"].split()[0]) * 1024 / 1e6, int(fields["VmHWM"].split()[0]) * 1024 / 1e6

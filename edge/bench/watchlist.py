@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from edge.bench.procinfo import cpu_model
 from edge.bench.watchlist_child import unit_rows
 from edge.config.embedder import DEFAULT_EMBEDDER
 from edge.fsio import write_atomic
@@ -58,7 +59,7 @@ NO_TARGET = {"loaded_mb": "no target of its own: it is what an install keeps, in
 
 def run_watchlist_bench(args: argparse.Namespace) -> int:
     spec = Manifest.load().spec(EMBEDDER)
-    figures: dict = {"command": _command(args), "machine": _machine(), "threads": THREADS,
+    figures: dict = {"command": _command(args), "machine": cpu_model(), "threads": THREADS,
                      "python": platform.python_version(), "load_average": os.getloadavg()[0],
                      "storage": args.storage, "embedder": EMBEDDER, "dim": spec.dim, "memory_unit": "MB = 10^6 bytes",
                      "lists": []}
@@ -138,16 +139,6 @@ def _subjects(n: int, dim: int) -> list[Subject]:
         subject_id=f"S{i:07d}", label=f"Person {i}", category="wanted", case_reference=f"CASE-2025-{i:07d}",
         legal_basis="Court order 17/2025", approver="Insp. Kaur", added=now, expires=expires), rows[i: i + 1])
         for i in range(n)]
-
-
-def _machine() -> str:
-    """The CPU model and how many CPUs the machine has."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        info = ""
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
-    return f"{model or 'unknown CPU'}, {os.cpu_count()} cpus"
 
 
 def _command(args: argparse.Namespace) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.bench.procinfo import memory_mb
 from edge.config.link import LinkConfig
 from edge.config.watchlist import WatchlistConfig
 from edge.keys import load_encryption_private, load_signing_public
@@ -56,7 +57,7 @@ def _install_child(args: argparse.Namespace) -> dict:
     from_mqtt = args.child == "install_mqtt"
     store = _store(args, "device-mqtt" if from_mqtt else "device-file")
     bundle = args.dir / "bench.bundle"
-    rss_before = _memory()[0]
+    rss_before = memory_mb()[0]
     t = time.perf_counter()
     spooled = _delivered(bundle, args.dir / "spool") if from_mqtt else None
     result = store.install(spooled.path if spooled else bundle)
@@ -65,7 +66,7 @@ def _install_child(args: argparse.Namespace) -> dict:
     elapsed = time.perf_counter() - t
     if spooled:
         spooled.path.unlink()  # as the link does once the handler returns
-    return {"install_s": elapsed, "rss_before_mb": rss_before, "peak_mb": _memory()[1]}
+    return {"install_s": elapsed, "rss_before_mb": rss_before, "peak_mb": memory_mb()[1]}
 
 
 def _delivered(bundle: Path, spool: Path) -> Spooled:
@@ -89,15 +90,15 @@ def _delivered(bundle: Path, spool: Path) -> Spooled:
 
 def _load_child(args: argparse.Namespace) -> dict:
     """Load the installed watchlist as the daemon does at start (verify, decrypt), its memory, and match."""
-    rss_before = _memory()[0]
+    rss_before = memory_mb()[0]
     t = time.perf_counter()
     wl = _store(args, "device-file").current
     if wl is None:
         raise SystemExit("no watchlist loaded")
-    figures = {"load_s": time.perf_counter() - t, "loaded_mb": _memory()[0] - rss_before,
+    figures = {"load_s": time.perf_counter() - t, "loaded_mb": memory_mb()[0] - rss_before,
                "gallery_array_mb": wl.gallery.embeddings.nbytes / 1e6}
     figures.update(_time_match(wl.gallery, args.repeats, now=time.time()))
-    figures["rss_after_matching_mb"] = _memory()[0]
+    figures["rss_after_matching_mb"] = memory_mb()[0]
     return figures
 
 
@@ -120,12 +121,6 @@ def _time_match(gallery: Gallery, repeats: int, now: float) -> dict:
 def unit_rows(n: int, seed: int, dim: int | None = None) -> np.ndarray:
     x = np.random.default_rng(seed).standard_normal((n, dim or int(os.environ["EDGE_BENCH_DIM"])), dtype=np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def _memory() -> tuple[float, float]:
-    """(resident, peak resident) memory of this process in MB of 10^6 bytes (Linux /proc: VmRSS, VmHWM)."""
-    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]) * 1024 / 1e6, int(fields["VmHWM"].split()[0]) * 1024 / 1e6
 
 
 if __name__ == "__main__":
