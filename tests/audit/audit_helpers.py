@@ -1,6 +1,8 @@
 """Helpers for the audit tests: realistic bodies, a real log written through AuditLog, a forger's tools."""
 
+import base64
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -14,7 +16,9 @@ from edge.audit.records import (
     PeriodStopBody,
     WatchlistInstalledBody,
     content_hash,
+    signed_bytes,
 )
+from edge.keys import key_id
 
 DEVICE = "cam-01"
 T0 = 1_700_000_040.0  # a minute boundary
@@ -81,3 +85,21 @@ def rehash(record: dict) -> bytes:
     """A record re-serialised the way the device writes it, with its hash recomputed (what a forger does)."""
     record["hash"] = content_hash(record)
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def rewrite_from(lines: list[bytes], seq: int, edit: Callable[[dict], None],
+                 key: Ed25519PrivateKey | None = None) -> list[bytes]:
+    """Edit record `seq` and recompute every later hash and link (and re-sign every checkpoint with `key`): what
+    someone without the device key can do."""
+    out: list[bytes] = []
+    for raw in lines:
+        record = json.loads(raw)
+        if record["seq"] == seq:
+            edit(record)
+        if out:
+            record["prev"] = json.loads(out[-1])["hash"]
+        if key is not None and record["kind"] == "checkpoint":
+            record["body"]["key_id"] = key_id(key.public_key())
+            record["body"]["signature"] = base64.b64encode(key.sign(signed_bytes(record))).decode()
+        out.append(rehash(record))
+    return out

@@ -11,7 +11,6 @@ the cases start from (`audit_helpers.write_log`, `AuditLog`): the reference also
 """
 
 import argparse
-import base64
 import hashlib
 import importlib.util
 import json
@@ -22,12 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from audit_helpers import FakeClock, counters, read_lines, rehash, write_log
+from audit_helpers import FakeClock, counters, read_lines, rehash, rewrite_from, write_log
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.audit.log import AuditLog
-from edge.audit.records import AuditRecord, signed_bytes
-from edge.keys import key_id
+from edge.audit.records import AuditRecord
 from edge.protocol.canonical import canonical
 
 DEVICE_KEY = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"edge test device key").digest())
@@ -69,19 +67,8 @@ def _t(line: bytes) -> float:
 
 
 def _rewrite(lines: Lines, seq: int, key: Ed25519PrivateKey | None) -> Lines:
-    """Edit one record and recompute every later hash and link (re-signing checkpoints with `key`, if any)."""
-    out: Lines = []
-    for raw in lines:
-        record = json.loads(raw)
-        if record["seq"] == seq:
-            record["time"] += 1
-        if out:
-            record["prev"] = json.loads(out[-1])["hash"]
-        if key is not None and record["kind"] == "checkpoint":
-            record["body"]["key_id"] = key_id(key.public_key())
-            record["body"]["signature"] = base64.b64encode(key.sign(signed_bytes(record))).decode()
-        out.append(rehash(record))
-    return out
+    """Edit one record (its time) and recompute every later hash and link (re-signing checkpoints with `key`)."""
+    return rewrite_from(lines, seq, lambda record: record.__setitem__("time", record["time"] + 1), key)
 
 
 def _renumbered_without_checkpoints(lines: Lines) -> Lines:
