@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest"
 CHUNK = "chunk"
 _KEEP_GROUPS = 3
-_ASSEMBLING, _COMPLETE = ".chunks", ".bundle"
+_ASSEMBLING, _COMPLETE = ".spooling", ".spooled"  # names no other file of the device uses
 _READ = 1 << 20  # bytes hashed at a time when a spooled bundle is checked
 
 
@@ -175,7 +175,7 @@ class _Group:
 
     def _write(self, index: int, data: bytes) -> None:
         offset = index * (self.chunk_bytes or 0)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             os.pwrite(fd, data, offset)
         finally:
@@ -196,6 +196,7 @@ class Reassembler:
     def __init__(self, spool: Path) -> None:
         self._spool = spool
         spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+        spool.chmod(0o700)  # an existing folder keeps its mode otherwise
         for left in [*spool.glob("*" + _ASSEMBLING), *spool.glob("*" + _COMPLETE)]:
             left.unlink()
         self._targets: dict[str, _Target] = {}
@@ -243,13 +244,20 @@ class Reassembler:
 
     def _put(self, prefix: str, groups: "OrderedDict[str, _Group]", target: _Target, header: BundleChunk,
              data: bytes) -> None:
-        group = groups.get(header.sha256)
-        if group is None:
-            name = f"{prefix.replace('/', '_')}-{header.sha256}"
-            group = groups[header.sha256] = _Group(self._spool / (name + _ASSEMBLING), header.count)
+        group = groups.get(header.sha256) or self._new_group(prefix, groups, header)
         groups.move_to_end(header.sha256)
         try:
-            group.put(header.index, header.count, data)
+            try:
+                group.put(header.index, header.count, data)
+            except _Dropped as exc:
+                manifest = target.manifest if target.manifest and target.manifest.sha256 == header.sha256 else None
+                if manifest is None or not _fits(manifest, header, data):
+                    raise  # without the manifest the first layout stands: one bad chunk cannot undo the others
+                # the same bundle cut as its manifest says, after chunks of an earlier cut (republished with
+                # another chunk size): start again with the manifest's layout
+                log.info("watchlist bundle on %s arrives cut another way (%s); assembling it afresh", prefix, exc)
+                self._drop(groups, header.sha256)
+                self._new_group(prefix, groups, header).put(header.index, header.count, data)
         except _Dropped as exc:
             log.warning("dropped watchlist chunk %d on %s: %s", header.index, prefix, exc)
         except OSError as exc:
@@ -260,12 +268,17 @@ class Reassembler:
         while len(groups) > _KEEP_GROUPS:
             self._drop(groups, next(s for s in groups if s != keep))
 
+    def _new_group(self, prefix: str, groups: "OrderedDict[str, _Group]", header: BundleChunk) -> _Group:
+        name = f"{prefix.replace('/', '_')}-{header.sha256}"
+        group = groups[header.sha256] = _Group(self._spool / (name + _ASSEMBLING), header.count)
+        return group
+
     def _complete(self, prefix: str, target: _Target, groups: "OrderedDict[str, _Group]") -> Spooled | None:
         manifest = target.manifest
         if manifest is None or manifest.sha256 == target.delivered:
             return None
         group = groups.get(manifest.sha256)
-        if group is None or group.count != manifest.chunks or not group.complete():
+        if group is None or not group.complete():  # however it was cut, its bytes must be the manifest's
             return None
         if group.size != manifest.size or _file_sha256(group.path) != manifest.sha256:
             log.error("watchlist bundle on %s does not match its manifest (size or sha256); dropped", prefix)
@@ -281,6 +294,11 @@ class Reassembler:
     @staticmethod
     def _drop(groups: "OrderedDict[str, _Group]", sha256: str) -> None:
         groups.pop(sha256).path.unlink(missing_ok=True)
+
+
+def _fits(manifest: BundleManifest, header: BundleChunk, data: bytes) -> bool:
+    """Whether a chunk is cut as its manifest says."""
+    return header.count == manifest.chunks and (header.index == header.count - 1 or len(data) == manifest.chunk_bytes)
 
 
 def _file_sha256(path: Path) -> str:

@@ -198,7 +198,7 @@ class Int8Gallery:
                 scores[:, ~live[ids]] = np.iinfo(np.int32).min
             for p in range(n):
                 row = scores[p]
-                floor = kth[p] if kth[p] is not None else _kth_best(row[::SAMPLE_STRIDE], k)
+                floor = kth[p] if kth[p] is not None else _first_floor(row, k)
                 kept = np.flatnonzero(row >= floor - margin[p])
                 if not everyone_live:
                     kept = kept[live[ids[kept]]]
@@ -210,6 +210,15 @@ class Int8Gallery:
                     ids_p, scores_p = ids_p[held], scores_p[held]
                 pool_ids[p], pool_scores[p] = ids_p, scores_p
         return pool_ids
+
+
+def _first_floor(row: np.ndarray, k: int) -> int:
+    """A floor no higher than the k-th best of all, before a probe has one: the k-th best of a sample of the row
+    when the sample holds k values, of the whole row when it holds k, else the lowest int32 (keep everything)."""
+    sample = row[::SAMPLE_STRIDE]
+    if len(sample) >= k:
+        return _kth_best(sample, k)
+    return _kth_best(row, k) if len(row) >= k else int(np.iinfo(np.int32).min)
 
 
 def _kth_best(values: np.ndarray, k: int) -> int:

@@ -120,7 +120,24 @@ def test_reassembler_spools_each_chunk_at_its_offset(last_first: bool, tmp_path:
 def test_reassembler_removes_what_a_killed_process_left(tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     spool.mkdir()
-    (spool / "edge_v1_fleets_north_bundle-ab.chunks").write_bytes(b"half a bundle")
-    (spool / "edge_v1_fleets_north_bundle-cd.bundle").write_bytes(b"a bundle never installed")
+    (spool / "edge_v1_fleets_north_bundle-ab.spooling").write_bytes(b"half a bundle")
+    (spool / "edge_v1_fleets_north_bundle-cd.spooled").write_bytes(b"a bundle never installed")
+    for kept in ("watchlist.bundle", "watchlist.previous.bundle", "versions.json"):  # a store's files: not its own
+        (spool / kept).write_bytes(b"the installed list")
+    spool.chmod(0o777)
     Reassembler(spool)
-    assert not list(spool.iterdir())
+    assert sorted(p.name for p in spool.iterdir()) == ["versions.json", "watchlist.bundle", "watchlist.previous.bundle"]
+    assert spool.stat().st_mode & 0o777 == 0o700
+
+
+def test_reassembler_takes_a_bundle_republished_with_another_chunk_size(tmp_path: Path) -> None:
+    """A stale chunk of an earlier cut of the same bundle arrived first: chunks cut as the manifest says start the
+    bundle afresh, and it completes."""
+    data = os.urandom(5000)
+    _, old_chunks = split(data, 1024)
+    manifest, chunks = split(data, 2048)
+    reassembler = Reassembler(tmp_path / "spool")
+    assert reassembler.feed("p", "chunk", old_chunks[3]) is None
+    assert reassembler.feed("p", "manifest", manifest.model_dump_json(by_alias=True).encode()) is None
+    got = [reassembler.feed("p", "chunk", c) for c in chunks]
+    assert got[-1] is not None and got[-1].path.read_bytes() == data

@@ -111,3 +111,20 @@ def test_int8_search_never_returns_an_expired_subject() -> None:
     assert [r.best.subject_id for r in results[::2]] == ["s0", "s2", "s4"]  # the live ones find themselves
     assert all(c.subject_index % 2 == 0 for r in results for c in r.candidates)
     assert all(len(r.candidates) == 3 for r in results)
+
+
+@pytest.mark.parametrize("people, rows_each, k", [(64, 70, 2), (40, 120, 2), (64, 70, 3), (3, 1500, 5)])
+def test_int8_search_with_few_subjects_of_many_rows_keeps_every_runner_up(people: int, rows_each: int,
+                                                                          k: int) -> None:
+    """Few subjects in the first block, each with many rows: the first floor must not rise above the k-th best."""
+    rows = unit_rows(people * rows_each, seed=15)
+    per_subject = np.split(rows, people)
+    gallery = Gallery.from_subjects([(f"s{i}", "", r) for i, r in enumerate(per_subject)])
+    assert len(gallery.owner) >= INT8_MIN_ROWS
+    probes = rows[::rows_each][:8] + 0.3 * unit_rows(8, seed=16)[: min(8, people)]
+    probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+    expected = reference(per_subject, probes)
+    for row, result in zip(expected, match(gallery, probes, now=0.0, k=k), strict=True):
+        order = np.argsort(-row, kind="stable")[:k]
+        assert [c.subject_index for c in result.candidates] == order.tolist()
+        np.testing.assert_allclose([c.score for c in result.candidates], row[order], atol=1e-5)
