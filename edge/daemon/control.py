@@ -111,6 +111,7 @@ class DeviceControl:
         result = self.store.install(bundle.path)
         wl = self.store.current
         if result.outcome == "installed" and wl is not None:
+            wl.gallery.prepare()  # here, on the link's thread, not on the first frame matched against it
             with self._swap_lock:  # matching moves to the new list even if the audit write below fails
                 self._pending = wl
             policy = self.models.for_watchlist(wl)  # the list's size and embedder set the threshold: say which
