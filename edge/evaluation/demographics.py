@@ -213,12 +213,7 @@ def curves(s: Searched, thresholds: tuple[float, ...] = GRID) -> list[GroupCurve
 
 def rates_at(s: Searched, threshold: float) -> list[GroupRate]:
     """Exact counts at one threshold (not the grid's)."""
-    out = []
-    for attribute, group, mask in groups(s.people):
-        (errors,), trials = errors_at(s, mask, (threshold,))
-        if trials:
-            out.append(GroupRate(s.data, attribute, group, errors, trials, threshold))
-    return out
+    return [GroupRate(c.data, c.attribute, c.group, c.errors[0], c.trials, threshold) for c in curves(s, (threshold,))]
 
 
 def measured(passers: Searched, mated: list[Searched], list_size: int, dataset: str, command: str,

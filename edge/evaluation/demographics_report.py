@@ -78,7 +78,7 @@ def at_threshold(named: Named, passers: Searched, mated: list[Searched]) -> dict
         "misses": [_rate(r) for rs in misses.values() for r in rs],
         "worst_to_best": {
             "false_alarms": {a: worst_to_best(fa, a) for a in ("race", "gender")},
-            "misses": {data: {a: worst_to_best(rs, a) for a in ("race", "gender") if worst_to_best(rs, a)}
+            "misses": {data: {a: ratio for a in ("race", "gender") if (ratio := worst_to_best(rs, a))}
                        for data, rs in misses.items()},
         },
     }

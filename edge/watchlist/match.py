@@ -127,19 +127,17 @@ class Gallery:
 
 @dataclass(frozen=True)
 class Int8Block:
-    """Rows [start, stop) of the int8 gallery, and whose rows they are: subjects start.. in order (`runs` None),
-    or `subjects` with their runs' starts within the block."""
+    """Rows [start, stop) of the int8 gallery and the subjects they belong to, in order: one row each (`runs`
+    None), or runs of rows starting at `runs` within the block."""
 
     start: int
     stop: int
-    subjects: np.ndarray | None
+    subjects: np.ndarray
     runs: np.ndarray | None
 
-    def subject_scores(self, approx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(n subjects, N) best approximate score of each of the block's subjects, and which subjects they are."""
-        if self.runs is None:
-            return approx, np.arange(self.start, self.stop)
-        return np.maximum.reduceat(approx, self.runs, axis=0), self.subjects
+    def subject_scores(self, approx: np.ndarray) -> np.ndarray:
+        """(n subjects, N) best approximate score of each of the block's subjects."""
+        return approx if self.runs is None else np.maximum.reduceat(approx, self.runs, axis=0)
 
 
 @dataclass(frozen=True)
@@ -177,7 +175,7 @@ class Int8Gallery:
             quantized[a:b] = (np.rint(rows / scale) + GALLERY_ZERO).astype(np.uint8)
             max_l1 = max(max_l1, float(np.abs(rows).sum(axis=1).max()))
             if runs is None:
-                blocks.append(Int8Block(a, b, None, None))
+                blocks.append(Int8Block(a, b, np.arange(a, b), None))
             else:
                 i, j = np.searchsorted(runs[0], [a, b])
                 blocks.append(Int8Block(a, b, runs[1][i:j], runs[0][i:j] - a))
@@ -198,7 +196,8 @@ class Int8Gallery:
         kth: list[int | None] = [None] * n
         everyone_live = bool(live.all())
         for block in self.blocks:
-            scores, ids = block.subject_scores(self.product(self.rows[block.start:block.stop], probes_t))
+            ids = block.subjects
+            scores = block.subject_scores(self.product(self.rows[block.start:block.stop], probes_t))
             scores = np.ascontiguousarray(scores.T)  # (N, subjects): one probe's scores contiguous
             if not everyone_live:
                 scores[:, ~live[ids]] = np.iinfo(np.int32).min
@@ -286,9 +285,10 @@ def _exact(gallery: Gallery, probe: np.ndarray, subjects: np.ndarray) -> np.ndar
     """Exact best score of each of these subjects, from its stored rows."""
     first, count = gallery._subject_rows
     n = count[subjects]
-    rows = np.repeat(first[subjects] - np.r_[0, np.cumsum(n)[:-1]], n) + np.arange(int(n.sum()))
+    offsets = np.r_[0, np.cumsum(n)[:-1]]  # where each subject's rows start among those gathered
+    rows = np.repeat(first[subjects] - offsets, n) + np.arange(int(n.sum()))
     scores = gallery.rows(rows) @ probe
-    return np.maximum.reduceat(scores, np.r_[0, np.cumsum(n)[:-1]]) if len(scores) else np.full(len(subjects), -np.inf)
+    return np.maximum.reduceat(scores, offsets) if len(scores) else np.full(len(subjects), -np.inf)
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
