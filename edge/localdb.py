@@ -7,6 +7,7 @@ the damaged file can still be examined.
 """
 
 import logging
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ def open_local_db(path: Path, schema: str, what: str,
 
 
 def _open(path: Path, schema: str, synchronous: str) -> sqlite3.Connection:
+    _owner_only(path)
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
     try:
         db.execute("PRAGMA journal_mode=WAL")
@@ -45,3 +47,13 @@ def _open(path: Path, schema: str, synchronous: str) -> sqlite3.Connection:
         db.close()
         raise
     return db
+
+
+def _owner_only(path: Path) -> None:
+    """Create `path` (or narrow an existing one) to 0600 before SQLite opens it: these files hold alerts with face
+    crops, and SQLite gives its -wal and -shm files the main file's permissions."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidKey
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-PIN_DIGITS = (4, 12)
+# Six digits at least: the scrypt hash costs about 50 ms a guess, so a 4-digit PIN falls offline in minutes to
+# whoever copies handheld.toml; a million 6-digit PINs take about 14 core-hours, and the file is 0600.
+PIN_DIGITS = (6, 12)
 _LOG2_N, _R, _P = 14, 8, 1  # 16 MiB and about 50 ms per check on a desktop core (the lockout stops guessing)
 _MIN_LOG2_N = 14
 _MAX_MEMORY = 64 * 2**20  # a hash whose parameters need more is refused: checking it would starve the handheld

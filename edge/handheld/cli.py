@@ -17,6 +17,7 @@ from edge.cliargs import DEFAULT_PORT, Commands, parse_broker
 from edge.config.handheld import HandheldConfig, HandheldFile
 from edge.config.pin import PIN_DIGITS, PinHash, check_pin
 from edge.errors import EdgeError
+from edge.fsio import write_atomic
 from edge.handheld.app import HandheldApp
 from edge.handheld.web import PageServer
 from edge.keys import HQ_SIGNING_PUB, KeyPairFiles, load_signing_public, refuse_existing, write_key_pairs
@@ -143,7 +144,7 @@ def provision_handheld(args: argparse.Namespace) -> int:
         f'cert = "tls/{name}.crt"',
         f'key = "tls/{name}.key"',
     ]
-    (out / HANDHELD_TOML).write_text("\n".join(lines) + "\n")
+    write_atomic(out / HANDHELD_TOML, "\n".join(lines) + "\n")  # 0600: it holds the PIN hashes
     print(f"handheld {config.id} provisioned in {out}.\n"
           f"  certificate: edge hq pki issue --role handheld --id {config.id} --ca CA_DIR --out {out / 'tls'} "
           "--registry REGISTRY\n"

@@ -40,8 +40,8 @@ def test_provisioned_handheld_folder_loads_and_is_never_overwritten(hq_pub: Path
     assert (loaded.link.host, loaded.link.port) == ("broker.example.org", 18883)
     load_signing_private(loaded.handheld.signing_key)
     load_encryption_private(loaded.handheld.encryption_key)
-    for key in (loaded.handheld.signing_key, loaded.handheld.encryption_key):
-        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    for private in (loaded.handheld.signing_key, loaded.handheld.encryption_key, out / "handheld.toml"):
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600  # handheld.toml holds the PIN hashes
     assert loaded.handheld.hq_public_key.read_bytes() == hq_pub.read_bytes()
 
     before = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -97,7 +97,7 @@ def test_pins_from_a_file_or_stdin_are_stored_only_as_hashes(hq_pub: Path, tmp_p
                 "4711, 4712"),
     ("4711=24681357\n", TWO, "no PIN for officer(s) 4712:"),
     ("4711=24681357\n4712=24681357\n", TWO, "officers 4711 and 4712 were given the same PIN"),
-    ("4711=12a4\n", [], "line 1 (officer 4711): a PIN is 4 to 12 digits (0-9), nothing else"),
+    ("4711=12a4\n", [], "line 1 (officer 4711): a PIN is 6 to 12 digits (0-9), nothing else"),
     ("24681357\n", [], "line 1: expected ID=PIN"),
     ("24681357=4711\n", [], "line 1: the id there is none of the officers given with --officer (4711)"),
 ])
@@ -143,7 +143,7 @@ def test_officer_pin_is_asked_twice_on_a_terminal_without_echo(hq_pub: Path, tmp
     os.close(slave)
     seen = bytearray()
     try:
-        _expect(master, b"PIN for Sgt. Alex Able (4711), 4-12 digits: ", seen)
+        _expect(master, b"PIN for Sgt. Alex Able (4711), 6-12 digits: ", seen)
         os.write(master, b"24681357\n")
         _expect(master, b"PIN for Sgt. Alex Able (4711), again: ", seen)
         os.write(master, b"24681357\n")
@@ -166,4 +166,4 @@ def test_hash_pin_prints_a_hash_for_a_config_written_by_hand(monkeypatch: pytest
     assert PinHash.parse(printed).matches("97531864") and "97531864" not in printed
     monkeypatch.setattr(sys, "stdin", io.StringIO("975\n"))
     assert main(["handheld", "hash-pin"]) == 2
-    assert "a PIN is 4 to 12 digits" in capsys.readouterr().err
+    assert "a PIN is 6 to 12 digits" in capsys.readouterr().err

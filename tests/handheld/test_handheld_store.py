@@ -1,6 +1,8 @@
 """The handheld's store keeps alerts across a restart and survives a corrupt file by setting it aside."""
 
 import logging
+import os
+import stat
 import time
 from pathlib import Path
 
@@ -33,3 +35,20 @@ def test_store_keeps_alerts_across_reopen_and_sets_a_corrupt_file_aside(tmp_path
     fresh.close()
     aside = list(tmp_path.glob("handheld.sqlite.corrupt-*"))
     assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not a database")
+
+
+def test_store_files_are_readable_by_their_owner_only_whatever_the_umask(tmp_path: Path) -> None:
+    """They hold sealed alerts' face crops: 0600 from creation, and an older 0644 file is narrowed on open."""
+    path = tmp_path / "handheld.sqlite"
+    old = os.umask(0o022)
+    try:
+        store = Inbox(path)
+        assert store.add_alert(make_alert("cam01", "h1"), time.time())
+        for file in (path, Path(f"{path}-wal")):
+            assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
+        store.close()
+        path.chmod(0o644)
+        Inbox(path).close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
