@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from watchlist_helpers import DIM, EMBEDDER, MANIFEST, Keys, MakeBundle, OpenStore, make_subjects
+from watchlist_helpers import DIM, EMBEDDER, FOLLOW, MANIFEST, Keys, MakeBundle, OpenStore, make_subjects
 
 from edge.config.watchlist import WatchlistConfig
 from edge.models import ModelSpec
@@ -54,6 +54,6 @@ def open_store(keys: Keys, tmp_path: Path) -> OpenStore:
         return WatchlistStore.open(folder or tmp_path / "watchlist", device_key=keys.device,
                                    hq_public=keys.hq.public_key(),
                                    embedders=embedders or DeviceEmbedders.from_manifest(MANIFEST, EMBEDDER.name),
-                                   config=config)
+                                   config=config or WatchlistConfig(follow=FOLLOW))
 
     return open_
