@@ -59,7 +59,7 @@ class DeviceControl:
         self.bundle_seen = threading.Event()  # set once the first bundle (installed or not) was handled
         self._swap_lock = threading.Lock()
         self._pending: InstalledWatchlist | None = None
-        self._last_status = store.state().status
+        self._last_status: str | None = None  # none reported yet: the first status seen is a change
         self._status_lock = threading.Lock()
         self._stopped = False  # matching stopped for stale freshness statements (watchlist.stale_stops_matching)
         self._adjudicated: dict[str, None] = {}  # recent decision ids, oldest first
@@ -152,12 +152,14 @@ class DeviceControl:
         if old == state.status:
             return
         if {old, state.status} & {"stale", "behind"}:
+            log.warning("watchlist %s: %s", state.status, state.message)
             try:
                 self.audit.append("config_changed", ConfigChangedBody(source="hq", changes=[ConfigChange(
                     key="watchlist.freshness", old=old, new=f"{state.status}: {state.message}"[:REASON_MAX])]))
             except EdgeError as exc:
                 log.error("watchlist freshness change not audited: %s", exc)
-        self.publish_state_now()
+        if old is not None:  # at start the daemon has just said what is installed (publish_state_now)
+            self.publish_state_now()
 
     def swap_into(self, pipeline: Pipeline) -> InstalledWatchlist | None:
         """On the inference thread, between frames: move `pipeline` to a newly installed watchlist, if any;

@@ -46,7 +46,7 @@ class Freshness:
             return
         for text in kept.values() if isinstance(kept, dict) else ():
             try:
-                statement = read_timestamp(str(text).encode(), self._hq_public, now, self._skew, None)
+                statement = read_timestamp(str(text).encode(), self._hq_public, now, self._skew, {})
             except Refused as exc:
                 log.error("dropped a kept freshness statement: %s", exc)
                 continue
@@ -55,11 +55,7 @@ class Freshness:
 
     def accept(self, data: bytes, now: datetime) -> WatchlistTimestamp | None:
         """Verify and keep a statement; None when it is the one already kept. Raises Refused saying why not."""
-        try:
-            wid = json.loads(data).get("watchlist_id")
-        except (ValueError, RecursionError, AttributeError):
-            wid = None
-        statement = read_timestamp(data, self._hq_public, now, self._skew, self.latest.get(str(wid)))
+        statement = read_timestamp(data, self._hq_public, now, self._skew, self.latest)
         if statement is None:
             return None
         if statement.watchlist_id not in self._config.follow:

@@ -118,6 +118,8 @@ class WatchlistStore:
             status, message = "unusable", self._load_error
         elif wl is None:
             status, message = "none", "no watchlist installed: nothing can match"
+            if not self._config.follow:
+                message += '; and none will be: name the ids this device takes in its edge.toml, [watchlist] follow'
         elif wl.expired(now):
             status = "expired"
             message = (f"watchlist {wl.header.watchlist_id} version {wl.header.version} expired at "

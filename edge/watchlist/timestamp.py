@@ -9,6 +9,7 @@ turn its clock back); from the statement's age it says whether its own view is f
 whether it is behind (docs/watchlist-bundle.md, "Which lists a device takes, and how fresh they are").
 """
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -59,16 +60,17 @@ def sign_timestamp(watchlist_id: str, version: int, sha256: str, hq_key: Ed25519
 
 
 def read_timestamp(data: bytes, hq_public: Ed25519PublicKey, now: datetime, skew: timedelta,
-                   current: WatchlistTimestamp | None) -> WatchlistTimestamp | None:
+                   latest: Mapping[str, WatchlistTimestamp]) -> WatchlistTimestamp | None:
     """Device side: the verified statement, or None when it is the very one in use (delivered again).
 
     Refuses (Refused) anything malformed, not signed by the pinned HQ key, dated in the future beyond the
-    clock skew, or not newer than `current`, the newest one accepted for the same list.
+    clock skew, or not newer than the newest one accepted for the same list (`latest`, by watchlist id).
     """
     raw, statement = load_model(data, WatchlistTimestamp, f"an {TIMESTAMP_SCHEMA} statement")
     if statement.signer != key_id(hq_public) or not verify(raw, hq_public):
         raise Refused("bad_signature", f"freshness statement for {statement.watchlist_id} is not signed by the "
                                        "pinned HQ key: ignored")
+    current = latest.get(statement.watchlist_id)
     if current is not None and statement == current:
         return None
     if statement.issued_at - skew > now:

@@ -9,6 +9,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from watchlist_helpers import DIM, EMBEDDER, FOLLOW, MANIFEST, Keys, MakeBundle, OpenStore, make_subjects
 
 from edge.config.watchlist import WatchlistConfig
+from edge.demo.trial import TrialFleet
+from edge.hq.broker import find_mosquitto
 from edge.models import ModelSpec
 from edge.watchlist.bundle import BundleSpec, EmbedderRef
 from edge.watchlist.embedders import DeviceEmbedders
@@ -57,3 +59,13 @@ def open_store(keys: Keys, tmp_path: Path) -> OpenStore:
                                    config=config or WatchlistConfig(follow=FOLLOW))
 
     return open_
+
+
+@pytest.fixture
+def trial_fleet(tmp_path: Path) -> TrialFleet:
+    """A throwaway fleet "fr" (its devices follow list "fr") with device cam-fr; skipped without mosquitto."""
+    try:
+        find_mosquitto()
+    except Exception as exc:
+        pytest.skip(f"mosquitto not installed: {exc}")
+    return TrialFleet(tmp_path / "fleet", fleet="fr").create(devices=("cam-fr",), hq_clients=("ingest", "publisher"))
