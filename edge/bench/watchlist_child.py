@@ -48,7 +48,7 @@ def _store(args: argparse.Namespace, name: str) -> WatchlistStore:
     return WatchlistStore.open(folder / name, device_key=load_encryption_private(folder / "device.key"),
                                hq_public=load_signing_public(folder / "hq.pub"),
                                embedders=DeviceEmbedders.only("bench", os.environ["EDGE_BENCH_SHA"]),
-                               config=WatchlistConfig(gallery_storage=args.storage))
+                               config=WatchlistConfig(follow=("bench",), gallery_storage=args.storage))
 
 
 def _install_child(args: argparse.Namespace) -> dict:

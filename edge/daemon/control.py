@@ -33,7 +33,8 @@ from edge.protocol.adjudication import verify_adjudication
 from edge.protocol.pairing import DevicePairing, read_record, save_record
 from edge.protocol.refused import Refused
 from edge.watchlist.installed import InstalledWatchlist
-from edge.watchlist.state import BundleRefusal
+from edge.watchlist.match import Gallery
+from edge.watchlist.state import BundleRefusal, StoreState
 from edge.watchlist.store import WatchlistStore
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,9 @@ class DeviceControl:
         self.bundle_seen = threading.Event()  # set once the first bundle (installed or not) was handled
         self._swap_lock = threading.Lock()
         self._pending: InstalledWatchlist | None = None
-        self._last_status = store.state().status
+        self._last_status: str | None = None  # none reported yet: the first status seen is a change
+        self._status_lock = threading.Lock()
+        self._stopped = False  # matching stopped for stale freshness statements (watchlist.stale_stops_matching)
         self._adjudicated: dict[str, None] = {}  # recent decision ids, oldest first
 
     # --- pairing and adjudication ------------------------------------------------------------------
@@ -130,13 +133,56 @@ class DeviceControl:
                 kept_version=wl.header.version if wl else None))
         self.uplink.send_watchlist_state(self._state_message(result.outcome, bundle, result.refusal))
 
-    def swap_into(self, pipeline: Pipeline) -> InstalledWatchlist | None:
-        """On the inference thread, between frames: move `pipeline` to a newly installed watchlist, if any.
+    def on_timestamp(self, data: bytes) -> None:
+        """HQ's freshness statement for a list (edge.watchlist.timestamp): kept when newer, else refused."""
+        try:
+            statement = self.store.accept_timestamp(data)
+        except Refused as exc:
+            log.warning("freshness statement refused (%s): %s", exc.code, exc)
+            return
+        if statement is not None:
+            log.info("HQ's freshness statement: %s at version %d as of %s", statement.watchlist_id,
+                     statement.version, statement.issued_at.isoformat())
+            self._status_changed(self.store.state())
 
-        Returns that watchlist (the one alerts now refer to), or None when nothing changed.
+    def _status_changed(self, state: StoreState) -> None:
+        """Tell HQ of a changed watchlist status; into or out of stale or behind, the audit chain too."""
+        with self._status_lock:
+            old, self._last_status = self._last_status, state.status
+        if old == state.status:
+            return
+        if {old, state.status} & {"stale", "behind"}:
+            log.warning("watchlist %s: %s", state.status, state.message)
+            try:
+                self.audit.append("config_changed", ConfigChangedBody(source="hq", changes=[ConfigChange(
+                    key="watchlist.freshness", old=old, new=f"{state.status}: {state.message}"[:REASON_MAX])]))
+            except EdgeError as exc:
+                log.error("watchlist freshness change not audited: %s", exc)
+        if old is not None:  # at start the daemon has just said what is installed (publish_state_now)
+            self.publish_state_now()
+
+    def swap_into(self, pipeline: Pipeline) -> InstalledWatchlist | None:
+        """On the inference thread, between frames: move `pipeline` to a newly installed watchlist, if any;
+        match nobody while the store says its freshness statements are stale and that stops matching.
+
+        Returns the watchlist alerts now refer to when it changed, or None when nothing changed.
         """
         with self._swap_lock:
             wl, self._pending = self._pending, None
+        wl = self._swap_new(pipeline, wl)
+        stopped = self.store.matching_stopped()
+        if stopped and (not self._stopped or wl is not None):
+            pipeline.swap_watchlist(Gallery.empty(pipeline.gallery.dim), pipeline.threshold)
+            log.warning("watchlist freshness is stale: matching nobody until HQ's next statement arrives")
+        elif self._stopped and not stopped and (current := self.store.current) is not None:
+            pipeline.swap_watchlist(current.gallery, self.models.for_watchlist(current).for_gallery(
+                current.gallery.size))
+            log.info("watchlist freshness restored: matching against %s again", current.header.watchlist_id)
+            wl = current
+        self._stopped = stopped
+        return wl
+
+    def _swap_new(self, pipeline: Pipeline, wl: InstalledWatchlist | None) -> InstalledWatchlist | None:
         if wl is not None:
             try:  # a list enrolled with another model: embed with that one
                 self.models.switch(pipeline.stack, wl)
@@ -192,9 +238,7 @@ class DeviceControl:
     def report_status(self, counters: FaceCounters, dropped_frames: int, fps: RateMeter) -> str:
         """Update the device's status message on the link; returns its one-line summary for systemd."""
         state = self.store.state(datetime.now(timezone.utc))
-        if state.status != self._last_status:  # e.g. the watchlist expired while installed: say so
-            self._last_status = state.status
-            self.publish_state_now()
+        self._status_changed(state)  # e.g. the watchlist expired, or went stale, while installed: say so
         c = counters
         values = {"frames": c.frames, "faces_seen": c.faces_seen, "faces_discarded": c.faces_discarded,
                   "alerts": c.alerts, "dropped_frames": dropped_frames, "outbox_pending": self.uplink.pending,

@@ -65,6 +65,7 @@ class Device:
                              on_bundle=lambda bundle: self.control.on_bundle(bundle),
                              on_pairing=lambda data: self.control.on_pairing(data),
                              on_adjudication=lambda topic, data: self.control.on_adjudication(topic, data),
+                             on_timestamp=lambda data: self.control.on_timestamp(data),
                              software=f"edge {__version__}")
         if self.uplink.device_id != self.device_id:
             raise EdgeError(f"device.id is {self.device_id!r} but the link certificate {cfg.link.cert} is for "

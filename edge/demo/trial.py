@@ -149,6 +149,7 @@ class TrialFleet:
             f"place = {json.dumps(place)}",
             "[camera]", f"source = {json.dumps(source)}",
             "[runtime]", f"threads = {threads}",
+            "[watchlist]", f"follow = [{json.dumps(self.fleet)}]",  # build_watchlist's id
             "[link]", 'host = "127.0.0.1"', f"port = {port}", f"ca = {json.dumps(str(self.certs / 'ca.crt'))}",
             f"cert = {json.dumps(str(cert))}", f"key = {json.dumps(str(key))}",
             "reconnect_max_s = 2", "keepalive_s = 10",

@@ -21,6 +21,7 @@ from edge.hq.group_rates import load_calibrations
 from edge.hq.ingest import Ingest, PublicKeys
 from edge.hq.report import DeploymentReport, build_report, hq_outcomes, render_markdown
 from edge.hq.store import Event, EventStore
+from edge.hq.versions import version_drops
 from edge.link.mqtt import LinkError
 from edge.models import ENGINES_DIR
 from edge.protocol.adjudication import Adjudication
@@ -215,4 +216,5 @@ def _device_report(store: EventStore, device: str, keys: PublicKeys | None, sinc
                           calibrations=calibrations)
     if unreadable:
         report.notes.append(f"{unreadable} ingested audit payload(s) are not edge.audit/1 records: left out")
+    report.notes.extend(version_drops(store.events(device=device, kind="watchlist_state", limit=None)))
     return report

@@ -1,13 +1,16 @@
-"""`edge watchlist build | inspect | install | publish`: the whole group, declared here once.
+"""`edge watchlist build | inspect | install | publish | timestamp`: the whole group, declared here once.
 
 HQ staff build and sign a bundle, inspect it, publish it retained on the broker for a fleet or one device,
 and install it onto a device's state folder by hand (a device online gets it from the broker instead).
+`timestamp` (run periodically, e.g. from a systemd timer) re-signs the freshness statement that says the
+published bundle is still the current one (edge.watchlist.timestamp).
 """
 
 import argparse
+import hashlib
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
@@ -33,6 +36,7 @@ from edge.keys import (
     load_signing_public,
 )
 from edge.link.chunks import publish_bundle
+from edge.link.mqtt import LinkError, MqttClient
 from edge.models import ENGINES_DIR, Manifest
 from edge.protocol import topics
 from edge.watchlist.build import enroll
@@ -43,6 +47,7 @@ from edge.watchlist.entries import EntriesError, parse_time, read_entries
 from edge.watchlist.opening import verify
 from edge.watchlist.sealing import seal
 from edge.watchlist.store import WatchlistStore
+from edge.watchlist.timestamp import MAX_VALIDITY, sign_timestamp, timestamp_topic
 
 
 def register(commands: Commands) -> None:
@@ -61,7 +66,9 @@ def register(commands: Commands) -> None:
     build.add_argument("--version", type=int, required=True, help="must exceed every version devices have installed")
     build.add_argument("--expires", required=True, help="ISO 8601 time the whole watchlist stops matching")
     build.add_argument("--out", type=Path, required=True, help="bundle file to write")
-    build.add_argument("--watchlist-id", default="default", help="versions count per watchlist id (default: default)")
+    build.add_argument("--watchlist-id", default="default",
+                       help="devices take only the ids their [watchlist] follow names; versions count per id "
+                            "(default: default)")
     build.add_argument("--scope", default="fleet", help="who it is for, in words (default: fleet)")
     build.add_argument("--not-before", default=None, help="ISO 8601 time it becomes valid (default: now)")
     add_embedder_arg(build, help="embedder model the devices run")
@@ -85,6 +92,8 @@ def register(commands: Commands) -> None:
     install.add_argument("--key", type=Path, help="device_encryption.key (instead of --device)")
     install.add_argument("--hq-pub", type=Path, help="pinned hq_signing.pub (instead of --device)")
     install.add_argument("--state-dir", type=Path, help="watchlist folder (default: [device] state_dir/watchlist)")
+    install.add_argument("--follow", nargs="+", metavar="ID", help="watchlist ids this device takes, highest "
+                         "precedence first (default: --device's [watchlist] follow)")
     install.add_argument("--embedder", help="embedder model this device is configured for (default: --device's "
                          "[embedder] model, else the default embedder)")
     install.set_defaults(func=install_command)
@@ -102,7 +111,28 @@ def register(commands: Commands) -> None:
     add_broker_args(publish)
     publish.add_argument("--chunk-kb", type=int, default=512, help="chunk size in KiB (broker max_packet_size: 1 MiB)")
     publish.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the broker's acks")
+    _add_statement_args(publish, required=False)
     publish.set_defaults(func=publish_command)
+
+    stamp = group.add_parser(
+        "timestamp", help="re-sign and publish the freshness statement of a published bundle (run periodically)",
+        description="Publish, retained beside the bundle, HQ's signed statement that BUNDLE is the current version "
+        "of its watchlist as of now. Devices configured with watchlist.max_staleness_s report themselves stale "
+        "(and may stop matching) when the newest statement gets older than that: run this more often.")
+    stamp.add_argument("bundle", type=Path, help="the bundle published for this fleet or device")
+    target = stamp.add_mutually_exclusive_group(required=True)
+    target.add_argument("--fleet", help="the fleet it is published for")
+    target.add_argument("--device", help="the device it is published for")
+    add_broker_args(stamp)
+    _add_statement_args(stamp, required=True)
+    stamp.set_defaults(func=timestamp_command)
+
+
+def _add_statement_args(parser: argparse.ArgumentParser, required: bool) -> None:
+    also = "" if required else " (given: also publish its freshness statement)"
+    parser.add_argument("--hq-key", type=Path, required=required, help=f"HQ signing private key{also}")
+    parser.add_argument("--valid-for", type=float, default=86400.0, metavar="SECONDS",
+                        help=f"statement lifetime (default 86400, at most {MAX_VALIDITY.days} days); re-sign before")
 
 
 def build_command(args: argparse.Namespace) -> int:
@@ -177,6 +207,10 @@ def install_command(args: argparse.Namespace) -> int:
         key_path, hq_path, state_dir = args.key, args.hq_pub, args.state_dir
     else:
         raise EdgeError("say which device installs it: --device device.toml, or --key, --hq-pub and --state-dir")
+    if args.follow:
+        config = WatchlistConfig(**{**config.model_dump(), "follow": tuple(args.follow)})
+    elif not config.follow:
+        raise EdgeError("say which watchlist ids this device takes: --follow ID (or [watchlist] follow in --device)")
     if args.embedder:
         embedder = embedder.model_copy(update={"model": args.embedder})
     # the device's own rules: its configured embedder, the one in use, and only models it can match with now
@@ -210,7 +244,42 @@ def publish_command(args: argparse.Namespace) -> int:
     manifest = publish_bundle(config, prefix, data, args.timeout)
     print(f"published {args.bundle} ({manifest.size} bytes, sha256 {manifest.sha256}) in {manifest.chunks} "
           f"chunk(s), retained under {prefix}")
+    if args.hq_key is not None:
+        _publish_statement(args, data, prefix)
     return 0
+
+
+def timestamp_command(args: argparse.Namespace) -> int:
+    try:
+        prefix = topics.fleet_bundle(args.fleet) if args.fleet is not None else topics.device_bundle(args.device)
+    except ValueError as exc:
+        raise EdgeError(str(exc)) from exc
+    _publish_statement(args, _read(args.bundle), prefix)
+    return 0
+
+
+def _publish_statement(args: argparse.Namespace, data: bytes, prefix: str) -> None:
+    """Sign "this bundle is the current version of its list, as of now" and publish it retained beside it."""
+    if not 0 < args.valid_for <= MAX_VALIDITY.total_seconds():
+        raise EdgeError(f"--valid-for {args.valid_for:g}: give 1 to {MAX_VALIDITY.total_seconds():.0f} seconds")
+    hq_key = load_signing_private(args.hq_key)
+    header = verify(split(data), hq_key.public_key())  # a statement only for a bundle this HQ key signed
+    now = datetime.now(timezone.utc)
+    statement = sign_timestamp(header.watchlist_id, header.version, hashlib.sha256(data).hexdigest(), hq_key, now,
+                               timedelta(seconds=args.valid_for))
+    topic = timestamp_topic(prefix)
+    client = MqttClient(link_config(args))
+    client.start()
+    try:
+        client.wait_connected(30.0)
+        ack = client.publish_wait(topic, statement, True, 30.0)
+    finally:
+        client.stop()
+    if not ack.ok:
+        raise LinkError(f"broker refused the freshness statement on {topic}: {ack.reason}; does the ACL let "
+                        f"{client.identity.name} write there?")
+    print(f"freshness statement: {header.watchlist_id} version {header.version} is current as of {now.isoformat()}, "
+          f"valid {args.valid_for:g} s, retained on {topic}")
 
 
 def _recipient(text: str) -> tuple[str, X25519PublicKey]:

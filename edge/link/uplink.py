@@ -41,6 +41,7 @@ from edge.protocol.messages import (
     new_event_id,
     utc_now,
 )
+from edge.watchlist.timestamp import TIMESTAMP_LEVEL
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +93,13 @@ class Uplink:
         on_pairing: Callable[[bytes], None] | None = None,
         on_adjudication: Callable[[str, bytes], None] | None = None,
         software: str = "",
+        on_timestamp: Callable[[bytes], None] | None = None,
     ) -> None:
         """`on_bundle(bundle)`: a complete watchlist bundle, spooled in `config.bundle_spool`; `on_pairing(payload)`:
         the retained HQ-signed pairing record on `devices/<id>/pairing` (again on every reconnect);
         `on_adjudication(topic, payload)`: an officer's signed decision from a paired handheld. Verifying them is
-        the caller's job."""
+        the caller's job. `on_timestamp(payload)`: HQ's retained freshness statement beside a bundle
+        (`<bundle prefix>/timestamp`, edge.watchlist.timestamp)."""
         identity = read_identity(config.cert)
         if identity.role != "device":
             raise LinkError(f"certificate {config.cert} is for {identity.name}, not a device-<id> identity")
@@ -107,6 +110,7 @@ class Uplink:
         self._on_bundle = on_bundle
         self._on_pairing = on_pairing
         self._on_adjudication = on_adjudication
+        self._on_timestamp = on_timestamp
         self._status_lock = threading.Lock()
         self._status = DeviceStatus(device=self.device_id, online=True, reason="running", software=software)
         self._prefixes = {topics.device_bundle(self.device_id): f"device:{self.device_id}"}
@@ -277,6 +281,11 @@ class Uplink:
         for prefix, source in self._prefixes.items():
             if reassembler is not None and message.topic.startswith(prefix + "/"):
                 kind = message.topic[len(prefix) + 1 :].split("/", 1)[0]
+                if kind == TIMESTAMP_LEVEL:
+                    if self._on_timestamp is not None and message.payload:
+                        self._deliveries.put(_Inbound(f"freshness statement on {message.topic}",
+                                                      partial(self._on_timestamp, message.payload)))
+                    return
                 spooled = reassembler.feed(prefix, kind, message.payload)
                 if spooled is not None:
                     bundle = Bundle(source, spooled.sha256, spooled.path)

@@ -51,6 +51,9 @@ RefusalCode = Literal[
     "not_yet_valid",        # not-before is in the future
     "expired",              # expiry has passed
     "version_not_newer",    # version <= the highest ever installed for this watchlist id (replay, rollback)
+    "not_followed",         # a watchlist id the device's watchlist.follow does not name
+    "lower_precedence",     # a followed id below the installed, still valid one in watchlist.follow
+    "superseded",           # older than the version HQ's newest freshness statement names as current
     "undecryptable",        # the wrapped key or the payload fails authenticated decryption
     "disk_full",            # no space left while writing it
     "write_failed",         # another error while writing it

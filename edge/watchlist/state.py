@@ -43,13 +43,31 @@ class BundleRefusal(StrictModel):
     version: int | None = None
 
 
-class StoreState(StrictModel):
-    """The device's watchlist state: persisted in state.json and published to HQ."""
+class FreshnessInfo(StrictModel):
+    """What HQ's freshness statements say of the installed list (`freshness.Freshness.judge`)."""
 
-    status: Literal["none", "active", "expired", "unusable"]
+    model_config = ConfigDict(frozen=True)
+
+    statement_issued_at: AwareDatetime | None = Field(None, description="of the newest statement for the list")
+    statement_version: int | None = Field(None, description="the version that statement names as current")
+    stale: bool = Field(description="no statement, or the newest is older than watchlist.max_staleness_s")
+    behind: bool = Field(description="a statement names a newer version than the device has")
+    matching_stopped: bool = Field(description="stale, and configured to match nobody then")
+    message: str
+
+
+class StoreState(StrictModel):
+    """The device's watchlist state: persisted in state.json and published to HQ.
+
+    `stale` and `behind` are `active` lists that HQ's freshness statements put in doubt (`freshness`).
+    """
+
+    status: Literal["none", "active", "expired", "unusable", "stale", "behind"]
     message: str
     installed: InstalledInfo | None = None
     last_refusal: BundleRefusal | None = None
+    highest: dict[str, int] = Field(default_factory=dict, description="highest version ever installed, per id")
+    freshness: FreshnessInfo | None = None
 
 
 class InstallResult(StrictModel):

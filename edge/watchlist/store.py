@@ -11,6 +11,7 @@ Files in the folder (0700):
                        then), to go back to when the current one's embedder cannot be opened
     versions.json      highest version ever installed per watchlist id: survives deletion of the bundle,
                        so an old bundle can never be replayed (rollback)
+    timestamps.json    HQ's newest freshness statement per followed list (`freshness`)
     state.json         what is installed and the last refusal, for the status report
     *.partial          a write in progress; removed at start (left by a killed process)
 
@@ -22,8 +23,12 @@ spools MQTT chunks to disk), which is mapped, not read, to check its signature; 
 from the store's own copy a chunk at a time, in two passes (`decryption`), so the parsed index and the gallery
 array are the most it holds (docs/evaluation.md, "Watchlist at scale").
 
+Which lists the device takes is its configuration's `watchlist.follow` (ids, highest precedence first): a
+bundle of another id is refused, one of a lower-precedence id while a higher one is installed and unexpired
+too, so no list displaces another unless the configuration ranks it higher; versions count per id.
+
 This module keeps the folder and the rollback bookkeeping; the checks a bundle must pass are
-`opening.open_bundle` (shared with replay), the records it reports are in `state`.
+`opening.open_bundle` (shared with replay), the records it reports are in `state`, freshness is `freshness`'s.
 """
 
 import errno
@@ -46,9 +51,11 @@ from edge.fsio import PARTIAL_SUFFIX, commit, link_atomic, partial_path, write_a
 from edge.watchlist.bundle import BundleHeader, BundleRefused, RefusalCode
 from edge.watchlist.decryption import file_reader
 from edge.watchlist.embedders import DeviceEmbedders
+from edge.watchlist.freshness import Freshness
 from edge.watchlist.installed import InstalledWatchlist
 from edge.watchlist.opening import OpenedBundle, mapped, open_bundle
 from edge.watchlist.state import BundleRefusal, InstallResult, StoreState
+from edge.watchlist.timestamp import WatchlistTimestamp
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +89,7 @@ class WatchlistStore:
         self._last_refusal: BundleRefusal | None = None
         self._load_error: str | None = None
         self._expiry_reported = False
+        self._freshness = Freshness(folder, hq_public, config)
         self.current: InstalledWatchlist | None = None
 
     @classmethod
@@ -95,6 +103,7 @@ class WatchlistStore:
                         partial)
             partial.unlink()
         store._versions = store._read_versions()
+        store._freshness.load(datetime.now(timezone.utc))
         previous = store._read_state()
         store._last_refusal = previous.last_refusal if previous else None
         store._load_installed()
@@ -109,6 +118,8 @@ class WatchlistStore:
             status, message = "unusable", self._load_error
         elif wl is None:
             status, message = "none", "no watchlist installed: nothing can match"
+            if not self._config.follow:
+                message += '; and none will be: name the ids this device takes in its edge.toml, [watchlist] follow'
         elif wl.expired(now):
             status = "expired"
             message = (f"watchlist {wl.header.watchlist_id} version {wl.header.version} expired at "
@@ -120,7 +131,32 @@ class WatchlistStore:
             status = "active"
             message = (f"watchlist {wl.header.watchlist_id} version {wl.header.version}: "
                        f"{wl.header.entry_count} entries until {wl.header.expires.isoformat()}")
-        return StoreState(status=status, message=message, installed=installed, last_refusal=self._last_refusal)
+            if wl.header.watchlist_id not in self._config.follow:
+                message += ("; its id is not in watchlist.follow: kept until a list the device follows is "
+                            "installed (add the id to [watchlist] follow to keep taking its updates)")
+        fresh = self._freshness.judge(wl.header if wl else None, self._versions.highest, now)
+        if status == "active" and fresh is not None and (fresh.stale or fresh.behind):
+            status, message = "stale" if fresh.stale else "behind", f"{message}; {fresh.message}"
+        return StoreState(status=status, message=message, installed=installed, last_refusal=self._last_refusal,
+                          highest=dict(self._versions.highest), freshness=fresh)
+
+    def matching_stopped(self, now: datetime | None = None) -> bool:
+        """True while HQ's freshness statements are stale and the configuration says to match nobody then."""
+        if not self._config.stale_stops_matching or self.current is None:
+            return False
+        fresh = self._freshness.judge(self.current.header, self._versions.highest, now or datetime.now(timezone.utc))
+        return fresh is not None and fresh.matching_stopped
+
+    def accept_timestamp(self, data: bytes, now: datetime | None = None) -> WatchlistTimestamp | None:
+        """Keep HQ's freshness statement (`timestamp`); None when it is the one kept already.
+
+        Raises Refused (malformed, bad_signature, not_yet_valid, replayed, not_followed) and keeps the old one."""
+        now = now or datetime.now(timezone.utc)
+        with self._lock:
+            statement = self._freshness.accept(data, now)
+            if statement is not None:
+                self._persist(STATE_FILE, self.state(now).model_dump_json().encode())
+            return statement
 
     def install(self, bundle: bytes | Path, now: datetime | None = None) -> InstallResult:
         """Check and install a bundle (its bytes, or a file); on any refusal the installed watchlist stays as it was.
@@ -143,6 +179,7 @@ class WatchlistStore:
                     opened = open_bundle(data, hq_public=self._hq_public, embedders=self._embedders,
                                          config=self._config, now=now, in_use=in_use)
                     header = opened.header
+                    self._admit(header, now)
                     highest = self._versions.highest.get(header.watchlist_id, 0)
                     if header.version <= highest:
                         raise BundleRefused("version_not_newer", f"bundle {header.watchlist_id} version "
@@ -207,6 +244,28 @@ class WatchlistStore:
             self._persist(STATE_FILE, state.model_dump_json().encode())
             log.error("watchlist %s version %d given up (%s); %s", h.watchlist_id, h.version, reason, kept)
             return restored
+
+    def _admit(self, header: BundleHeader, now: datetime) -> None:
+        """Refuse a list the device does not follow, one ranked below the installed (unexpired) one, and one
+        older than HQ's newest freshness statement names: no list displaces another the configuration ranks
+        higher, and a wiped versions.json does not let an old list back in while HQ's statement is known."""
+        follow, wid, wl = self._config.follow, header.watchlist_id, self.current
+        if wid not in follow:
+            hint = (f"this device follows {', '.join(follow)}" if follow else
+                    "this device follows no watchlist yet: name the ids it takes in its edge.toml, "
+                    f'e.g. [watchlist] follow = ["{wid}"], highest precedence first, and restart it')
+            raise BundleRefused("not_followed", f"bundle is watchlist {wid}, which is not in watchlist.follow; "
+                                f"{hint}")
+        ranked = wl.header.watchlist_id if wl is not None else None
+        if ranked is not None and ranked != wid and ranked in follow and not wl.expired(now) and \
+                follow.index(ranked) < follow.index(wid):
+            raise BundleRefused("lower_precedence", f"bundle is watchlist {wid}, ranked below the installed "
+                                f"{ranked} in watchlist.follow; it is taken once {ranked} expires")
+        statement = self._freshness.floor(wid)
+        if statement is not None and header.version < statement.version:
+            raise BundleRefused("superseded", f"bundle is version {header.version} of {wid}, but HQ's freshness "
+                                f"statement of {statement.issued_at.isoformat()} names version {statement.version} "
+                                "as current: an old bundle replayed")
 
     def _refuse(self, exc: BundleRefused, digest: str, header: BundleHeader | None, now: datetime) -> InstallResult:
         refusal = BundleRefusal(code=exc.code, message=str(exc), at=now, sha256=digest,

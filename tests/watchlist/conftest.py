@@ -6,9 +6,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from watchlist_helpers import DIM, EMBEDDER, MANIFEST, Keys, MakeBundle, OpenStore, make_subjects
+from watchlist_helpers import DIM, EMBEDDER, FOLLOW, MANIFEST, Keys, MakeBundle, OpenStore, make_subjects
 
 from edge.config.watchlist import WatchlistConfig
+from edge.demo.trial import TrialFleet
+from edge.hq.broker import find_mosquitto
 from edge.models import ModelSpec
 from edge.watchlist.bundle import BundleSpec, EmbedderRef
 from edge.watchlist.embedders import DeviceEmbedders
@@ -54,6 +56,16 @@ def open_store(keys: Keys, tmp_path: Path) -> OpenStore:
         return WatchlistStore.open(folder or tmp_path / "watchlist", device_key=keys.device,
                                    hq_public=keys.hq.public_key(),
                                    embedders=embedders or DeviceEmbedders.from_manifest(MANIFEST, EMBEDDER.name),
-                                   config=config)
+                                   config=config or WatchlistConfig(follow=FOLLOW))
 
     return open_
+
+
+@pytest.fixture
+def trial_fleet(tmp_path: Path) -> TrialFleet:
+    """A throwaway fleet "fr" (its devices follow list "fr") with device cam-fr; skipped without mosquitto."""
+    try:
+        find_mosquitto()
+    except Exception as exc:
+        pytest.skip(f"mosquitto not installed: {exc}")
+    return TrialFleet(tmp_path / "fleet", fleet="fr").create(devices=("cam-fr",), hq_clients=("ingest", "publisher"))

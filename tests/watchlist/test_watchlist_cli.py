@@ -90,16 +90,18 @@ def test_build_inspect_install_and_match_real_photos(fleet: Path, photos: Path, 
 
     state_dir = tmp_path / "cam-01-state"
     device_toml = fleet / "cam-01" / "device.toml"
-    assert main(["watchlist", "install", str(bundle), "--device", str(device_toml), "--state-dir", str(state_dir)]) == 0
+    assert main(["watchlist", "install", str(bundle), "--device", str(device_toml), "--state-dir", str(state_dir),
+                 "--follow", "default"]) == 0
     assert capsys.readouterr().out.startswith("installed: watchlist default version 1: 4 entries")
-    assert main(["watchlist", "install", str(bundle), "--device", str(device_toml), "--state-dir", str(state_dir)]) == 0
+    assert main(["watchlist", "install", str(bundle), "--device", str(device_toml), "--state-dir", str(state_dir),
+                 "--follow", "default"]) == 0
     assert capsys.readouterr().out.startswith("unchanged")
     tampered = tmp_path / "tampered.bundle"
     data = bytearray(bundle.read_bytes())
     data[-100] ^= 0x01
     tampered.write_bytes(bytes(data))
     assert main(["watchlist", "install", str(tampered), "--device", str(device_toml), "--state-dir",
-                 str(state_dir)]) == 2
+                 str(state_dir), "--follow", "default"]) == 2
     assert main(["watchlist", "inspect", str(tampered), "--hq-pub", str(fleet / "hq" / "hq_signing.pub")]) == 2
     err = capsys.readouterr().err
     assert "refused (bad_signature)" in err and "kept version 1 of default" in err
@@ -111,7 +113,7 @@ def test_build_inspect_install_and_match_real_photos(fleet: Path, photos: Path, 
     store = WatchlistStore.open(state_dir, device_key=load_encryption_private(device.encryption_key),
                                 hq_public=load_signing_public(device.hq_public_key),
                                 embedders=DeviceEmbedders.only(enroller.model_name, enroller.model_sha256),
-                                config=WatchlistConfig())
+                                config=WatchlistConfig(follow=("default",)))
     wl = store.current
     assert wl is not None and wl.subject(2).legal_basis == "Warrant 5/2025"
     assert wl.subject(2).thumbnail[:2] == b"\xff\xd8"  # a JPEG of the aligned face, for the handheld

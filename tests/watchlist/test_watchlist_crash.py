@@ -47,7 +47,7 @@ def test_sigkill_mid_install_keeps_old_watchlist(tmp_path: Path, keys: Keys, mak
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge", "watchlist", "install", str(incoming), "--key",
          str(tmp_path / "device_encryption.key"), "--hq-pub", str(tmp_path / "hq_signing.pub"),
-         "--state-dir", str(folder)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+         "--state-dir", str(folder), "--follow", "wl"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         with open(incoming, "wb") as feed:  # returns once the child has opened it for reading
             partial = folder / (BUNDLE_FILE + PARTIAL_SUFFIX)

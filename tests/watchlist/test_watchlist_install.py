@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from watchlist_helpers import OTHER_EMBEDDER, Keys, MakeBundle, OpenStore, make_subjects, unit_rows
+from watchlist_helpers import FOLLOW, OTHER_EMBEDDER, Keys, MakeBundle, OpenStore, make_subjects, unit_rows
 
 from edge.config.watchlist import WatchlistConfig
 from edge.errors import EdgeError
@@ -108,7 +108,7 @@ def test_refused_bundle_keeps_installed_watchlist(case: str, open_store: OpenSto
         "future_format": lambda: (reframe(good, {**header_of(good), "format": 2}, keys.hq), "unsupported_format"),
     }[case]()
     if case == "over_limit":
-        store = open_store(config=WatchlistConfig(max_bundle_mb=len(good) / (1 << 20) * 0.9))
+        store = open_store(config=WatchlistConfig(follow=FOLLOW, max_bundle_mb=len(good) / (1 << 20) * 0.9))
     with caplog.at_level(logging.WARNING, logger="edge.watchlist.store"):
         result = store.install(bad)
     assert result.outcome == "refused" and result.refusal.code == code
@@ -157,16 +157,9 @@ def test_rollback_and_replay_refused_even_after_bundle_deleted(open_store: OpenS
     assert open_store().install(make_bundle(3, seed=6)).refusal.code == "version_not_newer"
 
 
-def test_versions_count_per_watchlist_id(open_store: OpenStore, make_bundle: MakeBundle) -> None:
-    store = open_store()
-    assert store.install(make_bundle(9, watchlist_id="district-7")).outcome == "installed"
-    assert store.install(make_bundle(1, watchlist_id="district-8", seed=1)).outcome == "installed"
-    assert store.install(make_bundle(9, watchlist_id="district-7", seed=2)).refusal.code == "version_not_newer"
-
-
 def test_clock_skew_tolerated_for_not_before(open_store: OpenStore, make_bundle: MakeBundle) -> None:
     now = datetime.now(timezone.utc)
-    store = open_store(config=WatchlistConfig(clock_skew_s=120))
+    store = open_store(config=WatchlistConfig(follow=FOLLOW, clock_skew_s=120))
     assert store.install(make_bundle(1, now=now, not_before=now + timedelta(seconds=100)), now=now).outcome == \
         "installed"
     late = store.install(make_bundle(2, now=now, not_before=now + timedelta(seconds=140)), now=now)
@@ -244,9 +237,9 @@ def test_payload_altered_and_re_signed_is_refused_undecryptable(open_store: Open
 def test_gallery_rows_are_the_enrolled_rows_across_decryption_chunks(dtype: str, storage: str, open_store: OpenStore,
                                                                      make_bundle: MakeBundle) -> None:
     n = 1500  # 288 KB of float16 rows, 576 KB of float32: decrypted in several chunks, rows split across them
-    store = open_store(config=WatchlistConfig(gallery_storage=storage))
+    store = open_store(config=WatchlistConfig(follow=FOLLOW, gallery_storage=storage))
     assert store.install(make_bundle(1, n=n, seed=2, dtype=dtype)).outcome == "installed"
-    for wl in (store.current, open_store(config=WatchlistConfig(gallery_storage=storage)).current):
+    for wl in (store.current, open_store(config=WatchlistConfig(follow=FOLLOW, gallery_storage=storage)).current):
         rows = wl.gallery.embeddings
         assert rows.shape == (n, 192) and rows.dtype == (np.uint16 if storage == "bfloat16" else np.float32)
         got = from_bfloat16(rows) if storage == "bfloat16" else rows

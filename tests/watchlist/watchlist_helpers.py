@@ -17,6 +17,7 @@ MANIFEST = Manifest.load()
 EMBEDDER = MANIFEST.spec("mobilefacenet_192")
 OTHER_EMBEDDER = MANIFEST.spec("faceres_1024")
 DIM = 192
+FOLLOW = ("wl",)  # the id make_bundle gives, the one the test devices follow
 
 MakeBundle = Callable[..., bytes]
 OpenStore = Callable[..., WatchlistStore]
