@@ -34,6 +34,7 @@ from edge.protocol.alert import SealedAlert
 from edge.protocol.canonical import encode
 from edge.protocol.messages import (
     AuditEnvelope,
+    AuditHead,
     DeviceStatus,
     MatchEvent,
     WatchlistRef,
@@ -193,6 +194,9 @@ class Uplink:
     def send_audit(self, record: Mapping[str, JsonValue]) -> str:
         """Queue one audit record (a JSON object defined by edge.audit) durably; return its envelope's event id."""
         envelope = AuditEnvelope(event_id=new_event_id(), device=self.device_id, record=dict(record))
+        with self._status_lock:  # the status announces the head outside the log file (edge.hq flags a cut log)
+            self._status = self._status.model_copy(update={"audit_head": AuditHead.model_validate(
+                {"seq": record.get("seq"), "hash": record.get("hash")})})
         self._put(topics.audit(self.device_id), envelope.body())
         return envelope.event_id
 

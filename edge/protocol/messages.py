@@ -99,6 +99,13 @@ class MatchEvent(WireModel):
     signature: str | None = None
 
 
+class AuditHead(WireModel):
+    """The last record of the device's audit log: announced outside the log, so a log cut short is noticed."""
+
+    seq: int = Field(ge=0)
+    hash: Sha256Hex
+
+
 class DeviceStatus(WireModel):
     """Retained per device; the broker publishes the `online: false` form as the device's will."""
 
@@ -110,6 +117,8 @@ class DeviceStatus(WireModel):
     software: Text = ""
     watchlist: WatchlistRef | None = None
     counters: dict[str, int] = Field(default_factory=dict)
+    audit_head: AuditHead | None = Field(None, description="the audit log's last record when this was said; HQ "
+                                                           "flags a head that goes backwards")
 
 
 class WatchlistState(WireModel):
