@@ -15,9 +15,9 @@ from edge.hq.store import Head, Regression
 def head_findings(records: Sequence[AuditRecord], head: Head | None,
                   regressions: Sequence[Regression]) -> tuple[list[str], list[str]]:
     """(integrity problems, notes) about one device's announced audit heads and its `records` HQ holds."""
-    problems = [f"audit head went backwards (noticed {r.noticed_at}): the device announced seq {r.after.seq} "
-                f"after seq {r.before.seq} ({r.before.hash[:12]}…): records {r.after.seq + 1}-{r.before.seq} "
-                "were cut off the end of its log (or an older copy of the log was put back)"
+    problems = [f"audit head went backwards (noticed {r.noticed_at}): the device announced seq {r.after.seq} after "
+                f"it had announced seq {r.before.seq}: its log's end was cut off (or an older copy put back); "
+                f"`edge audit verify LOG --anchor {r.before.seq}:{r.before.hash}` names what is missing"
                 for r in regressions if r.after.seq < r.before.seq]
     problems += [f"audit head replaced (noticed {r.noticed_at}): the device announced seq {r.after.seq} with "
                  f"hash {r.after.hash[:12]}…, where it had announced {r.before.hash[:12]}…: its log was rewritten"
