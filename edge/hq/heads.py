@@ -16,7 +16,8 @@ def head_findings(records: Sequence[AuditRecord], head: Head | None,
                   regressions: Sequence[Regression]) -> tuple[list[str], list[str]]:
     """(integrity problems, notes) about one device's announced audit heads and its `records` HQ holds."""
     problems = [f"audit head went backwards (noticed {r.noticed_at}): the device announced seq {r.after.seq} after "
-                f"it had announced seq {r.before.seq}: its log's end was cut off (or an older copy put back); "
+                f"it had announced seq {r.before.seq}: its log's end was cut off (or an older copy put back, or, "
+                "under audit.fsync = \"checkpoint\", records lost in a power cut); "
                 f"`edge audit verify LOG --anchor {r.before.seq}:{r.before.hash}` names what is missing"
                 for r in regressions if r.after.seq < r.before.seq]
     problems += [f"audit head replaced (noticed {r.noticed_at}): the device announced seq {r.after.seq} with "

@@ -9,8 +9,11 @@ import pytest
 from audit_helpers import DEVICE, counters, read_lines, write_log
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge.audit.anchor import HeadAnchor
 from edge.audit.log import AuditLog
+from edge.audit.records import AuditRecord
 from edge.cli import main
+from edge.errors import EdgeError
 
 
 def verify(capsys: pytest.CaptureFixture[str], log: Path, pub: Path, *extra: str) -> tuple[int, list[str]]:
@@ -53,3 +56,35 @@ def test_a_bad_anchor_is_a_clear_error(tmp_path: Path, device_key: Ed25519Privat
     write_log(log, device_key, minutes=2)
     assert main(["audit", "verify", str(log), "--pub", str(pub_pem), "--anchor", "12"]) == 2
     assert "anchor '12': give SEQ:HASH" in capsys.readouterr().err
+
+
+def test_device_refuses_to_go_on_with_a_log_cut_after_its_last_checkpoint(
+        tmp_path: Path, device_key: Ed25519PrivateKey) -> None:
+    """The device keeps each checkpoint's head beside the log (what `edge run` wires up) and checks it at start."""
+    log = tmp_path / "audit.log"
+    anchor = HeadAnchor(log)
+    uploaded: list[AuditRecord] = []
+    with AuditLog.open(log, device_key, 5, device_id=DEVICE, on_record=anchor.chained(uploaded.append)) as audit:
+        for minute in range(12):
+            audit.append("counters", counters(60 * minute))
+    last = json.loads(read_lines(log)[-1])
+    assert len(uploaded) == len(read_lines(log)) and last["kind"] == "checkpoint"  # the close checkpoint
+    anchor.check()  # intact: the device starts
+    original = log.read_bytes()
+
+    cut(log, 7)
+    with pytest.raises(EdgeError, match=f"no longer holds record seq {last['seq']} .*its end was cut off"):
+        anchor.check()
+    with AuditLog.open(log, device_key, 5, device_id=DEVICE) as audit:  # written on past the old head
+        for minute in range(12):
+            audit.append("counters", counters(60 * minute))
+    with pytest.raises(EdgeError, match="the record there now is another one"):
+        anchor.check()
+
+    log.write_bytes(original)
+    audit = AuditLog.open(log, device_key, 5, device_id=DEVICE, on_record=anchor.chained(uploaded.append))
+    for minute in range(3):  # then a crash: records after the last checkpoint are past the head kept, and fine
+        audit.append("counters", counters(60 * minute))
+    assert json.loads(read_lines(log)[-1])["kind"] == "counters"
+    anchor.check()
+    audit.close()
