@@ -194,9 +194,9 @@ class Uplink:
     def send_audit(self, record: Mapping[str, JsonValue]) -> str:
         """Queue one audit record (a JSON object defined by edge.audit) durably; return its envelope's event id."""
         envelope = AuditEnvelope(event_id=new_event_id(), device=self.device_id, record=dict(record))
-        with self._status_lock:  # the status announces the head outside the log file (edge.hq flags a cut log)
-            self._status = self._status.model_copy(update={"audit_head": AuditHead.model_validate(
-                {"seq": record.get("seq"), "hash": record.get("hash")})})
+        if (head := AuditHead.of(record)) is not None:  # announced in the status, outside the log file
+            with self._status_lock:
+                self._status = self._status.model_copy(update={"audit_head": head})
         self._put(topics.audit(self.device_id), envelope.body())
         return envelope.event_id
 

@@ -99,7 +99,8 @@ class Tally(StrictModel):
     confirmations: int
     required: int
     text: str
-    officers: dict[str, Decision] = Field(description="each officer's latest decision")
+    officers: dict[str, Decision] = Field(description="each officer's standing decision: their latest on each "
+                                                      "handheld, a reject on any of them standing")
 
 
 def tally(votes: Iterable[Vote], required: int) -> Tally:
@@ -119,10 +120,10 @@ def tally(votes: Iterable[Vote], required: int) -> Tally:
         latest[(vote.handheld, vote.officer)] = vote
     officers: dict[str, Decision] = {}
     for (_, officer), vote in latest.items():
-        mine = officers.get(officer)
-        if vote.decision == "reject" or mine == "reject":
+        before = officers.get(officer)  # the same officer id's vote on another handheld
+        if vote.decision == "reject" or before == "reject":
             officers[officer] = "reject"
-        elif vote.decision == "confirm" or mine == "confirm":
+        elif vote.decision == "confirm" or before == "confirm":
             officers[officer] = "confirm"
         else:
             officers[officer] = vote.decision

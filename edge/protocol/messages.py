@@ -10,9 +10,10 @@ import base64
 import binascii
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, Field, JsonValue
+from pydantic import AfterValidator, AwareDatetime, Field, JsonValue, ValidationError
 
 from edge.config.base import check_id
 from edge.protocol.canonical import WireModel, parse, validate
@@ -104,6 +105,14 @@ class AuditHead(WireModel):
 
     seq: int = Field(ge=0)
     hash: Sha256Hex
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any]) -> "AuditHead | None":
+        """The head an audit record makes (its seq and hash), or None for an object that is not one."""
+        try:
+            return cls.model_validate({"seq": record.get("seq"), "hash": record.get("hash")})
+        except ValidationError:
+            return None
 
 
 class DeviceStatus(WireModel):
