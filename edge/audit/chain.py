@@ -22,7 +22,7 @@ from edge.config.base import StrictModel
 
 ProblemKind = Literal[
     "edited", "missing", "inserted", "reordered", "relinked", "malformed", "truncated", "bad_signature",
-    "unknown_key", "unsigned",
+    "unknown_key", "unsigned", "cut",
 ]
 SHOW = 8  # seqs listed in one reorder message
 _HEX = re.compile(r"[0-9a-f]{64}")
@@ -149,6 +149,10 @@ class Chain:
         return Outcome(records=count, first_seq=None if first is None else self._seq[first],
                        last_seq=None if last is None else self._seq[last], device=device,
                        signed_through=signed_through, notes=notes)
+
+    def hashes_at(self, seq: int) -> list[str]:
+        """The hash fields of the rows claiming `seq` (after `finish`)."""
+        return [self._h(i).hex() for i in self._rows_at(seq)]
 
     # -- rows ------------------------------------------------------------------------------------------------
 

@@ -24,4 +24,4 @@ def vote_of(decision: Adjudication | AdjudicationBody) -> Vote:
     """The vote a decision casts, as the handheld signed it or as the device audited it."""
     if isinstance(decision, Adjudication):
         return decision.vote()
-    return Vote(decision.decided_at, decision.by, _FROM_AUDIT[decision.decision])
+    return Vote(decision.decided_at, decision.by, _FROM_AUDIT[decision.decision], decision.handheld_id or "")

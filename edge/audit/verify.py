@@ -2,9 +2,11 @@
 link, a bad or unknown checkpoint signature, checkpoints removed, a truncated last line.
 
 Works on the log file (line numbers name records that do not belong) and on records HQ ingested in any
-order (sorted by seq; exact duplicates from at-least-once delivery are dropped). Both stream: each record is
-parsed, checked on its own (hash, form, signature) and reduced to what the chain checks need
-(`edge.audit.chain`), so memory does not grow with the records' size.
+order (sorted by seq; exact duplicates from at-least-once delivery are dropped). A log whose end was cut
+off is still a valid chain: given an `Anchor` (a head the device announced outside the file, in its status
+or to HQ), the verifier names the records missing after the log's end, or a log rewritten from there. Both
+stream: each record is parsed, checked on its own (hash, form, signature) and reduced to what the chain
+checks need (`edge.audit.chain`), so memory does not grow with the records' size.
 """
 
 import base64
@@ -16,7 +18,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from edge.audit.chain import SEQ_MAX, Chain, Checkpoint, Problem, ProblemKind, Row
 from edge.audit.records import AuditRecord, CheckpointBody, content_hash, signed_bytes
@@ -25,9 +27,26 @@ from edge.errors import EdgeError
 from edge.keys import key_id
 from edge.protocol.canonical import canonical
 
-__all__ = ["Problem", "ProblemKind", "VerifyReport", "verify_file", "verify_records"]
+__all__ = ["Anchor", "Problem", "ProblemKind", "VerifyReport", "verify_file", "verify_records"]
 
 Keys = Mapping[str, Ed25519PublicKey]  # by key id
+
+
+class Anchor(StrictModel):
+    """A head the device announced outside its log: the log must reach `seq`, and hold this hash there."""
+
+    seq: int = Field(ge=0, le=SEQ_MAX)
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @classmethod
+    def parse(cls, text: str) -> "Anchor":
+        """`SEQ:HASH`, as `edge hq report` prints the last announced head."""
+        seq, _, digest = text.strip().partition(":")
+        try:
+            return cls(seq=int(seq), hash=digest.lower())
+        except ValueError:
+            raise EdgeError(f"anchor {text!r}: give SEQ:HASH, the seq and 64-hex-digit hash of a record the device "
+                            "announced (`edge hq report` prints the last one)") from None
 
 
 class VerifyReport(StrictModel):
@@ -49,8 +68,9 @@ class VerifyReport(StrictModel):
         return not self.problems
 
 
-def verify_file(path: Path, keys: Sequence[Ed25519PublicKey] = ()) -> VerifyReport:
-    """Verify a log file as written by the device; `keys` are the device's public keys for checkpoints."""
+def verify_file(path: Path, keys: Sequence[Ed25519PublicKey] = (), anchor: Anchor | None = None) -> VerifyReport:
+    """Verify a log file as written by the device; `keys` are the device's public keys for checkpoints, `anchor`
+    a head it announced, which the log must still hold."""
     by_id = {key_id(k): k for k in keys}
     chain, problems = Chain(in_file=True), []
     try:
@@ -74,11 +94,11 @@ def verify_file(path: Path, keys: Sequence[Ed25519PublicKey] = ()) -> VerifyRepo
                 ))
     except OSError as exc:
         raise EdgeError(f"cannot read audit log {path}: {exc.strerror}: give the path of a device's audit log") from exc
-    return _report(str(path), chain, problems, bool(keys))
+    return _report(str(path), chain, problems, bool(keys), anchor)
 
 
 def verify_records(records: Iterable[AuditRecord], keys: Sequence[Ed25519PublicKey] = (),
-                   source: str = "ingested records") -> VerifyReport:
+                   source: str = "ingested records", anchor: Anchor | None = None) -> VerifyReport:
     """Verify records received in any order, e.g. the ones HQ ingested from a device's audit topic.
 
     Holds a reference to each record while sorting them by seq, nothing more of them."""
@@ -97,7 +117,7 @@ def verify_records(records: Iterable[AuditRecord], keys: Sequence[Ed25519PublicK
                       checkpoint_kind=record.kind == "checkpoint", device=record.device,
                       checkpoint=_checkpoint(record, data, by_id),
                       computed=None if computed == record.hash else computed))
-    return _report(source, chain, problems, bool(keys))
+    return _report(source, chain, problems, bool(keys), anchor)
 
 
 def _distinct(ordered: Iterable[AuditRecord]) -> Iterator[AuditRecord]:
@@ -178,8 +198,26 @@ def _checkpoint(record: AuditRecord, data: dict[str, Any], by_id: Keys) -> Check
     return Checkpoint(body.checkpoint_every, body.late, body.torn_tail, body.key_id, signature)
 
 
-def _report(source: str, chain: Chain, problems: list[Problem], keys_given: bool) -> VerifyReport:
+def _anchor_problems(chain: Chain, last_seq: int | None, anchor: Anchor) -> list[Problem]:
+    """The log must reach the announced head and hold its hash there."""
+    held = chain.hashes_at(anchor.seq)
+    end = "it holds no records" if last_seq is None else f"it ends at seq {last_seq}"
+    if not held and (last_seq is None or last_seq < anchor.seq):
+        first = 0 if last_seq is None else last_seq + 1
+        return [Problem(kind="cut", seq=first, message=f"records {first}-{anchor.seq} missing: the device announced "
+                        f"seq {anchor.seq} ({anchor.hash[:12]}…) but {end}: the log's end was cut off (or an older "
+                        "copy put back)")]
+    if anchor.hash not in held:
+        return [Problem(kind="cut", seq=anchor.seq, message=f"record seq {anchor.seq} is not the one the device "
+                        f"announced ({anchor.hash[:12]}…): the log was cut and written again from there or earlier")]
+    return []
+
+
+def _report(source: str, chain: Chain, problems: list[Problem], keys_given: bool,
+            anchor: Anchor | None) -> VerifyReport:
     outcome = chain.finish(problems, keys_given)
+    if anchor is not None:
+        problems.extend(_anchor_problems(chain, outcome.last_seq, anchor))
     problems.sort(key=lambda p: (p.line if p.line is not None else -1, p.seq if p.seq is not None else -1))
     return VerifyReport(source=source, device=outcome.device, records=outcome.records, first_seq=outcome.first_seq,
                         last_seq=outcome.last_seq, signatures_checked=keys_given,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edge import __version__
+from edge.audit.anchor import HeadAnchor
 from edge.audit.counters import MinuteCounters
 from edge.audit.log import AuditLog
 from edge.audit.records import ConfigChange, ConfigChangedBody, PeriodStartBody, PeriodStopBody
@@ -70,9 +71,12 @@ class Device:
         if self.uplink.device_id != self.device_id:
             raise EdgeError(f"device.id is {self.device_id!r} but the link certificate {cfg.link.cert} is for "
                             f"{self.uplink.device_id!r}: provision the device again or fix the config")
-        self.audit = AuditLog.open(_under(state, cfg.audit.path), self.signing_key, cfg.audit.checkpoint_every,
+        anchor = HeadAnchor(_under(state, cfg.audit.path))
+        anchor.check()  # a log whose end was cut off since its last checkpoint is refused
+        self.audit = AuditLog.open(anchor.log_path, self.signing_key, cfg.audit.checkpoint_every,
                                    device_id=self.device_id, checkpoint_seconds=cfg.audit.checkpoint_seconds,
-                                   fsync=cfg.audit.fsync, on_record=lambda r: self.uplink.send_audit(r.as_dict()))
+                                   fsync=cfg.audit.fsync,
+                                   on_record=anchor.chained(lambda r: self.uplink.send_audit(r.as_dict())))
         self.minutes = MinuteCounters(lambda body: self.audit.append("counters", body))
         self.store = WatchlistStore.open(state / "watchlist", device_key=load_encryption_private(
             cfg.device.encryption_key), hq_public=self.hq_public,

@@ -185,4 +185,5 @@ class TrialFleet:
         """The `edge hq ingest` arguments that store this fleet's events in hq/events.sqlite."""
         cert, key = self.cert(client)
         return ["hq", "ingest", "--broker", f"127.0.0.1:{port}", "--ca", str(self.certs / "ca.crt"), "--cert",
-                str(cert), "--key", str(key), "--db", str(self.hq_db), "--device-keys", str(self.keys)]
+                str(cert), "--key", str(key), "--db", str(self.hq_db), "--device-keys", str(self.keys),
+                "--hq-pub", str(self.hq_signing_pub)]

@@ -92,8 +92,8 @@ class PageServer:
             sys_version = ""
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("page %s: %s", self.address_string(), format % args)
+            def log_message(self, format: str, *args: Any) -> None:  # the request line carries the event stream's token
+                log.debug("page %s: %s", self.address_string(), (format % args).replace(server.token, "<token>"))
 
             def do_GET(self) -> None:
                 url = urlsplit(self.path)

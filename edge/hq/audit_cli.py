@@ -1,4 +1,4 @@
-"""`edge audit verify LOG [--pub FILE | --no-signatures]`: check a device's audit log.
+"""`edge audit verify LOG [--pub FILE | --no-signatures] [--anchor SEQ:HASH]`: check a device's audit log.
 
 Exit 0: intact (checkpoint signatures checked, or skipped on purpose with --no-signatures); 1: problems found;
 2: cannot check; 3: the chain holds together but no key was given, so a log rewritten with recomputed hashes
@@ -8,7 +8,7 @@ would pass too: only the device's signatures on the checkpoints reveal that.
 import argparse
 from pathlib import Path
 
-from edge.audit.verify import VerifyReport, verify_file
+from edge.audit.verify import Anchor, VerifyReport, verify_file
 from edge.cliargs import Commands
 from edge.keys import load_signing_public
 
@@ -31,13 +31,16 @@ def register(commands: Commands) -> None:
     keys.add_argument("--no-signatures", action="store_true",
                       help=f"check the chain only, and exit 0 rather than {EXIT_UNSIGNED} when it holds (still "
                            "warning that a rewritten log would pass)")
+    verify.add_argument("--anchor", metavar="SEQ:HASH",
+                        help="a head the device announced outside the log (its status; `edge hq report` prints the "
+                             "last one): names the records missing when the log's end was cut off")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.set_defaults(func=_verify)
 
 
 def _verify(args: argparse.Namespace) -> int:
     keys = [load_signing_public(p) for p in args.pub]
-    report = verify_file(args.log, keys)
+    report = verify_file(args.log, keys, Anchor.parse(args.anchor) if args.anchor is not None else None)
     print(report.model_dump_json(indent=2) if args.json else render(report))
     if not report.ok:
         return 1

@@ -15,8 +15,11 @@ store loses nothing; the broker redelivers and the store ignores ids it already 
 Checks of device records, in order: topic is a device topic; payload is JSON of a known schema matching the
 topic; the `device` field equals the device in the topic (the broker's ACL guarantees who published on it);
 the Ed25519 signature verifies against that device's public key. Decisions are checked by
-`edge.protocol.adjudication.verify_adjudication` with the handheld's key. Anything failing is stored in
-`rejected` with the reason and logged; it never stops the worker.
+`edge.protocol.adjudication.verify_adjudication` with the handheld's key, and count only if that handheld was
+paired with the device at the decision's time (`edge.hq.pairings`: with `hq_public` the worker also stores the
+HQ-signed pairing records from `devices/+/pairing`; without it every decision is refused). Anything failing
+is stored in `rejected` with the reason and logged; it never stops the worker. A status that announces the
+device's audit head is kept beside it (`EventStore.head`), and a head going backwards is recorded.
 """
 
 import logging
@@ -30,12 +33,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.config.base import check_id
 from edge.config.link import LinkConfig
-from edge.hq.store import Batch, Event, EventStore, Rejection, Status, StoreError
+from edge.hq.pairings import PairingHistory, pairing_event
+from edge.hq.store import Batch, Event, EventStore, Head, Rejection, Status, StoreError
 from edge.link.mqtt import Incoming, MqttClient
 from edge.protocol import topics
 from edge.protocol.adjudication import verify_adjudication
 from edge.protocol.canonical import verify
 from edge.protocol.messages import AuditEnvelope, DeviceStatus, MatchEvent, WatchlistState, decode, iso, utc_now
+from edge.protocol.pairing import DevicePairing
 from edge.protocol.refused import Refused
 
 log = logging.getLogger(__name__)
@@ -108,17 +113,23 @@ class Ingest:
     """One ingest worker: an MQTT client feeding a writer thread that batches into the store."""
 
     def __init__(
-        self, config: LinkConfig, store: EventStore, keys: PublicKeys, group: str | None = None, batch_size: int = 500
+        self, config: LinkConfig, store: EventStore, keys: PublicKeys, group: str | None = None, batch_size: int = 500,
+        hq_public: Ed25519PublicKey | None = None,
     ) -> None:
-        """`group`: share the stream with other workers through MQTT 5 shared subscriptions of this name."""
+        """`group`: share the stream with other workers through MQTT 5 shared subscriptions of this name;
+        `hq_public`: the pinned HQ key that signs pairing records (without it no decision counts)."""
         self.store = store
         self.keys = keys
+        self.hq_public = hq_public
+        self._batch_pairings: list[DevicePairing] = []  # accepted in the batch being classified, not yet stored
         self.stats = IngestStats()
         self._batch_size = batch_size
         self._queue: queue.Queue[Incoming] = queue.Queue()
         self._stopping = threading.Event()
         self._client = MqttClient(config, on_message=self._queue.put, manual_ack=True)
         streams = [topics.any_device(suffix) for suffix in _KINDS] + [topics.all_adjudications()]
+        if hq_public is not None:
+            streams.append(topics.any_device("pairing"))
         self._client.subscribe([topics.shared(group, f) if group else f for f in streams]
                                + [topics.any_device("status")])
         self._writer = threading.Thread(target=self._write_loop, name="edge-hq-ingest", daemon=True)
@@ -173,6 +184,7 @@ class Ingest:
         events: list[Event] = []
         rejections: list[Rejection] = []
         statuses: list[Status] = []
+        self._batch_pairings = []
         for message in messages:
             try:
                 result = self._check(message, now)
@@ -187,6 +199,8 @@ class Ingest:
                 continue
             if isinstance(result, Event):
                 events.append(result)
+                if result.kind == "pairing":
+                    self._batch_pairings.append(DevicePairing.model_validate_json(result.payload))
             elif isinstance(result, Status):
                 statuses.append(result)
         return Batch(events, rejections, statuses)
@@ -205,7 +219,10 @@ class Ingest:
             if not isinstance(status, DeviceStatus) or status.device != device:
                 raise Refused("wrong_topic", f"status topic of {device} carries something else")
             updated = iso(status.at) if status.at is not None else now
-            return Status(device, status.online, updated, message.payload.decode("utf-8"))
+            head = None if status.audit_head is None else Head(status.audit_head.seq, status.audit_head.hash)
+            return Status(device, status.online, updated, message.payload.decode("utf-8"), head)
+        if where.suffix == "pairing" and self.hq_public is not None:
+            return pairing_event(message.payload, device, self.hq_public, now)
         if where.suffix not in _KINDS:
             raise Refused("wrong_topic", f"unexpected device topic suffix {where.suffix!r}")
         kind, expected = _KINDS[where.suffix]
@@ -238,6 +255,15 @@ class Ingest:
             raise Refused("unknown_sender", f"no public key for handheld {handheld!r}: expected {paths}")
         try:
             decision = verify_adjudication(message.payload, {handheld: key}, topic=message.topic)
+        except Refused as exc:
+            raise Refused(exc.code, f"adjudication refused ({exc.code}): {exc}") from exc
+        who = f"decision {decision.adjudication_id} on device {decision.device}'s alert"
+        if self.hq_public is None:
+            raise Refused("not_paired", f"{who}: ingest has no HQ public key to check pairing records with, so no "
+                                        "decision can be counted; start it with --hq-pub hq_signing.pub")
+        try:
+            history = PairingHistory.of(self.store, decision.device, self._batch_pairings)
+            history.check(handheld, decision.decided_at, who)
         except Refused as exc:
             raise Refused(exc.code, f"adjudication refused ({exc.code}): {exc}") from exc
         return Event(decision.adjudication_id, "adjudication", decision.device, iso(decision.decided_at), now,

@@ -18,10 +18,14 @@ from edge.cliargs import Commands, add_broker_args, link_config
 from edge.config.base import check_id
 from edge.errors import EdgeError
 from edge.hq.group_rates import load_calibrations
+from edge.hq.heads import head_findings
 from edge.hq.ingest import Ingest, PublicKeys
+from edge.hq.pairings import PairingHistory
 from edge.hq.report import DeploymentReport, build_report, hq_outcomes, render_markdown
 from edge.hq.store import Event, EventStore
+from edge.hq.text import json_line, terminal
 from edge.hq.versions import version_drops
+from edge.keys import load_signing_public
 from edge.link.mqtt import LinkError
 from edge.models import ENGINES_DIR
 from edge.protocol.adjudication import Adjudication
@@ -31,7 +35,7 @@ log = logging.getLogger(__name__)
 
 _RELATIVE = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-_KINDS = ("match", "audit", "watchlist_state", "adjudication")
+_KINDS = ("match", "audit", "watchlist_state", "adjudication", "pairing")
 _KEYS_HELP = ("folder of public keys as provisioning lays them out: device-<id>/device_signing.pub (or "
               "<device-id>.pub) and handheld-<id>/handheld_signing.pub (Ed25519, PEM)")
 
@@ -54,6 +58,9 @@ def register(commands: Commands) -> None:
     add_broker_args(ingest)
     ingest.add_argument("--db", required=True, help="SQLite file, or postgresql://user@host/db (needs psycopg)")
     ingest.add_argument("--device-keys", type=Path, required=True, help=_KEYS_HELP + "; used to verify signatures")
+    ingest.add_argument("--hq-pub", type=Path, metavar="FILE",
+                        help="HQ's hq_signing.pub: checks the pairing records on devices/+/pairing, which say whose "
+                        "decisions count; without it every officer's decision is refused")
     ingest.add_argument("--group", metavar="NAME",
                         help="share the stream with other workers of this MQTT 5 shared subscription group "
                         "(default: none, a plain persistent subscription; see above)")
@@ -84,6 +91,9 @@ def register(commands: Commands) -> None:
     report.add_argument("--device", help="only this device id (default: every device with audit records)")
     report.add_argument("--device-keys", type=Path,
                         help=_KEYS_HELP + "; checks the signed checkpoints of each device's audit chain")
+    report.add_argument("--two-officer-rule", action="store_true",
+                        help="an alert counts as confirmed only once two different officers confirmed it (HQ's rule; "
+                        "without it, decisions taken under the rule on the handheld still need two)")
     report.add_argument("--json", action="store_true", help="print the reports as a JSON list instead of Markdown")
     report.set_defaults(func=_report)
 
@@ -109,8 +119,11 @@ def _ingest(args: argparse.Namespace) -> int:
             check_id(args.group, "--group")
         except ValueError as exc:
             raise EdgeError(str(exc)) from None
+    hq_public = load_signing_public(args.hq_pub) if args.hq_pub is not None else None
+    if hq_public is None:
+        log.warning("no --hq-pub: pairing records cannot be checked, so officers' decisions will be refused")
     store = EventStore.open(args.db)
-    worker = Ingest(link_config(args), store, PublicKeys(args.device_keys), args.group)
+    worker = Ingest(link_config(args), store, PublicKeys(args.device_keys), args.group, hq_public=hq_public)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -144,9 +157,11 @@ def _line(event: Event) -> str:
         what = (f"{body['decision']} by {body['officer_id']} ({body['officer_name']}) on handheld {body['handheld']} "
                 f"for alert {body['event_id']}"
                 + (f" (rule: {body['confirmations_required']} officers)" if body["confirmations_required"] > 1 else ""))
+    elif event.kind == "pairing":
+        what = "paired handhelds: " + (", ".join(h["id"] for h in body["handhelds"]) or "none")
     else:
         what = json.dumps(body["record"], sort_keys=True)[:120]
-    return f"{event.received_at}  {event.device:<12} {event.kind:<15} {event.occurred_at}  {what}"
+    return terminal(f"{event.received_at}  {event.device:<12} {event.kind:<15} {event.occurred_at}  {what}")
 
 
 def _open_existing(db: str) -> EventStore:
@@ -160,14 +175,14 @@ def _events(args: argparse.Namespace) -> int:
     try:
         if args.rejected:
             for r in store.rejections(args.limit):
-                print(f"{r.received_at}  {r.topic}  {r.reason}")
+                print(terminal(f"{r.received_at}  {r.topic}  {r.reason}"))
         elif args.status:
             for s in store.statuses():
-                print(f"{s.device:<12} {'online ' if s.online else 'offline'} {s.updated_at}  {s.payload}")
+                print(f"{s.device:<12} {'online ' if s.online else 'offline'} {s.updated_at}  {json_line(s.payload)}")
         else:
             since = parse_since(args.since) if args.since else None
             for event in store.events(since, args.device, args.kind, args.limit):
-                print(event.payload if args.json else _line(event))
+                print(json_line(event.payload) if args.json else _line(event))
     finally:
         store.close()
     return 0
@@ -184,7 +199,8 @@ def _report(args: argparse.Namespace) -> int:
         if not devices:
             raise EdgeError(f"no audit records in {store.location}: run `edge hq ingest` while devices are running")
         calibrations, damaged = load_calibrations(ENGINES_DIR)
-        reports = [_device_report(store, device, keys, since, calibrations) for device in devices]
+        rule = 2 if args.two_officer_rule else 1
+        reports = [_device_report(store, device, keys, since, calibrations, rule) for device in devices]
         for r in reports:
             r.notes.extend(f"calibration table not read, its model's group rates are not shown: {d}" for d in damaged)
     finally:
@@ -197,7 +213,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _device_report(store: EventStore, device: str, keys: PublicKeys | None, since: float | None,
-                   calibrations: dict[str, Calibration]) -> DeploymentReport:
+                   calibrations: dict[str, Calibration], rule: int) -> DeploymentReport:
     records, unreadable = [], 0
     for event in store.events(device=device, kind="audit", limit=None):
         try:
@@ -206,14 +222,25 @@ def _device_report(store: EventStore, device: str, keys: PublicKeys | None, sinc
             unreadable += 1
     if not records:
         raise EdgeError(f"no audit records of device {device!r} in {store.location}")
-    decisions = [Adjudication.model_validate_json(e.payload)
-                 for e in store.events(device=device, kind="adjudication", limit=None)]
+    pairings = PairingHistory.of(store, device)
+    decisions, unpaired = [], 0
+    for e in store.events(device=device, kind="adjudication", limit=None):
+        decision = Adjudication.model_validate_json(e.payload)
+        if pairings.paired(decision.handheld, decision.decided_at):
+            decisions.append(decision)
+        else:  # ingested before HQ checked pairings
+            unpaired += 1
     key = keys.device(device) if keys is not None else None
     if keys is not None and key is None:
         expected = " or ".join(map(str, keys.device_paths(device)))
         raise EdgeError(f"no public key for device {device!r}: expected {expected}")
-    report = build_report(records, hq_outcomes(decisions), [key] if key is not None else [], since=since,
-                          calibrations=calibrations)
+    report = build_report(records, hq_outcomes(decisions, rule), [key] if key is not None else [], since=since,
+                          calibrations=calibrations, rule=rule)
+    problems, notes = head_findings(records, store.head(device), store.regressions(device))
+    report.integrity_problems.extend(problems)
+    report.notes.extend(notes)
+    if unpaired:
+        report.notes.append(f"{unpaired} decision(s) from handhelds not paired with {device} at the time: not counted")
     if unreadable:
         report.notes.append(f"{unreadable} ingested audit payload(s) are not edge.audit/1 records: left out")
     report.notes.extend(version_drops(store.events(device=device, kind="watchlist_state", limit=None)))

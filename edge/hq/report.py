@@ -1,10 +1,12 @@
 """Deployment report from a device's ingested audit records: each period of use, where, against which
 watchlist, what was alerted and how people decided, and what was seen and let go.
 
-An alert counts as confirmed only when `edge.protocol.adjudication.tally` says so under the rule its
-decisions were taken under (two-officer rule: two different officers confirmed, nobody rejected). The
-report states the chain's integrity first (verified with the device's public keys when given): a report
-built on records with problems says so instead of looking clean. `edge hq report` builds it from the HQ store.
+An alert counts as confirmed only when `edge.protocol.adjudication.tally` says so under HQ's rule (`rule`:
+2 for the two-officer rule, two different officers confirmed and nobody rejected), or a stricter one its
+decisions were taken under: a handheld can raise the rule, never lower it. Every text a device or handheld
+supplied is escaped in the Markdown (`edge.hq.text.markdown`). The report states the chain's integrity first
+(verified with the device's public keys when given): a report built on records with problems says so instead
+of looking clean. `edge hq report` builds it from the HQ store.
 """
 
 import datetime as dt
@@ -31,6 +33,7 @@ from edge.audit.verify import verify_records
 from edge.config.base import StrictModel
 from edge.errors import EdgeError
 from edge.hq.group_rates import GroupRatesInForce, in_force, render
+from edge.hq.text import markdown
 from edge.protocol.adjudication import Adjudication, State, Tally, tally
 from edge.watchlist.calibration import Calibration
 
@@ -119,22 +122,23 @@ class DeploymentReport(StrictModel):
     notes: list[str]
 
 
-def decide(decisions: Sequence[Adjudication | AdjudicationBody]) -> Tally:
-    """What the decisions on one alert amount to, under the strictest rule any of them was taken under."""
-    return tally(map(vote_of, decisions), max((d.confirmations_required for d in decisions), default=1))
+def decide(decisions: Sequence[Adjudication | AdjudicationBody], rule: int = 1) -> Tally:
+    """What the decisions on one alert amount to under `rule` (HQ's), or the stricter one they were taken under."""
+    return tally(map(vote_of, decisions), max([rule, *(d.confirmations_required for d in decisions)]))
 
 
-def hq_outcomes(decisions: Iterable[Adjudication]) -> dict[str, Outcome]:
-    """Alert event id -> outcome, from the signed decisions HQ ingested from the handhelds."""
+def hq_outcomes(decisions: Iterable[Adjudication], rule: int = 1) -> dict[str, Outcome]:
+    """Alert event id -> outcome, from the signed decisions HQ ingested from paired handhelds, under `rule`."""
     by_alert: dict[str, list[Adjudication]] = {}
     for d in decisions:
         by_alert.setdefault(d.event_id, []).append(d)
-    return {event_id: _OUTCOME[decide(ds).state] for event_id, ds in by_alert.items()}
+    return {event_id: _OUTCOME[decide(ds, rule).state] for event_id, ds in by_alert.items()}
 
 
 def build_report(records: Iterable[AuditRecord], outcomes: Mapping[str, Outcome] | None = None,
                  keys: Sequence[Ed25519PublicKey] = (), clock: Callable[[], float] = time.time,
-                 since: float | None = None, calibrations: Mapping[str, Calibration] | None = None) -> DeploymentReport:
+                 since: float | None = None, calibrations: Mapping[str, Calibration] | None = None,
+                 rule: int = 1) -> DeploymentReport:
     """Report on one device's records (any order, duplicates allowed).
 
     `outcomes` maps event id to the outcome of the decisions HQ ingested from the handhelds (`hq_outcomes`);
@@ -142,6 +146,7 @@ def build_report(records: Iterable[AuditRecord], outcomes: Mapping[str, Outcome]
     listed in `disagreements`. `since` (POSIX seconds): report only periods of use still running at or after
     it, and alerts, counters and refusals outside periods from then on; the chain is verified whole.
     `calibrations` (by embedder sha256, `load_calibrations`) give the per-group rates at each threshold used.
+    `rule`: HQ's two-officer rule (2) or not (1), also applied to the device's records of decisions.
     """
     unique = sorted({(r.seq, r.hash): r for r in records}.values(), key=lambda r: r.seq)
     if not unique:
@@ -196,7 +201,7 @@ def build_report(records: Iterable[AuditRecord], outcomes: Mapping[str, Outcome]
     if current is not None:
         notes.append(f"period {current.period_id} has no stop record yet")
     periods = [p for p in periods if p.stop is None or p.stop >= start]
-    device_outcomes = {e: _OUTCOME[decide(ds).state] for e, ds in device_decisions.items()}
+    device_outcomes = {e: _OUTCOME[decide(ds, rule).state] for e, ds in device_decisions.items()}
     outcomes = dict(outcomes or {})
     final = device_outcomes | outcomes
     for period in periods:
@@ -246,7 +251,7 @@ def _tally(event_ids: list[str], outcomes: Mapping[str, Outcome]) -> Outcomes:
 def render_markdown(report: DeploymentReport) -> str:
     """The report as Markdown (also readable as plain text)."""
     lines = [
-        f"# Deployment report: device {report.device}",
+        f"# Deployment report: device {markdown(report.device)}",
         "",
         f"Generated {_when(report.generated_at)} from {report.records} audit records "
         f"(seq {report.first_seq}-{report.last_seq})"
@@ -255,7 +260,7 @@ def render_markdown(report: DeploymentReport) -> str:
     ]
     if report.integrity_problems:
         lines += ["**Integrity: the audit chain has problems; figures below may be incomplete or altered.**", ""]
-        lines += [f"- {p}" for p in report.integrity_problems]
+        lines += [f"- {markdown(p)}" for p in report.integrity_problems]
     elif report.signatures_checked:
         lines.append(f"Integrity: chain intact; checkpoints signed by the device through seq {report.signed_through}.")
     else:
@@ -265,11 +270,11 @@ def render_markdown(report: DeploymentReport) -> str:
     for p in report.periods:
         o = p.outcomes
         lists = "; ".join(f"{w.watchlist_id or '-'} v{w.version if w.version is not None else '-'} ({w.size})"
-                          for w in p.watchlists)
+                          for w in p.watchlists)  # escaped with the other cells below
         stop = _when(p.stop) if p.stop is not None else "not recorded"
         cells = [p.period_id, _when(p.start), stop, p.place, p.camera, lists, o.alerts, o.confirmed, o.rejected,
                  o.unsure, o.pending]
-        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+        lines.append("| " + " | ".join(markdown(str(c)) for c in cells) + " |")
     t, c = report.totals, report.counters
     lines += [
         "",
@@ -286,20 +291,20 @@ def render_markdown(report: DeploymentReport) -> str:
         changes = "".join(f"; from {_when(w.since)} with {w.watchlist_id} v{w.version}: {w.threshold:.4f} "
                           f"({w.threshold_policy or 'rule not recorded'})" for w in p.watchlists[1:]
                           if w.threshold is not None)
-        lines.append(f"- Period {p.period_id}: threshold {p.threshold:.4f} ({rule}){changes}"
-                     + "".join(f"; {e}" for e in extra))
+        lines.append("- " + markdown(f"Period {p.period_id}: threshold {p.threshold:.4f} ({rule}){changes}"
+                                     + "".join(f"; {e}" for e in extra)))
     if report.outside_periods.alerts:
         lines.append(f"- {report.outside_periods.alerts} alerts outside any recorded period of use.")
     if report.refusals:
         lines += ["", "Watchlists refused:"]
-        lines += [f"- {_when(r.time)}: {r.watchlist_id or '?'} v{r.version if r.version is not None else '?'}: "
-                  f"{r.reason}" for r in report.refusals]
+        lines += ["- " + markdown(f"{_when(r.time)}: {r.watchlist_id or '?'} v{'?' if r.version is None else r.version}"
+                                  f": {r.reason}") for r in report.refusals]
     lines.append("")
     if report.config_changes:
         lines.append(f"Configuration changes: {report.config_changes}.")
     if report.disagreements:
-        lines.append("Decisions that differ between device and HQ: " + ", ".join(report.disagreements))
-    lines += [f"Note: {n}" for n in report.notes]
+        lines.append("Decisions that differ between device and HQ: " + markdown(", ".join(report.disagreements)))
+    lines += [f"Note: {markdown(n)}" for n in report.notes]
     lines += render(report.group_rates)
     return "\n".join(lines) + "\n"
 

@@ -1,9 +1,13 @@
-"""HQ's record of what devices and handhelds sent: accepted events (de-duplicated by id), refusals, device status.
+"""HQ's record of what devices and handhelds sent: accepted events (de-duplicated by kind and id), refusals,
+device status, and the highest audit head each device announced (with every time it went backwards).
 
 SQLite (WAL, synchronous FULL) for one HQ host; PostgreSQL (`postgresql://…`, needs psycopg) when several
 ingest workers on several hosts share one store. Each batch is one transaction, written before the
 ingest acknowledges the messages to the broker, so a crash loses nothing and a redelivery is a no-op.
 Payloads are kept exactly as received, signature included, as evidence.
+
+Ids are unique per kind only: a decision's id is chosen by a handheld, so one equal to an alert's event id
+must not make the alert a "duplicate". Stores made when ids were unique across kinds are migrated on open.
 """
 
 import datetime as dt
@@ -31,7 +35,7 @@ class Event:
     whose alert it decides; the alert's own event id is in the payload."""
 
     event_id: str
-    kind: str  # "match" | "audit" | "watchlist_state" | "adjudication"
+    kind: str  # "match" | "audit" | "watchlist_state" | "adjudication" | "pairing"
     device: str
     occurred_at: str
     received_at: str
@@ -47,11 +51,30 @@ class Rejection:
 
 
 @dataclass(frozen=True)
+class Head:
+    """A device's audit log head as it announced it: the last record's seq and hash."""
+
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True)
 class Status:
     device: str
     online: bool
     updated_at: str
     payload: str
+    head: Head | None = None  # the audit head the status announced, if it did
+
+
+@dataclass(frozen=True)
+class Regression:
+    """The device announced a head below one it announced before: its log lost its end (cut, or restored)."""
+
+    device: str
+    noticed_at: str
+    before: Head
+    after: Head
 
 
 @dataclass(frozen=True)
@@ -70,12 +93,13 @@ class _Connection(Protocol):
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS events (
-    event_id TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL,
     kind TEXT NOT NULL,
     device TEXT NOT NULL,
     occurred_at TEXT NOT NULL,
     received_at TEXT NOT NULL,
-    payload TEXT NOT NULL
+    payload TEXT NOT NULL,
+    PRIMARY KEY (kind, event_id)
 );
 CREATE INDEX IF NOT EXISTS events_received ON events (received_at);
 CREATE INDEX IF NOT EXISTS events_device ON events (device, received_at);
@@ -92,7 +116,35 @@ CREATE TABLE IF NOT EXISTS device_status (
     updated_at TEXT NOT NULL,
     payload TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS audit_heads (
+    device TEXT PRIMARY KEY,
+    seq BIGINT NOT NULL,
+    hash TEXT NOT NULL,
+    announced_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_head_regressions (
+    id {serial},
+    device TEXT NOT NULL,
+    noticed_at TEXT NOT NULL,
+    from_seq BIGINT NOT NULL,
+    from_hash TEXT NOT NULL,
+    to_seq BIGINT NOT NULL,
+    to_hash TEXT NOT NULL
+);
 """
+# Stores written before ids were per kind had `event_id TEXT PRIMARY KEY`: rebuilt with the same rows.
+_SQLITE_MIGRATE = """
+CREATE TABLE events_by_kind (
+    event_id TEXT NOT NULL, kind TEXT NOT NULL, device TEXT NOT NULL, occurred_at TEXT NOT NULL,
+    received_at TEXT NOT NULL, payload TEXT NOT NULL, PRIMARY KEY (kind, event_id)
+);
+INSERT INTO events_by_kind SELECT event_id, kind, device, occurred_at, received_at, payload FROM events;
+DROP TABLE events;
+ALTER TABLE events_by_kind RENAME TO events;
+"""
+_POSTGRES_OLD_KEY = ("SELECT COUNT(*) FROM information_schema.key_column_usage "
+                     "WHERE table_name = 'events' AND constraint_name = 'events_pkey'")
+_POSTGRES_MIGRATE = "ALTER TABLE events DROP CONSTRAINT events_pkey, ADD PRIMARY KEY (kind, event_id)"
 
 
 class EventStore:
@@ -115,6 +167,8 @@ class EventStore:
             db = sqlite3.connect(path, check_same_thread=False, timeout=30)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
+            if [r[1] for r in db.execute("PRAGMA table_info(events)") if r[5]] == ["event_id"]:
+                db.executescript(f"BEGIN; {_SQLITE_MIGRATE} COMMIT;")
             db.executescript(_TABLES.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT", blob="BLOB"))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open HQ store {path}: {exc}") from exc
@@ -131,6 +185,9 @@ class EventStore:
         try:
             db = psycopg.connect(url)
             with db.cursor() as cur:
+                cur.execute(_POSTGRES_OLD_KEY)
+                if cur.fetchone()[0] == 1:
+                    cur.execute(_POSTGRES_MIGRATE)
                 for statement in _TABLES.format(serial="BIGSERIAL PRIMARY KEY", blob="BYTEA").split(";"):
                     if statement.strip():
                         cur.execute(statement)
@@ -162,7 +219,7 @@ class EventStore:
             cur.execute(
                 self._sql(
                     "INSERT INTO events (event_id, kind, device, occurred_at, received_at, payload) "
-                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (kind, event_id) DO NOTHING"
                 ),
                 (e.event_id, e.kind, e.device, e.occurred_at, e.received_at, e.payload),
             )
@@ -181,7 +238,22 @@ class EventStore:
                 ),
                 (s.device, s.online, s.updated_at, s.payload),
             )
+            if s.head is not None:
+                self._head(cur, s.device, s.head, s.updated_at)
         return new
+
+    def _head(self, cur: Any, device: str, head: Head, at: str) -> None:
+        """Keep the latest head announced; one below the head before it (or another hash at the same seq) is also
+        kept as a regression, once: the head then follows the device's new chain."""
+        cur.execute(self._sql("SELECT seq, hash FROM audit_heads WHERE device = ?"), (device,))
+        row = cur.fetchone()
+        if row is not None and (head.seq < row[0] or (head.seq == row[0] and head.hash != row[1])):
+            cur.execute(self._sql("INSERT INTO audit_head_regressions (device, noticed_at, from_seq, from_hash, "
+                                  "to_seq, to_hash) VALUES (?, ?, ?, ?, ?, ?)"),
+                        (device, at, row[0], row[1], head.seq, head.hash))
+        cur.execute(self._sql("INSERT INTO audit_heads (device, seq, hash, announced_at) VALUES (?, ?, ?, ?) "
+                                  "ON CONFLICT (device) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, "
+                              "announced_at = excluded.announced_at"), (device, head.seq, head.hash, at))
 
     def events(
         self, since: dt.datetime | None = None, device: str | None = None, kind: str | None = None,
@@ -226,6 +298,17 @@ class EventStore:
     def statuses(self) -> list[Status]:
         rows = self._query("SELECT device, online, updated_at, payload FROM device_status ORDER BY device", [])
         return [Status(r[0], bool(r[1]), r[2], r[3]) for r in rows]
+
+    def head(self, device: str) -> Head | None:
+        """The audit head `device` announced last in its status."""
+        rows = self._query("SELECT seq, hash FROM audit_heads WHERE device = ?", [device])
+        return Head(int(rows[0][0]), rows[0][1]) if rows else None
+
+    def regressions(self, device: str) -> list[Regression]:
+        """Each time `device` announced an audit head below the highest before it, oldest first."""
+        rows = self._query("SELECT noticed_at, from_seq, from_hash, to_seq, to_hash FROM audit_head_regressions "
+                           "WHERE device = ? ORDER BY id", [device])
+        return [Regression(device, r[0], Head(int(r[1]), r[2]), Head(int(r[3]), r[4])) for r in rows]
 
     def _query(self, sql: str, args: list[Any]) -> list[tuple[Any, ...]]:
         with self._lock:

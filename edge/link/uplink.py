@@ -34,6 +34,7 @@ from edge.protocol.alert import SealedAlert
 from edge.protocol.canonical import encode
 from edge.protocol.messages import (
     AuditEnvelope,
+    AuditHead,
     DeviceStatus,
     MatchEvent,
     WatchlistRef,
@@ -197,6 +198,9 @@ class Uplink:
     def send_audit(self, record: Mapping[str, JsonValue]) -> str:
         """Queue one audit record (a JSON object defined by edge.audit) durably; return its envelope's event id."""
         envelope = AuditEnvelope(event_id=new_event_id(), device=self.device_id, record=dict(record))
+        if (head := AuditHead.of(record)) is not None:  # announced in the status, outside the log file
+            with self._status_lock:
+                self._status = self._status.model_copy(update={"audit_head": head})
         self._put(topics.audit(self.device_id), envelope.body())
         return envelope.event_id
 

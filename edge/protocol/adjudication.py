@@ -27,11 +27,12 @@ OfficerId = Annotated[str, AfterValidator(lambda v: check_id(v, "officer id"))]
 
 
 class Vote(NamedTuple):
-    """One officer's decision at one time: what `tally` counts."""
+    """One officer's decision at one time on one handheld: what `tally` counts."""
 
     at: float
     officer: str
     decision: Decision
+    handheld: str = ""
 
 
 class Adjudication(WireModel):
@@ -58,7 +59,7 @@ class Adjudication(WireModel):
                    note=note, confirmations_required=confirmations_required, decided_at=decided_at or utc_now())
 
     def vote(self) -> "Vote":
-        return Vote(self.decided_at.timestamp(), self.officer_id, self.decision)
+        return Vote(self.decided_at.timestamp(), self.officer_id, self.decision, self.handheld)
 
     def signed(self, handheld_signing_key: Ed25519PrivateKey) -> bytes:
         """The payload to publish: this decision with the handheld's Ed25519 signature."""
@@ -98,18 +99,34 @@ class Tally(StrictModel):
     confirmations: int
     required: int
     text: str
-    officers: dict[str, Decision] = Field(description="each officer's latest decision")
+    officers: dict[str, Decision] = Field(description="each officer's standing decision: their latest on each "
+                                                      "handheld, a reject on any of them standing")
 
 
 def tally(votes: Iterable[Vote], required: int) -> Tally:
-    """Count each officer's latest decision; confirmed once `required` different officers confirmed.
+    """Count each officer's latest decision on each handheld; confirmed once `required` different officers
+    confirmed and nobody rejected.
+
+    `required` is the receiver's rule (HQ's, the handheld's own), never lowered by what a decision claims.
+    Votes are keyed by (handheld, officer): a later decision on another handheld under the same officer id
+    cannot replace a reject. An officer counts once however many handhelds carry their id, and any reject of
+    theirs stands.
 
     Takes the votes of the handheld's signed decisions (HQ, the device on receipt) or of the device's audit
     records of them (edge.audit.decisions.vote_of).
     """
+    latest: dict[tuple[str, str], Vote] = {}
+    for vote in sorted(votes, key=lambda v: v.at):
+        latest[(vote.handheld, vote.officer)] = vote
     officers: dict[str, Decision] = {}
-    for _, officer, choice in sorted(votes, key=lambda v: v.at):
-        officers[officer] = choice
+    for (_, officer), vote in latest.items():
+        before = officers.get(officer)  # the same officer id's vote on another handheld
+        if vote.decision == "reject" or before == "reject":
+            officers[officer] = "reject"
+        elif vote.decision == "confirm" or before == "confirm":
+            officers[officer] = "confirm"
+        else:
+            officers[officer] = vote.decision
     confirms = sum(1 for v in officers.values() if v == "confirm")
     rejects = sum(1 for v in officers.values() if v == "reject")
     count = f"{confirms} of {required} confirmations" if required > 1 else ""

@@ -10,9 +10,10 @@ import base64
 import binascii
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, Field, JsonValue
+from pydantic import AfterValidator, AwareDatetime, Field, JsonValue, ValidationError
 
 from edge.config.base import check_id
 from edge.protocol.canonical import WireModel, parse, validate
@@ -99,6 +100,21 @@ class MatchEvent(WireModel):
     signature: str | None = None
 
 
+class AuditHead(WireModel):
+    """The last record of the device's audit log: announced outside the log, so a log cut short is noticed."""
+
+    seq: int = Field(ge=0)
+    hash: Sha256Hex
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any]) -> "AuditHead | None":
+        """The head an audit record makes (its seq and hash), or None for an object that is not one."""
+        try:
+            return cls.model_validate({"seq": record.get("seq"), "hash": record.get("hash")})
+        except ValidationError:
+            return None
+
+
 class DeviceStatus(WireModel):
     """Retained per device; the broker publishes the `online: false` form as the device's will."""
 
@@ -110,6 +126,8 @@ class DeviceStatus(WireModel):
     software: Text = ""
     watchlist: WatchlistRef | None = None
     counters: dict[str, int] = Field(default_factory=dict)
+    audit_head: AuditHead | None = Field(None, description="the audit log's last record when this was said; HQ "
+                                                           "flags a head that goes backwards")
 
 
 class WatchlistState(WireModel):

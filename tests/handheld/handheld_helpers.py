@@ -108,9 +108,11 @@ def running_handheld(fleet: FleetFiles, state_dir: Path, port: int = 0,
 
 @contextlib.contextmanager
 def hq_ingest(fleet: FleetFiles, db: Path) -> Iterator[EventStore]:
-    """`edge hq ingest` in this process (plain persistent subscriptions), storing into `db`; yields the store."""
+    """`edge hq ingest --hq-pub` in this process (plain persistent subscriptions), storing into `db`; yields the
+    store."""
     store = EventStore.open(str(db))
-    ingest = Ingest(fleet.link("hq-ingest"), store, PublicKeys(fleet.keys))
+    ingest = Ingest(fleet.link("hq-ingest"), store, PublicKeys(fleet.keys),
+                    hq_public=load_signing_public(fleet.hq_public))
     ingest.start()
     try:
         ingest.wait_connected(5)

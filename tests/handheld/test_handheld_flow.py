@@ -27,6 +27,7 @@ from edge.link.mqtt import MqttClient
 from edge.link.uplink import Uplink
 from edge.models import ENGINES_DIR, Manifest
 from edge.protocol.adjudication import Adjudication, verify_adjudication
+from edge.protocol.messages import utc_now
 from edge.protocol.pairing import DevicePairing, read_record
 from edge.protocol.topics import adjudications
 from edge.watchlist.calibration import load_policy
@@ -131,7 +132,7 @@ def test_hq_ingest_refuses_forged_and_misaddressed_decisions(fleet: FleetFiles, 
     base: dict[str, Any] = dict(adjudication_id="00000000-0000-4000-8000-000000000001",
                                 event_id="00000000-0000-4000-8000-000000000002", device="cam01", handheld="h1",
                                 officer_id="4711", officer_name="Sgt. Able", decision="confirm",
-                                decided_at="2025-01-01T12:00:00Z")
+                                decided_at=utc_now().isoformat())  # h1 is paired with cam01 now
     good = Adjudication.model_validate(base)
     as_h2 = Adjudication.model_validate(base | {"handheld": "h2", "adjudication_id": base["event_id"]})
     client = MqttClient(h1_link)

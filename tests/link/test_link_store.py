@@ -1,10 +1,12 @@
-"""The HQ store behaves the same on SQLite and PostgreSQL: one row per event id, refusals kept, status upserted."""
+"""The HQ store behaves the same on SQLite and PostgreSQL: one row per kind and event id, refusals kept, status
+upserted, audit heads that go backwards recorded; stores from before ids were per kind are migrated."""
 
 import datetime as dt
 import os
 import pwd
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from edge.hq.broker import free_port
-from edge.hq.store import Batch, Event, EventStore, Rejection, Status
+from edge.hq.store import Batch, Event, EventStore, Head, Rejection, Status
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -87,3 +89,46 @@ def test_postgres_url_without_psycopg_is_a_clear_error() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "psycopg is not installed" in out and "pip install" in out
+
+
+# The events table as stores were made before ids were unique per kind.
+OLD_EVENTS = """CREATE TABLE events (event_id TEXT PRIMARY KEY, kind TEXT NOT NULL, device TEXT NOT NULL,
+    occurred_at TEXT NOT NULL, received_at TEXT NOT NULL, payload TEXT NOT NULL)"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_old_store_is_migrated_and_kinds_have_their_own_ids(backend: str, tmp_path: Path, request) -> None:  # type: ignore[no-untyped-def]
+    """A decision's id is the handheld's choice: one equal to an alert's id must not make the alert a duplicate."""
+    t1 = "2025-01-01T10:00:00.000Z"
+    if backend == "sqlite":
+        target = str(tmp_path / "hq.sqlite")
+        with sqlite3.connect(target) as db:
+            db.execute(OLD_EVENTS)
+            db.execute("INSERT INTO events VALUES ('e1', 'match', 'a', ?, ?, '{}')", (t1, t1))
+    else:
+        target = request.getfixturevalue("postgres_url")
+        import psycopg
+
+        with psycopg.connect(target) as db:
+            db.execute("DROP TABLE IF EXISTS events")
+            db.execute(OLD_EVENTS)
+            db.execute("INSERT INTO events VALUES ('e1', 'match', 'a', %s, %s, '{}')", (t1, t1))
+    store = EventStore.open(target)
+    assert [(e.event_id, e.kind) for e in store.events()] == [("e1", "match")]  # kept through the migration
+    decision = Event("e1", "adjudication", "a", t1, t1, "{}")
+    assert store.write(Batch(events=[decision, event("e2", "a", t1), decision])) == 2
+    assert sorted((e.event_id, e.kind) for e in store.events()) == [("e1", "adjudication"), ("e1", "match"),
+                                                                    ("e2", "match")]
+    store.close()
+    assert EventStore.open(target).count() == 3  # opening a migrated store again changes nothing
+
+
+def test_audit_heads_going_backwards_are_recorded(tmp_path: Path) -> None:
+    store = EventStore.open(str(tmp_path / "hq.sqlite"))
+    h = ["0" * 63 + str(i) for i in range(4)]
+    for at, seq, digest in [("t1", 5, h[0]), ("t2", 17, h[1]), ("t3", 7, h[2]), ("t4", 9, h[3]), ("t5", 9, h[0])]:
+        store.write(Batch(statuses=[Status("a", True, at, "{}", Head(seq, digest))]))
+    assert store.head("a") == Head(9, h[0])
+    assert [(r.noticed_at, r.before, r.after) for r in store.regressions("a")] == [
+        ("t3", Head(17, h[1]), Head(7, h[2])), ("t5", Head(9, h[3]), Head(9, h[0]))]
+    assert store.head("b") is None and store.regressions("b") == []
