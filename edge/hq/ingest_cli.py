@@ -19,6 +19,7 @@ from edge.config.base import check_id
 from edge.errors import EdgeError
 from edge.hq.group_rates import load_calibrations
 from edge.hq.ingest import Ingest, PublicKeys
+from edge.hq.refused import retry_refused
 from edge.hq.report import DeploymentReport, build_report, hq_outcomes, render_markdown
 from edge.hq.store import Event, EventStore
 from edge.link.mqtt import LinkError
@@ -56,6 +57,9 @@ def register(commands: Commands) -> None:
     ingest.add_argument("--group", metavar="NAME",
                         help="share the stream with other workers of this MQTT 5 shared subscription group "
                         "(default: none, a plain persistent subscription; see above)")
+    ingest.add_argument("--retry-refused", action="store_true",
+                        help="first check every refused message kept in --db again (with the keys now in "
+                        "--device-keys) and store those that pass, then run as usual")
     ingest.set_defaults(func=_ingest)
 
     events = hq.add_parser("events", help="list what HQ received (accepted events, refusals, device status)")
@@ -110,6 +114,9 @@ def _ingest(args: argparse.Namespace) -> int:
             raise EdgeError(str(exc)) from None
     store = EventStore.open(args.db)
     worker = Ingest(link_config(args), store, PublicKeys(args.device_keys), args.group)
+    if args.retry_refused:
+        print(f"edge hq ingest: refused messages checked again: {retry_refused(store, worker.recheck).summary()}",
+              file=sys.stderr, flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -158,8 +165,12 @@ def _events(args: argparse.Namespace) -> int:
     store = _open_existing(args.db)
     try:
         if args.rejected:
-            for r in store.rejections(args.limit):
+            refusals = store.rejections(args.limit)
+            for r in refusals:
                 print(f"{r.received_at}  {r.topic}  {r.reason}")
+            if refusals:
+                print("each is kept as received; once HQ has what was missing (a key in --device-keys), "
+                      "`edge hq ingest … --retry-refused` accepts those that now pass", file=sys.stderr)
         elif args.status:
             for s in store.statuses():
                 print(f"{s.device:<12} {'online ' if s.online else 'offline'} {s.updated_at}  {s.payload}")
