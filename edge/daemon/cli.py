@@ -4,7 +4,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge.config import load_config
+from edge.config import EdgeConfig, load_config
 
 
 def register(commands) -> None:
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     return Device(cfg, args.config).run()
 
 
-def _check(cfg, path: Path) -> int:
+def _check(cfg: EdgeConfig, path: Path) -> int:
     from edge.daemon.check import check
 
     result = check(cfg)
