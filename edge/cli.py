@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "edge.daemon.cli",          # run
     "edge.hq.audit_cli",        # audit verify
     "edge.hq.pair_cli",         # hq pair
+    "edge.hq.broker_cli",       # hq broker
     "edge.handheld.cli",        # handheld
     "edge.demo.cli",            # demo
     "edge.engines.cli",         # engines build | check

@@ -35,6 +35,27 @@ def find_mosquitto() -> str:
     return found
 
 
+def acl_file_of(pid: int) -> Path | None:
+    """The ACL file the running mosquitto `pid` reads: `acl_file` in the config it was started with (`-c`).
+
+    None when that cannot be known here (another host's broker, no permission, no `-c`, no `acl_file`).
+    """
+    proc = Path(f"/proc/{pid}")
+    try:
+        argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        conf = next(argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("-c", "--config-file"))
+        path = proc / "cwd" / conf if not conf.startswith("/") else Path(conf)
+        lines = path.read_text().splitlines()
+    except (OSError, StopIteration):
+        return None
+    found = None
+    for line in lines:
+        option, _, value = line.strip().partition(" ")
+        if option == "acl_file" and value.strip():
+            found = Path(value.strip())  # mosquitto uses the last one
+    return found
+
+
 def render_conf(template: str, overrides: dict[str, str]) -> str:
     """Replace each `option …` line named in `overrides`; every one must occur exactly once in `template`."""
     lines = template.splitlines()
@@ -82,6 +103,9 @@ class LocalBroker:
         if self._process is None:
             raise BrokerError("broker is not running")
         return self._process.pid
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     def start(self, timeout: float = 10.0) -> None:
         self._process = subprocess.Popen(

@@ -148,6 +148,10 @@ class Ingest:
         self._writer.join()
         self._client.stop()
 
+    def recheck(self, messages: list[Incoming]) -> Batch:
+        """Run these messages through this worker's checks again, storing nothing (edge.hq.refused)."""
+        return self._classify(messages)
+
     def _write_loop(self) -> None:
         pending: list[Incoming] = []
         while True:

@@ -21,6 +21,7 @@ from edge.hq.group_rates import load_calibrations
 from edge.hq.heads import head_findings
 from edge.hq.ingest import Ingest, PublicKeys
 from edge.hq.pairings import PairingHistory
+from edge.hq.refused import retry_refused
 from edge.hq.report import DeploymentReport, build_report, hq_outcomes, render_markdown
 from edge.hq.store import Event, EventStore
 from edge.hq.text import json_line, terminal
@@ -64,6 +65,9 @@ def register(commands: Commands) -> None:
     ingest.add_argument("--group", metavar="NAME",
                         help="share the stream with other workers of this MQTT 5 shared subscription group "
                         "(default: none, a plain persistent subscription; see above)")
+    ingest.add_argument("--retry-refused", action="store_true",
+                        help="first check every refused message kept in --db again (with the keys now in "
+                        "--device-keys) and store those that pass, then run as usual")
     ingest.set_defaults(func=_ingest)
 
     events = hq.add_parser("events", help="list what HQ received (accepted events, refusals, device status)")
@@ -124,6 +128,9 @@ def _ingest(args: argparse.Namespace) -> int:
         log.warning("no --hq-pub: pairing records cannot be checked, so officers' decisions will be refused")
     store = EventStore.open(args.db)
     worker = Ingest(link_config(args), store, PublicKeys(args.device_keys), args.group, hq_public=hq_public)
+    if args.retry_refused:
+        print(f"edge hq ingest: refused messages checked again: {retry_refused(store, worker.recheck).summary()}",
+              file=sys.stderr, flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -174,8 +181,12 @@ def _events(args: argparse.Namespace) -> int:
     store = _open_existing(args.db)
     try:
         if args.rejected:
-            for r in store.rejections(args.limit):
+            refusals = store.rejections(args.limit)
+            for r in refusals:
                 print(terminal(f"{r.received_at}  {r.topic}  {r.reason}"))
+            if refusals:
+                print("each is kept as received; once HQ has what was missing (a key in --device-keys), "
+                      "`edge hq ingest … --retry-refused` accepts those that now pass", file=sys.stderr)
         elif args.status:
             for s in store.statuses():
                 print(f"{s.device:<12} {'online ' if s.online else 'offline'} {s.updated_at}  {json_line(s.payload)}")

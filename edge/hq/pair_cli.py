@@ -1,7 +1,9 @@
 """`edge hq pair --handheld H --device D [--unpair]`: who gets a device's alerts, on the broker and in signed records.
 
 One command changes three things; nothing is written unless every key needed is found:
-1. the fleet registry (pairings) and the broker ACL generated from it, then a broker reload;
+1. the fleet registry (pairings) and the broker ACL generated from it, written where the running broker
+   reads it (--acl, else the acl_file of the broker given by --broker-pid, else 'acl' beside the
+   registry), then a broker reload;
 2. HQ-signed pairing records for the device (its handhelds and their keys) and for the handheld (its
    devices and their keys), written under --out;
 3. with --broker: those records published retained on `devices/<id>/pairing` and `handhelds/<id>/pairing`.
@@ -16,6 +18,7 @@ from pathlib import Path
 from edge.cliargs import Commands, link_config
 from edge.errors import EdgeError
 from edge.hq.acl import Registry, reload_broker, write_acl
+from edge.hq.broker import acl_file_of
 from edge.keys import load_encryption_public, load_signing_private, load_signing_public
 from edge.link.mqtt import LinkError, MqttClient
 from edge.protocol.pairing import (
@@ -32,6 +35,7 @@ from edge.protocol.pairing import (
 from edge.protocol.topics import device_pairing, handheld_pairing
 
 _PUBLISH_TIMEOUT_S = 15.0
+DEPLOY_ACL = "/etc/mosquitto/edge/acl"  # acl_file in deploy/mosquitto/mosquitto.conf
 
 
 def register(commands: Commands) -> None:
@@ -42,7 +46,8 @@ def register(commands: Commands) -> None:
     pair.add_argument("--device", required=True, help="device id")
     pair.add_argument("--unpair", action="store_true", help="remove the pairing instead of adding it")
     pair.add_argument("--registry", type=Path, required=True, help="fleet registry (JSON) from `edge hq pki issue`")
-    pair.add_argument("--acl", type=Path, help="broker ACL file to regenerate (default: 'acl' beside the registry)")
+    pair.add_argument("--acl", type=Path, help="broker ACL file to regenerate (default: the acl_file of the broker "
+                      "given by --broker-pid, else 'acl' beside the registry)")
     pair.add_argument("--keys", type=Path, required=True,
                       help="folder of provisioning folders device-<id>/ and handheld-<id>/ (public keys)")
     pair.add_argument("--hq-key", type=Path, required=True, help="HQ signing key (hq_signing.key) to sign the records")
@@ -88,21 +93,19 @@ def pair_command(args: argparse.Namespace) -> int:
                                              registry.paired_handhelds(args.device)], hq_key)
     handheld_rec = handheld_record(args.handheld, [device_peer(args.keys, d) for d in
                                                    registry.handhelds[args.handheld].devices], hq_key)
+    pid = _broker_pid(args.broker_pid)
+    acl = _acl_path(args.acl, pid, args.registry)
     registry.save(args.registry)
-    acl = args.acl or args.registry.with_name("acl")
     write_acl(registry, acl)
     verb = "unpaired from" if args.unpair else "paired with"
     print(f"handheld {args.handheld} {verb} device {args.device}; ACL written to {acl}")
-    if args.broker_pid is not None:
-        try:
-            pid = int(args.broker_pid.read_text().strip())
-        except (OSError, ValueError) as exc:
-            raise EdgeError(f"cannot read a pid from {args.broker_pid}: {exc}; reload the broker yourself "
-                            "(systemctl reload mosquitto)") from exc
+    if pid is not None:
         reload_broker(pid)
         print(f"broker (pid {pid}) reloaded its ACL")
     else:
-        print("reload the broker so the ACL takes effect: systemctl reload mosquitto (or kill -HUP <pid>)")
+        print(f"the broker reads the file named by acl_file in its mosquitto.conf (deploy: {DEPLOY_ACL}): if that "
+              f"is not {acl}, copy it there or rerun with --acl or --broker-pid; then reload the broker so the ACL "
+              "takes effect: systemctl reload mosquitto (or kill -HUP <pid>)")
     out = args.out or args.registry.with_name("pairing")
     records: list[tuple[str, Path, DevicePairing | HandheldPairing]] = [
         (device_pairing(args.device), out / f"device-{args.device}.json", device_rec),
@@ -120,6 +123,27 @@ def pair_command(args: argparse.Namespace) -> int:
     _publish_retained(args, [(topic, payload(record)) for topic, _, record in records])
     print(f"published retained to {args.broker}: {', '.join(topic for topic, _, _ in records)}")
     return 0
+
+
+def _broker_pid(pid_file: Path | None) -> int | None:
+    if pid_file is None:
+        return None
+    try:
+        return int(pid_file.read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise EdgeError(f"cannot read a pid from {pid_file}: {exc}; nothing changed. Give the running broker's "
+                        "pid file, or leave --broker-pid out and reload the broker yourself") from exc
+
+
+def _acl_path(given: Path | None, pid: int | None, registry: Path) -> Path:
+    """Where the ACL goes: --acl, else the file the running broker reads, else beside the registry.
+
+    A --acl the running broker does not read is refused: its reload would not see the pairing."""
+    read = acl_file_of(pid) if pid is not None else None
+    if given is not None and read is not None and given.resolve() != read.resolve():
+        raise EdgeError(f"the broker (pid {pid}) reads its ACL from {read}, not --acl {given}: the pairing would not "
+                        f"take effect; nothing changed. Leave --acl out (it then writes {read}) or give that file")
+    return given or read or registry.with_name("acl")
 
 
 def _publish_retained(args: argparse.Namespace, messages: list[tuple[str, bytes]]) -> None:

@@ -289,6 +289,28 @@ class EventStore:
         )
         return [Rejection(r[0], r[1], r[2], bytes(r[3])) for r in rows]
 
+    def refused(self) -> list[tuple[int, Rejection]]:
+        """Every refusal kept, oldest first, with its row id (for `accept_refused`)."""
+        rows = self._query("SELECT id, received_at, topic, reason, payload FROM rejected ORDER BY id", [])
+        return [(int(r[0]), Rejection(r[1], r[2], r[3], bytes(r[4]))) for r in rows]
+
+    def accept_refused(self, row_id: int, batch: Batch) -> int:
+        """Store what a second check of refusal `row_id` accepted and drop that refusal, in one transaction."""
+        if batch.rejections:
+            raise ValueError("a refusal is accepted with its events and statuses only")
+        with self._lock:
+            cur = self._db.cursor()
+            try:
+                new = self._write(cur, batch)
+                cur.execute(self._sql("DELETE FROM rejected WHERE id = ?"), (row_id,))
+                self._db.commit()
+            except Exception as exc:
+                self._db.rollback()
+                raise StoreError(f"cannot write to HQ store {self.location}: {exc}") from exc
+            finally:
+                cur.close()
+        return new
+
     def devices(self, kind: str | None = None) -> list[str]:
         """Devices with accepted events (of `kind`, if given), sorted."""
         sql, args = ("SELECT DISTINCT device FROM events", []) if kind is None else (

@@ -91,7 +91,8 @@ def register(commands: Commands) -> None:
                          help=f"TOML with a [device] section ({DEVICE_TOML} or edge.toml): keys and state_dir")
     install.add_argument("--key", type=Path, help="device_encryption.key (instead of --device)")
     install.add_argument("--hq-pub", type=Path, help="pinned hq_signing.pub (instead of --device)")
-    install.add_argument("--state-dir", type=Path, help="watchlist folder (default: [device] state_dir/watchlist)")
+    install.add_argument("--state-dir", type=Path, help="watchlist folder (default: --device's [device] state_dir "
+                         "+ /watchlist, i.e. /var/lib/edge/watchlist when state_dir is not set)")
     install.add_argument("--follow", nargs="+", metavar="ID", help="watchlist ids this device takes, highest "
                          "precedence first (default: --device's [watchlist] follow)")
     install.add_argument("--embedder", help="embedder model this device is configured for (default: --device's "
@@ -224,7 +225,7 @@ def install_command(args: argparse.Namespace) -> int:
         raise BundleRefused(result.refusal.code, f"{args.bundle} refused ({result.refusal.code}): "
                             f"{result.refusal.message}; kept "
                             f"{f'version {kept.version} of {kept.watchlist_id}' if kept else 'no watchlist'}")
-    print(f"{result.outcome}: {result.state.message}")
+    print(f"{result.outcome}: {result.state.message} (in {state_dir})")
     return 0
 
 
