@@ -18,7 +18,7 @@ def test_install_without_state_dir_names_the_folder(tmp_path: Path, keys: Keys, 
     device.write_text(f'[device]\nid = "cam-01"\nstate_dir = "{state}"\n'
                       f'encryption_key = "{tmp_path / "device_encryption.key"}"\n'
                       f'hq_public_key = "{tmp_path / "hq_signing.pub"}"\n'
-                      '[embedder]\nmodel = "mobilefacenet_192"\n')
+                      '[embedder]\nmodel = "mobilefacenet_192"\n[watchlist]\nfollow = ["wl"]\n')
     bundle = tmp_path / "wl.bundle"
     bundle.write_bytes(make_bundle())
     assert main(["watchlist", "install", str(bundle), "--device", str(device)]) == 0
