@@ -205,41 +205,33 @@ class Reassembler:
     def feed(self, prefix: str, kind: str, payload: bytes) -> Spooled | None:
         """Take one message under `prefix` (`kind` = "manifest" or "chunk"); return the bundle when complete.
 
-        Malformed pieces are logged and dropped; an empty payload (a cleared retained topic) is ignored.
+        A malformed piece is refused (Refused, for the caller to count and log); an empty payload (a cleared
+        retained topic) is ignored.
         """
         if not payload:
             return None
         target = self._targets.setdefault(prefix, _Target())
         groups = self._groups.setdefault(prefix, OrderedDict())
         if kind == MANIFEST:
-            try:
-                _, manifest = decode(payload)
-            except Refused as exc:
-                log.warning("dropped watchlist manifest on %s: %s", prefix, exc)
-                return None
+            _, manifest = decode(payload)
             if not isinstance(manifest, BundleManifest):
-                log.warning("dropped %s payload on the manifest topic of %s", manifest.schema_, prefix)
-                return None
+                raise Refused("malformed", f"a {manifest.schema_} payload on the manifest topic of {prefix}")
             target.manifest = manifest
         elif kind == CHUNK:
             header_bytes, sep, data = payload.partition(b"\n")
-            try:
-                _, header = decode(header_bytes)
-            except Refused as exc:
-                log.warning("dropped watchlist chunk on %s: %s", prefix, exc)
-                return None
-            if not sep or not isinstance(header, BundleChunk) or header.index >= header.count:
-                log.warning("dropped watchlist chunk on %s: bad header or index", prefix)
-                return None
+            if not sep:
+                raise Refused("malformed", f"watchlist chunk on {prefix} has no header line")
+            _, header = decode(header_bytes)
+            if not isinstance(header, BundleChunk) or header.index >= header.count:
+                raise Refused("malformed", f"watchlist chunk on {prefix}: not a chunk header, or index past count")
             if header.sha256 == target.delivered:
                 return None
             if hashlib.sha256(data).hexdigest() != header.digest:
-                log.warning("dropped watchlist chunk %d on %s: its bytes do not match its digest", header.index, prefix)
-                return None
+                raise Refused("malformed", f"watchlist chunk {header.index} on {prefix}: its bytes do not match its "
+                              "digest")
             self._put(prefix, groups, target, header, data)
         else:
-            log.warning("ignored unexpected watchlist topic %s/%s", prefix, kind)
-            return None
+            raise Refused("unexpected_topic", f"no watchlist topic {prefix}/{kind}")
         return self._complete(prefix, target, groups)
 
     def _put(self, prefix: str, groups: "OrderedDict[str, _Group]", target: _Target, header: BundleChunk,

@@ -16,6 +16,7 @@ from edge.link.uplink import Bundle, Uplink
 from edge.protocol import topics
 from edge.protocol.canonical import encode
 from edge.protocol.messages import BundleChunk
+from edge.protocol.refused import Refused
 
 Received = tuple[str, str, bytes]
 
@@ -85,9 +86,10 @@ def test_reassembler_takes_pieces_in_any_order_and_refuses_corruption(tmp_path: 
     corrupt[-1] ^= 0xFF
 
     reassembler = Reassembler(tmp_path / "spool")
-    assert reassembler.feed("p", "chunk", bytes(corrupt)) is None
-    assert reassembler.feed("p", "chunk", b"no header line") is None
-    assert reassembler.feed("p", "manifest", b"{not json") is None
+    for kind, bad in (("chunk", bytes(corrupt)), ("chunk", b"no header line"), ("manifest", b"{not json")):
+        with pytest.raises(Refused) as refused:
+            reassembler.feed("p", kind, bad)
+        assert refused.value.code == "malformed"
     results = [reassembler.feed("p", kind, payload) for kind, payload in pieces if payload != chunks[3]]
     assert results == [None] * len(results)  # chunk 3 is the corrupt one: the hash check refuses the bundle
     got = reassembler.feed("p", "chunk", chunks[3])  # the intact chunk arrives (e.g. on resubscribe)
