@@ -65,7 +65,7 @@ class Device:
                              on_bundle=lambda bundle: self.control.on_bundle(bundle),
                              on_pairing=lambda data: self.control.on_pairing(data),
                              on_adjudication=lambda topic, data: self.control.on_adjudication(topic, data),
-                             software=f"edge {__version__}")
+                             software=f"edge {__version__}", max_bundle_bytes=cfg.watchlist.max_bundle_bytes)
         if self.uplink.device_id != self.device_id:
             raise EdgeError(f"device.id is {self.device_id!r} but the link certificate {cfg.link.cert} is for "
                             f"{self.uplink.device_id!r}: provision the device again or fix the config")

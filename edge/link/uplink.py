@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import JsonValue
 
 from edge.config.link import LinkConfig
+from edge.config.watchlist import WatchlistConfig
 from edge.link.chunks import Reassembler
 from edge.link.inbound import InboundGate
 from edge.link.mqtt import Incoming, LinkError, MqttClient, Will, read_identity
@@ -95,11 +96,12 @@ class Uplink:
         on_pairing: Callable[[bytes], None] | None = None,
         on_adjudication: Callable[[str, bytes], None] | None = None,
         software: str = "",
+        max_bundle_bytes: int = WatchlistConfig().max_bundle_bytes,
     ) -> None:
         """`on_bundle(bundle)`: a complete watchlist bundle, spooled in `config.bundle_spool`; `on_pairing(payload)`:
         the retained HQ-signed pairing record on `devices/<id>/pairing` (again on every reconnect);
         `on_adjudication(topic, payload)`: an officer's signed decision from a paired handheld. Verifying them is
-        the caller's job."""
+        the caller's job. `max_bundle_bytes` (watchlist.max_bundle_mb) bounds what the spool takes in."""
         identity = read_identity(config.cert)
         if identity.role != "device":
             raise LinkError(f"certificate {config.cert} is for {identity.name}, not a device-<id> identity")
@@ -116,7 +118,7 @@ class Uplink:
         if fleet is not None:
             self._prefixes[topics.fleet_bundle(fleet)] = f"fleet:{fleet}"
         spool = config.bundle_spool if config.bundle_spool.is_absolute() else config.outbox.parent / config.bundle_spool
-        self._reassembler = Reassembler(spool) if on_bundle is not None else None
+        self._reassembler = Reassembler(spool, max_bundle_bytes) if on_bundle is not None else None
         self._deliveries: queue.Queue[_Inbound | None] = queue.Queue()
         will = DeviceStatus(device=self.device_id, online=False, reason="connection lost", software=software)
         self._client = MqttClient(
