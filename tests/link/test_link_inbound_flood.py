@@ -104,6 +104,7 @@ def test_thousand_hostile_messages_do_not_stop_bundles_pairing_or_decisions(brok
         assert not device.refusals.get("error")  # every one refused for what it is, none by a handler failing
         device.stop()
         device = uplink()  # a reconnect: the retained poison (decision, pairing, bundle pieces) comes again
+        wait(lambda: sum(device.refusals.values()) >= 3, 10, "the retained poison refused again")
 
         started = time.monotonic()
         newer = device_record("a", [peer], hq_key)
