@@ -70,7 +70,7 @@ class Demo:
 @contextlib.contextmanager
 def demo() -> Iterator[Demo]:
     root = Path(tempfile.mkdtemp(prefix="edge-handheld-demo-"))
-    fleet = TrialFleet(root).create(devices=(DEVICE,), hq_clients=("ops",))
+    fleet = TrialFleet(root).create(devices=(DEVICE,), hq_clients=("pairing",))
     broker = fleet.broker()
     pins = root / "pins.txt"
     pins.write_text("".join(f"{officer}={pin}\n" for officer, pin in PINS.items()))
@@ -78,7 +78,7 @@ def demo() -> Iterator[Demo]:
                                             "4712=Cst. Bo Baker", "--two-officer-rule", "--pins-from", pins)
     broker.start()
     try:
-        fleet.pair(HANDHELD, DEVICE, broker, client="hq-ops")
+        fleet.pair(HANDHELD, DEVICE, broker, client="hq-pairing")
         loaded = HandheldFile.load(handheld_dir / "handheld.toml")
         app = HandheldApp(loaded.handheld, loaded.link)
         server = PageServer(app, "127.0.0.1", 0)

@@ -78,7 +78,7 @@ def _delivered(bundle: Path, spool: Path) -> Spooled:
             digest.update(block)
     manifest = BundleManifest(sha256=digest.hexdigest(), size=size, chunks=-(-size // chunk_bytes),
                               chunk_bytes=chunk_bytes, published_at=utc_now())
-    reassembler = Reassembler(spool)
+    reassembler = Reassembler(spool, max(size, WatchlistConfig().max_bundle_bytes))
     with open(bundle, "rb") as file:
         for i in range(manifest.chunks):
             reassembler.feed(PREFIX, "chunk", chunk_payload(manifest, i, file.read(chunk_bytes)))

@@ -70,11 +70,10 @@ class DeviceControl:
         current = self.pairing
         try:
             record = read_record(data, DevicePairing, self.hq_public, self.device_id, current=current)
-        except Refused as exc:
+        except Refused:
             if current is not None and current.signature and current.signature.encode() in data:
                 return  # the retained record we already hold, delivered again on reconnect
-            log.warning("pairing record refused: %s", exc)
-            return
+            raise  # the link logs, counts and acknowledges it (edge.link.inbound)
         save_record(record, self.pairing_file)
         self.pairing = record
         old = ",".join(h.id for h in current.handhelds) if current else ""
@@ -86,17 +85,16 @@ class DeviceControl:
     def on_adjudication(self, topic: str, data: bytes) -> None:
         pairing = self.pairing
         if pairing is None:
-            log.warning("adjudication on %s ignored: this device has no pairing record", topic)
-            return
+            raise Refused("unpaired", "this device has no pairing record: no handheld's decision is accepted")
         try:
             decision = verify_adjudication(data, pairing.handheld_keys(), topic=topic, device=self.device_id)
         except Refused as exc:
-            if exc.code != "not_ours":
-                log.warning("adjudication on %s refused: %s", topic, exc)
+            if exc.code != "not_ours":  # another device's alert: not a refusal, just not ours
+                raise  # the link logs, counts and acknowledges it (edge.link.inbound)
             return
         if decision.adjudication_id in self._adjudicated:
             return  # redelivered after a restart of the link: already in the chain
-        self.audit.append("adjudication", audit_body(decision))  # raises: left unacknowledged, redelivered
+        self.audit.append("adjudication", audit_body(decision))  # a full disk: held (bounded) for redelivery
         self._adjudicated[decision.adjudication_id] = None
         while len(self._adjudicated) > ADJUDICATIONS_REMEMBERED:
             self._adjudicated.pop(next(iter(self._adjudicated)))

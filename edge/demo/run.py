@@ -106,7 +106,7 @@ def run_demo(media: Path | None, workdir: Path | None, manual: bool, port: int, 
     fleet = TrialFleet(root, fleet="demo")
     say(f"edge demo in {root} (media: {media_dir})")
     say("1/6 identities: fleet CA, broker, HQ, device and handheld certificates and keys")
-    fleet.create(devices=(DEVICE,), hq_clients=("ingest", "publisher"))
+    fleet.create(devices=(DEVICE,), hq_clients=("ingest", "publisher", "pairing"))
     broker = fleet.broker()
     with ExitStack() as stack:
         broker.start()

@@ -122,7 +122,7 @@ class TrialFleet:
             write_acl(Registry.load(self.registry), self.acl)
         return LocalBroker(self.root / "broker", self.pki, self.acl)
 
-    def pair(self, handheld: str, device: str, broker: LocalBroker, client: str = "hq-publisher") -> None:
+    def pair(self, handheld: str, device: str, broker: LocalBroker, client: str = "hq-pairing") -> None:
         """`edge hq pair`: registry, ACL (broker reloaded) and the signed pairing records, retained."""
         cert, key = self.cert(client)
         self.run("hq", "pair", "--handheld", handheld, "--device", device, "--registry", self.registry,

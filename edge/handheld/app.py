@@ -22,6 +22,7 @@ from edge.errors import EdgeError
 from edge.handheld.inbox import Inbox, InboxError
 from edge.handheld.pins import PinGuard
 from edge.keys import load_encryption_private, load_signing_private, load_signing_public
+from edge.link.inbound import InboundGate
 from edge.link.mqtt import Ack, Incoming, LinkError, MqttClient, read_identity
 from edge.protocol.adjudication import Adjudication, Decision, tally
 from edge.protocol.alert import HandheldAlert, open_sealed
@@ -116,6 +117,7 @@ class HandheldApp:
         self._purge()
         self._client = MqttClient(link, on_message=self._on_message, on_connect=self._send_unsent, manual_ack=True)
         self._client.subscribe([handheld_inbox_filter(config.id), handheld_pairing(config.id)])
+        self._gate = InboundGate(self._client.ack, link.max_message_bytes)
         self._stopping = threading.Event()
         self._watcher = threading.Thread(target=self._watch_link, name="edge-handheld-link", daemon=True)
 
@@ -153,6 +155,8 @@ class HandheldApp:
         with self._lock:
             paired = [] if self._pairing is None else [d.id for d in self._pairing.devices]
             refused = dict(self._refused)
+        for code, count in self._gate.refusals().items():
+            refused[code] = refused.get(code, 0) + count
         return {
             "handheld": self.config.id,
             "connected": self._client.connected,
@@ -233,19 +237,18 @@ class HandheldApp:
     # --- MQTT -----------------------------------------------------------------------------------------
 
     def _on_message(self, message: Incoming) -> None:
-        """Acknowledged only once handled: an alert that could not be stored stays at the broker, which
-        delivers it again on the next connection."""
-        try:
-            if message.topic == handheld_pairing(self.config.id):
-                self._on_pairing(message.payload)
-            elif message.topic.startswith(handheld_inbox_filter(self.config.id)[:-1]):
-                self._on_alert(message.payload)
-            else:
-                log.warning("ignored message on unexpected topic %s", message.topic)
-        except InboxError as exc:
-            log.error("%s: the broker keeps the message and delivers it again after a reconnect", exc)
-            return
-        self._client.ack(message)
+        """Acknowledged once acted on or refused (edge.link.inbound), so no message can stop later ones; only an
+        alert the full store could not keep stays at the broker (bounded), which delivers it again on reconnect."""
+        if message.topic == handheld_pairing(self.config.id):
+            self._gate.handle(message, "pairing record", lambda: self._on_pairing(message.payload))
+        elif message.topic.startswith(handheld_inbox_filter(self.config.id)[:-1]):
+            self._gate.handle(message, "alert", lambda: self._on_alert(message.payload))
+        else:
+            self._gate.handle(message, "message", lambda: self._unexpected(message.topic))
+
+    @staticmethod
+    def _unexpected(topic: str) -> None:
+        raise Refused("unexpected_topic", f"no handler for {topic}")
 
     def _on_alert(self, payload: bytes) -> None:
         with self._lock:
@@ -277,11 +280,7 @@ class HandheldApp:
             current = self._pairing
         if current is not None and payload == record_payload(current):
             return  # the retained record in use, delivered again on every reconnect
-        try:
-            record = read_record(payload, HandheldPairing, self._hq_public, self.config.id, current)
-        except Refused as exc:
-            log.warning("pairing record refused: %s", exc)
-            return
+        record = read_record(payload, HandheldPairing, self._hq_public, self.config.id, current)  # Refused: counted
         try:
             save_record(record, self.config.pairing)
         except OSError as exc:  # still used now; after a restart the broker's retained copy arrives again

@@ -1,9 +1,12 @@
 """Who may touch which topics: a registry of fleet identities and pairings, rendered as mosquitto's ACL file.
 
-The registry (JSON) lists HQ clients, devices (with their fleet) and handhelds (with the devices each is
-paired to). `write_acl` turns it into explicit `user` blocks: mosquitto's `pattern` lines can only
-substitute the whole username (`device-cam01`), while topics carry the bare id (`devices/cam01`), and
-fleet membership and pairings are per-identity facts anyway. Anything not granted is denied, including
+The registry (JSON) lists HQ clients (with their roles), devices (with their fleet) and handhelds (with the
+devices each is paired to). An HQ client gets only its roles' rights (HQ_RIGHTS): the watchlist publisher
+writes bundles, the ingest workers read, the pairing tool writes pairing records and device commands; a
+compromised ingest worker cannot publish a watchlist, nor the pairing tool. `write_acl` turns it into
+explicit `user` blocks: mosquitto's `pattern` lines can only substitute the whole username (`device-cam01`),
+while topics carry the bare id (`devices/cam01`), and fleet membership and pairings are per-identity facts
+anyway. Anything not granted is denied, including
 to clients with a valid certificate that are not in the registry. This is the one ACL writer: `edge hq pki
 issue --registry` and `edge hq pair` both call it, so the pairing grants are always there.
 
@@ -20,6 +23,7 @@ import json
 import os
 import signal
 from pathlib import Path
+from typing import Literal, get_args
 
 from pydantic import Field, field_validator
 
@@ -32,6 +36,22 @@ from edge.protocol.topics import Identity
 
 class RegistryError(EdgeError):
     """The registry file is unreadable, or names an identity that is not registered."""
+
+
+HqRole = Literal["publisher", "ingest", "pairing"]
+HQ_ROLES: tuple[HqRole, ...] = get_args(HqRole)
+HQ_RIGHTS: dict[HqRole, tuple[str, ...]] = {
+    "publisher": (f"topic readwrite {topics.ROOT}/fleets/+/watchlist/bundle/#",
+                  f"topic readwrite {topics.any_device('watchlist/bundle')}/#"),
+    "ingest": (f"topic read {topics.ROOT}/#",),
+    "pairing": (f"topic write {topics.any_device('pairing')}", f"topic write {topics.any_handheld('pairing')}",
+                f"topic write {topics.any_device('commands')}/#"),
+}
+
+
+def default_hq_roles(hq_id: str) -> list[HqRole]:
+    """The role an HQ id names by convention (`publisher…`, `ingest…`, `pairing…`), or none."""
+    return [role for role in HQ_ROLES if hq_id.startswith(role)]
 
 
 class DeviceEntry(StrictModel):
@@ -51,6 +71,8 @@ class Registry(StrictModel):
     """Identities known to the broker. Ids are bare (`cam01`); the broker username is `<role>-<id>`."""
 
     hq: list[str] = Field(default_factory=list)
+    hq_roles: dict[str, list[HqRole]] = Field(
+        default_factory=dict, description="hq id -> its roles; an id not here has the role its name starts with")
     devices: dict[str, DeviceEntry] = Field(default_factory=dict)
     handhelds: dict[str, HandheldEntry] = Field(default_factory=dict)
 
@@ -80,17 +102,28 @@ class Registry(StrictModel):
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, self.model_dump_json(indent=2) + "\n", mode=0o644)
 
-    def add(self, identity: Identity, fleet: str | None = None) -> None:
-        """Register an identity (idempotent); a device may be (re)assigned to a fleet."""
+    def add(self, identity: Identity, fleet: str | None = None, hq_roles: list[HqRole] | None = None) -> None:
+        """Register an identity (idempotent); a device may be (re)assigned to a fleet, an HQ client given roles
+        (default: the role its id starts with, e.g. `ingest2`; an id that names none needs them given)."""
+        if identity.role != "hq" and hq_roles:
+            raise RegistryError(f"{identity.name} is not an HQ client: HQ roles do not apply")
         if identity.role == "hq":
+            roles = list(hq_roles or default_hq_roles(identity.id))
+            if not roles:
+                raise RegistryError(f"say what {identity.name} does: --hq-role {' | '.join(HQ_ROLES)} (repeatable)")
             if identity.id not in self.hq:
                 self.hq.append(identity.id)
+            self.hq_roles[identity.id] = sorted(set(roles))
         elif identity.role == "device":
             entry = self.devices.setdefault(identity.id, DeviceEntry())
             if fleet is not None:
                 entry.fleet = check_id(fleet, "fleet")
         else:
             self.handhelds.setdefault(identity.id, HandheldEntry())
+
+    def roles(self, hq_id: str) -> list[HqRole]:
+        """An HQ client's roles: as registered, else as its id names (registries from before roles)."""
+        return self.hq_roles.get(hq_id) or default_hq_roles(hq_id)
 
     def paired_handhelds(self, device: str) -> list[str]:
         """The handhelds `device` sends its alerts to, sorted."""
@@ -120,6 +153,8 @@ class Registry(StrictModel):
 def render_acl(registry: Registry) -> str:
     """mosquitto acl_file text granting each registered identity exactly what its role needs.
 
+    An HQ client gets the rights of its roles only (HQ_RIGHTS); one with no role gets none.
+
     A device writes sealed alerts only into the inboxes of handhelds paired with it, under its own id (so
     it cannot pose as another device), and reads only their decisions. A handheld reads its inbox and its
     pairing record, writes only its decisions, and reads the status of its paired devices; never their
@@ -131,16 +166,11 @@ def render_acl(registry: Registry) -> str:
         "",
     ]
     for hq in registry.hq:
-        lines += [
-            f"user {Identity('hq', hq).name}",
-            f"topic read {topics.ROOT}/#",
-            f"topic readwrite {topics.ROOT}/fleets/+/watchlist/bundle/#",
-            f"topic readwrite {topics.any_device('watchlist/bundle')}/#",
-            f"topic write {topics.any_device('commands')}/#",
-            f"topic write {topics.any_device('pairing')}",
-            f"topic write {topics.any_handheld('pairing')}",
-            "",
-        ]
+        roles = registry.roles(hq)
+        lines += [f"# {', '.join(roles) or 'no role: no access (give it one with --hq-role)'}",
+                  f"user {Identity('hq', hq).name}"]
+        lines += sorted({right for role in roles for right in HQ_RIGHTS[role]})
+        lines.append("")
     for device, entry in sorted(registry.devices.items()):
         lines += [
             f"user {Identity('device', device).name}",

@@ -6,7 +6,7 @@ from pathlib import Path
 from edge.cliargs import Commands
 from edge.errors import EdgeError
 from edge.hq import pki
-from edge.hq.acl import Registry, write_acl
+from edge.hq.acl import HQ_ROLES, Registry, default_hq_roles, write_acl
 from edge.protocol.topics import ROLES, Identity
 
 
@@ -34,6 +34,9 @@ def register(commands: Commands) -> None:
     issue.add_argument("--force", action="store_true", help="replace an existing certificate and key")
     issue.add_argument("--registry", type=Path, help="also register the identity in this fleet registry (JSON)")
     issue.add_argument("--fleet", help="with --registry and --role device: the device's fleet (its watchlist topic)")
+    issue.add_argument("--hq-role", action="append", choices=HQ_ROLES, metavar="ROLE",
+                       help="with --registry and --role hq: what this HQ client does, and so all it may do on the "
+                       f"broker ({', '.join(HQ_ROLES)}; repeatable). Default: the role its id starts with")
     issue.add_argument("--acl", type=Path,
                        help="with --registry: regenerate this broker ACL file (default: 'acl' beside the registry)")
     issue.set_defaults(func=_issue)
@@ -54,12 +57,17 @@ def _issue(args: argparse.Namespace) -> int:
         raise EdgeError(str(exc)) from exc
     if args.fleet is not None and (args.registry is None or args.role != "device"):
         raise EdgeError("--fleet only applies with --registry and --role device")
+    if args.hq_role and (args.registry is None or args.role != "hq"):
+        raise EdgeError("--hq-role only applies with --registry and --role hq")
+    if args.registry is not None and args.role == "hq" and not (args.hq_role or default_hq_roles(args.id)):
+        raise EdgeError(f"say what hq-{args.id} does with --hq-role ({', '.join(HQ_ROLES)}; repeatable), or give "
+                        "it an id that starts with its role (e.g. ingest2): it gets only that role's broker rights")
     files = pki.issue(args.ca, identity, args.out, args.days, force=args.force)
     print(f"{identity.name}: {files.cert}, {files.key} (CA: {files.ca})")
     if args.registry is not None:
         registry = Registry.load(args.registry)
         try:
-            registry.add(identity, args.fleet)
+            registry.add(identity, args.fleet, args.hq_role)
         except ValueError as exc:
             raise EdgeError(str(exc)) from exc
         registry.save(args.registry)

@@ -8,8 +8,12 @@ A device that connects later gets every retained piece on subscribe; pieces arri
 chunk carries its own sha256 (a bad chunk is dropped alone) and the bundle is handed over once all chunks
 of the manifest's bundle are in and the whole matches the manifest's sha256. A device writes each chunk to a
 spool file as it arrives and hands over that file: a 1,000,000-entry bundle (~400 MB) is never in its memory,
-let alone twice (chunks and joined copy). The bundle is opaque bytes here: signature, decryption and rollback
-checks belong to edge.watchlist.
+let alone twice (chunks and joined copy). What a device spools is bounded by the configured largest bundle
+(`watchlist.max_bundle_mb`): a manifest or chunk that announces a larger bundle is refused unread, every chunk
+but the last must be at least MIN_CHUNK_BYTES (so the chunks received are tracked in at most one byte per
+MIN_CHUNK_BYTES), and the spool files of one prefix together never exceed that size: an older partial bundle
+gives way to a newer one. The bundle is opaque bytes here: signature, decryption and rollback checks belong to
+edge.watchlist.
 """
 
 import hashlib
@@ -34,6 +38,7 @@ CHUNK = "chunk"
 _KEEP_GROUPS = 3
 _ASSEMBLING, _COMPLETE = ".spooling", ".spooled"  # names no other file of the device uses
 _READ = 1 << 20  # bytes hashed at a time when a spooled bundle is checked
+MIN_CHUNK_BYTES = 1024  # the least link.chunk_bytes a publisher may use
 
 
 def manifest_topic(prefix: str) -> str:
@@ -151,8 +156,13 @@ class _Group:
     count: int
     chunk_bytes: int | None = None
     size: int | None = None
-    have: set[int] = field(default_factory=set)
+    have: bytearray = field(init=False)  # one byte per chunk: 1 once spooled or held
+    received: int = 0  # distinct chunks spooled or held
+    stored: int = 0  # their bytes
     last: bytes | None = None
+
+    def __post_init__(self) -> None:
+        self.have = bytearray(self.count)
 
     def put(self, index: int, count: int, data: bytes) -> None:
         if count != self.count:
@@ -166,12 +176,20 @@ class _Group:
             elif len(data) != self.chunk_bytes:
                 raise _Dropped(f"{len(data)} bytes, other chunks {self.chunk_bytes}")
         elif self.chunk_bytes is None and self.count > 1:
+            self._count(index, data)
             self.last = data
             return
+        self._count(index, data)
         self._write(index, data)
 
     def complete(self) -> bool:
-        return len(self.have) == self.count
+        return self.received == self.count  # with two chunks or more, one set chunk_bytes: the last is spooled
+
+    def _count(self, index: int, data: bytes) -> None:
+        if not self.have[index]:
+            self.have[index] = 1
+            self.received += 1
+            self.stored += len(data)
 
     def _write(self, index: int, data: bytes) -> None:
         offset = index * (self.chunk_bytes or 0)
@@ -180,7 +198,6 @@ class _Group:
             os.pwrite(fd, data, offset)
         finally:
             os.close(fd)
-        self.have.add(index)
         if index == self.count - 1:
             self.size = offset + len(data)
 
@@ -190,11 +207,13 @@ class Reassembler:
 
     `spool` is a folder of this process's own (created 0700; what a killed process left there is removed).
     Keeps at most three bundles per prefix (the current manifest's plus stragglers of a publish in progress),
-    so a misbehaving publisher cannot fill the disk without bound.
+    and at most `max_bundle_bytes` in the spool files of a prefix together (watchlist.max_bundle_mb), so a
+    misbehaving publisher can neither fill the disk nor the memory.
     """
 
-    def __init__(self, spool: Path) -> None:
+    def __init__(self, spool: Path, max_bundle_bytes: int) -> None:
         self._spool = spool
+        self._max = max_bundle_bytes
         spool.mkdir(parents=True, exist_ok=True, mode=0o700)
         spool.chmod(0o700)  # an existing folder keeps its mode otherwise
         for left in [*spool.glob("*" + _ASSEMBLING), *spool.glob("*" + _COMPLETE)]:
@@ -205,45 +224,66 @@ class Reassembler:
     def feed(self, prefix: str, kind: str, payload: bytes) -> Spooled | None:
         """Take one message under `prefix` (`kind` = "manifest" or "chunk"); return the bundle when complete.
 
-        Malformed pieces are logged and dropped; an empty payload (a cleared retained topic) is ignored.
+        A malformed piece is refused (Refused, for the caller to count and log); an empty payload (a cleared
+        retained topic) is ignored.
         """
         if not payload:
             return None
         target = self._targets.setdefault(prefix, _Target())
         groups = self._groups.setdefault(prefix, OrderedDict())
         if kind == MANIFEST:
-            try:
-                _, manifest = decode(payload)
-            except Refused as exc:
-                log.warning("dropped watchlist manifest on %s: %s", prefix, exc)
-                return None
+            _, manifest = decode(payload)
             if not isinstance(manifest, BundleManifest):
-                log.warning("dropped %s payload on the manifest topic of %s", manifest.schema_, prefix)
-                return None
+                raise Refused("malformed", f"a {manifest.schema_} payload on the manifest topic of {prefix}")
+            if manifest.size > self._max:
+                raise Refused("oversized", f"watchlist manifest on {prefix} announces {manifest.size} bytes, over the "
+                              f"{self._max} of watchlist.max_bundle_mb")
             target.manifest = manifest
         elif kind == CHUNK:
             header_bytes, sep, data = payload.partition(b"\n")
-            try:
-                _, header = decode(header_bytes)
-            except Refused as exc:
-                log.warning("dropped watchlist chunk on %s: %s", prefix, exc)
-                return None
-            if not sep or not isinstance(header, BundleChunk) or header.index >= header.count:
-                log.warning("dropped watchlist chunk on %s: bad header or index", prefix)
-                return None
+            if not sep:
+                raise Refused("malformed", f"watchlist chunk on {prefix} has no header line")
+            _, header = decode(header_bytes)
+            if not isinstance(header, BundleChunk) or header.index >= header.count:
+                raise Refused("malformed", f"watchlist chunk on {prefix}: not a chunk header, or index past count")
             if header.sha256 == target.delivered:
                 return None
             if hashlib.sha256(data).hexdigest() != header.digest:
-                log.warning("dropped watchlist chunk %d on %s: its bytes do not match its digest", header.index, prefix)
-                return None
+                raise Refused("malformed", f"watchlist chunk {header.index} on {prefix}: its bytes do not match its "
+                              "digest")
+            self._check_size(prefix, header, data)
             self._put(prefix, groups, target, header, data)
         else:
-            log.warning("ignored unexpected watchlist topic %s/%s", prefix, kind)
-            return None
+            raise Refused("unexpected_topic", f"no watchlist topic {prefix}/{kind}")
         return self._complete(prefix, target, groups)
+
+    def _check_size(self, prefix: str, header: BundleChunk, data: bytes) -> None:
+        """Refuse a chunk of a bundle that would be over the limit, judged from this chunk alone."""
+        last = header.index == header.count - 1
+        if not last and len(data) < MIN_CHUNK_BYTES:
+            raise Refused("malformed", f"watchlist chunk {header.index} on {prefix} is {len(data)} bytes: chunks "
+                          f"but the last have at least {MIN_CHUNK_BYTES}")
+        least = (header.count - 1) * (MIN_CHUNK_BYTES if last else len(data)) + (len(data) if last else 1)
+        if least > self._max:
+            raise Refused("oversized", f"watchlist chunk {header.index} of {header.count} on {prefix} belongs to a "
+                          f"bundle of at least {least} bytes, over the {self._max} of watchlist.max_bundle_mb")
+
+    def _make_room(self, prefix: str, groups: "OrderedDict[str, _Group]", keep: set[str], need: int) -> None:
+        """Drop the oldest partial bundles (not those in `keep`) until `need` more bytes fit under the limit."""
+        while sum(g.stored for g in groups.values()) + need > self._max:
+            older = next((sha for sha in groups if sha not in keep), None)
+            if older is None:
+                raise Refused("oversized", f"watchlist chunks on {prefix} would spool more than the {self._max} "
+                              "bytes of watchlist.max_bundle_mb")
+            log.warning("partial watchlist bundle %s on %s dropped to make room for a newer one", older, prefix)
+            self._drop(groups, older)
 
     def _put(self, prefix: str, groups: "OrderedDict[str, _Group]", target: _Target, header: BundleChunk,
              data: bytes) -> None:
+        known = groups.get(header.sha256)
+        if known is None or header.count != known.count or not known.have[header.index]:
+            keep = {header.sha256} | ({target.manifest.sha256} if target.manifest else set())
+            self._make_room(prefix, groups, keep, len(data))
         group = groups.get(header.sha256) or self._new_group(prefix, groups, header)
         groups.move_to_end(header.sha256)
         try:

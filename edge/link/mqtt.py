@@ -355,14 +355,14 @@ class MqttClient:
             log.exception("error in MQTT subscribe-ack handler")
 
     def _handle_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        incoming = Incoming(message.topic, bytes(message.payload), bool(message.retain), message.mid, message.qos,
+                            self._generation)
         if self._on_message is None:
             return
         try:
-            self._on_message(
-                Incoming(message.topic, bytes(message.payload), bool(message.retain), message.mid, message.qos,
-                         self._generation)
-            )
-        except Exception:
+            self._on_message(incoming)
+        except Exception:  # acknowledged: left unacknowledged, it would hold one of the broker's in-flight slots
+            self.ack(incoming)
             log.exception("error handling MQTT message on %s", message.topic)
 
     def _handle_log(self, client: paho.Client, userdata: Any, level: int, text: str) -> None:

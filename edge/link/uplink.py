@@ -5,7 +5,8 @@ The daemon calls `send_match` / `send_audit` / `send_watchlist_state` / `send_ha
 once the message is committed to the outbox, so from then on nothing short of losing the disk loses it; the
 outbox publisher (edge.link.publisher) takes it from there. Retained bundles, the retained pairing record and
 decisions arrive on one delivery thread that calls `on_bundle`, `on_pairing` and `on_adjudication` (never
-paho's network thread; an exception there is logged, never fatal). Status is retained on
+paho's network thread). Every message is acknowledged once acted on or refused (edge.link.inbound: a handler's
+exception refuses it; only a full disk holds it, bounded), so no message can jam the device. Status is retained on
 `devices/<id>/status`; the broker's will turns it to offline when the device vanishes.
 """
 
@@ -25,7 +26,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import JsonValue
 
 from edge.config.link import LinkConfig
+from edge.config.watchlist import WatchlistConfig
 from edge.link.chunks import Reassembler
+from edge.link.inbound import InboundGate
 from edge.link.mqtt import Incoming, LinkError, MqttClient, Will, read_identity
 from edge.link.outbox import Outbox
 from edge.link.publisher import OutboxPublisher
@@ -42,6 +45,7 @@ from edge.protocol.messages import (
     new_event_id,
     utc_now,
 )
+from edge.protocol.refused import Refused
 from edge.watchlist.timestamp import TIMESTAMP_LEVEL
 
 log = logging.getLogger(__name__)
@@ -95,12 +99,14 @@ class Uplink:
         on_adjudication: Callable[[str, bytes], None] | None = None,
         software: str = "",
         on_timestamp: Callable[[bytes], None] | None = None,
+        max_bundle_bytes: int = WatchlistConfig().max_bundle_bytes,
     ) -> None:
         """`on_bundle(bundle)`: a complete watchlist bundle, spooled in `config.bundle_spool`; `on_pairing(payload)`:
         the retained HQ-signed pairing record on `devices/<id>/pairing` (again on every reconnect);
         `on_adjudication(topic, payload)`: an officer's signed decision from a paired handheld. Verifying them is
         the caller's job. `on_timestamp(payload)`: HQ's retained freshness statement beside a bundle
-        (`<bundle prefix>/timestamp`, edge.watchlist.timestamp)."""
+        (`<bundle prefix>/timestamp`, edge.watchlist.timestamp). `max_bundle_bytes` (watchlist.max_bundle_mb)
+        bounds what the spool takes in."""
         identity = read_identity(config.cert)
         if identity.role != "device":
             raise LinkError(f"certificate {config.cert} is for {identity.name}, not a device-<id> identity")
@@ -118,7 +124,7 @@ class Uplink:
         if fleet is not None:
             self._prefixes[topics.fleet_bundle(fleet)] = f"fleet:{fleet}"
         spool = config.bundle_spool if config.bundle_spool.is_absolute() else config.outbox.parent / config.bundle_spool
-        self._reassembler = Reassembler(spool) if on_bundle is not None else None
+        self._reassembler = Reassembler(spool, max_bundle_bytes) if on_bundle is not None else None
         self._deliveries: queue.Queue[_Inbound | None] = queue.Queue()
         will = DeviceStatus(device=self.device_id, online=False, reason="connection lost", software=software)
         self._client = MqttClient(
@@ -128,6 +134,7 @@ class Uplink:
             on_connect=self._publish_status,
             manual_ack=True,
         )
+        self._gate = InboundGate(self._client.ack, config.max_message_bytes)
         self._publisher = OutboxPublisher(config, self._outbox, self._client, self._key)
         self._threads: list[threading.Thread] = []
         if on_bundle is not None or on_pairing is not None or on_adjudication is not None:
@@ -255,8 +262,9 @@ class Uplink:
         self._publisher.wake()
 
     def _status_payload(self) -> bytes:
+        refused = {f"refused_{code}": count for code, count in self._gate.refusals().items()}
         with self._status_lock:
-            status = self._status.model_copy(update={"at": utc_now()})
+            status = self._status.model_copy(update={"at": utc_now(), "counters": {**self._status.counters, **refused}})
         return encode(status.body())
 
     def _publish_status(self) -> None:
@@ -264,6 +272,11 @@ class Uplink:
             self._client.publish(topics.status(self.device_id), self._status_payload(), retain=True)
         except LinkError as exc:
             log.warning("could not publish status: %s", exc)
+
+    @property
+    def refusals(self) -> dict[str, int]:
+        """Inbound messages refused so far, by reason code (also in the retained status as `refused_<code>`)."""
+        return self._gate.refusals()
 
     def _handle_message(self, message: Incoming) -> None:
         """On paho's thread: hand the work to the delivery thread. Decisions and pairing records are acknowledged
@@ -277,8 +290,7 @@ class Uplink:
             self._deliveries.put(_Inbound(f"decision on {topic}", partial(self._on_adjudication, topic,
                                                                            message.payload), message))
         else:
-            self._feed_bundle(message)
-            self._client.ack(message)
+            self._gate.handle(message, "watchlist bundle piece", partial(self._feed_bundle, message))
 
     def _feed_bundle(self, message: Incoming) -> None:
         reassembler = self._reassembler
@@ -298,7 +310,7 @@ class Uplink:
                     self._deliveries.put(_Inbound(f"watchlist bundle from {source} {bundle.sha256}",
                                                    partial(self._deliver_bundle, bundle)))
                 return
-        log.warning("ignored message on unexpected topic %s", message.topic)
+        raise Refused("unexpected_topic", "no handler for this topic")
 
     def _deliver_bundle(self, bundle: Bundle) -> None:
         try:
@@ -309,10 +321,10 @@ class Uplink:
 
     def _deliverer(self) -> None:
         while (delivery := self._deliveries.get()) is not None:
+            if delivery.message is not None:
+                self._gate.handle(delivery.message, delivery.what, delivery.handler)
+                continue
             try:
                 delivery.handler()
-            except Exception:  # not acknowledged: the broker delivers it again after the next reconnect
-                log.exception("handler failed for %s; left unacknowledged for redelivery", delivery.what)
-                continue
-            if delivery.message is not None:
-                self._client.ack(delivery.message)
+            except Exception:  # a bundle, already acknowledged: the retained copy comes again on reconnect
+                log.exception("handler failed for %s", delivery.what)

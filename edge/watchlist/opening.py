@@ -118,8 +118,20 @@ def _check_validity(header: BundleHeader, now: datetime, skew: timedelta) -> Non
 
 
 def _claimed_signer(header: bytes) -> str | None:
+    """The key id an unverified header names, to say which key signed; None when it names none.
+
+    A damaged header (not JSON) is left to the signature refusal; one built to exhaust the parser (nesting
+    deeper than the recursion limit, integers of thousands of digits) is refused as malformed, never raised.
+    """
     try:
-        signer = json.loads(header).get("signer")
-    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        obj = json.loads(header)
+    except (UnicodeDecodeError, json.JSONDecodeError):
         return None
+    except RecursionError:
+        raise BundleRefused("malformed", "bundle header is nested too deeply to read and its signature does not "
+                            "verify: not a bundle HQ built") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise BundleRefused("malformed", f"bundle header cannot be read ({exc}) and its signature does not "
+                            "verify: not a bundle HQ built") from None
+    signer = obj.get("signer") if isinstance(obj, dict) else None
     return signer if isinstance(signer, str) else None

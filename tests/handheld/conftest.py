@@ -37,8 +37,8 @@ def fleet_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fle
         edge("device", "provision", "--id", device, "--hq-pub", hq_pub, "--out", keys / f"device-{device}")
         edge("hq", "pki", "issue", "--role", "device", "--id", device, "--ca", root / "ca", "--out", tls,
              "--registry", registry)
-    for hq in ("ingest", "ops"):  # ingest worker; operator publishing pairing records (its own session)
-        edge("hq", "pki", "issue", "--role", "hq", "--id", hq, "--ca", root / "ca", "--out", tls,
+    for hq, role in (("ingest", "ingest"), ("ops", "pairing")):  # ingest worker; the pairing tool's own session
+        edge("hq", "pki", "issue", "--role", "hq", "--id", hq, "--hq-role", role, "--ca", root / "ca", "--out", tls,
              "--registry", registry)
     broker = LocalBroker(root / "broker", root / "ca", root / "acl")
     handheld_dir = keys / "handheld-h1"

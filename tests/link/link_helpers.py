@@ -24,6 +24,7 @@ IDENTITIES = [
     Identity("handheld", "h2"),
     Identity("hq", "ingest"),
     Identity("hq", "publisher"),
+    Identity("hq", "pairing"),
 ]
 FLEETS = {"a": "north", "b": "south"}
 SIGNING = ("a", "b")  # devices provisioned with signing keys

@@ -55,7 +55,9 @@ def test_certificate_from_another_ca_or_expired_is_refused(broker: Broker, folde
 
 def test_device_is_confined_to_its_own_topics(broker: Broker) -> None:
     inbox_a, inbox_hq = Collector(), Collector()
-    hq = connect(broker, "hq-publisher", inbox_hq)
+    hq = connect(broker, "hq-publisher")
+    ingest = connect(broker, "hq-ingest", inbox_hq)
+    ops = connect(broker, "hq-pairing")
     a = connect(broker, "device-a", inbox_a)
     b = connect(broker, "device-b")
     unlisted = connect(broker, "device-unlisted")
@@ -63,35 +65,35 @@ def test_device_is_confined_to_its_own_topics(broker: Broker) -> None:
         # Retained watchlists for B, for B's fleet, and (control) for A.
         for prefix in (topics.device_bundle("b"), topics.fleet_bundle("south"), topics.device_bundle("a")):
             assert hq.publish_wait(f"{prefix}/manifest", prefix.encode(), True, 5).ok
-        hq.subscribe([topics.any_device("events/match")])
+        ingest.subscribe([topics.any_device("events/match")])
         a.subscribe([f"{topics.commands('b')}/#", f"{topics.device_bundle('b')}/#", f"{topics.fleet_bundle('south')}/#",
                      topics.any_device("events/match"), "edge/v1/#", "#", f"{topics.device_bundle('a')}/#",
                      f"{topics.commands('a')}/#"])
-        hq.wait_subscribed(5)
+        ingest.wait_subscribed(5)
         a.wait_subscribed(5)
         assert inbox_a.wait_for(f"{topics.device_bundle('a')}/manifest")
         # What B sends and what HQ sends B must not reach A, whatever A subscribed to.
         assert b.publish_wait(topics.match_events("b"), b"b-event", False, 5).ok
-        assert hq.publish_wait(f"{topics.commands('b')}/x", b"for-b", False, 5).ok
+        assert ops.publish_wait(f"{topics.commands('b')}/x", b"for-b", False, 5).ok
         # A may not publish as B, and a certificate that is not in the registry may not publish at all.
         refused = a.publish_wait(topics.match_events("b"), b"a-as-b", False, 5)
         assert not refused.ok and refused.reason == "Not authorized"
         assert not unlisted.publish_wait(topics.match_events("unlisted"), b"x", False, 5).ok
         # Control: A does receive its own commands, sent last.
-        assert hq.publish_wait(f"{topics.commands('a')}/x", b"for-a", False, 5).ok
+        assert ops.publish_wait(f"{topics.commands('a')}/x", b"for-a", False, 5).ok
         assert inbox_a.wait_for(f"{topics.commands('a')}/x")
         assert inbox_hq.wait_for(topics.match_events("b"))
         assert inbox_a.topics() == {f"{topics.device_bundle('a')}/manifest", f"{topics.commands('a')}/x"}
         assert [m.payload for m in inbox_hq.messages] == [b"b-event"]
     finally:
-        for client in (hq, a, b, unlisted):
+        for client in (hq, ingest, ops, a, b, unlisted):
             client.stop()
 
 
 def test_pairing_confines_alerts_and_decisions_and_takes_effect_on_reload(broker: Broker) -> None:
     """h1 is paired with device a, h2 with device b (link_helpers.Fleet.registry)."""
     at_h1, at_a = Collector(), Collector()
-    hq = connect(broker, "hq-publisher")
+    hq = connect(broker, "hq-pairing")
     h1, h2 = connect(broker, "handheld-h1", at_h1), connect(broker, "handheld-h2")
     a, b = connect(broker, "device-a", at_a), connect(broker, "device-b")
     try:
@@ -133,4 +135,24 @@ def test_pairing_confines_alerts_and_decisions_and_takes_effect_on_reload(broker
         assert [m.payload for m in at_h1.messages if m.topic == topics.status("b")] == [b"still online"]
     finally:
         for client in (hq, h1, h2, a, b):
+            client.stop()
+
+
+def test_each_hq_client_has_only_its_role_s_rights(broker: Broker) -> None:
+    """The ingest workers only read; the pairing tool writes pairing records and commands, never a watchlist;
+    the publisher writes watchlists, never a pairing record. A compromised one cannot do another's job."""
+    clients = {name: connect(broker, f"hq-{name}") for name in ("ingest", "pairing", "publisher")}
+    bundles = (f"{topics.device_bundle('a')}/manifest", f"{topics.fleet_bundle('north')}/chunk/0")
+    pairing = (topics.device_pairing("a"), topics.handheld_pairing("h1"), f"{topics.commands('a')}/x")
+    device_own = (topics.match_events("a"), topics.audit("a"), topics.status("a"), topics.adjudications("h1"))
+    allowed = {"ingest": set(), "pairing": set(pairing), "publisher": set(bundles)}
+    try:
+        for name, client in clients.items():
+            for topic in (*bundles, *pairing, *device_own):
+                ack = client.publish_wait(topic, b"", False, 5)  # empty, not retained: changes nothing if let in
+                assert ack.ok == (topic in allowed[name]), (name, topic, ack.reason)
+                if not ack.ok:
+                    assert ack.reason == "Not authorized"
+    finally:
+        for client in clients.values():
             client.stop()

@@ -29,7 +29,7 @@ def test_uplink_pairing_sealed_alerts_and_decisions(broker: Broker, caplog: pyte
     device_key = broker.fleet.signing_key("a")
     h1_peer = HandheldPeer(id="h1", signing_key=raw_b64(h1_signing.public_key()),
                            encryption_key=raw_b64(h1_sealing.public_key()))
-    hq = connect(broker, "hq-publisher")
+    hq = connect(broker, "hq-pairing")
     assert hq.publish_wait(topics.device_pairing("a"), payload(device_record("a", [h1_peer], hq_key)), True, 5).ok
 
     handled: queue.Queue[tuple[str, str, object]] = queue.Queue()

@@ -16,6 +16,7 @@ from edge.link.uplink import Bundle, Uplink
 from edge.protocol import topics
 from edge.protocol.canonical import encode
 from edge.protocol.messages import BundleChunk
+from edge.protocol.refused import Refused
 
 Received = tuple[str, str, bytes]
 
@@ -84,10 +85,11 @@ def test_reassembler_takes_pieces_in_any_order_and_refuses_corruption(tmp_path: 
     corrupt = bytearray(chunks[3])
     corrupt[-1] ^= 0xFF
 
-    reassembler = Reassembler(tmp_path / "spool")
-    assert reassembler.feed("p", "chunk", bytes(corrupt)) is None
-    assert reassembler.feed("p", "chunk", b"no header line") is None
-    assert reassembler.feed("p", "manifest", b"{not json") is None
+    reassembler = Reassembler(tmp_path / "spool", 1 << 30)
+    for kind, bad in (("chunk", bytes(corrupt)), ("chunk", b"no header line"), ("manifest", b"{not json")):
+        with pytest.raises(Refused) as refused:
+            reassembler.feed("p", kind, bad)
+        assert refused.value.code == "malformed"
     results = [reassembler.feed("p", kind, payload) for kind, payload in pieces if payload != chunks[3]]
     assert results == [None] * len(results)  # chunk 3 is the corrupt one: the hash check refuses the bundle
     got = reassembler.feed("p", "chunk", chunks[3])  # the intact chunk arrives (e.g. on resubscribe)
@@ -102,14 +104,14 @@ def test_reassembler_spools_each_chunk_at_its_offset(last_first: bool, tmp_path:
     data = os.urandom(5 * 1024 + 77)
     manifest, chunks = split(data, 1024)
     order = [5, 2, 0, 4, 1, 3] if last_first else [2, 5, 0, 4, 3, 1]
-    reassembler = Reassembler(tmp_path / "spool")
+    reassembler = Reassembler(tmp_path / "spool", 1 << 30)
     assert reassembler.feed("p", "manifest", manifest.model_dump_json(by_alias=True).encode()) is None
     got = [reassembler.feed("p", "chunk", chunks[i]) for i in order]
     assert got[:-1] == [None] * 5 and got[-1] is not None and got[-1].path.read_bytes() == data
     # A chunk whose length disagrees with the others' (a broken publisher) is dropped; the bundle still completes.
     other = os.urandom(3000)
     manifest, chunks = split(other, 1024)
-    piece = os.urandom(1000)
+    piece = os.urandom(1500)
     header = BundleChunk(sha256=manifest.sha256, index=1, count=3, digest=hashlib.sha256(piece).hexdigest())
     for payload in (chunks[0], encode(header.body()) + b"\n" + piece, chunks[2], chunks[1]):
         assert reassembler.feed("q", "chunk", payload) is None
@@ -125,7 +127,7 @@ def test_reassembler_removes_what_a_killed_process_left(tmp_path: Path) -> None:
     for kept in ("watchlist.bundle", "watchlist.previous.bundle", "versions.json"):  # a store's files: not its own
         (spool / kept).write_bytes(b"the installed list")
     spool.chmod(0o777)
-    Reassembler(spool)
+    Reassembler(spool, 1 << 30)
     assert sorted(p.name for p in spool.iterdir()) == ["versions.json", "watchlist.bundle", "watchlist.previous.bundle"]
     assert spool.stat().st_mode & 0o777 == 0o700
 
@@ -136,7 +138,7 @@ def test_reassembler_takes_a_bundle_republished_with_another_chunk_size(tmp_path
     data = os.urandom(5000)
     _, old_chunks = split(data, 1024)
     manifest, chunks = split(data, 2048)
-    reassembler = Reassembler(tmp_path / "spool")
+    reassembler = Reassembler(tmp_path / "spool", 1 << 30)
     assert reassembler.feed("p", "chunk", old_chunks[3]) is None
     assert reassembler.feed("p", "manifest", manifest.model_dump_json(by_alias=True).encode()) is None
     got = [reassembler.feed("p", "chunk", c) for c in chunks]
