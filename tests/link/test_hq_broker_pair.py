@@ -24,7 +24,7 @@ def trial(tmp_path_factory: pytest.TempPathFactory) -> TrialFleet:
         find_mosquitto()
     except Exception as exc:
         pytest.skip(f"mosquitto broker not installed: {exc}")
-    fleet = TrialFleet(tmp_path_factory.mktemp("fleet")).create(devices=("cam-01",), hq_clients=("ops",))
+    fleet = TrialFleet(tmp_path_factory.mktemp("fleet")).create(devices=("cam-01",), hq_clients=("pairing",))
     fleet.issue("handheld", "h1", out=fleet.handheld_dir("h1") / "tls")
     pins = fleet.root / "pins.txt"
     pins.write_text("4711=246810\n")
