@@ -4,6 +4,7 @@ import argparse
 from pathlib import Path
 
 from edge.config import load_config
+from edge.hardening import forbid_core_dumps
 
 
 def register(commands) -> None:
@@ -19,4 +20,5 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     if args.source:
         cfg = cfg.model_copy(update={"camera": cfg.camera.model_copy(update={"source": args.source})})
+    forbid_core_dumps()  # before the first key or frame is in memory
     return Device(cfg, args.config).run()

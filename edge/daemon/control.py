@@ -25,6 +25,7 @@ from edge.audit.records import (
 )
 from edge.daemon.embedders import MatchingModels
 from edge.daemon.health import RateMeter, temperatures
+from edge.daemon.seen import SeenDecisions
 from edge.errors import EdgeError
 from edge.link.uplink import Bundle, Uplink
 from edge.pipeline import FaceCounters, Pipeline
@@ -38,15 +39,14 @@ from edge.watchlist.store import WatchlistStore
 
 log = logging.getLogger(__name__)
 
-ADJUDICATIONS_REMEMBERED = 10_000  # recent decision ids kept to drop a redelivered one
-
 
 class DeviceControl:
     """The device's side of pairing, adjudication, watchlist install and swap, and status reporting."""
 
     def __init__(self, *, device_id: str, hq_public: Ed25519PublicKey, pairing_file: Path,
                  pairing: DevicePairing | None, uplink: Uplink, audit: AuditLog, store: WatchlistStore,
-                 models: MatchingModels) -> None:
+                 models: MatchingModels, seen: SeenDecisions) -> None:
+        """`seen`: the decisions already audited, on disk (a retained or redelivered one is audited once)."""
         self.device_id = device_id
         self.hq_public = hq_public
         self.pairing_file = pairing_file
@@ -59,7 +59,7 @@ class DeviceControl:
         self._swap_lock = threading.Lock()
         self._pending: InstalledWatchlist | None = None
         self._last_status = store.state().status
-        self._adjudicated: dict[str, None] = {}  # recent decision ids, oldest first
+        self.seen = seen
 
     # --- pairing and adjudication ------------------------------------------------------------------
 
@@ -91,12 +91,15 @@ class DeviceControl:
             if exc.code != "not_ours":
                 log.warning("adjudication on %s refused: %s", topic, exc)
             return
-        if decision.adjudication_id in self._adjudicated:
-            return  # redelivered after a restart of the link: already in the chain
+        if decision.adjudication_id in self.seen:  # retained, or redelivered after a reconnect or a restart
+            log.info("decision %s on %s is already in the audit log; not audited again", decision.adjudication_id,
+                     topic)
+            return
         self.audit.append("adjudication", audit_body(decision))  # raises: left unacknowledged, redelivered
-        self._adjudicated[decision.adjudication_id] = None
-        while len(self._adjudicated) > ADJUDICATIONS_REMEMBERED:
-            self._adjudicated.pop(next(iter(self._adjudicated)))
+        try:
+            self.seen.add(decision.adjudication_id)
+        except EdgeError as exc:  # audited: acknowledge it all the same
+            log.error("%s", exc)
 
     # --- watchlist ------------------------------------------------------------------------------------
 
