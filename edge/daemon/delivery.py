@@ -117,16 +117,13 @@ class AlertDelivery:
         one that still fails keeps the alert in memory, logs why, and is retried with the next frame, so the
         pipeline keeps running and no match event is lost while the process lives.
         """
-        while self._undelivered:
-            d = self._undelivered[0]
+        for d in list(self._undelivered):  # each alert on its own: a later one's audit need not wait
             failure = self._steps(d)
-            if failure is not None:
-                if not d.failing:
-                    log.error("alert %s not fully delivered yet (%s); keeping it and retrying", d.event.event_id,
-                              failure)
+            if failure is None:
+                self._undelivered.remove(d)
+            elif not d.failing:
+                log.error("alert %s not fully delivered yet (%s); keeping it and retrying", d.event.event_id, failure)
                 d.failing = True
-                return
-            self._undelivered.pop(0)
 
     def undelivered_summary(self) -> str:
         """Which alerts still have a step to do, and which: for the message at stop."""

@@ -167,8 +167,9 @@ class Device:
             raise EdgeError(f"the pipeline stopped: {self._failure}") from self._failure
         if lost:
             raise EdgeError(f"{self.delivery.undelivered} alerts were lost at stop, not fully kept for want of disk "
-                            f"space or a working outbox: {lost}. Free space in {self.cfg.device.state_dir} (the "
-                            "device holds a reserve there again once it can), then check the device's audit log")
+                            f"space or a working outbox: {lost}. Free space for the outbox "
+                            f"({self.reserve.path.parent}) and the audit log ({self.audit.path.parent}); the device "
+                            "holds its reserve again once it can")
         return 0
 
     def _close(self) -> None:

@@ -11,6 +11,7 @@ the shm index). Preallocating inside either would mean a second storage format w
 a reserve file frees real blocks of the same file system whatever writer needs them, and costs one file.
 """
 
+import errno
 import logging
 import os
 import threading
@@ -48,6 +49,9 @@ class DiskReserve:
             if self.held:
                 return True
             try:
+                room = os.statvfs(self.path.parent)
+                if room.f_bavail * room.f_frsize < 2 * self.size:  # never take the last of the disk for it
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 try:
                     os.posix_fallocate(fd, 0, self.size)
