@@ -13,7 +13,7 @@ MAX_LINES = 400
 
 # Lowest first: a package imports only packages of a lower tier, or of its own tier where that tier allows it.
 TIERS: list[tuple[str, ...]] = [
-    ("errors",), ("fsio",), ("config",), ("keys",), ("models",), ("localdb",),
+    ("errors",), ("hardening",), ("fsio",), ("config",), ("keys",), ("models",), ("localdb",),
     ("protocol",),
     ("capture",), ("runtime",), ("vision",), ("track",), ("watchlist",), ("pipeline",), ("link",), ("audit",),
     ("cliargs",),

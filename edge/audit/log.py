@@ -7,6 +7,7 @@ the new session, so a restart is visible in the chain and never mistaken for tam
 """
 
 import base64
+import errno
 import fcntl
 import hashlib
 import logging
@@ -42,7 +43,14 @@ TAIL_BLOCK = 64 * 1024
 
 
 class AuditWriteError(EdgeError):
-    """A record could not be written or synced; the message says whether the log's head moved."""
+    """A record could not be written or synced; the message says whether the log's head moved.
+
+    `disk_full` says the disk is out of space, so that freeing some (edge.daemon.reserve) may help.
+    """
+
+    def __init__(self, message: str, disk_full: bool = False) -> None:
+        super().__init__(message)
+        self.disk_full = disk_full
 
 
 class AuditLog:
@@ -177,7 +185,7 @@ class AuditLog:
             self._undo_partial_write()
             raise AuditWriteError(
                 f"audit record seq {self._seq} ({kind}) not written to {self.path}: {exc.strerror}; the log is "
-                f"unchanged: free space on {self.path.parent} or fix the disk"
+                f"unchanged: free space on {self.path.parent} or fix the disk", disk_full=_no_space(exc)
             ) from exc
         self._seq += 1
         self._head = raw["hash"]
@@ -260,6 +268,10 @@ def _complete_record(line: bytes) -> AuditRecord | None:
     except ValidationError:
         return None
     return record if content_hash(record.as_dict()) == record.hash else None
+
+
+def _no_space(exc: OSError) -> bool:
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -31,6 +31,10 @@ class LinkConfig(StrictModel):
     outbox_sync: Literal["full", "normal"] = Field(
         "full", description="SQLite synchronous mode: full survives power loss, normal only a process crash"
     )
+    outbox_reserve_mb: int = Field(
+        64, ge=0, le=4096, description="disk space a device holds back beside its outbox and releases when the disk "
+        "fills, so the alerts and audit records being written then are still kept; 0: none"
+    )
     inflight: int = Field(100, ge=1, le=65000, description="QoS 1 messages sent and awaiting PUBACK at once")
     max_message_bytes: int = Field(
         1_000_000, ge=4096, description="largest payload sent; keep under the broker's max_packet_size"

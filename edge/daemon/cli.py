@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from edge.config import EdgeConfig, load_config
+from edge.hardening import forbid_core_dumps
 
 
 def register(commands) -> None:
@@ -24,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = cfg.model_copy(update={"camera": cfg.camera.model_copy(update={"source": args.source})})
     if args.check:
         return _check(cfg, args.config)
+    forbid_core_dumps()  # before the first key or frame is in memory
     from edge.daemon.lifecycle import Device
 
     return Device(cfg, args.config).run()

@@ -25,6 +25,7 @@ from edge.audit.records import (
 )
 from edge.daemon.embedders import MatchingModels
 from edge.daemon.health import RateMeter, temperatures
+from edge.daemon.seen import SeenDecisions
 from edge.errors import EdgeError
 from edge.link.uplink import Bundle, Uplink
 from edge.pipeline import FaceCounters, Pipeline
@@ -39,15 +40,14 @@ from edge.watchlist.store import WatchlistStore
 
 log = logging.getLogger(__name__)
 
-ADJUDICATIONS_REMEMBERED = 10_000  # recent decision ids kept to drop a redelivered one
-
 
 class DeviceControl:
     """The device's side of pairing, adjudication, watchlist install and swap, and status reporting."""
 
     def __init__(self, *, device_id: str, hq_public: Ed25519PublicKey, pairing_file: Path,
                  pairing: DevicePairing | None, uplink: Uplink, audit: AuditLog, store: WatchlistStore,
-                 models: MatchingModels) -> None:
+                 models: MatchingModels, seen: SeenDecisions) -> None:
+        """`seen`: the decisions already audited, on disk (a retained or redelivered one is audited once)."""
         self.device_id = device_id
         self.hq_public = hq_public
         self.pairing_file = pairing_file
@@ -62,7 +62,7 @@ class DeviceControl:
         self._last_status: str | None = None  # none reported yet: the first status seen is a change
         self._status_lock = threading.Lock()
         self._stopped = False  # matching stopped for stale freshness statements (watchlist.stale_stops_matching)
-        self._adjudicated: dict[str, None] = {}  # recent decision ids, oldest first
+        self.seen = seen
 
     # --- pairing and adjudication ------------------------------------------------------------------
 
@@ -92,12 +92,15 @@ class DeviceControl:
             if exc.code != "not_ours":  # another device's alert: not a refusal, just not ours
                 raise  # the link logs, counts and acknowledges it (edge.link.inbound)
             return
-        if decision.adjudication_id in self._adjudicated:
-            return  # redelivered after a restart of the link: already in the chain
-        self.audit.append("adjudication", audit_body(decision))  # a full disk: held (bounded) for redelivery
-        self._adjudicated[decision.adjudication_id] = None
-        while len(self._adjudicated) > ADJUDICATIONS_REMEMBERED:
-            self._adjudicated.pop(next(iter(self._adjudicated)))
+        if decision.adjudication_id in self.seen:  # retained, or redelivered after a reconnect or a restart
+            log.info("decision %s on %s is already in the audit log; not audited again", decision.adjudication_id,
+                     topic)
+            return
+        self.audit.append("adjudication", audit_body(decision))  # raises: left unacknowledged, redelivered
+        try:
+            self.seen.add(decision.adjudication_id)
+        except EdgeError as exc:  # audited: acknowledge it all the same
+            log.error("%s", exc)
 
     # --- watchlist ------------------------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """Where an alert leaves the device: the one place a track's decision turns into something sent.
 
-A decision becomes a signed match event in the outbox (durable; the link publishes it to HQ), then an `alert`
-record in the audit chain, then one sealed alert per paired handheld. The steps run in that order and each
-exactly once: a step that fails (a full disk, a broken outbox) keeps the alert in memory and is retried with
-the next frame, so the pipeline keeps running and no match event is lost or sent twice.
+A decision becomes a signed match event in the outbox (durable; the link publishes it to HQ), an `alert`
+record in the audit chain, and one sealed alert per paired handheld. Each step runs once and does not wait
+for the others: a step that fails (a full disk even after the reserve was released, a broken outbox) keeps
+the alert in memory and is retried with the next frame, so the pipeline keeps running and no match event is
+lost or sent twice; one still undelivered when the daemon stops makes it exit with an error.
 """
 
 import base64
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge.audit.counters import MinuteCounters
 from edge.audit.log import AuditLog
 from edge.audit.records import AlertBody
+from edge.daemon.reserve import DiskReserve
 from edge.errors import EdgeError
 from edge.link.uplink import Uplink
 from edge.protocol import messages
@@ -51,8 +53,9 @@ class AlertDelivery:
 
     def __init__(self, *, device_id: str, camera_id: str, probe_crop: bool, detector_sha256: str,
                  signing_key: Ed25519PrivateKey, uplink: Uplink, audit: AuditLog,
-                 minutes: MinuteCounters, pairing: Callable[[], DevicePairing | None]) -> None:
-        """`pairing()` returns the device's current pairing record (it changes while the daemon runs)."""
+                 minutes: MinuteCounters, pairing: Callable[[], DevicePairing | None], reserve: DiskReserve) -> None:
+        """`pairing()` returns the device's current pairing record (it changes while the daemon runs);
+        `reserve` is released when a write fails for want of space."""
         self.device_id = device_id
         self.camera_id = camera_id
         self.probe_crop = probe_crop
@@ -62,6 +65,7 @@ class AlertDelivery:
         self.audit = audit
         self.minutes = minutes
         self.pairing = pairing
+        self.reserve = reserve
         self._undelivered: list[PendingAlert] = []  # alerts with a delivery step still to do, oldest first
 
     @property
@@ -106,29 +110,44 @@ class AlertDelivery:
         self.deliver_pending()
 
     def deliver_pending(self) -> None:
-        """Outbox first (durable), then the audit record, then the handhelds; each step done once.
+        """Outbox (durable), audit record, handhelds: each step done once; a failed one is kept and retried.
 
-        A full disk or a broken outbox raises here: the alert stays in memory, the reason is logged, and the
-        step is retried with the next frame, so the pipeline keeps running and no match event is lost.
+        The steps are tried independently, so a match event the outbox cannot take is still audited. A write
+        that fails for want of space releases the disk reserve and is retried at once (edge.daemon.reserve);
+        one that still fails keeps the alert in memory, logs why, and is retried with the next frame, so the
+        pipeline keeps running and no match event is lost while the process lives.
         """
-        while self._undelivered:
-            d = self._undelivered[0]
-            try:
-                if not d.queued:
-                    self.uplink.send_match(d.event)
-                    d.queued = True
-                if not d.audited:
-                    self.audit.append("alert", d.audit)
-                    d.audited = True
-                if not d.to_handhelds:
-                    self._to_handhelds(d.event, d.alert, d.crop, d.subject)
-                    d.to_handhelds = True
-            except EdgeError as exc:
-                if not d.failing:
-                    log.error("alert %s not fully delivered yet (%s); keeping it and retrying", d.event.event_id, exc)
+        for d in list(self._undelivered):  # each alert on its own: a later one's audit need not wait
+            failure = self._steps(d)
+            if failure is None:
+                self._undelivered.remove(d)
+            elif not d.failing:
+                log.error("alert %s not fully delivered yet (%s); keeping it and retrying", d.event.event_id, failure)
                 d.failing = True
-                return
-            self._undelivered.pop(0)
+
+    def undelivered_summary(self) -> str:
+        """Which alerts still have a step to do, and which: for the message at stop."""
+        return "; ".join(f"{d.event.event_id} (" + ", ".join(
+            step for step, done in (("not queued for HQ", d.queued), ("not audited", d.audited),
+                                    ("not sent to the handhelds", d.to_handhelds)) if not done) + ")"
+            for d in self._undelivered)
+
+    def _steps(self, d: PendingAlert) -> EdgeError | None:
+        """Try each step not yet done; the first failure, or None when all are done."""
+        failure: EdgeError | None = None
+        steps = (("queued", lambda: self.uplink.send_match(d.event)),
+                 ("audited", lambda: self.audit.append("alert", d.audit)),
+                 ("to_handhelds", lambda: self._to_handhelds(d.event, d.alert, d.crop, d.subject)))
+        for done, step in steps:
+            if getattr(d, done):
+                continue
+            try:
+                self.reserve.retry_when_full(step)
+            except EdgeError as exc:
+                failure = failure or exc
+                continue
+            setattr(d, done, True)
+        return failure
 
     def _to_handhelds(self, event: messages.MatchEvent, alert: Alert, crop: bytes | None,
                       subject: SubjectInfo) -> None:
@@ -142,7 +161,7 @@ class AlertDelivery:
         except EdgeError as exc:
             log.error("alert %s could not be sealed for the handhelds: %s", event.event_id, exc)
             return
-        for topic, envelope in sealed:
+        for topic, envelope in sealed:  # a retry sends all again: the handheld keeps an event id once
             self.uplink.send_handheld_alert(topic, envelope)
 
 

@@ -28,6 +28,8 @@ from edge.daemon.embedders import MatchingModels
 from edge.daemon.framequeue import FrameQueue
 from edge.daemon.health import RateMeter
 from edge.daemon.notify import Notifier
+from edge.daemon.reserve import RESERVE_FILE, DiskReserve
+from edge.daemon.seen import SEEN_FILE, SeenDecisions
 from edge.errors import EdgeError
 from edge.fsio import write_atomic
 from edge.keys import load_encryption_private, load_signing_private, load_signing_public
@@ -60,23 +62,28 @@ class Device:
         self.hq_public = load_signing_public(cfg.device.hq_public_key)
         pairing_file = state / "pairing.json"
         pairing: DevicePairing | None = load_record(pairing_file, DevicePairing, self.hq_public, self.device_id)
+        outbox = _under(state, cfg.link.outbox)
+        outbox.parent.mkdir(parents=True, exist_ok=True)
+        self.reserve = DiskReserve(outbox.parent / RESERVE_FILE, cfg.link.outbox_reserve_mb << 20)
+        self.reserve.hold()  # a write that fails for want of space frees it and is retried
         # The link calls these only after start(), by when `control` (built below, on the audit log) exists.
-        self.uplink = Uplink(cfg.link.model_copy(update={"outbox": _under(state, cfg.link.outbox)}),
-                             self.signing_key, fleet=cfg.device.fleet,
-                             on_bundle=lambda bundle: self.control.on_bundle(bundle),
-                             on_pairing=lambda data: self.control.on_pairing(data),
-                             on_adjudication=lambda topic, data: self.control.on_adjudication(topic, data),
-                             on_timestamp=lambda data: self.control.on_timestamp(data),
-                             software=f"edge {__version__}", max_bundle_bytes=cfg.watchlist.max_bundle_bytes)
+        self.uplink = self.reserve.retry_when_full(lambda: Uplink(
+            cfg.link.model_copy(update={"outbox": outbox}), self.signing_key, fleet=cfg.device.fleet,
+            on_bundle=lambda bundle: self.control.on_bundle(bundle),
+            on_pairing=lambda data: self.control.on_pairing(data),
+            on_adjudication=lambda topic, data: self.control.on_adjudication(topic, data),
+            on_timestamp=lambda data: self.control.on_timestamp(data),
+            software=f"edge {__version__}", max_bundle_bytes=cfg.watchlist.max_bundle_bytes))
         if self.uplink.device_id != self.device_id:
             raise EdgeError(f"device.id is {self.device_id!r} but the link certificate {cfg.link.cert} is for "
                             f"{self.uplink.device_id!r}: provision the device again or fix the config")
         anchor = HeadAnchor(_under(state, cfg.audit.path))
         anchor.check()  # a log whose end was cut off since its last checkpoint is refused
-        self.audit = AuditLog.open(anchor.log_path, self.signing_key, cfg.audit.checkpoint_every,
-                                   device_id=self.device_id, checkpoint_seconds=cfg.audit.checkpoint_seconds,
-                                   fsync=cfg.audit.fsync,
-                                   on_record=anchor.chained(lambda r: self.uplink.send_audit(r.as_dict())))
+        self.audit = self.reserve.retry_when_full(lambda: AuditLog.open(
+            anchor.log_path, self.signing_key, cfg.audit.checkpoint_every, device_id=self.device_id,
+            checkpoint_seconds=cfg.audit.checkpoint_seconds, fsync=cfg.audit.fsync,
+            on_record=anchor.chained(
+                lambda r: self.reserve.retry_when_full(lambda: self.uplink.send_audit(r.as_dict())))))
         self.minutes = MinuteCounters(lambda body: self.audit.append("counters", body))
         self.store = WatchlistStore.open(state / "watchlist", device_key=load_encryption_private(
             cfg.device.encryption_key), hq_public=self.hq_public,
@@ -94,12 +101,13 @@ class Device:
         self._models_ready = threading.Event()
         self.control = DeviceControl(
             device_id=self.device_id, hq_public=self.hq_public, pairing_file=pairing_file, pairing=pairing,
-            uplink=self.uplink, audit=self.audit, store=self.store, models=self.models)
+            uplink=self.uplink, audit=self.audit, store=self.store, models=self.models,
+            seen=SeenDecisions(state / SEEN_FILE))
         self.delivery = AlertDelivery(  # the inference thread's, until it ends
             device_id=self.device_id, camera_id=cfg.camera.id, probe_crop=cfg.alerts.probe_crop,
             detector_sha256=self.detector_sha256,
             signing_key=self.signing_key, uplink=self.uplink, audit=self.audit, minutes=self.minutes,
-            pairing=lambda: self.control.pairing)
+            pairing=lambda: self.control.pairing, reserve=self.reserve)
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -142,28 +150,46 @@ class Device:
             self.minutes.tick()
             if time.monotonic() >= next_status:
                 self._report_status()
+                self.reserve.hold()  # again, once space was freed after the disk filled
                 next_status = time.monotonic() + STATUS_EVERY
         self.stop_event.set()
         self.queue.close()
         infer.join(30)
         self.notifier.stopping()
         self.delivery.deliver_pending()  # the inference thread has ended: its queue is ours now
-        if self.delivery.undelivered:
+        lost = self.delivery.undelivered_summary()
+        if lost:
             log.critical("%d alerts could not be queued or audited before stopping (see the errors above); "
-                         "they are lost with this process", self.delivery.undelivered)
+                         "they are lost with this process: %s", self.delivery.undelivered, lost)
         try:
             self.minutes.flush()
             self.audit.append("period_stop", PeriodStopBody(period_id=self.period_id, reason=reason))
         except EdgeError as exc:
             log.error("period stop not recorded in the audit log: %s", exc)
         self._report_status()
-        if not self.uplink.wait_drained(DRAIN_TIMEOUT):
-            log.warning("%d messages still in the outbox; they will be sent on the next start", self.uplink.pending)
-        self.uplink.stop()
-        self.audit.close()
+        self._close()
         if self._failure is not None:
             raise EdgeError(f"the pipeline stopped: {self._failure}") from self._failure
+        if lost:
+            raise EdgeError(f"{self.delivery.undelivered} alerts were lost at stop, not fully kept for want of disk "
+                            f"space or a working outbox: {lost}. Free space for the outbox "
+                            f"({self.reserve.path.parent}) and the audit log ({self.audit.path.parent}); the device "
+                            "holds its reserve again once it can")
         return 0
+
+    def _close(self) -> None:
+        """The audit log first (its closing checkpoint goes to the outbox like every record), then the link,
+        once the broker has taken what it has subscribers for, or after DRAIN_TIMEOUT (the rest waits in the
+        outbox for the next start)."""
+        try:
+            self.audit.close()
+        except EdgeError as exc:
+            log.error("audit log not closed cleanly (the next start recovers it): %s", exc)
+        if not self.uplink.wait_drained(DRAIN_TIMEOUT) or self.uplink.pending:
+            log.warning("%d messages still in the outbox (no broker, or nobody subscribed to their topics yet); "
+                        "they are sent after the next start", self.uplink.pending)
+        self.uplink.stop()
+        self.control.seen.close()
 
     def _report_status(self) -> None:
         self.notifier.status(self.control.report_status(self._counters, self.queue.dropped, self._fps))

@@ -170,15 +170,17 @@ def _hq(fleet: TrialFleet, *args: str) -> list[dict]:
 
 
 def _summary(fleet: TrialFleet, decided: int) -> dict[str, object]:
+    log = fleet.state_dir(DEVICE) / "audit" / "audit.log"
+    on_device = len(log.read_bytes().splitlines())
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         audits = _hq(fleet, "--kind", "audit")
         kinds = [a["record"]["kind"] for a in audits]
-        if "period_stop" in kinds and kinds.count("adjudication") >= decided:
+        if len(audits) >= on_device and kinds.count("adjudication") >= decided:
             break
         time.sleep(0.5)
     matches = _hq(fleet, "--kind", "match")
-    verify = subprocess.run(_edge("audit", "verify", str(fleet.state_dir(DEVICE) / "audit" / "audit.log"), "--pub",
+    verify = subprocess.run(_edge("audit", "verify", str(log), "--pub",
                                   str(fleet.device_dir(DEVICE) / "device_signing.pub")), capture_output=True, text=True)
     return {
         "alerts_raised": kinds.count("alert"),
@@ -186,6 +188,7 @@ def _summary(fleet: TrialFleet, decided: int) -> dict[str, object]:
         "match_events_at_hq": len(matches),
         "people_alerted": sorted({m["label"] for m in matches}),
         "audit_records_at_hq": len(audits),
+        "audit_records_on_device": on_device,
         "audit_chain_verified": verify.returncode == 0,
         "audit_verify": verify.stdout.strip().splitlines()[-1] if verify.stdout.strip() else verify.stderr.strip(),
     }
@@ -198,7 +201,7 @@ def _render(s: dict[str, object], root: Path) -> str:
         f"  alerts raised by the device     {s['alerts_raised']}  ({', '.join(s['people_alerted']) or 'no one'})",
         f"  adjudicated on the handheld     {s['alerts_adjudicated']}",
         f"  match events stored at HQ       {s['match_events_at_hq']}",
-        f"  audit records at HQ             {s['audit_records_at_hq']}",
+        f"  audit records at HQ             {s['audit_records_at_hq']} of the device's {s['audit_records_on_device']}",
         f"  device audit chain verified     {'yes' if s['audit_chain_verified'] else 'NO'}  ({s['audit_verify']})",
         f"  everything (keys, logs, HQ database, audit log) is in {root}",
     ])

@@ -20,6 +20,7 @@ from edge.errors import EdgeError
 from edge.fsio import write_atomic
 from edge.handheld.app import HandheldApp
 from edge.handheld.web import PageServer
+from edge.hardening import forbid_core_dumps
 from edge.keys import HQ_SIGNING_PUB, KeyPairFiles, load_signing_public, refuse_existing, write_key_pairs
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ def register(commands: Commands) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.config is None:
         raise EdgeError("give --config handheld.toml (make one with `edge handheld provision`)")
+    forbid_core_dumps()  # before the first key, crop or decision is in memory
     loaded = HandheldFile.load(args.config)
     overrides = {k: v for k, v in (("bind", args.bind), ("port", args.port)) if v is not None}
     config = HandheldConfig.model_validate(loaded.handheld.model_dump() | overrides)

@@ -2,8 +2,8 @@
 
 A row is committed before anyone tries to send it and deleted only after the broker acknowledged it, so a
 dead broker, a killed process or a reboot loses nothing; the price is that a message may be sent twice
-(HQ de-duplicates by event id). A file that SQLite cannot read is moved aside, not deleted, and a fresh
-outbox is started so the device keeps working.
+(HQ de-duplicates by event id). A file SQLite reports as damaged is moved aside, not deleted, and a fresh
+outbox is started so the device keeps working; a full disk or a locked file is an error, the file kept as is.
 """
 
 import sqlite3
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from edge.errors import EdgeError
-from edge.localdb import open_local_db
+from edge.localdb import no_space, open_local_db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -28,7 +28,14 @@ CREATE TABLE IF NOT EXISTS outbox (
 
 
 class OutboxError(EdgeError):
-    """The outbox cannot be written (disk full, permissions): the message was NOT queued."""
+    """The outbox cannot be written (disk full, permissions): the message was NOT queued.
+
+    `disk_full` says the disk may be out of space, so that freeing some (edge.daemon.reserve) may help.
+    """
+
+    def __init__(self, message: str, disk_full: bool = False) -> None:
+        super().__init__(message)
+        self.disk_full = disk_full
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,8 @@ class Outbox:
                     "INSERT INTO outbox (topic, body, created) VALUES (?, ?, ?)", (topic, body, time.time())
                 )
         except sqlite3.Error as exc:
-            raise OutboxError(f"cannot write outbox {self.path}: {exc}; free disk space or fix permissions") from exc
+            raise OutboxError(f"cannot write outbox {self.path}: {exc}; free disk space or fix permissions",
+                              disk_full=no_space(exc)) from exc
         assert cur.lastrowid is not None
         return cur.lastrowid
 

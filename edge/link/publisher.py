@@ -55,6 +55,7 @@ class OutboxPublisher:
         self._retry: dict[int, float] = {}
         self._held: dict[str, _Hold] = {}
         self._cursor = 0
+        self.held = 0  # outbox messages waiting for a subscriber to their topic, as of the last pass
         self._thread = threading.Thread(target=self._run, name="edge-uplink-publisher", daemon=True)
 
     def start(self) -> None:
@@ -77,6 +78,7 @@ class OutboxPublisher:
                 self._settle_acks()
                 if self._client.connected:
                     self._send_more()
+                self.held = sum(len(h.parked) + (h.probe is not None) for h in self._held.values())
             except Exception:
                 log.exception("outbox publisher error; retrying in 1 s")
                 self._stopping.wait(1.0)

@@ -184,9 +184,10 @@ class Uplink:
         return len(self._outbox)
 
     def wait_drained(self, timeout: float) -> bool:
-        """True once the outbox is empty (every message taken by the broker), False after `timeout` seconds."""
+        """True once the broker took every message it has a subscriber for (those held for want of one, e.g.
+        for a handheld that is offline, wait for the next start), False after `timeout` seconds."""
         deadline = time.monotonic() + timeout
-        while self.pending:
+        while self.pending > self._publisher.held:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.05)

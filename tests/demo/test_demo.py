@@ -27,5 +27,6 @@ def test_edge_demo_end_to_end(tmp_path: Path, data_dir: Path):
     assert summary["match_events_at_hq"] == summary["alerts_raised"]
     assert summary["alerts_adjudicated"] == summary["alerts_raised"]
     assert summary["audit_chain_verified"] is True
+    assert summary["audit_records_at_hq"] == summary["audit_records_on_device"]  # the closing checkpoint too
     assert "handheld page: http://127.0.0.1:" in run.stdout
     assert "summary" in run.stdout and "device audit chain verified     yes" in run.stdout

@@ -80,6 +80,13 @@ def test_edge_service_runs_the_daemon_unprivileged_and_confined() -> None:
     assert "edge-engines.service" in unit["Unit.Wants"][0] and "edge-engines.service" in unit["Unit.After"][0]
 
 
+@pytest.mark.parametrize("name", ["edge.service", "edge-engines.service"])
+def test_units_write_private_files_and_no_core_dumps(name: str) -> None:
+    """A core file of the daemon would hold frames, face crops and keys: none is written."""
+    unit = directives(UNITS / name)
+    assert unit["Service.LimitCORE"] == ["0"] and unit["Service.UMask"] == ["0077"]
+
+
 def test_engine_build_unit_is_pulled_in_not_enabled() -> None:
     unit = directives(UNITS / "edge-engines.service")
     assert unit["Service.Type"] == ["oneshot"] and unit["Service.User"] == ["edge"]
