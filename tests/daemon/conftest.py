@@ -11,7 +11,7 @@ from edge.hq.broker import find_mosquitto
 
 @pytest.fixture
 def make_fleet(tmp_path: Path) -> Callable[[str, str], TrialFleet]:
-    """make_fleet(fleet, device): keys, PKI, a provisioned device and HQ's ingest and publisher clients."""
+    """make_fleet(fleet, device): keys, PKI, a provisioned device and HQ's ingest, publisher and pairing clients."""
     try:
         find_mosquitto()
     except Exception as exc:
@@ -19,6 +19,6 @@ def make_fleet(tmp_path: Path) -> Callable[[str, str], TrialFleet]:
 
     def make(fleet: str, device: str) -> TrialFleet:
         return TrialFleet(tmp_path / "fleet", fleet=fleet).create(devices=(device,),
-                                                                  hq_clients=("ingest", "publisher"))
+                                                                  hq_clients=("ingest", "publisher", "pairing"))
 
     return make
