@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 STATUS_EVERY = 10.0
 DRAIN_TIMEOUT = 15.0  # seconds to wait at stop for the broker to acknowledge the outbox
-STALL_AFTER = 30.0  # seconds without a frame finishing before the watchdog stops being fed
+STALL_AFTER = 30.0  # seconds without a frame (none captured, or none finishing) before the watchdog starves
 WATCHLIST_WAIT = 10.0  # seconds a device with no watchlist waits at start for the retained one
 
 
@@ -133,7 +133,8 @@ class Device:
             if time.monotonic() - self._heartbeat < STALL_AFTER:
                 self.notifier.watchdog()  # a stalled pipeline stops the feed and systemd restarts us
             else:
-                log.error("inference has made no progress for %.0f s; not feeding the watchdog", STALL_AFTER)
+                log.error("camera %s: no frame processed for %.0f s (camera silent or inference stuck); not "
+                          "feeding the watchdog, systemd restarts edge", self.cfg.camera.id, STALL_AFTER)
             self.minutes.tick()
             if time.monotonic() >= next_status:
                 self._report_status()
@@ -209,13 +210,14 @@ class Device:
             pipeline = Pipeline(stack, gallery, self.models.for_watchlist(current).for_gallery(gallery.size),
                                 self.cfg.quality, self.cfg.track, self.cfg.detector.stride)
             installed = current  # the watchlist the pipeline matches against: alerts refer to it
+            self._heartbeat = time.monotonic()
             self._models_ready.set()
             while not self.queue.closed:
-                self._heartbeat = time.monotonic()
                 installed = self.control.swap_into(pipeline) or installed
                 frame = self.queue.get(timeout=0.5)
                 if frame is None:
                     continue
+                self._heartbeat = time.monotonic()  # only a frame counts: a silent camera starves the watchdog
                 before = pipeline.counters.faces_discarded, pipeline.counters.faces_seen
                 self.delivery.deliver_pending()
                 for alert in pipeline.process(frame):
