@@ -34,6 +34,7 @@ from edge.link.uplink import Uplink
 from edge.models import ENGINES_DIR, Manifest
 from edge.pipeline import FaceCounters, Pipeline
 from edge.protocol.pairing import DevicePairing, load_record
+from edge.vision.stack import VisionStack
 from edge.watchlist.match import Gallery
 from edge.watchlist.store import WatchlistStore
 
@@ -85,6 +86,7 @@ class Device:
         self._fps = RateMeter()
         self._counters = FaceCounters()
         self._failure: BaseException | None = None
+        self._stack: VisionStack | None = None  # the inference thread's; read for the status
         self.config_path = config_path
         self._models_ready = threading.Event()
         self.control = DeviceControl(
@@ -162,6 +164,8 @@ class Device:
         return 0
 
     def _report_status(self) -> None:
+        if self._stack is not None:
+            self.uplink.set_runtime(self._stack.runtimes())
         self.notifier.status(self.control.report_status(self._counters, self.queue.dropped, self._fps))
 
     def _audit_config_changes(self) -> None:
@@ -203,9 +207,11 @@ class Device:
             self.queue.close()
 
     def _infer(self) -> None:
+        stack: VisionStack | None = None
         try:
             current = self.store.current
-            stack = self.models.stack_for(current)
+            stack = self._stack = self.models.stack_for(current)
+            log.info("models: %s", stack.runtimes())
             gallery = current.gallery if current else Gallery.empty(stack.embedder.dim)
             pipeline = Pipeline(stack, gallery, self.models.for_watchlist(current).for_gallery(gallery.size),
                                 self.cfg.quality, self.cfg.track, self.cfg.detector.stride)
@@ -226,10 +232,15 @@ class Device:
             before = pipeline.counters.faces_discarded, pipeline.counters.faces_seen
             pipeline.finish()
             self._count(pipeline, before, frames=0)
-            stack.close()
         except Exception as exc:  # the daemon reports, audits the stop, and systemd restarts it
             log.exception("inference thread failed")
             self._failure = exc
+        finally:  # engines, buffers and the CUDA context are released on this thread, failed or not
+            if stack is not None:
+                try:
+                    stack.close()
+                except Exception:
+                    log.exception("closing the models failed")
 
     def _count(self, pipeline: Pipeline, before: tuple[int, int], frames: int = 1) -> None:
         c = pipeline.counters
