@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from jetson_support import REPO, run
+from jetson_support import REPO, make_jetson_utils_tar, run
 
 UNITS = REPO / "deploy" / "systemd"
 HOST_UNITS = Path("/lib/systemd/system")
@@ -39,7 +39,8 @@ def staged_root(tmp_path: Path, l4t_dir: Path, device_dir: Path, venv_tar: Path)
     overlay = tmp_path / "overlay"
     result = run([sys.executable, "scripts/flash", "--board", "jetson-orin-nano-devkit", "--jetpack", "6.1",
                   "--l4t-dir", str(l4t_dir), "--device-dir", str(device_dir), "--venv-tar", str(venv_tar),
-                  "--overlay-dir", str(overlay), "--dry-run"])
+                  "--overlay-dir", str(overlay), "--dry-run", "--jetson-utils-tar",
+                  str(make_jetson_utils_tar(tmp_path / "ju.tar.gz"))])
     assert result.returncode == 0, result.stderr
     shutil.copytree(HOST_UNITS, overlay / "usr" / "lib" / "systemd" / "system", symlinks=True)
     return overlay
