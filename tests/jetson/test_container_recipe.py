@@ -78,5 +78,5 @@ def test_container_docs_need_the_nvidia_runtime_at_build_and_map_cameras_to_vide
     route3 = docs[docs.index("## Route 3"):docs.index("## TensorRT engines")]
     assert '"default-runtime": "nvidia"' in dockerfile and '"default-runtime": "nvidia"' in route3
     assert route3.index("\"default-runtime\": \"nvidia\"") < route3.index("docker build -f")
-    devices = re.findall(r"--device (\S+)", route3)
+    devices = re.findall(r"--device ([^\s`]+)", route3)
     assert devices and all(re.fullmatch(r"/dev/edge/camera-\d+:/dev/video\d+", d) for d in devices)
