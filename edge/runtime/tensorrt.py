@@ -70,6 +70,9 @@ def import_tensorrt() -> tuple[ModuleType, ModuleType]:
     try:
         import pycuda.driver as cuda
     except ImportError as exc:
+        if "libcuda" in str(exc):  # pycuda is installed; the CUDA driver it links against is not there
+            raise ModelError(f"pycuda cannot load the CUDA driver ({exc}): on a Jetson it comes with L4T "
+                             "(nvidia-l4t-cuda); in a container run it with --runtime nvidia") from exc
         raise ModelError(
             f"the pycuda module is missing ({exc}): `pip install '.[jetson]'` with /usr/local/cuda/bin on PATH; "
             "`edge engines check` lists every missing piece"

@@ -97,7 +97,10 @@ def _fell_back(runtime: object, caplog: pytest.LogCaptureFixture, why: str) -> N
 def test_cuda_that_will_not_start_falls_back(sdk, manifest: Manifest, tmp_path: Path, driver: str, why: str,
                                              caplog: pytest.LogCaptureFixture) -> None:
     sdk("10.3.0.30", driver)
-    _fell_back(open_runtime(manifest, MODEL, "auto", engine_dir=tmp_path), caplog, why)
+    runtime = open_runtime(manifest, MODEL, "auto", engine_dir=tmp_path)
+    if driver is CUDA_NO_LIBCUDA:
+        assert "--runtime nvidia" in runtime.note  # type: ignore[attr-defined]
+    _fell_back(runtime, caplog, why)
     with pytest.raises(ModelError, match=why):
         open_runtime(manifest, MODEL, "tensorrt", engine_dir=tmp_path)
     assert why in (unavailable_reason(manifest, MODEL, "tensorrt", tmp_path) or "")
