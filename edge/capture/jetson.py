@@ -1,6 +1,13 @@
 """Frames from NVIDIA's jetson_utils.videoSource: CSI sensors (csi://0), V4L2 cameras (v4l2:///dev/video0),
 RTSP (rtsp://…) and files (file://…), decoded and colour-converted on the GPU.
 
+Every one of those sources delivers YUV (NV12/I420/YUY2), and jetson-utils converts YUV to RGB/RGBA only
+(cuda/cudaColorspace.h: "The YUV formats don't support BGR/BGRA"): frames are captured as rgb8 and turned
+into BGR by cudaConvertColor into a preallocated mapped buffer, on this source's own non-blocking CUDA
+stream, which is the only stream it waits for (inference runs on its own streams meanwhile).
+jetson-utils parses v4l2:// with sscanf("/dev/video%i") (network/URI.cpp), so a udev name such as
+/dev/edge/camera-0 is resolved to its /dev/videoN at every open and reopen.
+
 jetson_utils comes from a source build of dusty-nv/jetson-utils. PyPI's `jetson-utils` is an unrelated
 package whose `jetson_utils` module would shadow it: it is recognised and refused with the fix.
 Live sources never end: a dropped camera or stream is reopened with back-off and the gap is logged.
@@ -8,10 +15,13 @@ Live sources never end: a dropped camera or stream is reopened with back-off and
 
 import importlib
 import logging
+import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +31,32 @@ from edge.errors import SourceError
 log = logging.getLogger(__name__)
 
 SCHEMES = ("csi://", "v4l2://", "rtsp://", "rtspt://", "file://")
+CAPTURE_FORMAT = "rgb8"  # what every YUV source converts to; BGR is made from it on the GPU
+FRAME_FORMAT = "bgr8"  # what edge.capture.base.Frame carries
+_V4L2_NODE = re.compile(r"^/dev/video\d+$")
+
+
+def v4l2_uri(uri: str) -> str:
+    """The URI jetson-utils can parse: a v4l2:// path that is a udev symlink (/dev/edge/camera-0) becomes the
+    /dev/videoN it points to now (it may change across unplugs, so this runs at every open)."""
+    if not uri.startswith("v4l2://"):
+        return uri
+    path = uri[len("v4l2://"):]
+    node = os.path.realpath(path)
+    if not _V4L2_NODE.match(node):
+        if not os.path.exists(path):
+            raise SourceError(f"{path} does not exist (camera unplugged, or the udev rules are not installed)")
+        raise SourceError(f"{path} resolves to {node}, not a /dev/videoN node jetson-utils can open")
+    return f"v4l2://{node}"
+
+
+def create_stream(utils: ModuleType) -> int:
+    """A non-blocking CUDA stream: the keyword is `nonblocking` (default blocking) at jetson-utils head and
+    `blocking` (default non-blocking) at the commit the container pins (python/bindings/PyCUDA.cpp)."""
+    try:
+        return int(utils.cudaStreamCreate(nonblocking=True))
+    except TypeError:
+        return int(utils.cudaStreamCreate(blocking=False))
 
 
 def import_jetson_utils() -> ModuleType:
@@ -111,6 +147,9 @@ class JetsonSource:
         self._last_frame = time.monotonic()
         self._framerate = 0.0
         self._source: object | None = None
+        self._stream: int | None = None
+        self._bgr: Any = None  # mapped BGR buffer, reallocated when the size changes
+        self._first_pts: int | None = None
         try:
             self._source = self._open()
         except Exception as exc:  # jetson_utils raises plain Exception
@@ -122,7 +161,10 @@ class JetsonSource:
             log.warning("%s cannot be opened yet (%s): %s; retrying with back-off", uri, exc, advice)
 
     def _open(self) -> object:
-        source = self._utils.videoSource(self.uri, argv=self._argv)
+        source = self._utils.videoSource(v4l2_uri(self.uri), argv=self._argv)
+        if self._stream is None:
+            self._stream = create_stream(self._utils)
+        # GetFrameRate is an integer (uint32 in videoSource.h, 29 for 29.97): only a fallback for file times.
         self._framerate = float(source.GetFrameRate() or 0.0)
         self._last_frame = time.monotonic()
         return source
@@ -158,7 +200,7 @@ class JetsonSource:
                 self._reopen()
                 continue
             try:
-                image = self._source.Capture(format="bgr8", timeout=self._timeout_ms)
+                image = self._source.Capture(format=CAPTURE_FORMAT, timeout=self._timeout_ms, stream=self._stream)
             except Exception as exc:
                 if not self.live:
                     if not self._source.IsStreaming():
@@ -176,10 +218,20 @@ class JetsonSource:
             return self._frame(image, now)
         return None
 
-    def _frame(self, image: object, now: float) -> Frame:
-        # Capture converts on the GPU asynchronously; the buffer is reused by the source's ring: sync, then copy.
-        self._utils.cudaDeviceSynchronize()
-        array = np.array(self._utils.cudaToNumpy(image), dtype=np.uint8, copy=True)
+    def _to_bgr(self, image: Any) -> Any:
+        """RGB -> BGR on the GPU into the preallocated mapped buffer, queued on this source's stream."""
+        utils = self._utils
+        if self._bgr is None or (self._bgr.width, self._bgr.height) != (image.width, image.height):
+            self._bgr = utils.cudaAllocMapped(width=image.width, height=image.height, format=FRAME_FORMAT)
+        utils.cudaConvertColor(input=image, output=self._bgr, stream=self._stream)
+        return self._bgr
+
+    def _frame(self, image: Any, now: float) -> Frame:
+        bgr = self._to_bgr(image)
+        # Capture and the conversion run asynchronously on our stream; wait for it alone, never the device
+        # (TensorRT's work on other streams keeps running), then copy out of the reused buffer.
+        self._utils.cudaStreamSynchronize(self._stream)
+        array = np.array(self._utils.cudaToNumpy(bgr), dtype=np.uint8, copy=True)
         if array.ndim != 3 or array.shape[2] != 3:
             raise SourceError(f"{self.uri}: expected an HxWx3 frame, jetson_utils gave {array.shape}")
         self._last_frame = now
@@ -190,11 +242,26 @@ class JetsonSource:
                         reason, attempts)
         index = self._index
         self._index += 1
-        timestamp = index / self._framerate if not self.live and self._framerate > 0 else now
-        return Frame(image=array, index=index, timestamp=timestamp)
+        return Frame(image=array, index=index, timestamp=self._timestamp(image, index, now))
+
+    def _timestamp(self, image: Any, index: int, now: float) -> float:
+        """A file's frames carry their stream time from its first frame (the buffer PTS in ns: exact at 29.97
+        fps, where the integer GetFrameRate drifts by 3 s an hour); live frames the time they arrived."""
+        if self.live:
+            return now
+        pts = int(getattr(image, "timestamp", 0) or 0)
+        if pts > 0:
+            if self._first_pts is None:
+                self._first_pts = pts
+            return (pts - self._first_pts) / 1e9
+        return index / self._framerate if self._framerate > 0 else now
 
     def close(self) -> None:
         self._closed.set()
         source, self._source = self._source, None
         if source is not None:
             source.Close()
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            self._utils.cudaStreamDestroy(stream)
+        self._bgr = None

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from edge.config.alerts import AlertsConfig
 from edge.config.audit import AuditConfig
@@ -14,7 +14,7 @@ from edge.config.embedder import EmbedderConfig
 from edge.config.link import LinkConfig
 from edge.config.match import MatchConfig
 from edge.config.quality import QualityConfig
-from edge.config.runtime import RuntimeConfig
+from edge.config.runtime import ENGINES_SUBDIR, RuntimeConfig
 from edge.config.tomlio import load_toml
 from edge.config.track import TrackConfig
 from edge.config.watchlist import WatchlistConfig
@@ -36,6 +36,14 @@ class EdgeConfig(StrictModel):
     watchlist: WatchlistConfig = Field(default_factory=WatchlistConfig)
     link: LinkConfig = Field(default_factory=LinkConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+
+    @model_validator(mode="after")
+    def _engines_under_state(self) -> "EdgeConfig":
+        """Built engines default to <device.state_dir>/engines: the one place the engines unit (`edge engines
+        build --config`) writes them and the daemon loads them from."""
+        if self.runtime.engine_cache is None:
+            self.runtime = self.runtime.model_copy(update={"engine_cache": self.device.state_dir / ENGINES_SUBDIR})
+        return self
 
 
 # Keys renamed between versions: an old config names the key it now needs instead of just failing.

@@ -37,6 +37,7 @@ from edge.link.uplink import Uplink
 from edge.models import ENGINES_DIR, Manifest
 from edge.pipeline import FaceCounters, Pipeline
 from edge.protocol.pairing import DevicePairing, load_record
+from edge.vision.stack import VisionStack
 from edge.watchlist.match import Gallery
 from edge.watchlist.store import WatchlistStore
 
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 
 STATUS_EVERY = 10.0
 DRAIN_TIMEOUT = 15.0  # seconds to wait at stop for the broker to acknowledge the outbox
-STALL_AFTER = 30.0  # seconds without a frame finishing before the watchdog stops being fed
+STALL_AFTER = 30.0  # seconds without a frame (none captured, or none finishing) before the watchdog starves
 WATCHLIST_WAIT = 10.0  # seconds a device with no watchlist waits at start for the retained one
 
 
@@ -97,6 +98,7 @@ class Device:
         self._fps = RateMeter()
         self._counters = FaceCounters()
         self._failure: BaseException | None = None
+        self._stack: VisionStack | None = None  # the inference thread's; read for the status
         self.config_path = config_path
         self._models_ready = threading.Event()
         self.control = DeviceControl(
@@ -146,7 +148,8 @@ class Device:
             if time.monotonic() - self._heartbeat < STALL_AFTER:
                 self.notifier.watchdog()  # a stalled pipeline stops the feed and systemd restarts us
             else:
-                log.error("inference has made no progress for %.0f s; not feeding the watchdog", STALL_AFTER)
+                log.error("camera %s: no frame processed for %.0f s (camera silent or inference stuck); not "
+                          "feeding the watchdog, systemd restarts edge", self.cfg.camera.id, STALL_AFTER)
             self.minutes.tick()
             if time.monotonic() >= next_status:
                 self._report_status()
@@ -192,6 +195,8 @@ class Device:
         self.control.seen.close()
 
     def _report_status(self) -> None:
+        if self._stack is not None:
+            self.uplink.set_runtime(self._stack.runtimes())
         self.notifier.status(self.control.report_status(self._counters, self.queue.dropped, self._fps))
 
     def _audit_config_changes(self) -> None:
@@ -233,20 +238,23 @@ class Device:
             self.queue.close()
 
     def _infer(self) -> None:
+        stack: VisionStack | None = None
         try:
             current = self.store.current
-            stack = self.models.stack_for(current)
+            stack = self._stack = self.models.stack_for(current)
+            log.info("models: %s", stack.runtimes())
             gallery = current.gallery if current else Gallery.empty(stack.embedder.dim)
             pipeline = Pipeline(stack, gallery, self.models.for_watchlist(current).for_gallery(gallery.size),
                                 self.cfg.quality, self.cfg.track, self.cfg.detector.stride)
             installed = current  # the watchlist the pipeline matches against: alerts refer to it
+            self._heartbeat = time.monotonic()
             self._models_ready.set()
             while not self.queue.closed:
-                self._heartbeat = time.monotonic()
                 installed = self.control.swap_into(pipeline) or installed
                 frame = self.queue.get(timeout=0.5)
                 if frame is None:
                     continue
+                self._heartbeat = time.monotonic()  # only a frame counts: a silent camera starves the watchdog
                 before = pipeline.counters.faces_discarded, pipeline.counters.faces_seen
                 self.delivery.deliver_pending()
                 for alert in pipeline.process(frame):
@@ -255,10 +263,15 @@ class Device:
             before = pipeline.counters.faces_discarded, pipeline.counters.faces_seen
             pipeline.finish()
             self._count(pipeline, before, frames=0)
-            stack.close()
         except Exception as exc:  # the daemon reports, audits the stop, and systemd restarts it
             log.exception("inference thread failed")
             self._failure = exc
+        finally:  # engines, buffers and the CUDA context are released on this thread, failed or not
+            if stack is not None:
+                try:
+                    stack.close()
+                except Exception:
+                    log.exception("closing the models failed")
 
     def _count(self, pipeline: Pipeline, before: tuple[int, int], frames: int = 1) -> None:
         c = pipeline.counters

@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge.cliargs import Commands, data_root
+from edge.config import EdgeConfig, load_config
 from edge.engines.check import Check, run_checks
 from edge.engines.faces import FaceAligner
+from edge.engines.sizes import detector_sizes
 from edge.errors import ConfigError, EdgeError, ModelError
 from edge.models import ENGINES_DIR, Manifest
 from edge.runtime.engine_file import ShapeRange, calibration_cache_name, read_engine, rebuild_hint, timing_cache_name
@@ -34,8 +36,7 @@ def register(commands: Commands) -> None:
         description="Build a TensorRT engine per model for this GPU and TensorRT version (FP16 where the GPU "
                     "has fast FP16), then compare it with ONNX Runtime on real faces.")
     build.add_argument("--model", action="append", help="model name from models.toml (repeat; default: all)")
-    build.add_argument("--manifest-dir", type=Path, default=ENGINES_DIR, help="folder with models.toml and the ONNX")
-    build.add_argument("--engine-dir", type=Path, help="where engines go (default: the manifest folder)")
+    _where(build, "where engines go")
     build.add_argument("--precision", choices=["auto", "fp32", "fp16", "int8"], default="auto",
                        help="auto: fp16 where the GPU has fast FP16, else fp32")
     build.add_argument("--calib-dir", type=Path, help="int8: folder of real frames from this camera (embedders "
@@ -43,7 +44,8 @@ def register(commands: Commands) -> None:
     build.add_argument("--calib-images", type=int, default=512, help="int8: frames (detector) or faces (embedders) "
                                                                      "to calibrate on (default 512)")
     build.add_argument("--detector-size", action="append", type=_size, metavar="WxH",
-                       help="detector input size, one profile each (repeat; default 640x384 and 640x640)")
+                       help="detector input size, one profile each (repeat; default: the sizes --config's "
+                            "detector.long_side gives 16:9 and 4:3 cameras, 512x288 and 512x384 without it)")
     build.add_argument("--batch", type=_batch, default=DEFAULT_BATCH, metavar="MIN,OPT,MAX",
                        help="embedder batch sizes (default 1,8,32)")
     build.add_argument("--workspace-mib", type=int, default=1024, help="builder workspace (default 1024 MiB)")
@@ -63,9 +65,25 @@ def register(commands: Commands) -> None:
     check = group.add_parser(
         "check", help="say which JetPack piece (tensorrt, pycuda, jetson_utils, nvidia runtime) or engine is missing",
         description="The Jetson install check: exit 0 when everything the TensorRT path needs is present.")
-    check.add_argument("--manifest-dir", type=Path, default=ENGINES_DIR, help="folder with models.toml")
-    check.add_argument("--engine-dir", type=Path, help="where engines are (default: the manifest folder)")
+    _where(check, "where engines are")
     check.set_defaults(func=run_check)
+
+
+def _where(parser: argparse.ArgumentParser, engines: str) -> None:
+    parser.add_argument("--config", type=Path, help="the device's edge.toml: its models folder, engine folder "
+                                                    "(<device.state_dir>/engines) and detector sizes")
+    parser.add_argument("--manifest-dir", type=Path, help="folder with models.toml and the ONNX (default: "
+                                                          "--config's runtime.engines_dir, else the shipped one)")
+    parser.add_argument("--engine-dir", type=Path, help=f"{engines} (default: --config's runtime.engine_cache, "
+                                                        "else the manifest folder)")
+
+
+def _resolve(args: argparse.Namespace) -> tuple[Manifest, Path, EdgeConfig | None]:
+    """The manifest, the engine folder and the device config, from the options (which win) and --config."""
+    cfg = load_config(args.config) if args.config is not None else None
+    manifest = Manifest.load(args.manifest_dir or (cfg and cfg.runtime.engines_dir) or ENGINES_DIR)
+    engine_dir = args.engine_dir or (cfg and cfg.runtime.engine_cache) or manifest.folder
+    return manifest, engine_dir, cfg
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -93,12 +111,11 @@ def _profile_text(profile: Profile) -> str:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    manifest = Manifest.load(args.manifest_dir)
+    manifest, engine_dir, cfg = _resolve(args)
     models = args.model or list(manifest.models)
     for model in models:
         manifest.spec(model)
-    engine_dir: Path = args.engine_dir or manifest.folder
-    sizes = tuple(args.detector_size or DEFAULT_DETECTOR_SIZES)
+    sizes = tuple(args.detector_size or (detector_sizes(cfg.detector) if cfg else DEFAULT_DETECTOR_SIZES))
     precision: Precision | None = None if args.precision == "auto" else args.precision
     if precision == "int8" and args.calib_dir is not None and not args.calib_dir.is_dir():
         raise ConfigError(f"--calib-dir {args.calib_dir} is not a folder")
@@ -211,8 +228,7 @@ def run_check(args: argparse.Namespace) -> int:
     for check in checks:
         _print_check(check)
     ready = all(c.ok for c in checks if c.required)
-    manifest = Manifest.load(args.manifest_dir)
-    engine_dir: Path = args.engine_dir or manifest.folder
+    manifest, engine_dir, _ = _resolve(args)
     if not ready:
         print(f"{'skipped':<8} {'engines':<15} needs the missing pieces above")
         return 1

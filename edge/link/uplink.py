@@ -245,6 +245,12 @@ class Uplink:
             self._status = self._status.model_copy(update=update)
         self._publish_status()
 
+    def set_runtime(self, runtime: str) -> None:
+        """Which runtime each model runs on and why (e.g. ONNX Runtime because CUDA did not start): sent with
+        the next status, so a Jetson running on its CPU is visible at HQ."""
+        with self._status_lock:
+            self._status = self._status.model_copy(update={"runtime": runtime[:512]})
+
     # --- internals ------------------------------------------------------------------------------------
 
     def _own(self, message: MatchEvent | WatchlistState) -> MatchEvent | WatchlistState:

@@ -124,6 +124,7 @@ class DeviceStatus(WireModel):
     at: AwareDatetime | None = Field(None, description="when the device said this; None in the will")
     reason: Text = ""
     software: Text = ""
+    runtime: Text = Field("", description="what each model runs on, and why not TensorRT where it does not")
     watchlist: WatchlistRef | None = None
     counters: dict[str, int] = Field(default_factory=dict)
     audit_head: AuditHead | None = Field(None, description="the audit log's last record when this was said; HQ "

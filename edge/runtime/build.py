@@ -34,7 +34,7 @@ from edge.runtime.engine_file import (
     timing_cache_name,
 )
 from edge.runtime.profiles import DEFAULT_BATCH, DEFAULT_DETECTOR_SIZES, Precision, Profile, build_profiles
-from edge.runtime.tensorrt import device_gpu, import_tensorrt, primary_context
+from edge.runtime.tensorrt import device_gpu, import_tensorrt, primary_context, shared_logger
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ def build_engine(manifest: Manifest, model: str, options: BuildOptions) -> Build
     started = time.monotonic()
     with primary_context(cuda):
         gpu = device_gpu(cuda)
-        logger = trt.Logger(trt.Logger.WARNING)
+        logger = shared_logger()
         builder = trt.Builder(logger)
         network, parser, outputs = _parse_onnx(trt, builder, logger, onnx_path, spec)
         # TensorRT holds raw pointers to these Python objects: they must outlive build_serialized_network.

@@ -13,9 +13,10 @@ from edge.runtime.prelu import expand_prelu
 class OnnxRuntime:
     """One InferenceSession with a fixed thread count (intra-op; inter-op 1), PReLUs expanded (`prelu`)."""
 
-    def __init__(self, path: Path, threads: int = 1, label: str | None = None, sha256: str | None = None) -> None:
+    def __init__(self, path: Path, threads: int = 1, label: str | None = None, sha256: str | None = None,
+                 note: str = "") -> None:
         """`sha256`: the bytes loaded must have it (they are read once, checked, and handed to ONNX Runtime, so a
-        file swapped after an earlier check cannot slip in)."""
+        file swapped after an earlier check cannot slip in). `note`: why this runs here and not on TensorRT."""
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -31,6 +32,7 @@ class OnnxRuntime:
         self._outputs = [o.name for o in self._session.get_outputs()]
         self.name = f"onnxruntime:{label or path.stem}:{threads}t"
         self.threads = threads
+        self.note = note
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = self._session.run(self._outputs, inputs)

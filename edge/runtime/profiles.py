@@ -1,8 +1,10 @@
 """Optimization profiles for each model, choosing one at run time, and the equivalent trtexec line.
 
 The detector has dynamic H and W but runs at a fixed size per source (letterbox), so it gets one
-static profile per configured size (e.g. 640x384 for 16:9 and 640x640); kernels are tuned for
-exactly the shapes it will see. Embedders get one profile over the batch sizes a frame produces.
+static profile per size the device configuration implies (edge.engines.sizes: 512x288 for 16:9 and
+512x384 for 4:3 at the default detector.long_side); kernels are tuned for exactly the shapes it will
+see, and a size without a profile runs on ONNX Runtime (edge.runtime.fallback). Embedders get one
+profile over the batch sizes a frame produces.
 """
 
 import shlex
@@ -16,7 +18,9 @@ from edge.runtime.engine_file import Shape, ShapeRange
 Profile = dict[str, ShapeRange]
 Precision = Literal["fp32", "fp16", "int8"]
 
-DEFAULT_DETECTOR_SIZES: tuple[tuple[int, int], ...] = ((640, 384), (640, 640))
+# What detector.long_side = 512 (the default) makes of 16:9 and 4:3 frames; edge.engines.sizes derives the
+# sizes of any configuration (tests/jetson/test_engine_sizes.py keeps the two in step).
+DEFAULT_DETECTOR_SIZES: tuple[tuple[int, int], ...] = ((512, 288), (512, 384))
 DEFAULT_BATCH = (1, 8, 32)
 
 
@@ -64,11 +68,19 @@ def build_profiles(spec: ModelSpec, detector_sizes: tuple[tuple[int, int], ...] 
                                     max=input_shape(spec, high, size))}]
 
 
-def pick_profile(profiles: list[Profile], shapes: dict[str, Shape]) -> int:
-    """The first profile that accepts every input shape; an input no profile accepts is an error."""
+def find_profile(profiles: list[Profile], shapes: dict[str, Shape]) -> int | None:
+    """The first profile that accepts every input shape, or None."""
     for index, profile in enumerate(profiles):
         if profile.keys() == shapes.keys() and all(profile[n].contains(s) for n, s in shapes.items()):
             return index
+    return None
+
+
+def pick_profile(profiles: list[Profile], shapes: dict[str, Shape]) -> int:
+    """The first profile that accepts every input shape; an input no profile accepts is an error."""
+    found = find_profile(profiles, shapes)
+    if found is not None:
+        return found
     accepted = "; ".join(
         ", ".join(f"{n} {_dims(r.min)}..{_dims(r.max)}" for n, r in p.items()) for p in profiles
     )

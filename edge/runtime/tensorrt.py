@@ -6,6 +6,7 @@ device's primary context, shared with TensorRT's own CUDA runtime calls and with
 inference worker that owns the runtime pushes it around each call, so any single thread may drive it.
 """
 
+import functools
 import logging
 import threading
 from collections.abc import Iterator
@@ -32,8 +33,32 @@ from edge.runtime.profiles import Profile, pick_profile
 log = logging.getLogger(__name__)
 
 
+SUPPORTED_TENSORRT = (10,)  # major versions; JetPack 6 ships 10.3
+CU_STREAM_NON_BLOCKING = 1  # cuda.h CUstream_flags; pycuda's Stream(flags=) takes the raw value
+
+
+def check_tensorrt_version(version: str) -> None:
+    """Refuse a TensorRT this firmware cannot build or run engines with, saying which it needs.
+
+    TensorRT 11 (today's `pip install tensorrt`) builds strongly typed networks only: its Python bindings
+    have no BuilderFlag.FP16/INT8, no int8_calibrator, no platform_has_fast_fp16 and no
+    IInt8EntropyCalibrator2 (python/src/infer/pyCore.cpp at 11.x; pyInt8.cpp is gone).
+    """
+    try:
+        major = int(version.split(".")[0])
+    except ValueError:
+        major = -1
+    if major not in SUPPORTED_TENSORRT:
+        raise ModelError(
+            f"TensorRT {version} is not supported: edge builds and runs engines with TensorRT 10.x (JetPack 6 ships "
+            "10.3; its python3-libnvinfer). TensorRT 11 and later have no FP16/INT8 builder flags or INT8 "
+            "calibrators; remove a pip-installed `tensorrt` (`pip uninstall tensorrt`) so JetPack's is used, or "
+            "run on ONNX Runtime (runtime.backend = \"onnxruntime\")")
+
+
 def import_tensorrt() -> tuple[ModuleType, ModuleType]:
-    """tensorrt and pycuda.driver, or a ModelError naming the one that is missing and how to get it."""
+    """tensorrt and pycuda.driver, or a ModelError naming the one that is missing (or unsupported) and how to get
+    it."""
     try:
         import tensorrt as trt
     except ImportError as exc:
@@ -41,9 +66,13 @@ def import_tensorrt() -> tuple[ModuleType, ModuleType]:
             f"the tensorrt Python module is missing ({exc}): on a Jetson install JetPack's python3-libnvinfer "
             "and create the venv with --system-site-packages; `edge engines check` lists every missing piece"
         ) from exc
+    check_tensorrt_version(str(getattr(trt, "__version__", "?")))
     try:
         import pycuda.driver as cuda
     except ImportError as exc:
+        if "libcuda" in str(exc):  # pycuda is installed; the CUDA driver it links against is not there
+            raise ModelError(f"pycuda cannot load the CUDA driver ({exc}): on a Jetson it comes with L4T "
+                             "(nvidia-l4t-cuda); in a container run it with --runtime nvidia") from exc
         raise ModelError(
             f"the pycuda module is missing ({exc}): `pip install '.[jetson]'` with /usr/local/cuda/bin on PATH; "
             "`edge engines check` lists every missing piece"
@@ -57,6 +86,14 @@ def device_gpu(cuda: ModuleType) -> str:
     device = cuda.Device(0)
     sms = device.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT)
     return gpu_slug(device.name(), device.compute_capability(), int(sms))
+
+
+@functools.cache
+def shared_logger() -> Any:
+    """The process's one trt.Logger: TensorRT keeps the first logger it is given and warns when later
+    builders and runtimes bring another."""
+    trt, _ = import_tensorrt()
+    return trt.Logger(trt.Logger.WARNING)
 
 
 @contextmanager
@@ -110,13 +147,14 @@ class TensorRTRuntime:
             check_engine(engine_path, meta, model=spec.name, model_sha256=spec.sha256, input_name=spec.input,
                          outputs=spec.outputs, tensorrt_version=trt.__version__, gpu=device_gpu(cuda),
                          rebuild_hint=hint)
-            self._logger = trt.Logger(trt.Logger.WARNING)
-            self._runtime = trt.Runtime(self._logger)
+            self._runtime = trt.Runtime(shared_logger())
             self._engine = self._runtime.deserialize_cuda_engine(plan)
             if self._engine is None:
                 raise ModelError(f"TensorRT could not deserialize {engine_path} (see its log above); {hint}")
             self._context = self._engine.create_execution_context()
-            self._stream = cuda.Stream()
+            # Non-blocking: no implicit synchronisation with the legacy default stream (jetson_utils' and
+            # other libraries' work there neither waits for inference nor makes it wait).
+            self._stream = cuda.Stream(flags=CU_STREAM_NON_BLOCKING)
             names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
             self._inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
             self._outputs = [n for n in names if n not in self._inputs]
@@ -130,6 +168,11 @@ class TensorRTRuntime:
         self._cuda.Context.pop()
         log.info("loaded %s (%s, %d profiles) for %s", engine_path.name, meta.precision, len(self._profiles),
                  spec.name)
+
+    @property
+    def profiles(self) -> list[Profile]:
+        """The engine's optimization profiles, as read back from it."""
+        return list(self._profiles)
 
     def _profile(self, index: int) -> Profile:
         ranges = {}

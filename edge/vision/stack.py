@@ -8,6 +8,7 @@ from edge.config.embedder import EmbedderConfig
 from edge.config.runtime import RuntimeConfig
 from edge.models import ENGINES_DIR, Manifest
 from edge.runtime import open_runtime
+from edge.runtime.select import describe
 from edge.vision.detect import Detector
 from edge.vision.embed import Embedder
 
@@ -49,6 +50,10 @@ class VisionStack:
         old, self.embedder = self.embedder, opened
         self.embedder_sha256 = self.manifest.spec(embedder.model).sha256
         old.runtime.close()
+
+    def runtimes(self) -> str:
+        """What each model runs on, with the reason where it is not TensorRT (for the device's status)."""
+        return f"detector {describe(self.detector.runtime)}; embedder {describe(self.embedder.runtime)}"
 
     def close(self) -> None:
         self.detector.runtime.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
-from jetson_support import DEVICE_ID, L4T_36_4_0, make_venv_tar
+from jetson_support import DEVICE_ID, JETPACK_DPKG_STATUS, L4T_36_4_0, make_jetson_utils_tar, make_venv_tar
 
 from edge.hq import pki
 from edge.models import Manifest
@@ -64,7 +64,15 @@ def l4t_dir(tmp_path: Path) -> Path:
     (etc / "group").write_text("root:x:0:\nvideo:x:44:\nnvidia:x:1000:\n")
     (etc / "shadow").write_text("root:*:19000:0:99999:7:::\nnvidia:*:19000:0:99999:7:::\n")
     (etc / "gshadow").write_text("root:*::\nvideo:!::\nnvidia:!::\n")
+    dpkg = l4t / "rootfs" / "var" / "lib" / "dpkg"
+    dpkg.mkdir(parents=True)
+    (dpkg / "status").write_text(JETPACK_DPKG_STATUS)  # as after `apt install nvidia-jetpack` in the rootfs
     return l4t
+
+
+@pytest.fixture
+def jetson_utils_tar(tmp_path: Path) -> Path:
+    return make_jetson_utils_tar(tmp_path / "jetson-utils.tar.gz")
 
 
 @pytest.fixture

@@ -50,3 +50,30 @@ def make_venv_tar(path: Path, *, version: str = __version__, system_site: bool =
     return path
 
 
+
+
+JETPACK_DPKG_STATUS = "".join(
+    f"Package: {name}\nStatus: install ok installed\nArchitecture: arm64\nVersion: {version}\n\n"
+    for name, version in (("nvidia-jetpack", "6.1+b123"), ("libnvinfer10", "10.3.0.30-1+cuda12.5"),
+                          ("python3-libnvinfer", "10.3.0.30-1+cuda12.5"), ("cuda-cudart-12-6", "12.6.68-1")))
+
+
+def make_jetson_utils_tar(path: Path, *, drop: str | None = None, extra: str | None = None) -> Path:
+    """A tarball like `make install DESTDIR=D && tar -C D -czf FILE usr` of jetson-utils on a JetPack 6 board
+    (python/bindings/CMakeLists.txt: bindings in /usr/lib/python3.10/dist-packages, library in /usr/local/lib)."""
+    files = ["usr/lib/python3.10/dist-packages/jetson_utils/__init__.py",
+             "usr/lib/python3.10/dist-packages/jetson_utils_python.so",
+             "usr/lib/python3.10/dist-packages/jetson/utils/__init__.py",
+             "usr/local/lib/libjetson-utils.so", "usr/local/include/jetson-utils/videoSource.h"]
+    files = [f for f in files if f != drop] + ([extra] if extra else [])
+    with tarfile.open(path, "w:gz") as tar:
+        for directory in sorted({str(p) for f in files for p in Path(f).parents if str(p) != "."}):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o775
+            tar.addfile(info)
+        for name in files:
+            data = f"# {name}\n".encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.uid, info.gid = len(data), 0o664, 1000, 1000
+            tar.addfile(info, io.BytesIO(data))
+    return path

@@ -68,3 +68,15 @@ def test_entrypoint_is_valid_shell_and_runs_the_firmware() -> None:
     assert 'exec "$edge" "$@"' in text and "engines build --if-missing" in text
     assert ("CMD", '["run", "--config", "/etc/edge/edge.toml"]') in instructions()
     assert ("USER", "edge") in instructions()
+
+
+def test_container_docs_need_the_nvidia_runtime_at_build_and_map_cameras_to_video_nodes() -> None:
+    """`docker build` has no --runtime: CUDA in the build containers needs the default runtime set to nvidia
+    (jetson-containers' setup); jetson-utils opens only /dev/video%i, so a udev name is mapped onto one."""
+    dockerfile = (REPO / "deploy/container/Dockerfile").read_text()
+    docs = (REPO / "docs/jetson.md").read_text()
+    route3 = docs[docs.index("## Route 3"):docs.index("## TensorRT engines")]
+    assert '"default-runtime": "nvidia"' in dockerfile and '"default-runtime": "nvidia"' in route3
+    assert route3.index("\"default-runtime\": \"nvidia\"") < route3.index("docker build -f")
+    devices = re.findall(r"--device ([^\s`]+)", route3)
+    assert devices and all(re.fullmatch(r"/dev/edge/camera-\d+:/dev/video\d+", d) for d in devices)

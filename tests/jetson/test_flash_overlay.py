@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from jetson_support import DEVICE_ID, REPO, make_venv_tar, run
+from jetson_support import DEVICE_ID, REPO, make_jetson_utils_tar, make_venv_tar, run
 
 from edge import __version__
 from edge.models import Manifest
@@ -20,10 +20,15 @@ UID = 479
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="owners can only be set and checked as root")
 
 
-def flash(l4t: Path, device: Path, venv: Path, overlay: Path, *extra: str, jetpack: str = "6.1"):
+def flash(l4t: Path, device: Path, venv: Path, overlay: Path, *extra: str, jetpack: str = "6.1",
+          jetson_utils: bool = True):
+    utils = venv.parent / "jetson-utils.tar.gz"
+    if jetson_utils and not utils.exists():
+        make_jetson_utils_tar(utils)
     return run([sys.executable, "scripts/flash", "--board", "jetson-orin-nano-devkit", "--jetpack", jetpack,
                 "--l4t-dir", str(l4t), "--device-dir", str(device), "--venv-tar", str(venv),
-                "--overlay-dir", str(overlay), "--dry-run", *extra])
+                "--overlay-dir", str(overlay), "--dry-run", *(["--jetson-utils-tar", str(utils)] if jetson_utils
+                                                              else []), *extra])
 
 
 def expected_overlay(manifest: Manifest) -> dict[str, tuple[str, int, int, int]]:
@@ -55,6 +60,16 @@ def expected_overlay(manifest: Manifest) -> dict[str, tuple[str, int, int, int]]
     }
     for spec in manifest.models.values():
         table[f"opt/edge/engines/{spec.file}"] = (f, 0, 0, 0o644)
+    # jetson-utils, as `make install` lays it out (tests/jetson/jetson_support.make_jetson_utils_tar)
+    for folder in ("usr/lib/python3.10", "usr/lib/python3.10/dist-packages", "usr/lib/python3.10/dist-packages/"
+                   "jetson_utils", "usr/lib/python3.10/dist-packages/jetson", "usr/lib/python3.10/dist-packages/"
+                   "jetson/utils", "usr/local", "usr/local/lib", "usr/local/include", "usr/local/include/jetson-utils"):
+        table[folder] = (d, 0, 0, 0o755)
+    for file in ("usr/lib/python3.10/dist-packages/jetson_utils/__init__.py",
+                 "usr/lib/python3.10/dist-packages/jetson_utils_python.so",
+                 "usr/lib/python3.10/dist-packages/jetson/utils/__init__.py", "usr/local/lib/libjetson-utils.so",
+                 "usr/local/include/jetson-utils/videoSource.h"):
+        table[file] = (f, 0, 0, 0o644)
     return table
 
 
@@ -194,6 +209,81 @@ def test_flash_knows_its_boards_and_jetpacks(l4t_dir: Path, device_dir: Path, ve
     assert result.returncode == 2 and "invalid choice: 'jetson-nano'" in result.stderr
     result = run([sys.executable, "scripts/flash", "--board", "jetson-agx-orin-devkit", "--jetpack", "6.1",
                   "--l4t-dir", str(l4t_dir), "--device-dir", str(device_dir), "--venv-tar", str(venv_tar),
-                  "--overlay-dir", str(tmp_path / "o"), "--dry-run"])
+                  "--overlay-dir", str(tmp_path / "o"), "--dry-run", "--jetson-utils-tar",
+                  str(make_jetson_utils_tar(tmp_path / "ju.tar.gz"))])
     assert result.returncode == 0, result.stderr
     assert f"(cd {l4t_dir} && ./flash.sh jetson-agx-orin-devkit internal)" in result.stdout
+
+
+def test_jetson_utils_is_installed_from_its_tarball(l4t_dir: Path, device_dir: Path, venv_tar: Path,
+                                                   tmp_path: Path) -> None:
+    overlay = tmp_path / "overlay"
+    assert flash(l4t_dir, device_dir, venv_tar, overlay).returncode == 0
+    assert (overlay / "usr/lib/python3.10/dist-packages/jetson_utils_python.so").is_file()
+    assert (overlay / "usr/local/lib/libjetson-utils.so").is_file()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ("no-jetpack", "lacks TensorRT (libnvinfer10), TensorRT's Python bindings (python3-libnvinfer), the CUDA "
+                   "runtime (cuda-cudart-12-*)"),
+    ("l4t-only", "lacks TensorRT (libnvinfer10)"),
+    ("no-jetson-utils", "has no jetson-utils"),
+    ("utils-without-bindings", "jetson_utils_python.so is missing"),
+    ("utils-outside-usr", "etc/ld.so.conf.d/x.conf is outside usr/"),
+])
+def test_flash_refuses_a_root_file_system_without_the_gpu_stack(change: str, message: str, l4t_dir: Path,
+                                                                device_dir: Path, venv_tar: Path,
+                                                                tmp_path: Path) -> None:
+    """apply_binaries.sh installs the L4T drivers only: no CUDA, TensorRT or jetson-utils (never packaged)."""
+    status = l4t_dir / "rootfs" / "var" / "lib" / "dpkg" / "status"
+    if change == "no-jetpack":
+        status.unlink()
+    if change == "l4t-only":  # what apply_binaries.sh leaves: nvidia-l4t-* packages, nothing of JetPack
+        status.write_text("Package: nvidia-l4t-core\nStatus: install ok installed\n\n"
+                          "Package: libnvinfer10\nStatus: deinstall ok config-files\n\n")
+    utils = tmp_path / "ju.tar.gz"
+    if change == "utils-without-bindings":
+        make_jetson_utils_tar(utils, drop="usr/lib/python3.10/dist-packages/jetson_utils_python.so")
+    if change == "utils-outside-usr":
+        make_jetson_utils_tar(utils, extra="etc/ld.so.conf.d/x.conf")
+    extra = [] if change in ("no-jetson-utils",) or not utils.exists() else ["--jetson-utils-tar", str(utils)]
+    result = flash(l4t_dir, device_dir, venv_tar, tmp_path / "overlay", *extra,
+                   jetson_utils=change not in ("no-jetson-utils", "utils-without-bindings", "utils-outside-usr"))
+    assert result.returncode == 2, result.stdout
+    assert message in result.stderr, result.stderr
+    assert not (tmp_path / "overlay" / "etc").exists()
+
+
+def test_install_jetpack_plans_the_chroot_install(l4t_dir: Path, device_dir: Path, venv_tar: Path,
+                                                  tmp_path: Path) -> None:
+    (l4t_dir / "rootfs" / "var" / "lib" / "dpkg" / "status").unlink()
+    result = flash(l4t_dir, device_dir, venv_tar, tmp_path / "overlay", "--install-jetpack")
+    assert result.returncode == 0, result.stderr
+    rootfs = str(l4t_dir / "rootfs")
+    commands = [shlex.split(line) for line in result.stdout.splitlines() if line.startswith(("mount", "chroot",
+                                                                                               "umount"))]
+    assert ["chroot", rootfs, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y",
+            "--no-install-recommends", "nvidia-jetpack"] in commands
+    mounted = [c[-1] for c in commands if c[0] == "mount"]
+    assert mounted == [f"{rootfs}/dev", f"{rootfs}/proc", f"{rootfs}/sys", f"{rootfs}/run"]
+    assert [c[-1] for c in commands if c[0] == "umount"] == mounted[::-1]
+
+
+def test_only_recovery_mode_counts_as_a_board_to_flash() -> None:
+    """AGX Orin's debug microcontroller (0955:7045) is on USB whenever the board is powered."""
+    from importlib.machinery import SourceFileLoader
+    from importlib.util import module_from_spec, spec_from_loader
+
+    loader = SourceFileLoader("flash_script", str(REPO / "scripts" / "flash"))
+    spec = spec_from_loader("flash_script", loader)
+    assert spec is not None
+    module = module_from_spec(spec)
+    loader.exec_module(module)
+    agx = module.BOARDS["jetson-agx-orin-devkit"]
+    running = "Bus 001 Device 004: ID 0955:7045 NVIDIA Corp. Tegra On-Platform Operator\n"
+    recovery = "Bus 001 Device 009: ID 0955:7023 NVIDIA Corp. APX\n"
+    assert not module.in_recovery(running, agx)
+    assert module.in_recovery(running + recovery, agx)
+    nano = module.BOARDS["jetson-orin-nano-devkit"]
+    assert module.in_recovery("Bus 003 Device 002: ID 0955:7523 NVIDIA Corp. APX\n", nano)
+    assert not module.in_recovery(recovery, nano)

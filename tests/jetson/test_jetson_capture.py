@@ -2,13 +2,15 @@
 accounting, and (where NVIDIA's jetson_utils is installed) reading the demo clip through videoSource."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from jetson_utils_rules import Calls, make_module
 
-from edge.capture.jetson import Backoff, JetsonSource, Outage
+from edge.capture.jetson import Backoff, JetsonSource, Outage, v4l2_uri
 from edge.errors import SourceError
 
 
@@ -62,3 +64,80 @@ def test_demo_clip_through_videosource(demo_dir: Path) -> None:
     finally:
         source.close()
     assert frames == 275
+
+
+@pytest.fixture
+def clip(demo_dir: Path) -> Path:
+    return demo_dir / "short_hamilton_clip.mp4"
+
+
+def _with_rules(monkeypatch: pytest.MonkeyPatch, clip: Path, *, head: bool) -> Calls:
+    module, calls = make_module(str(clip), head=head)
+    monkeypatch.setitem(sys.modules, "jetson_utils", module)
+    return calls
+
+
+@pytest.mark.parametrize("head", [False, True], ids=["pinned-4152d8a", "head"])
+def test_yuv_source_gives_bgr_frames_on_its_own_nonblocking_stream(monkeypatch: pytest.MonkeyPatch, clip: Path,
+                                                                   head: bool) -> None:
+    """Captured as rgb8 (YUV sources cannot give bgr8), made BGR on the GPU, and only capture's own stream is
+    waited for: never cudaDeviceSynchronize, which would wait for TensorRT's work too."""
+    calls = _with_rules(monkeypatch, clip, head=head)
+    source = JetsonSource(f"file://{clip}")
+    reference = cv2.VideoCapture(str(clip))
+    try:
+        for _ in range(5):
+            frame = source.read()
+            ok, expected = reference.read()
+            assert frame is not None and ok
+            assert np.array_equal(frame.image, expected)  # BGR, channel order right
+    finally:
+        source.close()
+    assert calls.nonblocking == [True]
+    stream = 0x7001
+    assert set(calls.capture_streams) == {stream} and set(calls.synchronized) == {stream}
+    assert calls.device_synchronize == 0
+
+
+def test_file_timestamps_follow_the_stream_at_29_97(monkeypatch: pytest.MonkeyPatch, clip: Path) -> None:
+    """GetFrameRate is an integer (29 for 29.97): timestamps come from the buffers' PTS, from the first frame."""
+    _with_rules(monkeypatch, clip, head=True)
+    source = JetsonSource(f"file://{clip}")
+    try:
+        stamps = [frame.timestamp for frame in iter(source.read, None)]
+    finally:
+        source.close()
+    assert stamps[0] == 0.0
+    assert stamps[-1] == pytest.approx((len(stamps) - 1) * 1001 / 30000, abs=1e-6)
+    assert abs(stamps[-1] - (len(stamps) - 1) / 29) > 0.01  # what the integer rate gave
+
+
+def test_udev_name_is_resolved_at_every_open(monkeypatch: pytest.MonkeyPatch, clip: Path, tmp_path: Path) -> None:
+    """jetson-utils parses v4l2:// with sscanf("/dev/video%i"): the udev symlink is resolved on open and again on
+    reopen, following the node it points to then."""
+    calls = _with_rules(monkeypatch, clip, head=True)
+    link = tmp_path / "edge" / "camera-0"
+    link.parent.mkdir()
+    link.symlink_to("/dev/video3")
+    source = JetsonSource(f"v4l2://{link}", backoff=Backoff(initial=0.0, maximum=0.0))
+    try:
+        assert source.read() is not None
+        link.unlink()
+        link.symlink_to("/dev/video5")  # unplugged and back under another number
+        source._drop("capture failed (test)")
+        assert source.read() is not None
+    finally:
+        source.close()
+    assert calls.opened == ["v4l2:///dev/video3", "v4l2:///dev/video5"]
+
+
+def test_udev_name_that_is_not_a_video_node_is_explained(tmp_path: Path) -> None:
+    target = tmp_path / "not-video"
+    target.write_text("")
+    link = tmp_path / "camera-0"
+    link.symlink_to(target)
+    with pytest.raises(SourceError, match="not a /dev/videoN node"):
+        v4l2_uri(f"v4l2://{link}")
+    with pytest.raises(SourceError, match="does not exist"):
+        v4l2_uri(f"v4l2://{tmp_path / 'camera-9'}")
+    assert v4l2_uri("csi://0") == "csi://0"

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from jetson_support import REPO, run
+from jetson_support import REPO, make_jetson_utils_tar, run
 
 from edge.cli import main
 
@@ -50,7 +50,8 @@ def test_provisioned_device_flashes(fleet: Path, tmp_path: Path, l4t_dir: Path, 
     overlay = tmp_path / "overlay"
     staged = run([sys.executable, "scripts/flash", "--board", "jetson-orin-nano-devkit", "--jetpack", "6.1",
                   "--l4t-dir", str(l4t_dir), "--device-dir", str(out), "--venv-tar", str(venv_tar),
-                  "--overlay-dir", str(overlay), "--dry-run"])
+                  "--overlay-dir", str(overlay), "--dry-run", "--jetson-utils-tar",
+                  str(make_jetson_utils_tar(tmp_path / "ju.tar.gz"))])
     assert staged.returncode == 0, staged.stderr
     assert "device cam-0042" in staged.stdout
     assert (overlay / "etc/edge/tls/device-cam-0042.crt").read_bytes() == (out / "tls/device-cam-0042.crt").read_bytes()

@@ -1,6 +1,7 @@
 """deploy/systemd: the units as systemd itself reads them (systemd-analyze verify and security, offline,
 against the overlay scripts/flash stages), and the properties the appliance relies on."""
 
+import fnmatch
 import re
 import shutil
 import subprocess
@@ -8,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from jetson_support import REPO, run
+from jetson_support import REPO, make_jetson_utils_tar, run
 
 UNITS = REPO / "deploy" / "systemd"
 HOST_UNITS = Path("/lib/systemd/system")
@@ -38,7 +39,8 @@ def staged_root(tmp_path: Path, l4t_dir: Path, device_dir: Path, venv_tar: Path)
     overlay = tmp_path / "overlay"
     result = run([sys.executable, "scripts/flash", "--board", "jetson-orin-nano-devkit", "--jetpack", "6.1",
                   "--l4t-dir", str(l4t_dir), "--device-dir", str(device_dir), "--venv-tar", str(venv_tar),
-                  "--overlay-dir", str(overlay), "--dry-run"])
+                  "--overlay-dir", str(overlay), "--dry-run", "--jetson-utils-tar",
+                  str(make_jetson_utils_tar(tmp_path / "ju.tar.gz"))])
     assert result.returncode == 0, result.stderr
     shutil.copytree(HOST_UNITS, overlay / "usr" / "lib" / "systemd" / "system", symlinks=True)
     return overlay
@@ -74,7 +76,8 @@ def test_edge_service_runs_the_daemon_unprivileged_and_confined() -> None:
     allowed = unit["Service.DeviceAllow"]
     assert "char-video4linux rw" in allowed
     assert all(entry.startswith(("char-video4linux", "char-nv", "char-host1x", "/dev/nvmap", "char-drm",
-                                 "char-media")) for entry in allowed)
+                                 "char-media", "char-*.gpu", "/dev/nvhost-", "/dev/nvgpu/igpu0/"))
+               for entry in allowed)
     assert unit["Service.BindPaths"] == ["-/tmp/argus_socket"]
     assert unit["Install.WantedBy"] == ["multi-user.target"]
     assert "edge-engines.service" in unit["Unit.Wants"][0] and "edge-engines.service" in unit["Unit.After"][0]
@@ -91,6 +94,36 @@ def test_engine_build_unit_is_pulled_in_not_enabled() -> None:
     unit = directives(UNITS / "edge-engines.service")
     assert unit["Service.Type"] == ["oneshot"] and unit["Service.User"] == ["edge"]
     assert "--if-missing" in unit["Service.ExecStart"][0]
-    assert "--engine-dir /var/lib/edge/engines" in unit["Service.ExecStart"][0]
+    assert "--config /etc/edge/edge.toml" in unit["Service.ExecStart"][0]
     assert not any(key.startswith("Install.") for key in unit)
     assert unit["Service.PrivateNetwork"] == ["yes"]
+
+
+# What an Orin running JetPack 6 has (nvgpu, os/linux/ioctl.c): its char devices are registered with
+# alloc_chrdev_region(..., dev_name(dev)), the GPU platform device's name, and named by nvgpu_devnode
+# ("nvhost-gpu" for the channel, "nvhost-<name>-gpu" otherwise) and nvgpu_devnode_v2 ("nvgpu/igpu0/<name>").
+ORIN_GPU_GROUP = "17000000.gpu"
+CUDA_NODES = ["/dev/nvhost-gpu", "/dev/nvhost-ctrl-gpu", "/dev/nvhost-as-gpu", "/dev/nvhost-power-gpu",
+              "/dev/nvhost-tsg-gpu", "/dev/nvgpu/igpu0/ctrl", "/dev/nvgpu/igpu0/as", "/dev/nvgpu/igpu0/channel",
+              "/dev/nvgpu/igpu0/power", "/dev/nvgpu/igpu0/tsg", "/dev/nvmap"]
+
+
+def device_allowed(entries: list[str], node: str, group: str) -> bool:
+    """systemd.resource-control(5): an entry is a /dev path (that node) or char-GROUP, GROUP matched with
+    file-name globbing against the names in /proc/devices."""
+    for entry in entries:
+        spec, _, access = entry.partition(" ")
+        if "r" not in access or "w" not in access:
+            continue
+        if spec == node or (spec.startswith("char-") and fnmatch.fnmatchcase(group, spec[len("char-"):])):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("unit", ["edge.service", "edge-engines.service"])
+@pytest.mark.parametrize("node", CUDA_NODES)
+def test_units_allow_the_gpu_nodes_cuda_opens(unit: str, node: str) -> None:
+    entries = directives(UNITS / unit)["Service.DeviceAllow"]
+    group = "misc" if node == "/dev/nvmap" else ORIN_GPU_GROUP  # nvmap is a misc device
+    assert device_allowed(entries, node, group), f"{unit} denies {node} ({group})"
+    assert not device_allowed(["char-nvhost* rw", "char-nvgpu* rw"], node, group)  # the list before

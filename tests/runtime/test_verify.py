@@ -103,7 +103,7 @@ def test_batches_are_full_and_calibration_folders_skip_unreadable_files(manifest
 def test_verification_inputs_cover_every_profile(manifest: Manifest, data_dir: Path, aligner: FaceAligner) -> None:
     detector = manifest.spec("retinaface_mnet025")
     shapes = [b.shape for b in verification_inputs(detector, build_profiles(detector), data_dir, 3)]
-    assert shapes == [(1, 3, 384, 640)] * 3 + [(1, 3, 640, 640)] * 3
+    assert shapes == [(1, 3, 288, 512)] * 3 + [(1, 3, 384, 512)] * 3
     embedder = manifest.spec("mobilefacenet_192")
     shapes = [b.shape for b in verification_inputs(embedder, build_profiles(embedder, batch=(1, 4, 8)), data_dir, 9,
                                                    aligner.photo_face)]
