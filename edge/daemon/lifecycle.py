@@ -94,7 +94,7 @@ class Device:
             device_id=self.device_id, camera_id=cfg.camera.id, probe_crop=cfg.alerts.probe_crop,
             detector_sha256=self.detector_sha256,
             signing_key=self.signing_key, uplink=self.uplink, audit=self.audit, minutes=self.minutes,
-            pairing=lambda: self.control.pairing)
+            pairing=lambda: self.control.pairing, place=cfg.device.place)
 
     # --- lifecycle ------------------------------------------------------------------------------------
 

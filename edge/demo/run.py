@@ -159,8 +159,9 @@ def _adjudicate(page: Page, device: Service, manual: bool, say) -> int:
                 if alert["event_id"] in seen:
                     continue
                 seen.add(alert["event_id"])
-                say(f"    alert on the handheld: {alert['label']} (score {alert['score']:.3f}, threshold "
-                    f"{alert['threshold']:.3f})" + ("" if manual else " -> scripted officer confirms"))
+                say(f"    alert on the handheld: {alert['label']} ({alert['category']}, case {alert['case_ref']}, "
+                    f"legal basis: {alert['legal_basis']}; seen at {alert['place']}; score {alert['score']:.3f}, "
+                    f"threshold {alert['threshold']:.3f})" + ("" if manual else " -> scripted officer confirms"))
                 if not manual:
                     page.decide(alert["event_id"], "confirm")
             if not manual and device.process.poll() is not None:
