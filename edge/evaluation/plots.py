@@ -1,5 +1,6 @@
 """ROC (verification) and DET (identification) plots as PNG; matplotlib is imported only when a plot is asked for."""
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +22,32 @@ def _pyplot() -> Any:
     return plt
 
 
-def roc_plot(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> Path:
-    """TAR against FAR (log scale), one line per label: (far, tar)."""
+_MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
+
+
+def roc_plot(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str,
+             marks: Sequence[tuple[str, float, float]] = (), far_floor: float = 1e-4) -> Path:
+    """TAR against FAR (log scale), one line per label: (far, tar); `marks` (label, far, tar) are the device's
+    operating thresholds, one labelled marker each (FAR 0 drawn at `far_floor`, the axis' left edge)."""
     plt = _pyplot()
+    fig = roc_figure(plt, curves, marks, far_floor)
+    return _finish(plt, fig, fig.axes[0], path, title)
+
+
+def roc_figure(plt: Any, curves: dict[str, tuple[np.ndarray, np.ndarray]], marks: Sequence[tuple[str, float, float]],
+               far_floor: float) -> Any:
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
     for label, (far, tar) in curves.items():
         keep = far > 0
         ax.plot(far[keep], tar[keep], label=label)
+    for i, (label, far, tar) in enumerate(marks):
+        ax.plot([max(far, far_floor)], [tar], marker=_MARKERS[i % len(_MARKERS)], ls="none", color="black",
+                mfc="none", ms=7, mew=1.3, label=label, zorder=3)
     ax.set_xscale("log")
-    ax.set_xlim(1e-4, 1)
-    ax.set_xlabel("false accept rate (FAR)")
+    ax.set_xlim(far_floor, 1)
+    ax.set_xlabel("false accept rate (FAR)" + ("; markers: the device's thresholds" if marks else ""))
     ax.set_ylabel("true accept rate (TAR)")
-    return _finish(plt, fig, ax, path, title)
+    return fig
 
 
 def det_plot(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str,
@@ -117,7 +132,7 @@ def demographics_plot(path: Path, report: dict[str, Any], floor: float = 1e-4) -
 def _finish(plt: Any, fig: Any, ax: Any, path: Path, title: str) -> Path:
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7 if len(ax.get_legend_handles_labels()[1]) > 4 else 8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
