@@ -174,7 +174,8 @@ def run_verify(args: argparse.Namespace) -> int:
         points = reports[0]["operating_points"]
         if points is None:
             print(f"the plot marks no operating thresholds: {reports[0]['operating_points_missing']}")
-        roc_plot(args.plot, curves, f"LFW verification, {len(pairs)} pairs", _marks(points or [], reports[0]))
+        roc_plot(args.plot, curves, f"LFW verification, {len(pairs)} pairs", _marks(points or [], reports[0]),
+                 far_zero=0.5 / max(reports[0]["mismatched_pairs"], 1))
     return 0
 
 

@@ -26,26 +26,27 @@ _MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
 
 
 def roc_plot(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str,
-             marks: Sequence[tuple[str, float, float]] = (), far_floor: float = 1e-4) -> Path:
+             marks: Sequence[tuple[str, float, float]] = (), far_zero: float = 1e-4) -> Path:
     """TAR against FAR (log scale), one line per label: (far, tar); `marks` (label, far, tar) are the device's
-    operating thresholds, one labelled marker each (FAR 0 drawn at `far_floor`, the axis' left edge)."""
+    operating thresholds, one labelled marker each (FAR 0, which a log scale cannot show, drawn at `far_zero`)."""
     plt = _pyplot()
-    fig = roc_figure(plt, curves, marks, far_floor)
-    return _finish(plt, fig, fig.axes[0], path, title)
+    fig = roc_figure(plt, curves, marks, far_zero)
+    return _finish(plt, fig, fig.axes[0], path, title, legend="lower right")
 
 
 def roc_figure(plt: Any, curves: dict[str, tuple[np.ndarray, np.ndarray]], marks: Sequence[tuple[str, float, float]],
-               far_floor: float) -> Any:
+               far_zero: float) -> Any:
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
     for label, (far, tar) in curves.items():
         keep = far > 0
         ax.plot(far[keep], tar[keep], label=label)
     for i, (label, far, tar) in enumerate(marks):
-        ax.plot([max(far, far_floor)], [tar], marker=_MARKERS[i % len(_MARKERS)], ls="none", color="black",
-                mfc="none", ms=7, mew=1.3, label=label, zorder=3)
+        ax.plot([far or far_zero], [tar], marker=_MARKERS[i % len(_MARKERS)], ls="none", color="black",
+                mfc="none", ms=7, mew=1.3, label=label, zorder=3, clip_on=False)
     ax.set_xscale("log")
-    ax.set_xlim(far_floor, 1)
-    ax.set_xlabel("false accept rate (FAR)" + ("; markers: the device's thresholds" if marks else ""))
+    ax.set_xlim(min(1e-4, far_zero), 1)
+    zero = f", FAR 0 drawn at {far_zero:.1e}" if any(far == 0 for _, far, _ in marks) else ""
+    ax.set_xlabel("false accept rate (FAR)" + (f"; markers: the device's thresholds{zero}" if marks else ""))
     ax.set_ylabel("true accept rate (TAR)")
     return fig
 
@@ -129,10 +130,10 @@ def demographics_plot(path: Path, report: dict[str, Any], floor: float = 1e-4) -
     return path
 
 
-def _finish(plt: Any, fig: Any, ax: Any, path: Path, title: str) -> Path:
+def _finish(plt: Any, fig: Any, ax: Any, path: Path, title: str, legend: str = "best") -> Path:
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7 if len(ax.get_legend_handles_labels()[1]) > 4 else 8)
+    ax.legend(fontsize=7 if len(ax.get_legend_handles_labels()[1]) > 4 else 8, loc=legend)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
