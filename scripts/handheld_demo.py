@@ -5,12 +5,14 @@ A fleet made with the `edge` commands (edge.demo.trial: CA, HQ key, device and h
 certificates, `edge hq pair`), mosquitto with the deploy config, a device client that seals alerts, the handheld
 (HandheldApp + PageServer, as `edge handheld` runs them) and headless Chromium.
 
-    python scripts/handheld_demo.py screenshot [--out docs/img/handheld.png] [--data ../shared/data]
+    python scripts/handheld_demo.py screenshot [--out docs/img] [--data ../shared/data]
     python scripts/handheld_demo.py latency [--alerts 30]
 
 The screenshot's faces are the project's demo data: the reference is the watchlist thumbnail enrolled
 from demo/lin-manuel-miranda.png, the probes are faces in the demo clip that match it; score, margin and
-quality are what the models compute. The label and case are placeholders, not claims about anyone.
+quality are what the models compute. The label, case and legal basis are placeholders, not claims about anyone.
+Two shots 390 px wide: handheld-phone.png, the first screen (844 px) of a new alert (what the officer checks, and
+the buttons), and handheld.png, the whole card with its details open after the first of two officers confirmed.
 Latency is from the device's publish to the alert's card being in the page (a MutationObserver's clock).
 """
 
@@ -105,13 +107,13 @@ def demo() -> Iterator[Demo]:
 
 
 @contextlib.contextmanager
-def chromium(bypass_csp: bool = False) -> Iterator[Any]:
+def chromium(bypass_csp: bool = False, height: int = 1010) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(viewport={"width": 390, "height": 1010}, device_scale_factor=2,
+            context = browser.new_context(viewport={"width": 390, "height": height}, device_scale_factor=2,
                                           bypass_csp=bypass_csp)
             yield context.new_page()
         finally:
@@ -172,13 +174,15 @@ def alert(**fields: Any) -> HandheldAlert:
         "event_id": new_event_id(), "device": DEVICE, "handheld": HANDHELD, "camera": "north-entrance",
         "observed_at": dt.datetime.now(dt.timezone.utc), "subject_id": "demo-a", "label": "Demo subject A",
         "category": "missing person", "case_ref": "DEMO-2025-0003", "threshold": threshold(), "fpir": 0.001,
+        "legal_basis": "Demonstration only: not a real case", "place": "Market St, north entrance",
+        "listed_until": dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30),
     }
     return HandheldAlert.model_validate(base | fields)
 
 
 def screenshot(out: Path, data: Path) -> None:
     seen = sightings(data)
-    with demo() as d, chromium() as page:
+    with demo() as d, chromium(height=844) as page:
         now = dt.datetime.now(dt.timezone.utc)
         alerts = [alert(observed_at=now - dt.timedelta(minutes=minutes, seconds=20), score=s["score"],
                         margin=max(s["margin"], 0.0), probe_quality=s["probe_quality"],
@@ -191,15 +195,24 @@ def screenshot(out: Path, data: Path) -> None:
         newest = page.locator(f'article[data-event="{alerts[-1].event_id}"]')
         newest.wait_for(timeout=10_000)
         page.locator(f'article[data-event="{alerts[0].event_id}"]').wait_for(timeout=10_000)
+        out.mkdir(parents=True, exist_ok=True)
+        _shot(page, out / "handheld-phone.png")
         newest.locator("button.confirm").click()
         page.locator("#pin-input").fill(PINS["4711"])
         page.locator("#pin-ok").click()
         newest.locator(".decisions li.sent").wait_for(timeout=10_000)
-        for image in page.locator("article img[src]").all():
-            image.evaluate("img => img.decode()")  # every face drawn before the shot
-        out.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(out))
-    print(f"wrote {out} (probe frames {[s['frame'] for s in seen]}, scores {[s['score'] for s in seen]})")
+        newest.locator(".details summary").click()
+        page.set_viewport_size({"width": 390, "height": 1420})  # the whole card, details open
+        page.evaluate("window.scrollTo(0, 0)")
+        _shot(page, out / "handheld.png")
+    print(f"wrote {out}/handheld-phone.png, handheld.png (probe frames {[s['frame'] for s in seen]}, "
+          f"scores {[s['score'] for s in seen]})")
+
+
+def _shot(page: Any, path: Path) -> None:
+    for image in page.locator("article img[src]").all():
+        image.evaluate("img => img.decode()")  # every face drawn before the shot
+    page.screenshot(path=str(path))
 
 
 def latency(count: int) -> None:
@@ -226,8 +239,8 @@ def latency(count: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="action", required=True)
-    shot = sub.add_parser("screenshot", help="take docs/img/handheld.png")
-    shot.add_argument("--out", type=Path, default=REPO / "docs" / "img" / "handheld.png")
+    shot = sub.add_parser("screenshot", help="take docs/img/handheld-phone.png and handheld.png")
+    shot.add_argument("--out", type=Path, default=REPO / "docs" / "img", help="folder for the two PNGs")
     shot.add_argument("--data", type=Path, default=data_root())
     lat = sub.add_parser("latency", help="time from the device's publish to the alert on the page")
     lat.add_argument("--alerts", type=int, default=30)

@@ -23,6 +23,7 @@ from edge.daemon.reserve import DiskReserve
 from edge.errors import EdgeError
 from edge.link.uplink import Uplink
 from edge.protocol import messages
+from edge.protocol.alert import Listing
 from edge.protocol.pairing import DevicePairing
 from edge.track.decision import Alert
 from edge.watchlist.installed import InstalledWatchlist, SubjectInfo
@@ -53,10 +54,13 @@ class AlertDelivery:
 
     def __init__(self, *, device_id: str, camera_id: str, probe_crop: bool, detector_sha256: str,
                  signing_key: Ed25519PrivateKey, uplink: Uplink, audit: AuditLog,
-                 minutes: MinuteCounters, pairing: Callable[[], DevicePairing | None], reserve: DiskReserve) -> None:
+                 minutes: MinuteCounters, pairing: Callable[[], DevicePairing | None], reserve: DiskReserve,
+                 place: str = "") -> None:
         """`pairing()` returns the device's current pairing record (it changes while the daemon runs);
-        `reserve` is released when a write fails for want of space."""
+        `reserve` is released when a write fails for want of space; `place` (device.place) is shown to the officer
+        with each alert."""
         self.device_id = device_id
+        self.place = place
         self.camera_id = camera_id
         self.probe_crop = probe_crop
         self.detector_sha256 = detector_sha256
@@ -157,7 +161,9 @@ class AlertDelivery:
             log.warning("alert %s: no handheld is paired with this device; it went to HQ only", event.event_id)
             return
         try:
-            sealed = pairing.sealed_alerts(event, self.signing_key, crop, subject.thumbnail, alert.threshold.fpir)
+            listing = Listing(legal_basis=subject.legal_basis, listed_until=subject.expires, place=self.place or None)
+            sealed = pairing.sealed_alerts(event, self.signing_key, crop, subject.thumbnail, alert.threshold.fpir,
+                                           listing)
         except EdgeError as exc:
             log.error("alert %s could not be sealed for the handhelds: %s", event.event_id, exc)
             return

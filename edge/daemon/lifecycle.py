@@ -109,7 +109,7 @@ class Device:
             device_id=self.device_id, camera_id=cfg.camera.id, probe_crop=cfg.alerts.probe_crop,
             detector_sha256=self.detector_sha256,
             signing_key=self.signing_key, uplink=self.uplink, audit=self.audit, minutes=self.minutes,
-            pairing=lambda: self.control.pairing, reserve=self.reserve)
+            pairing=lambda: self.control.pairing, reserve=self.reserve, place=cfg.device.place)
 
     # --- lifecycle ------------------------------------------------------------------------------------
 

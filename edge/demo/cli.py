@@ -10,7 +10,9 @@ def register(commands) -> None:
     p.add_argument("--media", type=Path, help="folder with the sample clip and photos (default: $EDGE_TEST_DATA/demo, "
                                               "else downloaded once and checked)")
     p.add_argument("--workdir", type=Path, help="keep keys, logs and databases here (default: a new temp folder)")
-    p.add_argument("--manual", action="store_true", help="wait for a person to decide on the handheld page")
+    p.add_argument("--manual", action="store_true", help="keep the handheld page up for a person to decide on it, "
+                                                              "until Ctrl-C (default: a scripted officer decides "
+                                                              "and the page closes when the clip ends)")
     p.add_argument("--port", type=int, default=0, help="handheld page port (default: any free)")
     p.add_argument("--json", type=Path, help="also write the summary here")
     p.set_defaults(func=run)

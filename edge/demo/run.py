@@ -122,6 +122,7 @@ def run_demo(media: Path | None, workdir: Path | None, manual: bool, port: int, 
         url = _wait_for_line(handheld, "open http", 30).split("open ", 1)[1].strip()
         page = Page(url)
         say(f"3/6 HQ ingest and the officer's handheld are up; handheld page: {url}")
+        say(page_lifetime(manual))
         say("4/6 watchlist: enrolling " + ", ".join(PEOPLE.values()) + " with the device's own models, "
             "signed, encrypted to the device, published retained")
         bundle = fleet.build_watchlist([DEVICE], media_dir, PEOPLE, 1, fleet.hq / "demo-v1.bundle")
@@ -136,22 +137,31 @@ def run_demo(media: Path | None, workdir: Path | None, manual: bool, port: int, 
         say("6/6 collecting what HQ received")
         summary = _summary(fleet, decided)
     say(_render(summary, root))
+    if not manual:
+        say("  the handheld page closed with the demo: `edge demo --manual` keeps it up until Ctrl-C")
     return summary
+
+
+def page_lifetime(manual: bool) -> str:
+    """What becomes of the printed page: without --manual it closes with the demo, seconds after the clip ends."""
+    if manual:
+        return "    open the page and decide on each alert: it stays up until you press Ctrl-C here"
+    return ("    a scripted officer decides on this page, which closes when the clip ends (seconds from now); "
+            "to keep it up and decide yourself, run `edge demo --manual` (until Ctrl-C)")
 
 
 def _adjudicate(page: Page, device: Service, manual: bool, say) -> int:
     """Scripted officer (default) confirms each alert on the page; --manual waits for a person until Ctrl-C."""
     seen: set[str] = set()
-    if manual:
-        say(f"    open {page.url} and decide on each alert; press Ctrl-C here when done")
     try:
         while True:
             for alert in page.alerts():
                 if alert["event_id"] in seen:
                     continue
                 seen.add(alert["event_id"])
-                say(f"    alert on the handheld: {alert['label']} (score {alert['score']:.3f}, threshold "
-                    f"{alert['threshold']:.3f})" + ("" if manual else " -> scripted officer confirms"))
+                say(f"    alert on the handheld: {alert['label']} ({alert['category']}, case {alert['case_ref']}, "
+                    f"legal basis: {alert['legal_basis']}; seen at {alert['place']}; score {alert['score']:.3f}, "
+                    f"threshold {alert['threshold']:.3f})" + ("" if manual else " -> scripted officer confirms"))
                 if not manual:
                     page.decide(alert["event_id"], "confirm")
             if not manual and device.process.poll() is not None:

@@ -171,8 +171,19 @@ def run_verify(args: argparse.Namespace) -> int:
     if args.plot:
         from edge.evaluation.plots import roc_plot
 
-        roc_plot(args.plot, curves, f"LFW verification, {len(pairs)} pairs")
+        points = reports[0]["operating_points"]
+        if points is None:
+            print(f"the plot marks no operating thresholds: {reports[0]['operating_points_missing']}")
+        roc_plot(args.plot, curves, f"LFW verification, {len(pairs)} pairs", _marks(points or [], reports[0]),
+                 far_zero=0.5 / max(reports[0]["mismatched_pairs"], 1))
     return 0
+
+
+def _marks(points: list[dict[str, Any]], report: dict[str, Any]) -> list[tuple[str, float, float]]:
+    """(label, FAR, TAR) of each device threshold, labelled with its value and where it falls on these pairs."""
+    impostors = report["mismatched_pairs"]
+    return [(f"{p['label']} {p['threshold']:.3f}: TAR {100 * p['tar']:.1f} %, FAR "
+             + (f"0 of {impostors}" if p["far"] == 0 else f"{p['far']:.1e}"), p["far"], p["tar"]) for p in points]
 
 
 def _write_variants(path: Path, reports: list[dict[str, Any]]) -> None:

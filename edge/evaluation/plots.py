@@ -1,5 +1,6 @@
 """ROC (verification) and DET (identification) plots as PNG; matplotlib is imported only when a plot is asked for."""
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +22,33 @@ def _pyplot() -> Any:
     return plt
 
 
-def roc_plot(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> Path:
-    """TAR against FAR (log scale), one line per label: (far, tar)."""
+_MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
+
+
+def roc_plot(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str,
+             marks: Sequence[tuple[str, float, float]] = (), far_zero: float = 1e-4) -> Path:
+    """TAR against FAR (log scale), one line per label: (far, tar); `marks` (label, far, tar) are the device's
+    operating thresholds, one labelled marker each (FAR 0, which a log scale cannot show, drawn at `far_zero`)."""
     plt = _pyplot()
+    fig = roc_figure(plt, curves, marks, far_zero)
+    return _finish(plt, fig, fig.axes[0], path, title, legend="lower right")
+
+
+def roc_figure(plt: Any, curves: dict[str, tuple[np.ndarray, np.ndarray]], marks: Sequence[tuple[str, float, float]],
+               far_zero: float) -> Any:
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
     for label, (far, tar) in curves.items():
         keep = far > 0
         ax.plot(far[keep], tar[keep], label=label)
+    for i, (label, far, tar) in enumerate(marks):
+        ax.plot([far or far_zero], [tar], marker=_MARKERS[i % len(_MARKERS)], ls="none", color="black",
+                mfc="none", ms=7, mew=1.3, label=label, zorder=3, clip_on=False)
     ax.set_xscale("log")
-    ax.set_xlim(1e-4, 1)
-    ax.set_xlabel("false accept rate (FAR)")
+    ax.set_xlim(min(1e-4, far_zero), 1)
+    zero = f", FAR 0 drawn at {far_zero:.1e}" if any(far == 0 for _, far, _ in marks) else ""
+    ax.set_xlabel("false accept rate (FAR)" + (f"; markers: the device's thresholds{zero}" if marks else ""))
     ax.set_ylabel("true accept rate (TAR)")
-    return _finish(plt, fig, ax, path, title)
+    return fig
 
 
 def det_plot(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str,
@@ -114,10 +130,10 @@ def demographics_plot(path: Path, report: dict[str, Any], floor: float = 1e-4) -
     return path
 
 
-def _finish(plt: Any, fig: Any, ax: Any, path: Path, title: str) -> Path:
+def _finish(plt: Any, fig: Any, ax: Any, path: Path, title: str, legend: str = "best") -> Path:
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7 if len(ax.get_legend_handles_labels()[1]) > 4 else 8, loc=legend)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

@@ -6,13 +6,16 @@ image, `match` of the second.
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from edge.config.match import MatchConfig
+from edge.errors import ConfigError
 from edge.evaluation.embedcache import EmbedCache
 from edge.evaluation.lfw import Pair, ten_fold
+from edge.watchlist.calibration import load_policy
 from edge.watchlist.match import Gallery, match
 
 FAILED_SCORE = -1.0
@@ -56,6 +59,29 @@ def threshold_at_rate(negatives: np.ndarray, rate: float) -> float | None:
     allowed = math.floor(n * rate + 1e-9)
     s = np.sort(negatives)[::-1]
     return float(np.nextafter(s[allowed], np.inf))
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """A threshold the device uses, and where it falls on this ROC: the share of these pairs it accepts."""
+
+    label: str
+    threshold: float
+    far: float
+    tar: float
+
+
+def operating_points(cache: EmbedCache, ps: PairScores) -> list[OperatingPoint]:
+    """The device's thresholds for this embedder with the default [match] settings (its calibration table):
+    the floor, the fixed default, and the constant-FPIR threshold at each calibrated list size. ConfigError
+    when the embedder has no usable table."""
+    policy = load_policy(MatchConfig(), cache.stack.manifest.folder, cache.embedder, cache.stack.embedder_sha256)
+    thresholds = [("floor", policy.floor), ("fixed default", policy.threshold)]
+    sizes = sorted({p.gallery_size for p in policy.calibration.points})
+    thresholds += [(f"FPIR {policy.cfg.target_fpir:g} at {n} people", policy.for_gallery(n).value) for n in sizes]
+    negatives, positives = ps.scores[~ps.same], ps.scores[ps.same]
+    return [OperatingPoint(label, round(t, 4), float((negatives >= t).mean()), float((positives >= t).mean()))
+            for label, t in thresholds]
 
 
 def roc_curve(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -122,5 +148,10 @@ def verify_report(cache: EmbedCache, pairs: list[Pair], flip: bool = False) -> t
         "images": {k: v for k, v in sorted(ps.failed.items())},
         "counted_as": FAILED_POLICY,
     }
+    try:
+        report["operating_points"] = [asdict(p) for p in operating_points(cache, ps)]
+    except ConfigError as exc:
+        report["operating_points"] = None
+        report["operating_points_missing"] = str(exc)
     report["seconds"] = round(time.perf_counter() - start, 1)
     return report, ps

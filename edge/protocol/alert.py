@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import AfterValidator, AwareDatetime, Field
 
+from edge.config.base import StrictModel
 from edge.errors import EdgeError
 from edge.protocol.canonical import WireModel, canonical, encode, load_model, sign, verify
 from edge.protocol.messages import DeviceId, EventId, HandheldId, MatchEvent, Text, base64_of
@@ -54,6 +55,15 @@ def _jpeg_b64(value: str) -> str:
 JpegB64 = Annotated[str, AfterValidator(_jpeg_b64)]
 
 
+class Listing(StrictModel):
+    """What the officer needs beside the photos that a match event does not carry: the watchlist entry's legal
+    basis and expiry, and the device's place."""
+
+    legal_basis: str | None = None
+    listed_until: AwareDatetime | None = None
+    place: str | None = None
+
+
 class HandheldAlert(WireModel):
     """What the officer sees: a candidate match to verify, with everything needed to judge it."""
 
@@ -67,6 +77,10 @@ class HandheldAlert(WireModel):
     label: Text
     category: Text
     case_ref: Text
+    legal_basis: Text | None = Field(None, description="why the person is listed, from their watchlist entry (None "
+                                                       "from devices that predate it)")
+    listed_until: AwareDatetime | None = Field(None, description="when the person's watchlist entry expires")
+    place: Text | None = Field(None, description="where the device is deployed (its device.place), if set")
     score: float = Field(ge=-1.0, le=1.0)
     threshold: float = Field(ge=-1.0, le=1.0)
     threshold_policy: Text | None = Field(None, description="which rule set the threshold (None from devices that "
@@ -81,9 +95,11 @@ class HandheldAlert(WireModel):
 
     @classmethod
     def from_match(cls, event: MatchEvent, handheld: str, probe_crop_jpeg: bytes | None = None,
-                   reference_thumbnail_jpeg: bytes | None = None, fpir: float | None = None) -> "HandheldAlert":
+                   reference_thumbnail_jpeg: bytes | None = None, fpir: float | None = None,
+                   listing: Listing | None = None) -> "HandheldAlert":
         """The handheld's copy of a match event. The crop comes from the event unless given (policy may keep
-        it out of the HQ event and still send it, end-to-end encrypted, to the officer)."""
+        it out of the HQ event and still send it, end-to-end encrypted, to the officer); `listing` says why the
+        person is listed and where the device is, which the officer checks before acting."""
         if probe_crop_jpeg is not None:
             crop = base64.b64encode(probe_crop_jpeg).decode("ascii")
         elif event.probe_crop is not None:
@@ -97,7 +113,7 @@ class HandheldAlert(WireModel):
                    category=event.category, case_ref=event.case_ref, score=event.score, threshold=event.threshold,
                    threshold_policy=event.threshold_policy, fpir=fpir, margin=event.margin,
                    probe_quality=event.probe_quality, probe_crop=crop,
-                   reference_thumbnail=thumb)
+                   reference_thumbnail=thumb, **(listing or Listing()).model_dump())
 
 
 class SealedAlert(WireModel):

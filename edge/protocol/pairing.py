@@ -23,7 +23,7 @@ from pydantic import AwareDatetime, Field
 
 from edge.fsio import write_atomic
 from edge.keys import key_id
-from edge.protocol.alert import HandheldAlert, seal
+from edge.protocol.alert import HandheldAlert, Listing, seal
 from edge.protocol.canonical import WireModel, encode, load_model, sign, verify
 from edge.protocol.messages import DeviceId, HandheldId, MatchEvent, Sha256Hex, base64_of, utc_now
 from edge.protocol.refused import Refused
@@ -80,12 +80,12 @@ class DevicePairing(WireModel):
 
     def sealed_alerts(self, event: MatchEvent, device_signing_key: Ed25519PrivateKey,
                       probe_crop_jpeg: bytes | None = None, reference_thumbnail_jpeg: bytes | None = None,
-                      fpir: float | None = None) -> list[tuple[str, bytes]]:
+                      fpir: float | None = None, listing: Listing | None = None) -> list[tuple[str, bytes]]:
         """One signed, sealed alert per paired handheld: (topic, payload) pairs to publish at QoS 1."""
         if event.device != self.device:
             raise ValueError(f"match event of device {event.device} cannot go out under {self.device}'s pairing")
         return [(handheld_inbox(h.id, self.device),
-                 seal(HandheldAlert.from_match(event, h.id, probe_crop_jpeg, reference_thumbnail_jpeg, fpir),
+                 seal(HandheldAlert.from_match(event, h.id, probe_crop_jpeg, reference_thumbnail_jpeg, fpir, listing),
                       device_signing_key, h.encryption_public()))
                 for h in self.handhelds]
 

@@ -2,11 +2,28 @@
 
 import json
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from edge.cli import main
+from edge.config.embedder import DEFAULT_EMBEDDER
+from edge.config.match import MatchConfig
+from edge.evaluation import plots
+from edge.models import ENGINES_DIR
+from edge.watchlist.calibration import Calibration, ThresholdPolicy, calibration_path
 
 
-def test_verify_slice_reports_high_accuracy_and_plots(data_dir: Path, eval_cache: Path, tmp_path: Path) -> None:
+def test_verify_slice_reports_high_accuracy_and_plots(data_dir: Path, eval_cache: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    figures: list[Any] = []
+    real_figure = plots.roc_figure
+
+    def kept_figure(*args: Any) -> Any:  # the real figure, kept to look at what it draws
+        figures.append(real_figure(*args))
+        return figures[-1]
+
+    monkeypatch.setattr(plots, "roc_figure", kept_figure)
     out, plot = tmp_path / "verify.json", tmp_path / "roc.png"
     rc = main(["eval", "verify", "--lfw", str(data_dir / "lfw"), "--pairs", str(data_dir / "lfw_meta" / "pairs.txt"),
                "--per-class", "2", "--json", str(out), "--plot", str(plot), "--cache", str(eval_cache),
@@ -24,3 +41,20 @@ def test_verify_slice_reports_high_accuracy_and_plots(data_dir: Path, eval_cache
     assert report["tar_at_far_1e-2"] is None and report["tar_at_far_1e-3"] is None
     assert report["failed_images"]["count"] == 0 and "counted_as" in report["failed_images"]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # The device's operating thresholds, from the shipped calibration table with the default [match] policy,
+    # are in the report and marked on the ROC, one labelled marker each where they fall on these pairs.
+    cal = Calibration.load(calibration_path(ENGINES_DIR, DEFAULT_EMBEDDER))
+    policy = ThresholdPolicy(MatchConfig(), cal, DEFAULT_EMBEDDER)
+    sizes = sorted({p.gallery_size for p in cal.points})
+    expected = [("floor", policy.floor), ("fixed default", policy.threshold)] + [
+        (f"FPIR 0.001 at {n} people", policy.for_gallery(n).value) for n in sizes]
+    points = report["operating_points"]
+    assert [(p["label"], p["threshold"]) for p in points] == expected and len(sizes) >= 2
+    [figure] = figures
+    marked = {line.get_label(): line for line in figure.axes[0].get_lines() if line.get_marker() not in ("None", "")}
+    assert len(marked) == len(expected)
+    for p in points:
+        [line] = [line for label, line in marked.items() if label.startswith(f"{p['label']} {p['threshold']:.3f}: ")]
+        assert (line.get_xdata()[0], line.get_ydata()[0]) == (p["far"] or 0.5 / 20, p["tar"])  # FAR 0: half of 1/20
+        assert f"TAR {100 * p['tar']:.1f} %" in line.get_label()

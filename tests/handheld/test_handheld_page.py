@@ -4,6 +4,7 @@ Device -> broker -> `edge handheld` -> page; click -> signed decision -> broker 
 ingest (store).
 """
 
+import datetime as dt
 import json
 import logging
 import signal
@@ -294,3 +295,87 @@ def test_page_api_needs_the_start_token_in_a_header(fleet: FleetFiles, tmp_path:
         assert status(urllib.request.Request(base + f"api/decisions?token={token}", body, method="POST")) == 403
         with_header = urllib.request.Request(base + "api/decisions", body, {"X-Edge-Token": token}, method="POST")
         assert status(with_header) == 404  # authorised; there is no such alert
+
+
+PHONE = {"width": 390, "height": 844}
+RATE_TEXT = ("About 1 in 1,000 people who are not on the watchlist set off an alert at this threshold: a rate per "
+             "person searched, not the chance that this alert is wrong.")
+
+
+def box(locator: Any) -> dict[str, float]:
+    found = locator.bounding_box()
+    assert found is not None, f"{locator} is not displayed"
+    return found
+
+
+def in_viewport(locator: Any) -> bool:
+    """Wholly on screen, without scrolling (the page is at its top)."""
+    b = box(locator)
+    return b["x"] >= 0 and b["y"] >= 0 and b["x"] + b["width"] <= PHONE["width"] and \
+        b["y"] + b["height"] <= PHONE["height"]
+
+
+def test_phone_leads_with_what_to_verify_and_gives_reject_the_reach_of_confirm(
+        fleet: FleetFiles, browser: Any, tmp_path: Path) -> None:
+    """On a 390 x 844 phone the first screen holds what the officer checks (both photos, the name, why the
+    person is listed, where and when) and both decisions, Confirm and Reject the same size; the numbers and
+    the false-alarm rate, worded as the per-search rate it is, wait in the details."""
+    device = DeviceSim(fleet, "cam01")
+    context = browser.new_context(viewport=PHONE, device_scale_factor=2, locale="en-GB", timezone_id="UTC")
+    page = context.new_page()
+    until = dt.datetime(2031, 3, 14, 12, 0, tzinfo=dt.timezone.utc)
+    try:
+        with running_handheld(fleet, tmp_path) as (_, server):
+            open_page(page, server.url)
+            alert = make_alert("cam01", "h1", label="Subject Alpha", legal_basis="Warrant 5/2025, art. 3",
+                               listed_until=until, place="Market St, north entrance")
+            assert all(ack.ok for ack in device.send(alert, device.pairing()))
+            shown = card(page, alert.event_id)
+            shown.wait_for(timeout=TIMEOUT_MS)
+            for image in (".probe", ".reference"):
+                assert shown.locator(image).evaluate("img => img.complete && img.naturalWidth") == 112
+            assert page.evaluate("window.scrollY") == 0
+
+            # The first screen: photos, name, why listed, where and when, who decides, Confirm and Reject.
+            for part in (".statement", ".probe", ".reference", ".label", ".category", ".case", ".legal", ".until",
+                         ".where", ".time", ".as", "button.confirm", "button.reject"):
+                assert in_viewport(shown.locator(part)), f"{part} is off the first screen: {box(shown.locator(part))}"
+            probe, reference = box(shown.locator(".probe")), box(shown.locator(".reference"))
+            assert probe["width"] >= 150 and (probe["width"], probe["y"]) == (reference["width"], reference["y"])
+            confirm, reject = box(shown.locator("button.confirm")), box(shown.locator("button.reject"))
+            assert (confirm["width"], confirm["height"]) == (reject["width"], reject["height"])
+            assert confirm["y"] == reject["y"] and confirm["width"] >= 150 and confirm["height"] >= 60
+            assert shown.locator(".statement").text_content() == STATEMENT
+            assert shown.locator(".label").text_content() == "Subject Alpha"
+            assert (shown.locator(".category").text_content(), shown.locator(".case").text_content()) == (
+                "missing", "CASE-2025-0042")
+            assert shown.locator(".legal").text_content() == "Warrant 5/2025, art. 3"
+            assert shown.locator(".until").text_content() == "14 Mar 2031"
+            assert shown.locator(".where").text_content() == "Market St, north entrance (camera front)"
+            seen, when = alert.observed_at.astimezone(dt.timezone.utc), shown.locator(".time").text_content()
+            assert when == f"{seen:%a}, {seen.day} {seen:%b %Y}, {seen:%H:%M:%S}"  # date with the time
+
+            # The numbers and the rate only in the details, the rate worded as the per-search rate it is.
+            rate = shown.locator(".rate")
+            assert rate.text_content() == RATE_TEXT and not rate.is_visible()
+            assert not shown.locator(".score").is_visible()
+            assert "false alarms ~" not in page.locator("body").inner_text()
+            shown.locator(".details summary").click()
+            assert rate.is_visible() and shown.locator(".score").text_content() == "0.612"
+            assert shown.locator(".source").text_content() == f"Device cam01, camera front, event {alert.event_id}"
+
+            # Who decides is on the card, and the PIN dialog names them, for Reject as for Confirm.
+            assert shown.locator(".as-name").text_content() == "Sgt. Alex Able (4711)"
+            page.select_option("#officer", "4712")
+            assert shown.locator(".as-name").text_content() == "Cst. Bo Baker (4712)"
+            shown.locator("button.reject").click()
+            page.locator("dialog#pin[open]").wait_for(timeout=TIMEOUT_MS)
+            assert page.locator("#pin-title").text_content() == "Reject as Cst. Bo Baker"
+            assert "enter the PIN of Cst. Bo Baker (4712)" in page.locator("#pin-what").text_content()
+            page.locator("#pin-input").fill(PINS["4712"])
+            page.locator("#pin-input").press("Enter")
+            shown.locator(".decisions li", has_text="Cst. Bo Baker: Rejected").wait_for(timeout=TIMEOUT_MS)
+            assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    finally:
+        context.close()
+        device.stop()

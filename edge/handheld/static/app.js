@@ -71,6 +71,17 @@ function ago(iso) {
   return Math.floor(s / 3600) + " h ago";
 }
 
+const WHEN = { weekday: "short", day: "numeric", month: "short", year: "numeric",
+               hour: "2-digit", minute: "2-digit", second: "2-digit" };
+const DAY = { day: "numeric", month: "short", year: "numeric" };
+
+// What the false-alarm rate is: a rate per person searched, never the chance that this alert is wrong.
+function rate(fpir) {
+  if (!fpir) return "";
+  return "About 1 in " + Math.round(1 / fpir).toLocaleString() + " people who are not on the watchlist set off " +
+    "an alert at this threshold: a rate per person searched, not the chance that this alert is wrong.";
+}
+
 function fill(card, a) {
   const q = (sel) => card.querySelector(sel);
   q(".statement").textContent = a.statement;
@@ -82,17 +93,21 @@ function fill(card, a) {
   q(".label").textContent = a.label;
   q(".category").textContent = a.category;
   q(".case").textContent = a.case_ref;
-  q(".score").textContent = fmt(a.score, 3);
-  q(".threshold").textContent = fmt(a.threshold, 3);
-  q(".fpir").textContent = a.fpir ? "false alarms ~1 in " + Math.round(1 / a.fpir).toLocaleString() : "";
-  q(".policy").textContent = a.threshold_policy ? "Threshold set by: " + a.threshold_policy : "";
-  q(".margin").textContent = fmt(a.margin, 3);
-  q(".quality").textContent = fmt(a.probe_quality, 2);
-  q(".camera").textContent = a.device + " / " + a.camera;
+  const unknown = "not sent by this device (older software)";
+  q(".legal").textContent = a.legal_basis || unknown;
+  q(".until").textContent = a.listed_until ? new Date(a.listed_until).toLocaleDateString(undefined, DAY) : unknown;
+  q(".where").textContent = a.place ? a.place + " (camera " + a.camera + ")" : a.device + " / " + a.camera;
   const t = q(".time");
   t.dateTime = a.observed_at;
-  t.textContent = new Date(a.observed_at).toLocaleTimeString();
+  t.textContent = new Date(a.observed_at).toLocaleString(undefined, WHEN);
   q(".ago").textContent = "(" + ago(a.observed_at) + ")";
+  q(".score").textContent = fmt(a.score, 3);
+  q(".threshold").textContent = fmt(a.threshold, 3);
+  q(".margin").textContent = fmt(a.margin, 3);
+  q(".quality").textContent = fmt(a.probe_quality, 2);
+  q(".rate").textContent = rate(a.fpir);
+  q(".policy").textContent = a.threshold_policy ? "Threshold set by: " + a.threshold_policy : "";
+  q(".source").textContent = "Device " + a.device + ", camera " + a.camera + ", event " + a.event_id;
   const tally = q(".tally");
   tally.textContent = a.tally.text;
   if (a.tally.state === "awaiting_second") {
@@ -103,6 +118,8 @@ function fill(card, a) {
   }
   tally.className = "tally " + a.tally.state;
   card.className = "alert " + a.tally.state;
+  const who = deciding();
+  q(".as-name").textContent = who ? who.name + " (" + who.id + ")" : "–";
   const mine = a.tally.officers[officer()];
   card.querySelectorAll(".actions button").forEach((b) => {
     b.setAttribute("aria-pressed", String(mine === b.dataset.decision));
@@ -148,7 +165,8 @@ function askPin(card, eventId, decision, who) {
   asking = { card, eventId, decision, officerId: who.id };
   const a = alerts.get(eventId);
   $("pin-title").textContent = VERB[decision] + " as " + who.name;
-  $("pin-what").textContent = (a ? a.label + ": " : "") + "enter the PIN of " + who.name + " (" + who.id + ")";
+  $("pin-what").textContent = (a ? a.label + ": " : "") + "enter the PIN of " + who.name + " (" + who.id + "). " +
+    "Not " + who.name + "? Cancel and choose yourself under “Deciding as”.";
   $("pin-ok").textContent = VERB[decision];
   $("pin-ok").className = decision;
   pinError("");
