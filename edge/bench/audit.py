@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from tqdm import tqdm
 
 from edge.audit.log import AuditLog
 from edge.audit.records import (
@@ -36,6 +35,7 @@ from edge.bench.procinfo import cpu_model
 from edge.config.audit import AuditConfig
 from edge.errors import EdgeError
 from edge.keys import generate_signing, save_public
+from edge.runtime.progress import progress
 
 DEVICE = "cam-bench"
 T0 = 1_700_000_040  # a minute boundary
@@ -120,8 +120,7 @@ def _append_all(path: Path, key: Ed25519PrivateKey, records: int) -> None:
     policy, clock = AuditConfig(), _Clock()
     with AuditLog.open(path, key, policy.checkpoint_every, device_id=DEVICE, fsync="checkpoint", clock=clock,
                        checkpoint_seconds=policy.checkpoint_seconds) as log, \
-            tqdm(total=records, unit=" records", desc=f"writing a {records:,}-record audit log", file=sys.stderr,
-                 mininterval=2.0) as bar:
+            progress(total=records, unit="records", desc=f"writing a {records:,}-record audit log") as bar:
         minute, day = 0, 0
         log.append("watchlist_installed", WatchlistInstalledBody(
             watchlist_id="wl-city", version=7, entries=1000, expires=T0 + 400 * 86400, bundle_sha256=H,

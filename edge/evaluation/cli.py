@@ -121,7 +121,7 @@ def _common(p: argparse.ArgumentParser, need_json: bool = True) -> None:
 
 
 def _cache(args: argparse.Namespace) -> EmbedCache:
-    return EmbedCache(stack_from_args(args), args.cache, progress=sys.stderr.isatty())
+    return EmbedCache(stack_from_args(args), args.cache, progress=True)
 
 
 def _flips(text: str, allowed: tuple[str, ...]) -> list[str]:
