@@ -1,6 +1,6 @@
 """`edge bench audit`: verify a long device audit log; records per second and peak resident memory.
 
-    edge bench audit [--records 525000] [--runs 3] [--log FILE] [--json FILE]
+    edge bench audit [--records 525000] [--runs 3] [--log FILE] [--report FILE]
 
 The log is what a device writes with the default policy (a signed checkpoint every 100 records or 5 minutes):
 a `counters` record a minute, an alert and its decision now and then, a period of use a day. It is written
@@ -174,7 +174,7 @@ def _cache() -> Path:
 def _command(args: argparse.Namespace) -> str:
     words = ["edge bench audit", f"--records {args.records}", f"--runs {args.verify_runs}"]
     words += [f"--log {args.log}"] if args.log else []
-    words += [f"--json {args.json_out}"] if args.json_out else []
+    words += [f"--report {args.json_out}"] if args.json_out else []
     return " ".join(words)
 
 

@@ -18,11 +18,12 @@ T = TypeVar("T")
 
 EVERY_SECONDS = 10.0
 STEPS = 10  # a line at each tenth of the total
+MIN_SECONDS = 1.0  # but not more often: a quick step gets its last line only
 
 
 class LineProgress:
-    """tqdm's small interface (update, close, iteration, `with`) printing whole lines: one per 10 % done, and one
-    at least every 10 s while work goes on, then a last line with the total and the time taken."""
+    """tqdm's small interface (update, close, iteration, `with`) printing whole lines: one per 10 % done (at most
+    one a second), and one at least every 10 s while work goes on, then a last line with the total and the time."""
 
     def __init__(self, iterable: Iterable[Any] | None = None, *, total: int | None = None, desc: str = "",
                  unit: str = "it", stream: TextIO | None = None, every_seconds: float = EVERY_SECONDS,
@@ -57,8 +58,8 @@ class LineProgress:
         self.n += n
         now = self.clock()
         step = self.n * STEPS // self.total if self.total else 0
-        if step > self._step or now - self._last >= self.every_seconds:
-            self._step = max(step, self._step)
+        if (step > self._step and now - self._last >= MIN_SECONDS) or now - self._last >= self.every_seconds:
+            self._step = step
             self._last = now
             self._line(now)
 
@@ -77,7 +78,7 @@ class LineProgress:
             return
         self._closed = True
         if self.n and (self.total is None or self._step < STEPS):
-            self._line(self.clock())  # the end was not reported yet (a total never reached, or none known)
+            self._line(self.clock())  # the end was not reported yet
 
 
 def progress(iterable: Iterable[T] | None = None, *, total: int | None = None, desc: str = "", unit: str = "it",
