@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,37 @@ DEFAULT_PORT = 8883
 EMBEDDER_HELP = "embedder model from engines/models.toml"
 
 
+class _Renamed(argparse.Action):
+    """An option's old spelling: still accepted, with a warning naming the new one."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str = "", **kwargs: object) -> None:
+        super().__init__(option_strings, dest, **kwargs)  # type: ignore[arg-type]
+        self.new = new
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(f"{parser.prog}: warning: {option_string} is now {self.new}; the old spelling will go", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_renamed(parser: argparse.ArgumentParser, old: str, new: str, **kwargs: object) -> None:
+    """Keep `old` working for scripts written before it became `new` (already added): hidden from --help."""
+    current = next(a for a in parser._actions if new in a.option_strings)
+    target: argparse._ActionsContainer = parser
+    if current.required:  # either spelling satisfies it
+        current.required = False
+        target = parser.add_mutually_exclusive_group(required=True)
+        target._group_actions.append(current)  # type: ignore[attr-defined]
+    target.add_argument(old, dest=current.dest, action=_Renamed, new=new, help=argparse.SUPPRESS,  # type: ignore[arg-type]
+                        **kwargs)
+
+
+def add_report_arg(parser: argparse.ArgumentParser, help: str, required: bool = False, dest: str = "report") -> None:
+    """`--report FILE`: where a command writes its figures as JSON (`--json` is the switch for JSON on stdout)."""
+    parser.add_argument("--report", type=Path, required=required, dest=dest, metavar="FILE", help=help)
+    add_renamed(parser, "--json", "--report", type=Path)
+
+
 def data_root() -> Path:
     """The evaluation and demo data: $EDGE_TEST_DATA, else ../shared/data beside the repository."""
     return Path(os.environ.get("EDGE_TEST_DATA", DEFAULT_DATA_ROOT))
@@ -48,7 +80,9 @@ def add_model_args(parser: argparse.ArgumentParser, *, threads: int = 1, stride:
     if stride is not None:
         parser.add_argument("--stride", type=int, default=DetectorConfig().stride, help=stride)
     parser.add_argument("--threads", type=int, default=threads, help=threads_help)
-    parser.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto")
+    parser.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto",
+                        help="inference runtime: auto = a TensorRT engine where one is built for this GPU, else "
+                             "ONNX Runtime (default %(default)s)")
 
 
 def model_configs(args: argparse.Namespace) -> tuple[DetectorConfig, EmbedderConfig, RuntimeConfig]:

@@ -65,9 +65,23 @@ class Pipeline:
             track.last_embed_frame = -(10**9)
 
     def process(self, frame: Frame) -> list[Alert]:
+        """One frame of a sequence: every `stride`-th is detected, faces are tracked, a track decides on
+        `min_evidence` agreeing embeddings."""
         self.counters.frames += 1
         if frame.index % self.stride:
             return []
+        return self._detect_and_decide(frame, self.track_cfg.min_evidence)
+
+    def process_still(self, frame: Frame) -> list[Alert]:
+        """One photo on its own: every face in it is new, one embedding decides, and nothing carries over to the
+        next photo (a photo is one look at a face; the two-look rule guards against a video's single bad frame)."""
+        self.counters.frames += 1
+        try:
+            return self._detect_and_decide(frame, 1)
+        finally:
+            self._forget(self.tracker.close())
+
+    def _detect_and_decide(self, frame: Frame, min_evidence: int) -> list[Alert]:
         det = self.stack.detector(frame.image)
         self.counters.detections += len(det)
         seen, dead = self.tracker.update(det, frame.index)
@@ -89,7 +103,7 @@ class Pipeline:
                                            best.score if best else -1.0, res.margin, crop if candidate else None))
             track.last_embed_frame = frame.index
             track.best_quality = max(track.best_quality, q.score)
-            decided = decide(track, self.threshold.value, self.track_cfg.min_evidence, self.gallery.subject_ids)
+            decided = decide(track, self.threshold.value, min_evidence, self.gallery.subject_ids)
             if decided is not None:
                 alerts.append(self._alert(track, frame, decided[0], decided[1], res))
         return alerts

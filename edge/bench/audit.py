@@ -1,6 +1,6 @@
 """`edge bench audit`: verify a long device audit log; records per second and peak resident memory.
 
-    edge bench audit [--records 525000] [--runs 3] [--log FILE] [--json FILE]
+    edge bench audit [--records 525000] [--runs 3] [--log FILE] [--report FILE]
 
 The log is what a device writes with the default policy (a signed checkpoint every 100 records or 5 minutes):
 a `counters` record a minute, an alert and its decision now and then, a period of use a day. It is written
@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from tqdm import tqdm
 
 from edge.audit.log import AuditLog
 from edge.audit.records import (
@@ -34,6 +33,7 @@ from edge.bench.procinfo import cpu_model
 from edge.config.audit import AuditConfig
 from edge.errors import EdgeError
 from edge.keys import generate_signing, save_public
+from edge.runtime.progress import progress
 
 DEVICE = "cam-bench"
 T0 = 1_700_000_040  # a minute boundary
@@ -116,8 +116,7 @@ def _append_all(path: Path, key: Ed25519PrivateKey, records: int) -> None:
     policy, clock = AuditConfig(), _Clock()
     with AuditLog.open(path, key, policy.checkpoint_every, device_id=DEVICE, fsync="checkpoint", clock=clock,
                        checkpoint_seconds=policy.checkpoint_seconds) as log, \
-            tqdm(total=records, unit=" records", desc=f"writing a {records:,}-record audit log", file=sys.stderr,
-                 mininterval=2.0) as bar:
+            progress(total=records, unit="records", desc=f"writing a {records:,}-record audit log") as bar:
         minute, day = 0, 0
         log.append("watchlist_installed", WatchlistInstalledBody(
             watchlist_id="wl-city", version=7, entries=1000, expires=T0 + 400 * 86400, bundle_sha256=H,
@@ -171,7 +170,7 @@ def _cache() -> Path:
 def _command(args: argparse.Namespace) -> str:
     words = ["edge bench audit", f"--records {args.records}", f"--runs {args.verify_runs}"]
     words += [f"--log {args.log}"] if args.log else []
-    words += [f"--json {args.json_out}"] if args.json_out else []
+    words += [f"--report {args.json_out}"] if args.json_out else []
     return " ".join(words)
 
 

@@ -9,7 +9,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from edge.cliargs import Commands, add_model_args
+from edge.cliargs import Commands, add_model_args, add_renamed, add_report_arg
 from edge.errors import ConfigError
 
 
@@ -27,7 +27,7 @@ def register(commands: Commands) -> None:
     p.add_argument("--gallery-size", type=int, default=1000, help="watchlist size the matcher searches")
     add_model_args(p, stride="stream: detect every Nth frame", threads_help="inference (and OpenCV) threads")
     p.add_argument("--data", type=Path, help="shared data folder (default $EDGE_TEST_DATA or ../shared/data)")
-    p.add_argument("--json", type=Path, help="write the figures here")
+    add_report_arg(p, "write the figures (JSON) here")
     p.set_defaults(func=_vision)
     vision = {a.dest: a.default for a in p._actions if a.dest != "help"}
     sub = p.add_subparsers(dest="bench_command", metavar="[COMMAND]",
@@ -58,7 +58,7 @@ def _register_link(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -
     text = ("signed match events from a device process through a real mosquitto into the HQ store, "
             "in events per second")
     p = sub.add_parser("link", help=text, description=f"{text[0].upper()}{text[1:]}: a throwaway fleet on loopback.")
-    p.add_argument("--events", type=int, default=10_000)
+    p.add_argument("--events", type=int, default=10_000, help="signed events the device sends (default %(default)s)")
     p.add_argument("--workers", type=int, default=1, help="HQ ingest workers sharing the stream")
     p.add_argument("--sync", choices=("normal", "full"), default="full", help="device outbox SQLite sync mode")
     p.set_defaults(func=_link)
@@ -68,11 +68,13 @@ def _register_watchlist(sub: "argparse._SubParsersAction[argparse.ArgumentParser
     text = ("build, install (from MQTT chunks and from a file), load and match real watchlists of two sizes: time "
             "and memory against their targets, single-threaded")
     p = sub.add_parser("watchlist", help=text, description=f"{text[0].upper()}{text[1:]}.")
-    p.add_argument("--entries", type=int, default=100_000, help="entries of the first list")
+    p.add_argument("--gallery-size", type=int, default=100_000, dest="entries", metavar="N",
+                   help="entries of the first list (default %(default)s)")
+    add_renamed(p, "--entries", "--gallery-size", type=int)
     p.add_argument("--million", type=int, default=1_000_000, help="entries of the second, large list (0: skip it)")
     p.add_argument("--repeats", type=int, default=30, help="timed repetitions (median reported)")
     p.add_argument("--storage", choices=("bfloat16", "float32"), default="bfloat16", help="gallery storage")
-    p.add_argument("--json", type=Path, dest="json_out", help="also write the figures here")
+    add_report_arg(p, "also write the figures (JSON) here", dest="json_out")
     p.set_defaults(func=_watchlist)
 
 
@@ -83,7 +85,7 @@ def _register_audit(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--runs", type=int, default=3, dest="verify_runs", help="verifications timed (best reported)")
     p.add_argument("--log", type=Path, help="the log to write, or to verify again when it is there (its key beside "
                                              "it as LOG.pub.pem; default: ~/.cache/edge/bench/audit-N.log)")
-    p.add_argument("--json", type=Path, dest="json_out", help="also write the figures here")
+    add_report_arg(p, "also write the figures (JSON) here", dest="json_out")
     p.set_defaults(func=_audit)
 
 

@@ -14,11 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
 from edge.demo.trial import TrialFleet
 from edge.hq.ingest import Ingest, PublicKeys
 from edge.hq.store import EventStore
+from edge.runtime.progress import progress
 
 DEVICE = "bench"
 
@@ -47,7 +46,7 @@ def run_link_bench(events: int, workers: int, sync: str) -> int:
         assert child.stdout is not None
         child.stdout.readline()  # "ready": the clock starts at the first enqueue
         start = time.perf_counter()
-        with tqdm(total=events, unit="event", desc="stored at HQ") as bar:
+        with progress(total=events, unit="event", desc="stored at HQ") as bar:
             while (stored := store.count()) < events and child.poll() in (None, 0):
                 bar.update(stored - bar.n)
                 time.sleep(0.05)

@@ -66,9 +66,9 @@ def _bench(args: argparse.Namespace, width: int, height: int, data: Path, clip: 
     finally:
         stack.close()
     print_report(report)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 

@@ -1,7 +1,7 @@
 """`edge bench watchlist`: real watchlists of two sizes built, installed, loaded and matched; each figure with the
 machine, the thread count and the target it is held to.
 
-    edge bench watchlist [--entries 100000] [--million 1000000] [--repeats 30] [--storage bfloat16] [--json FILE]
+    edge bench watchlist [--gallery-size 100000] [--million 1000000] [--repeats 30] [--storage bfloat16] [--report FILE]
 
 Each size gets a real bundle (random L2-normalised embeddings stand in for enrolled faces; every entry has its
 id, label, case reference, legal basis, approver and times, as a real list does), installed as a device installs
@@ -142,9 +142,9 @@ def _subjects(n: int, dim: int) -> list[Subject]:
 
 
 def _command(args: argparse.Namespace) -> str:
-    words = ["edge bench watchlist", f"--entries {args.entries}", f"--million {args.million}",
+    words = ["edge bench watchlist", f"--gallery-size {args.entries}", f"--million {args.million}",
              f"--repeats {args.repeats}", f"--storage {args.storage}"]
-    return " ".join(words + ([f"--json {args.json_out}"] if args.json_out else []))
+    return " ".join(words + ([f"--report {args.json_out}"] if args.json_out else []))
 
 
 def _report(f: dict) -> list[str]:

@@ -8,22 +8,26 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Frame:
-    """One decoded frame: HxWx3 uint8 BGR, its index and its time in the source (seconds)."""
+    """One decoded frame: HxWx3 uint8 BGR, its index and its time in the source (seconds); a photo's file name."""
 
     image: np.ndarray
     index: int
     timestamp: float
+    name: str | None = None
 
 
 class FrameSource(Protocol):
     """A source of frames. `read` returns None at the end of a finite source (file, folder).
 
-    Live sources (camera, RTSP) never end on their own: a dropped source is reopened with back-off
-    inside `read`, and the gap is logged.
+    Live sources (camera, RTSP) never end on their own when told to wait (the daemon): a dropped source is
+    reopened with back-off inside `read`, and the gap is logged. Not waiting (replay), a source missing at start
+    is a SourceError and a drop ends it.
+    `stills`: the frames are unrelated photos (an image folder), not a sequence: nothing links one to the next.
     """
 
     uri: str
     live: bool
+    stills: bool
 
     def read(self) -> Frame | None: ...
 

@@ -123,17 +123,24 @@ class Outage:
 
 
 class JetsonSource:
-    """A FrameSource over jetson_utils.videoSource; frames come out as BGR HxWx3 uint8 copies."""
+    """A FrameSource over jetson_utils.videoSource; frames come out as BGR HxWx3 uint8 copies.
+
+    Not told to `wait`, a live source that cannot be opened is a SourceError, and one that drops ends.
+    """
+
+    stills = False
 
     def __init__(self, uri: str, *, width: int | None = None, height: int | None = None,
                  framerate: float | None = None, codec: str | None = None, latency_ms: int | None = None,
-                 capture_timeout_ms: int = 1000, stall_seconds: float = 5.0, backoff: Backoff | None = None) -> None:
+                 capture_timeout_ms: int = 1000, stall_seconds: float = 5.0, backoff: Backoff | None = None,
+                 wait: bool = True) -> None:
         if uri.startswith("/dev/"):
             uri = f"v4l2://{uri}"  # /dev/edge/camera-0 and /dev/videoN as the udev rules name them
         if not uri.startswith(SCHEMES):
             raise SourceError(f"jetson source {uri!r}: use a /dev/ path or a URI starting with {', '.join(SCHEMES)}")
         self.uri = uri
         self.live = not uri.startswith("file://")
+        self._wait = wait
         self._utils = import_jetson_utils()
         self._argv = ["edge", "--log-level=warning"] + [
             f"--{flag}={value}" for flag, value in (
@@ -154,7 +161,7 @@ class JetsonSource:
             self._source = self._open()
         except Exception as exc:  # jetson_utils raises plain Exception
             advice = "check the URI, the cable, `v4l2-ctl --list-devices`, or nvargus-daemon for csi://"
-            if not self.live:
+            if not self.live or not wait:
                 raise SourceError(f"cannot open {uri} with jetson_utils ({exc}): {advice}") from exc
             # A camera missing at boot is an outage like any other: keep retrying rather than exit.
             self._outage.dropped(time.monotonic(), f"open failed ({exc}); {advice}")
@@ -172,7 +179,7 @@ class JetsonSource:
     def _drop(self, reason: str) -> None:
         """Close the broken source; the next read reopens it after a back-off delay."""
         self._outage.dropped(time.monotonic(), reason)
-        log.warning("%s dropped: %s; reopening", self.uri, reason)
+        log.warning("%s dropped: %s; %s", self.uri, reason, "reopening" if self._wait else "not waiting for it")
         source, self._source = self._source, None
         if source is not None:
             try:
@@ -195,7 +202,7 @@ class JetsonSource:
         """The next frame; None at the end of a file or after close(). Live sources block through outages."""
         while not self._closed.is_set():
             if self._source is None:
-                if not self.live:
+                if not self.live or not self._wait:
                     return None
                 self._reopen()
                 continue

@@ -16,8 +16,11 @@ def jetson_utils_available() -> bool:
     return importlib.util.find_spec("jetson_utils") is not None
 
 
-def open_source(uri: str, prefer_jetson: bool = True, max_backoff: float = 30.0) -> FrameSource:
+def open_source(uri: str, prefer_jetson: bool = True, max_backoff: float = 30.0, wait: bool = True) -> FrameSource:
     """Open a source. Image folders always use OpenCV; cameras and streams use jetson_utils when present.
+
+    `wait`: a live source missing at start, or dropped, is waited for (the daemon); without it, a missing one
+    is a SourceError now and a drop ends the source (replay).
 
     jetson_utils takes CSI, V4L2 and RTSP (hardware decode, zero copy); OpenCV takes what it does not
     (rtsps://, http(s)://) and everything on a machine without it.
@@ -30,14 +33,14 @@ def open_source(uri: str, prefer_jetson: bool = True, max_backoff: float = 30.0)
     if prefer_jetson and jetson_utils_available() and not path.is_file() and not JETSON_UNSUPPORTED.match(uri):
         from edge.capture.jetson import Backoff, JetsonSource
 
-        return JetsonSource(uri, backoff=Backoff(maximum=max_backoff))
+        return JetsonSource(uri, backoff=Backoff(maximum=max_backoff), wait=wait)
     if path.is_file():
         return VideoSource(str(path), uri, live=False)
     if uri.startswith("csi://"):
         raise SourceError(f"{uri}: CSI cameras need jetson_utils (built from dusty-nv/jetson-utils on the Jetson)")
     device = uri[len("v4l2://"):] if uri.startswith("v4l2://") else uri
     if re.fullmatch(r"/dev/video\d+", device) or device.startswith("/dev/edge/"):
-        return VideoSource(device, uri, live=True, max_backoff=max_backoff)
+        return VideoSource(device, uri, live=True, max_backoff=max_backoff, wait=wait)
     if re.match(r"^(rtsp|rtsps|http|https)://", uri):
-        return VideoSource(uri, uri, live=True, max_backoff=max_backoff)
+        return VideoSource(uri, uri, live=True, max_backoff=max_backoff, wait=wait)
     raise SourceError(f"{uri}: not found or not a source edge knows; use {URI_HELP}")

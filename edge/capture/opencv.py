@@ -13,6 +13,7 @@ from edge.errors import SourceError
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+OPEN_TIMEOUT_MS = 10_000
 
 
 def to_bgr(image: np.ndarray) -> np.ndarray:
@@ -38,9 +39,13 @@ def read_image(path: Path) -> np.ndarray:
 
 
 class ImageFolderSource:
-    """Every image in a folder (sorted by name), or one image; unreadable files are logged and skipped."""
+    """Every image in a folder (sorted by name), or one image; unreadable files are logged and skipped.
+
+    Each frame is a photo of its own (`stills`); its file name comes with it.
+    """
 
     live = False
+    stills = True
 
     def __init__(self, path: Path, fps: float = 1.0) -> None:
         self.uri = str(path)
@@ -54,7 +59,7 @@ class ImageFolderSource:
             index, path = self._next, self._files[self._next]
             self._next += 1
             try:
-                return Frame(read_image(path), index, index / self._fps)
+                return Frame(read_image(path), index, index / self._fps, path.name)
             except SourceError as exc:
                 log.warning("skipping %s", exc)
         return None
@@ -67,18 +72,22 @@ class VideoSource:
     """A cv2.VideoCapture on a file, a V4L2 device or a network stream.
 
     Files end cleanly; a corrupt frame in a file is logged and skipped. A live source that drops is
-    reopened with exponential back-off (capped), and the gap is logged when frames resume.
+    reopened with exponential back-off (capped), and the gap is logged when frames resume. Not told to `wait`,
+    a live source missing at start is a SourceError, and one that drops ends (read returns None).
     """
 
-    def __init__(self, target: str | int, uri: str, live: bool, max_backoff: float = 30.0) -> None:
+    stills = False
+
+    def __init__(self, target: str | int, uri: str, live: bool, max_backoff: float = 30.0, wait: bool = True) -> None:
         self.uri = uri
         self.live = live
         self._target = target
         self._max_backoff = max_backoff
+        self._wait = wait
         try:
             self._cap = self._open()
         except SourceError:
-            if not live:
+            if not live or not wait:
                 raise
             # A camera unplugged at start is a camera to wait for, not a reason to exit and restart in a loop.
             log.warning("%s: not available yet; waiting for it", uri)
@@ -88,7 +97,10 @@ class VideoSource:
         self._started = time.monotonic()
 
     def _open(self) -> cv2.VideoCapture:
-        cap = cv2.VideoCapture(self._target)
+        # Not waiting, a stream that does not answer is given up on well within 15 s (FFmpeg's default: 30 s).
+        params = [] if self._wait else [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
+                                        cv2.CAP_PROP_READ_TIMEOUT_MSEC, OPEN_TIMEOUT_MS]
+        cap = cv2.VideoCapture(self._target, cv2.CAP_ANY, params)
         if not cap.isOpened():
             raise SourceError(f"cannot open {self.uri}: check the path or device and that it is a video source")
         return cap
@@ -109,6 +121,9 @@ class VideoSource:
                     return None
                 log.warning("%s: frame %d unreadable, skipped", self.uri, self._index + failures - 1)
                 continue
+            if not self._wait:
+                log.warning("%s: source dropped after %d frames; not waiting for it", self.uri, self._index)
+                return None
             self._reopen()
 
     def _reopen(self) -> None:

@@ -4,6 +4,8 @@ import argparse
 import json
 from pathlib import Path
 
+from edge.cliargs import add_report_arg
+
 
 def register(commands) -> None:
     p = commands.add("demo", "the whole system on this machine: broker, HQ, a device on a sample clip, a handheld")
@@ -14,7 +16,7 @@ def register(commands) -> None:
                                                               "until Ctrl-C (default: a scripted officer decides "
                                                               "and the page closes when the clip ends)")
     p.add_argument("--port", type=int, default=0, help="handheld page port (default: any free)")
-    p.add_argument("--json", type=Path, help="also write the summary here")
+    add_report_arg(p, "also write the summary (JSON) here")
     p.set_defaults(func=run)
 
 
@@ -22,6 +24,6 @@ def run(args: argparse.Namespace) -> int:
     from edge.demo.run import run_demo
 
     summary = run_demo(args.media, args.workdir, args.manual, args.port)
-    if args.json:
-        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    if args.report:
+        args.report.write_text(json.dumps(summary, indent=2) + "\n")
     return 0 if summary["audit_chain_verified"] else 1

@@ -85,7 +85,7 @@ class TrialFleet:
         extra = ["--registry", self.registry, "--acl", self.acl] if registered else []
         if fleet is not None:
             extra += ["--fleet", fleet]
-        self.run("hq", "pki", "issue", "--role", role, "--id", ident, "--ca", self.pki, "--out", out or self.certs,
+        self.run("hq", "pki", "issue", "--role", role, "--id", ident, "--ca-dir", self.pki, "--out", out or self.certs,
                  *extra)
 
     def init_hq_keys(self) -> None:
@@ -170,7 +170,7 @@ class TrialFleet:
         entries = self.hq / "entries.csv"
         entries.write_text("\n".join(rows) + "\n")
         self.run("watchlist", "build", "--photos", photos, "--entries", entries, "--hq-key", self.hq_signing_key,
-                 "--recipients", *(self.device_dir(d) for d in devices), "--version", version,
+                 "--recipients", *(self.device_dir(d) for d in devices), "--list-version", version,
                  "--expires", expires, "--watchlist-id", self.fleet, "--scope", f"fleet {self.fleet}", "--out", out,
                  *(("--embedder", embedder) if embedder else ()))
         return out

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import tomllib
-from tqdm import tqdm
 
 from edge.errors import ConfigError, EdgeError
 from edge.evaluation.embedcache import EmbedCache
 from edge.evaluation.identify import Flip, Protocol, search
 from edge.evaluation.verify import threshold_at_rate
 from edge.fsio import write_atomic
+from edge.runtime.progress import progress as progress_bar
 from edge.watchlist.calibration import FIXED_AT, FLOOR_AT, Calibration, CalibrationPoint
 from edge.watchlist.demographics import Demographics
 
@@ -63,7 +63,7 @@ def measure(cache: EmbedCache, protocol: Protocol, sizes: tuple[int, ...] = SIZE
     rng = np.random.default_rng(seed)
     points, fixed = [], []
     jobs = [(size, 1 if size == len(people) else repeats) for size in sizes]
-    bar = tqdm(total=sum(n for _, n in jobs), desc="calibrating", unit="gallery", disable=not progress, leave=False)
+    bar = progress_bar(total=sum(n for _, n in jobs), desc="calibrating", unit="gallery", enabled=progress)
     for size, draws in jobs:
         thresholds = np.zeros((draws, len(fpirs)))
         fnirs = np.zeros((draws, len(fpirs)))

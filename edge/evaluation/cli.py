@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge.cliargs import add_model_args, data_root, stack_from_args
+from edge.cliargs import add_model_args, add_renamed, add_report_arg, data_root, stack_from_args
 from edge.errors import ConfigError, EdgeError
 from edge.evaluation.calibrate import FPIRS as CAL_FPIRS
 from edge.evaluation.calibrate import (
@@ -67,7 +67,7 @@ def register(commands) -> None:
     p.add_argument("--flip", choices=IDENTIFY_FLIPS, default="enroll", help="as for identify (default: enroll)")
     p.add_argument("--out", type=Path, help="table to write (default engines/calibration-<embedder>.toml)")
     p.add_argument("--at-thresholds", default="", help="also report FPIR and FNIR at these thresholds, comma separated")
-    _common(p, need_json=False)
+    _common(p, plot=False)
     p.set_defaults(func=run_calibrate)
 
     p = group.add_parser("resolution", help="1:N error as faces get smaller (or blurred), through the quality gate",
@@ -89,9 +89,10 @@ def register(commands) -> None:
                          description="false alarms of UTKFace passers-by against the London Set list, and misses of "
                                      "London and LFW mated searches, per race, gender and race x gender group, at the "
                                      "floor, the fixed default and the constant-FPIR thresholds (docs/evaluation.md)")
-    p.add_argument("--data", type=Path, help="demographics folder (default $EDGE_TEST_DATA/demographics, else "
-                                             "../shared/data/demographics)")
-    p.add_argument("--lfw", type=Path, help="LFW folder for mated searches by race (default beside --data); "
+    p.add_argument("--demographics", type=Path, dest="data", metavar="DIR",
+                   help="demographics folder (default $EDGE_TEST_DATA/demographics, else ../shared/data/demographics)")
+    add_renamed(p, "--data", "--demographics", type=Path)
+    p.add_argument("--lfw", type=Path, help="LFW folder for mated searches by race (default beside --demographics); "
                                             "'none' leaves them out")
     p.add_argument("--at-thresholds", default="", help="also report at these thresholds, comma separated")
     p.add_argument("--write-calibration", action="store_true",
@@ -112,16 +113,16 @@ def _protocol_args(p: argparse.ArgumentParser, required: bool = True) -> None:
                         "are reported too)")
 
 
-def _common(p: argparse.ArgumentParser, need_json: bool = True) -> None:
-    p.add_argument("--json", type=Path, required=need_json, help="write the report here")
-    if need_json:
+def _common(p: argparse.ArgumentParser, plot: bool = True) -> None:
+    add_report_arg(p, "also write the report (JSON) here; the summary goes to stdout either way")
+    if plot:
         p.add_argument("--plot", type=Path, help="write the curve here (PNG)")
     add_model_args(p, threads=2)
     p.add_argument("--cache", type=Path, help="folder keeping faces and embeddings between runs")
 
 
 def _cache(args: argparse.Namespace) -> EmbedCache:
-    return EmbedCache(stack_from_args(args), args.cache, progress=sys.stderr.isatty())
+    return EmbedCache(stack_from_args(args), args.cache, progress=True)
 
 
 def _flips(text: str, allowed: tuple[str, ...]) -> list[str]:
@@ -132,7 +133,9 @@ def _flips(text: str, allowed: tuple[str, ...]) -> list[str]:
     return flips
 
 
-def _write_json(path: Path, report: dict[str, Any]) -> None:
+def _write_json(path: Path | None, report: dict[str, Any]) -> None:
+    if path is None:  # no --report: the summary printed is all that was asked for
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
 
@@ -167,7 +170,7 @@ def run_verify(args: argparse.Namespace) -> int:
               f"threshold {report['threshold']:.3f}; "
               f"TAR@FAR1e-3 {_pct(report['tar_at_far_1e-3'])}; AUC {report['auc']:.4f}; "
               f"images with no face: {report['failed_images']['count']}")
-    _write_variants(args.json, reports)
+    _write_variants(args.report, reports)
     if args.plot:
         from edge.evaluation.plots import roc_plot
 
@@ -186,7 +189,7 @@ def _marks(points: list[dict[str, Any]], report: dict[str, Any]) -> list[tuple[s
              + (f"0 of {impostors}" if p["far"] == 0 else f"{p['far']:.1e}"), p["far"], p["tar"]) for p in points]
 
 
-def _write_variants(path: Path, reports: list[dict[str, Any]]) -> None:
+def _write_variants(path: Path | None, reports: list[dict[str, Any]]) -> None:
     """The first variant fills the top-level keys; the others follow under `other_variants`."""
     out = {**reports[0], "command": _command()}
     if len(reports) > 1:
@@ -229,7 +232,7 @@ def run_identify(args: argparse.Namespace) -> int:
             print(f"  known LFW label noise ({len(noise['excluded_from_non_mated'])} non-mated probes) excluded; "
                   f"with them: FNIR {_pct(noise['with_them_included']['fnir_at_fpir_1e-2'])} at FPIR 1e-2, "
                   f"{_pct(noise['with_them_included']['fnir_at_fpir_1e-3'])} at 1e-3")
-    _write_variants(args.json, reports)
+    _write_variants(args.report, reports)
     if args.plot:
         from edge.evaluation.plots import det_plot
 
@@ -271,9 +274,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {out}; {what}: the device will not use {cache.embedder} until `edge eval demographics "
               f"--embedder {cache.embedder} --write-calibration` adds it")
-    if args.json:
-        _write_json(args.json, {"command": _command(), "dataset": dataset, "embedder": cache.embedder,
-                                "points": [vars(p) for p in points], "at_thresholds": [vars(f) for f in fixed]})
+    if args.report:
+        _write_json(args.report, {"command": _command(), "dataset": dataset, "embedder": cache.embedder,
+                                  "points": [vars(p) for p in points], "at_thresholds": [vars(f) for f in fixed]})
     return 0
 
 
@@ -307,7 +310,7 @@ def run_resolution(args: argparse.Namespace) -> int:
     report = resolution_report(cache, protocol, conditions, args.probes_per_level, args.seed, gallery_note=note,
                                on_level=show)
     report["command"] = _command()
-    _write_json(args.json, report)
+    _write_json(args.report, report)
     print(f"resolution {report['embedder']}: gallery {report['gallery_size']}, thresholds "
           f"{report['thresholds']}, {report['sample']['mated']} mated + {report['sample']['non_mated']} non-mated "
           f"probes per level; {report['seconds']} s")
@@ -341,7 +344,7 @@ def run_demographics(args: argparse.Namespace) -> int:
     demo = measured(passers, mated, size, dataset, _command(), cache.stack.embedder_sha256)
     report, _ = demographics_report(cal, demo, passers, mated, extra, started)
     report["command"] = _command()
-    _write_json(args.json, report)
+    _write_json(args.report, report)
     print("\n".join(summary(report)))
     if args.plot:
         from edge.evaluation.plots import demographics_plot

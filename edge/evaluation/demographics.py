@@ -78,7 +78,7 @@ def _gender(label: str, where: str) -> str:
 def _rows(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
     """The rows of a labels file that has these columns and at least one row."""
     if not path.is_file():
-        raise EdgeError(f"{path} is missing: point --data at the demographics folder of the shared data "
+        raise EdgeError(f"{path} is missing: point --demographics at the demographics folder of the shared data "
                         "(see ../shared/data/demographics/README.md)")
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:

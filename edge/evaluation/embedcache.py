@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from edge.capture.opencv import read_image
 from edge.errors import SourceError
 from edge.fsio import write_atomic
+from edge.runtime.progress import progress
 from edge.vision.select import select_face
 from edge.vision.stack import VisionStack
 
@@ -86,7 +86,7 @@ class EmbedCache:
         """The selected face of each image (landmarks on the photo itself), detected where not known yet."""
         keys = [image_key(p) for p in paths]
         todo = [k for k in dict.fromkeys(keys) if k not in self._faces]
-        for key in tqdm(todo, desc=desc, unit="img", disable=not self.progress, leave=False):
+        for key in progress(todo, desc=desc, unit="img", enabled=self.progress):
             try:
                 self._faces[key] = self.detect(read_image(Path(key.rsplit("|", 2)[0])))
             except SourceError:
@@ -113,8 +113,8 @@ class EmbedCache:
                 batch_crops.clear()
 
         new_faces = False
-        for n, key in enumerate(tqdm(keys, desc=f"{desc} ({self.embedder}{', flip' if flip else ''})", unit="img",
-                                     disable=not self.progress, leave=False), 1):
+        for n, key in enumerate(progress(keys, desc=f"{desc} ({self.embedder}{', flip' if flip else ''})", unit="img",
+                                         enabled=self.progress), 1):
             if n % CHECKPOINT == 0:  # an interrupted run keeps what it has done
                 flush()
                 self._save_faces()

@@ -25,7 +25,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from edge.capture.opencv import read_image
 from edge.config.match import MatchConfig
@@ -33,6 +32,7 @@ from edge.config.quality import QualityConfig
 from edge.errors import EdgeError
 from edge.evaluation.embedcache import EmbedCache
 from edge.evaluation.identify import Probe, Protocol, best_matches, build_protocol, enroll
+from edge.runtime.progress import progress
 from edge.vision.detect import Detections
 from edge.vision.quality import assess
 from edge.vision.stack import VisionStack
@@ -240,8 +240,8 @@ def resolution_report(cache: EmbedCache, protocol: Protocol, conditions: list[Co
     full_correct = np.array([ok and m and i == p.identity for ok, m, i, p in
                              zip(full.ok, sample.mated, ids, sample.probes, strict=True)], bool)
     levels = []
-    with tqdm(total=len(conditions) * len(sample), desc=f"frames ({cache.embedder})", unit="frame",
-              disable=not cache.progress, leave=False) as bar:
+    with progress(total=len(conditions) * len(sample), desc=f"frames ({cache.embedder})", unit="frame",
+                  enabled=cache.progress) as bar:
         for cond in conditions:
             row = level_report(sample, cond, look(stack, gallery, sample, cond, quality, bar), thresholds)
             levels.append(row)

@@ -148,7 +148,7 @@ def provision_handheld(args: argparse.Namespace) -> int:
     ]
     write_atomic(out / HANDHELD_TOML, "\n".join(lines) + "\n")  # 0600: it holds the PIN hashes
     print(f"handheld {config.id} provisioned in {out}.\n"
-          f"  certificate: edge hq pki issue --role handheld --id {config.id} --ca CA_DIR --out {out / 'tls'} "
+          f"  certificate: edge hq pki issue --role handheld --id {config.id} --ca-dir CA_DIR --out {out / 'tls'} "
           "--registry REGISTRY\n"
           f"  pairing:     edge hq pair --handheld {config.id} --device DEVICE --keys {out.parent} ...")
     return 0

@@ -75,7 +75,8 @@ def register(commands: Commands) -> None:
     events.add_argument("--since", help="received since: ISO time (2025-01-31T08:00Z) or a span back (30m, 2h, 7d)")
     events.add_argument("--device", help="only this device id")
     events.add_argument("--kind", choices=_KINDS, help="only this kind (adjudication: officers' decisions)")
-    events.add_argument("--limit", type=int, default=1000)
+    events.add_argument("--limit", type=int, default=1000,
+                        help="list at most this many, oldest first (default %(default)s)")
     events.add_argument("--json", action="store_true", help="print each payload as received, one per line")
     show = events.add_mutually_exclusive_group()
     show.add_argument("--rejected", action="store_true", help="list refused messages and why, instead")

@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from edge.cliargs import Commands
+from edge.cliargs import Commands, add_renamed
 from edge.errors import EdgeError
 from edge.hq import pki
 from edge.hq.acl import HQ_ROLES, Registry, default_hq_roles, write_acl
@@ -26,9 +26,11 @@ def register(commands: Commands) -> None:
     init.set_defaults(func=_init)
 
     issue = sub.add_parser("issue", help="issue a client certificate; its CN <role>-<id> is the broker username")
-    issue.add_argument("--role", choices=ROLES, required=True)
+    issue.add_argument("--role", choices=ROLES, required=True, help="what the client is: its topics and ACL follow")
     issue.add_argument("--id", required=True, help="device, handheld or HQ client id (letters, digits, _ . -)")
-    issue.add_argument("--ca", type=Path, required=True, help="folder made by `edge hq pki init`")
+    issue.add_argument("--ca-dir", type=Path, required=True, dest="ca", metavar="DIR",
+                       help="the CA folder made by `edge hq pki init` (ca.crt and ca.key)")
+    add_renamed(issue, "--ca", "--ca-dir", type=Path)
     issue.add_argument("--out", type=Path, required=True, help="folder for <role>-<id>.crt/.key and ca.crt")
     issue.add_argument("--days", type=int, default=825, help="validity in days")
     issue.add_argument("--force", action="store_true", help="replace an existing certificate and key")

@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from pydantic import ValidationError
 
-from edge.cliargs import Commands, add_broker_args, add_embedder_arg, link_config
+from edge.cliargs import Commands, add_broker_args, add_embedder_arg, add_renamed, link_config
 from edge.config import explain
 from edge.config.device import DeviceConfig
 from edge.config.embedder import EmbedderConfig
@@ -63,7 +63,9 @@ def register(commands: Commands) -> None:
     build.add_argument("--hq-key", type=Path, required=True, help="HQ signing private key (hq_signing.key)")
     build.add_argument("--recipients", nargs="+", required=True, metavar="DEVICE",
                        help="ID=PATH of a device_encryption.pub, or a folder from `edge device provision`")
-    build.add_argument("--version", type=int, required=True, help="must exceed every version devices have installed")
+    build.add_argument("--list-version", type=int, required=True, dest="version",
+                       help="this list's version number: must exceed every version devices have installed")
+    add_renamed(build, "--version", "--list-version", type=int)
     build.add_argument("--expires", required=True, help="ISO 8601 time the whole watchlist stops matching")
     build.add_argument("--out", type=Path, required=True, help="bundle file to write")
     build.add_argument("--watchlist-id", default="default",
@@ -80,22 +82,27 @@ def register(commands: Commands) -> None:
     build.set_defaults(func=build_command)
 
     inspect = group.add_parser("inspect", help="show a bundle's header, and its entries given a device key")
-    inspect.add_argument("bundle", type=Path)
-    inspect.add_argument("--key", type=Path, help="a recipient's device_encryption.key: also list the entries")
+    inspect.add_argument("bundle", type=Path, help="bundle file made by `edge watchlist build`")
+    inspect.add_argument("--encryption-key", type=Path, dest="key",
+                         help="a recipient's device_encryption.key: also list the entries")
+    add_renamed(inspect, "--key", "--encryption-key", type=Path)
     inspect.add_argument("--hq-pub", type=Path, help="HQ public key: also check the signature")
     inspect.set_defaults(func=inspect_command)
 
     install = group.add_parser("install", help="install a bundle on this device (refused bundles change nothing)")
-    install.add_argument("bundle", type=Path)
-    install.add_argument("--device", type=Path,
-                         help=f"TOML with a [device] section ({DEVICE_TOML} or edge.toml): keys and state_dir")
-    install.add_argument("--key", type=Path, help="device_encryption.key (instead of --device)")
-    install.add_argument("--hq-pub", type=Path, help="pinned hq_signing.pub (instead of --device)")
-    install.add_argument("--state-dir", type=Path, help="watchlist folder (default: --device's [device] state_dir "
+    install.add_argument("bundle", type=Path, help="bundle file made by `edge watchlist build`")
+    install.add_argument("--config", type=Path, dest="device", metavar="FILE",
+                         help=f"the device's TOML with a [device] section ({DEVICE_TOML} or edge.toml): keys and "
+                              "state_dir")
+    add_renamed(install, "--device", "--config", type=Path)
+    install.add_argument("--encryption-key", type=Path, dest="key", help="device_encryption.key (instead of --config)")
+    add_renamed(install, "--key", "--encryption-key", type=Path)
+    install.add_argument("--hq-pub", type=Path, help="pinned hq_signing.pub (instead of --config)")
+    install.add_argument("--state-dir", type=Path, help="watchlist folder (default: --config's [device] state_dir "
                          "+ /watchlist, i.e. /var/lib/edge/watchlist when state_dir is not set)")
     install.add_argument("--follow", nargs="+", metavar="ID", help="watchlist ids this device takes, highest "
-                         "precedence first (default: --device's [watchlist] follow)")
-    install.add_argument("--embedder", help="embedder model this device is configured for (default: --device's "
+                         "precedence first (default: --config's [watchlist] follow)")
+    install.add_argument("--embedder", help="embedder model this device is configured for (default: --config's "
                          "[embedder] model, else the default embedder)")
     install.set_defaults(func=install_command)
 
@@ -207,11 +214,12 @@ def install_command(args: argparse.Namespace) -> int:
     elif args.key and args.hq_pub and args.state_dir:
         key_path, hq_path, state_dir = args.key, args.hq_pub, args.state_dir
     else:
-        raise EdgeError("say which device installs it: --device device.toml, or --key, --hq-pub and --state-dir")
+        raise EdgeError("say which device installs it: --config device.toml, or --encryption-key, --hq-pub and "
+                        "--state-dir")
     if args.follow:
         config = WatchlistConfig(**{**config.model_dump(), "follow": tuple(args.follow)})
     elif not config.follow:
-        raise EdgeError("say which watchlist ids this device takes: --follow ID (or [watchlist] follow in --device)")
+        raise EdgeError("say which watchlist ids this device takes: --follow ID (or [watchlist] follow in --config)")
     if args.embedder:
         embedder = embedder.model_copy(update={"model": args.embedder})
     # the device's own rules: its configured embedder, the one in use, and only models it can match with now

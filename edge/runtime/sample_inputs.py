@@ -15,11 +15,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from edge.errors import ConfigError
 from edge.models import ModelSpec
 from edge.runtime.engine_file import Shape
+from edge.runtime.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def aligned_faces(images: Iterable[np.ndarray], face_crops: FaceCrops, size: int
     """Up to `limit` aligned face crops (side `size`) from these images, in order, with a progress bar on
     stderr; an image without a usable face adds none."""
     crops: list[np.ndarray] = []
-    with tqdm(images, total=total, desc=desc, unit="img", file=sys.stderr, leave=False) as bar:
+    with progress(images, total=total, desc=desc, unit="img") as bar:
         for image in bar:
             crops.extend(face_crops(image, size))
             bar.set_postfix(faces=len(crops), refresh=False)

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from tqdm import tqdm
 
+from edge.runtime.progress import progress as progress_bar
 from edge.watchlist.entries import EntryRow
 from edge.watchlist.sealing import Subject
 
@@ -57,7 +57,7 @@ def enroll(rows: Sequence[EntryRow], enroller: PhotoEnroller, thumbnails: bool =
     subjects: list[Subject] = []
     rejected: list[RejectedPhoto] = []
     refused: list[str] = []
-    with tqdm(total=sum(len(r.photos) for r in rows), desc="enrolling", unit="photo", disable=not progress) as bar:
+    with progress_bar(total=sum(len(r.photos) for r in rows), desc="enrolling", unit="photo", enabled=progress) as bar:
         for row in rows:
             usable = []
             for photo in row.photos:

@@ -24,7 +24,7 @@ def load_bundle(bundle: Path, key: Path | None, hq_pub: Path | None, embedders: 
     `config` gives the size limit and clock skew (default: a device's defaults).
     """
     if key is None or hq_pub is None:
-        raise ConfigError("--watchlist needs --key (device encryption private key) and --hq-pub (HQ signing key)")
+        raise ConfigError("--watchlist needs --encryption-key (device_encryption.key) and --hq-pub (HQ signing key)")
     with mapped(bundle) as data:
         hq_public = load_signing_public(hq_pub)
         try:

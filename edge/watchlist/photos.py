@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from edge.capture.opencv import IMAGE_SUFFIXES
 from edge.errors import SourceError
+from edge.runtime.progress import progress as progress_bar
 from edge.vision.enroll import Enroller, Enrollment
 from edge.watchlist.match import Gallery
 
@@ -47,8 +47,7 @@ def gallery_from_photos(folder: Path | list[tuple[str, list[Path]]], enroller: E
     people = list(person_photos(folder)) if isinstance(folder, Path) else folder
     subjects: list[tuple[str, str, np.ndarray]] = []
     rejected: list[Rejected] = []
-    bar = tqdm(total=sum(len(p) for _, p in people), desc="enrolling", unit="photo", disable=not progress,
-               leave=False)
+    bar = progress_bar(total=sum(len(p) for _, p in people), desc="enrolling", unit="photo", enabled=progress)
     for person, photos in people:
         good: list[Enrollment] = []
         for photo in photos:

@@ -12,11 +12,11 @@ from edge.cli import main
 def test_audit_benchmark_reports_its_figures_and_reuses_its_log(tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     log, out = tmp_path / "audit.log", tmp_path / "audit.json"
-    argv = ["bench", "audit", "--records", "300", "--runs", "1", "--log", str(log), "--json", str(out)]
+    argv = ["bench", "audit", "--records", "300", "--runs", "1", "--log", str(log), "--report", str(out)]
     assert main(argv) == 0
     figures = json.loads(out.read_text())
     assert figures["records"] == 300 and figures["log_written_s"] > 0
-    assert figures["command"] == f"edge bench audit --records 300 --runs 1 --log {log} --json {out}"
+    assert figures["command"] == f"edge bench audit --records 300 --runs 1 --log {log} --report {out}"
     for name in ("verify_peak_mb", "verify_records_per_s"):
         figure = figures[name]
         assert figure["value"] > 0 and figure["target"] > 0 and isinstance(figure["met"], bool), name

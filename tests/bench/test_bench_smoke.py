@@ -34,7 +34,7 @@ def test_bench_reports_stages_and_fps(data_dir: Path, short_clip: Path, tmp_path
                                       capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
     rc = main(["bench", "--size", "480x270", "--faces", "2", "--runs", "1", "--stream-runs", "1",
-               "--clip", str(short_clip), "--gallery-size", "50", "--data", str(data_dir), "--json", str(out)])
+               "--clip", str(short_clip), "--gallery-size", "50", "--data", str(data_dir), "--report", str(out)])
     assert rc == 0
     r = json.loads(out.read_text())
     assert r["threads"] == 1 and r["input_size"] == "480x270" and r["detector_input"] == "x".join(
@@ -58,7 +58,7 @@ def test_bench_reports_stages_and_fps(data_dir: Path, short_clip: Path, tmp_path
     assert "cold frame 480x270" in printed and "frames/s" in printed
 
 
-@pytest.mark.parametrize("argv", [["--faces", "3", "watchlist"], ["--json", "x.json", "link"]])
+@pytest.mark.parametrize("argv", [["--faces", "3", "watchlist"], ["--report", "x.json", "link"]])
 def test_vision_options_before_another_benchmark_are_refused(argv: list[str], capsys: pytest.CaptureFixture) -> None:
     """`edge bench --faces 3 watchlist` would otherwise run the watchlist benchmark with its own default."""
     assert main(["bench", *argv]) == 2
@@ -69,8 +69,8 @@ def test_watchlist_benchmark_takes_its_own_options(tmp_path: Path, capsys: pytes
     """Two real lists, each installed from MQTT chunks and from a file; every figure says where it was measured
     and the target it is held to."""
     out = tmp_path / "wl.json"
-    assert main(["bench", "watchlist", "--entries", "200", "--million", "300", "--repeats", "2", "--storage",
-                 "float32", "--json", str(out)]) == 0
+    assert main(["bench", "watchlist", "--gallery-size", "200", "--million", "300", "--repeats", "2", "--storage",
+                 "float32", "--report", str(out)]) == 0
     figures = json.loads(out.read_text())
     assert figures["threads"] == 1 and figures["storage"] == "float32" and figures["machine"]
     small, large = figures["lists"]

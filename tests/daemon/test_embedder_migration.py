@@ -48,7 +48,7 @@ def test_device_moves_from_a_mobilefacenet_list_to_an_sface_list_over_mqtt(fleet
     assert "[embedder]" not in config.read_text()  # the device runs the default: SFace
     # Before the change: the device's installed list was enrolled with MobileFaceNet.
     v1 = fleet.build_watchlist([DEVICE], demo_dir, PEOPLE, 1, fleet.hq / "v1.bundle", embedder="mobilefacenet_192")
-    fleet.run("watchlist", "install", v1, "--device", config, "--embedder", "mobilefacenet_192")
+    fleet.run("watchlist", "install", v1, "--config", config, "--embedder", "mobilefacenet_192")
     broker = fleet.broker()
     broker.start()
     try:

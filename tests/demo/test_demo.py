@@ -17,7 +17,7 @@ def test_edge_demo_end_to_end(tmp_path: Path, data_dir: Path):
     except Exception as exc:
         pytest.skip(f"mosquitto not installed: {exc}")
     out = tmp_path / "summary.json"
-    run = subprocess.run([sys.executable, "-m", "edge", "demo", "--workdir", str(tmp_path / "demo"), "--json",
+    run = subprocess.run([sys.executable, "-m", "edge", "demo", "--workdir", str(tmp_path / "demo"), "--report",
                           str(out)], capture_output=True, text=True, timeout=300,
                          env={**os.environ, "EDGE_TEST_DATA": str(data_dir)})
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

@@ -61,8 +61,9 @@ def slice_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def report(slice_dir: Path, eval_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("demo-report")
-    assert main(["eval", "demographics", "--data", str(slice_dir), "--lfw", "none", "--json", str(out / "r.json"),
-                 "--plot", str(out / "r.png"), "--cache", str(eval_cache), "--threads", "2"]) == 0
+    assert main(["eval", "demographics", "--demographics", str(slice_dir), "--lfw", "none",
+                 "--report", str(out / "r.json"), "--plot", str(out / "r.png"), "--cache", str(eval_cache),
+                 "--threads", "2"]) == 0
     assert (out / "r.png").stat().st_size > 10_000
     return json.loads((out / "r.json").read_text())
 
@@ -112,8 +113,8 @@ def test_write_calibration_never_leaves_a_table_the_device_would_refuse(slice_di
     table = calibration_path(engines, DEFAULT_EMBEDDER)
     before = table.read_bytes()
     env = {**os.environ, "EDGE_ENGINES_DIR": str(engines)}
-    run = subprocess.run([sys.executable, "-m", "edge", "eval", "demographics", "--data", str(slice_dir), "--lfw",
-                          str(lfw_slice), "--json", str(tmp_path / "r.json"), "--cache", str(eval_cache),
+    run = subprocess.run([sys.executable, "-m", "edge", "eval", "demographics", "--demographics", str(slice_dir),
+                          "--lfw", str(lfw_slice), "--report", str(tmp_path / "r.json"), "--cache", str(eval_cache),
                           "--write-calibration"],
                          env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 2, run.stderr
@@ -134,8 +135,8 @@ def test_data_that_cannot_speak_for_every_group_is_refused(slice_dir: Path, eval
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     def run(data: Path) -> str:
         capsys.readouterr()
-        assert main(["eval", "demographics", "--data", str(data), "--lfw", "none", "--json", str(tmp_path / "r.json"),
-                     "--cache", str(eval_cache)]) == 2
+        assert main(["eval", "demographics", "--demographics", str(data), "--lfw", "none",
+                     "--report", str(tmp_path / "r.json"), "--cache", str(eval_cache)]) == 2
         return capsys.readouterr().err
 
     broken = tmp_path / "data"

@@ -34,7 +34,7 @@ def test_identify_reports_rank1_and_unmeasurable_fpir(lfw_slice: Path, eval_cach
                                                       listed: tuple[str, ...], passers_by: tuple[str, ...]) -> None:
     out, plot = tmp_path / "identify.json", tmp_path / "det.png"
     rc = main(["eval", "identify", "--gallery", str(lfw_slice), "--probes", str(lfw_slice), "--min-images", "2",
-               "--exclude-known-label-noise", "--json", str(out), "--plot", str(plot), "--cache", str(eval_cache),
+               "--exclude-known-label-noise", "--report", str(out), "--plot", str(plot), "--cache", str(eval_cache),
                "--flip", "enroll,none", "--threads", "2"])
     assert rc == 0
     report = json.loads(out.read_text())
@@ -59,7 +59,7 @@ def test_photo_with_no_face_is_counted_not_hidden(lfw_slice: Path, eval_cache: P
     (probes / "Nobody_Real" / "Nobody_Real_0001.jpg").write_bytes(b"not a jpeg")
     out = tmp_path / "identify.json"
     assert main(["eval", "identify", "--gallery", str(lfw_slice), "--probes", str(probes), "--min-images", "2",
-                 "--json", str(out), "--cache", str(eval_cache), "--threads", "2"]) == 0
+                 "--report", str(out), "--cache", str(eval_cache), "--threads", "2"]) == 0
     report = json.loads(out.read_text())
     failed = report["failed_images"]
     assert failed["count"] == 1 and failed["non_mated_left_out"] == 1
@@ -71,7 +71,7 @@ def test_calibrate_writes_a_table_the_device_reads(lfw_slice: Path, eval_cache: 
     table = tmp_path / f"calibration-{DEFAULT_EMBEDDER}.toml"
     assert main(["eval", "calibrate", "--gallery", str(lfw_slice), "--probes", str(lfw_slice), "--min-images", "2",
                  "--sizes", "2,5", "--fpirs", "0.5,0.34", "--repeats", "3", "--out", str(table),
-                 "--at-thresholds=-1,0.999", "--json", str(tmp_path / "cal.json"),
+                 "--at-thresholds=-1,0.999", "--report", str(tmp_path / "cal.json"),
                  "--cache", str(eval_cache), "--threads", "2"]) == 0
     cal = Calibration.load(table)
     assert cal.embedder == DEFAULT_EMBEDDER and len(cal.embedder_sha256) == 64

@@ -22,7 +22,7 @@ def test_resolution_report_on_a_slice(lfw_slice: Path, eval_cache: Path, tmp_pat
                                       listed: tuple[str, ...]) -> None:
     out = tmp_path / "resolution.json"
     assert main(["eval", "resolution", "--lfw", str(lfw_slice), "--levels", "8,32", "--probes-per-level", "4",
-                 "--blur", "2", "--blur-level", "32", "--json", str(out), "--cache", str(eval_cache),
+                 "--blur", "2", "--blur-level", "32", "--report", str(out), "--cache", str(eval_cache),
                  "--threads", "2"]) == 0
     report = json.loads(out.read_text())
     assert report["gallery_size"] == len(listed)

@@ -26,7 +26,7 @@ def test_verify_slice_reports_high_accuracy_and_plots(data_dir: Path, eval_cache
     monkeypatch.setattr(plots, "roc_figure", kept_figure)
     out, plot = tmp_path / "verify.json", tmp_path / "roc.png"
     rc = main(["eval", "verify", "--lfw", str(data_dir / "lfw"), "--pairs", str(data_dir / "lfw_meta" / "pairs.txt"),
-               "--per-class", "2", "--json", str(out), "--plot", str(plot), "--cache", str(eval_cache),
+               "--per-class", "2", "--report", str(out), "--plot", str(plot), "--cache", str(eval_cache),
                "--threads", "2"])
     assert rc == 0
     report = json.loads(out.read_text())

@@ -35,10 +35,10 @@ def fleet_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fle
     hq_pub = root / "hq" / "hq_signing.pub"
     for device in ("cam01", "cam02"):
         edge("device", "provision", "--id", device, "--hq-pub", hq_pub, "--out", keys / f"device-{device}")
-        edge("hq", "pki", "issue", "--role", "device", "--id", device, "--ca", root / "ca", "--out", tls,
+        edge("hq", "pki", "issue", "--role", "device", "--id", device, "--ca-dir", root / "ca", "--out", tls,
              "--registry", registry)
     for hq, role in (("ingest", "ingest"), ("ops", "pairing")):  # ingest worker; the pairing tool's own session
-        edge("hq", "pki", "issue", "--role", "hq", "--id", hq, "--hq-role", role, "--ca", root / "ca", "--out", tls,
+        edge("hq", "pki", "issue", "--role", "hq", "--id", hq, "--hq-role", role, "--ca-dir", root / "ca", "--out", tls,
              "--registry", registry)
     broker = LocalBroker(root / "broker", root / "ca", root / "acl")
     handheld_dir = keys / "handheld-h1"
@@ -47,8 +47,8 @@ def fleet_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fle
     edge("handheld", "provision", "--id", "h1", "--hq-pub", hq_pub, "--officer", "4711=Sgt. Alex Able",
          "--officer", "4712=Cst. Bo Baker", "--two-officer-rule", "--pins-from", pins,
          "--broker", f"127.0.0.1:{broker.port}", "--out", handheld_dir)
-    edge("hq", "pki", "issue", "--role", "handheld", "--id", "h1", "--ca", root / "ca", "--out", handheld_dir / "tls",
-         "--registry", registry)
+    edge("hq", "pki", "issue", "--role", "handheld", "--id", "h1", "--ca-dir", root / "ca",
+         "--out", handheld_dir / "tls", "--registry", registry)
     fleet = FleetFiles(root, broker.port, hq_pub, keys, tls, handheld_dir / "handheld.toml", registry)
     broker.start()
     try:

@@ -33,7 +33,7 @@ def test_replay_refuses_a_threshold_below_the_embedders_floor(tmp_path, capsys):
     code = main(["replay", "--source", str(tmp_path), "--enroll", str(tmp_path), "--threshold", str(floor - 0.05)])
     err = capsys.readouterr().err
     assert code == 2
-    assert f"below the floor {floor} for {DEFAULT_EMBEDDER}" in err and str(floor - 0.05) in err
+    assert f"--threshold {floor - 0.05}: give a cosine from the floor {floor} of {DEFAULT_EMBEDDER}" in err
 
 
 def test_replay_threshold_is_used_in_the_default_mode():

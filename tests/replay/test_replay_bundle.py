@@ -16,7 +16,7 @@ def test_replay_against_a_signed_bundle(tmp_path: Path, demo_dir: Path, capsys):
                                    tmp_path / "wl.bundle")
     capsys.readouterr()
     args = ["replay", "--source", str(demo_dir / "short_hamilton_clip.mp4"), "--watchlist", str(bundle),
-            "--key", str(device_dir / "device_encryption.key"), "--json"]
+            "--encryption-key", str(device_dir / "device_encryption.key"), "--json"]
     assert main([*args, "--hq-pub", str(fleet.hq / "hq_signing.pub")]) == 0
     alerts = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert alerts and {a["person"] for a in alerts} == {"Lin-Manuel Miranda"}

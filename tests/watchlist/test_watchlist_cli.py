@@ -49,7 +49,7 @@ def build(fleet: Path, photos: Path, rows: list[str], out: Path, *extra: str) ->
     csv.write_text("\n".join([HEADER, *rows]) + "\n")
     return main(["watchlist", "build", "--photos", str(photos), "--entries", str(csv), "--hq-key",
                  str(fleet / "hq" / "hq_signing.key"), "--recipients", str(fleet / "cam-01"),
-                 f"cam-02={fleet / 'cam-02' / 'device_encryption.pub'}", "--version", "1",
+                 f"cam-02={fleet / 'cam-02' / 'device_encryption.pub'}", "--list-version", "1",
                  "--expires", "2029-12-31", "--out", str(out), *extra])
 
 
@@ -82,7 +82,8 @@ def test_build_inspect_install_and_match_real_photos(fleet: Path, photos: Path, 
     header_only = capsys.readouterr().out
     assert "entry_count: 4" in header_only and "recipient: cam-01" in header_only and "recipient: cam-02" in header_only
     assert "Barack Obama" not in header_only and "signature: not checked" in header_only
-    assert main(["watchlist", "inspect", str(bundle), "--key", str(fleet / "cam-02" / "device_encryption.key"),
+    assert main(["watchlist", "inspect", str(bundle),
+                 "--encryption-key", str(fleet / "cam-02" / "device_encryption.key"),
                  "--hq-pub", str(fleet / "hq" / "hq_signing.pub")]) == 0
     full = capsys.readouterr().out
     assert "signature: valid" in full
@@ -90,17 +91,17 @@ def test_build_inspect_install_and_match_real_photos(fleet: Path, photos: Path, 
 
     state_dir = tmp_path / "cam-01-state"
     device_toml = fleet / "cam-01" / "device.toml"
-    assert main(["watchlist", "install", str(bundle), "--device", str(device_toml), "--state-dir", str(state_dir),
+    assert main(["watchlist", "install", str(bundle), "--config", str(device_toml), "--state-dir", str(state_dir),
                  "--follow", "default"]) == 0
     assert capsys.readouterr().out.startswith("installed: watchlist default version 1: 4 entries")
-    assert main(["watchlist", "install", str(bundle), "--device", str(device_toml), "--state-dir", str(state_dir),
+    assert main(["watchlist", "install", str(bundle), "--config", str(device_toml), "--state-dir", str(state_dir),
                  "--follow", "default"]) == 0
     assert capsys.readouterr().out.startswith("unchanged")
     tampered = tmp_path / "tampered.bundle"
     data = bytearray(bundle.read_bytes())
     data[-100] ^= 0x01
     tampered.write_bytes(bytes(data))
-    assert main(["watchlist", "install", str(tampered), "--device", str(device_toml), "--state-dir",
+    assert main(["watchlist", "install", str(tampered), "--config", str(device_toml), "--state-dir",
                  str(state_dir), "--follow", "default"]) == 2
     assert main(["watchlist", "inspect", str(tampered), "--hq-pub", str(fleet / "hq" / "hq_signing.pub")]) == 2
     err = capsys.readouterr().err

@@ -45,7 +45,7 @@ def test_sigkill_mid_install_keeps_old_watchlist(tmp_path: Path, keys: Keys, mak
     incoming = tmp_path / "incoming.bundle"
     os.mkfifo(incoming)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge", "watchlist", "install", str(incoming), "--key",
+        [sys.executable, "-m", "edge", "watchlist", "install", str(incoming), "--encryption-key",
          str(tmp_path / "device_encryption.key"), "--hq-pub", str(tmp_path / "hq_signing.pub"),
          "--state-dir", str(folder), "--follow", "wl"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
