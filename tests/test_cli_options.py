@@ -140,6 +140,12 @@ MEANINGS: dict[str, tuple[str, str, str | None]] = {
     "--workers": ("int", "HQ ingest workers", None),
     "--workspace-mib": ("int", "TensorRT builder workspace", None),
     "--write-calibration": ("switch", "write the calibration table", None),
+    "--anchor": ("text", "an audit head SEQ:HASH announced outside the log", r"head"),
+    "--follow": ("text", "watchlist ids a device takes, highest precedence first", r"watchlist ids"),
+    "--hq-role": ("text", "what an HQ client may do on the broker", r"publisher, ingest, pairing"),
+    "--pki": ("path", "the folder with the broker's CA and certificate", r"ca\.crt"),
+    "--tls-dir": ("path", "where a device's TLS files live on it", r"TLS"),
+    "--valid-for": ("float", "seconds a signed freshness statement stays valid", r"lifetime"),
 }
 
 

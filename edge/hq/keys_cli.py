@@ -61,7 +61,8 @@ def register(commands: Commands) -> None:
                            help="where the device's TLS files (ca.crt, device-<id>.crt/.key) will live on it "
                                 "(default: KEY_DIR/tls)")
     provision.add_argument("--state-dir", type=Path, default=DeviceConfig.model_fields["state_dir"].default,
-                           help="[device] state_dir: watchlist, outbox, audit log (default: %(default)s)")
+                           help="[device] state_dir, the folder of its watchlist, outbox and audit log "
+                                "(default: %(default)s)")
     provision.add_argument("--broker", metavar="HOST[:PORT]", default=f"localhost:{DEFAULT_PORT}",
                            help="the fleet broker, as named in its certificate (default: %(default)s; edit it)")
     provision.add_argument("--fleet", help="the fleet whose watchlist the device also takes")

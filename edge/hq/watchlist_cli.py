@@ -130,7 +130,7 @@ def register(commands: Commands) -> None:
     stamp.add_argument("bundle", type=Path, help="the bundle published for this fleet or device")
     target = stamp.add_mutually_exclusive_group(required=True)
     target.add_argument("--fleet", help="the fleet it is published for")
-    target.add_argument("--device", help="the device it is published for")
+    target.add_argument("--device", help="the id of the device it is published for")
     add_broker_args(stamp)
     _add_statement_args(stamp, required=True)
     stamp.set_defaults(func=timestamp_command)
@@ -138,7 +138,7 @@ def register(commands: Commands) -> None:
 
 def _add_statement_args(parser: argparse.ArgumentParser, required: bool) -> None:
     also = "" if required else " (given: also publish its freshness statement)"
-    parser.add_argument("--hq-key", type=Path, required=required, help=f"HQ signing private key{also}")
+    parser.add_argument("--hq-key", type=Path, required=required, help=f"HQ signing private key (hq_signing.key){also}")
     parser.add_argument("--valid-for", type=float, default=86400.0, metavar="SECONDS",
                         help=f"statement lifetime (default 86400, at most {MAX_VALIDITY.days} days); re-sign before")
 
