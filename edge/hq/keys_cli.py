@@ -119,7 +119,7 @@ def device_provision(args: argparse.Namespace) -> int:
     print(f"device {device_id} provisioned in {out}: give HQ {out / DEVICE_ENCRYPTION_PUB} as its watchlist "
           f"recipient key (--recipients {out})")
     print(f"config to edit: {out / EDGE_TOML}. Its [link] reads TLS files from {tls_dir}: make them with "
-          f"`edge hq pki issue --role device --id {device_id} --ca PKI --out {staging}`"
+          f"`edge hq pki issue --role device --id {device_id} --ca-dir PKI --out {staging}`"
           + ("" if staging.resolve() == tls_dir else " and install them there on the device")
           + f"; then `edge run --config {out / EDGE_TOML} --check`")
     if out.name != f"device-{device_id}":

@@ -30,7 +30,7 @@ def provision(hq: Path, device: str, out: Path, *options: str, certificate: bool
     assert main(["device", "provision", "--id", device, "--hq-pub", str(hq / "hq" / "hq_signing.pub"), "--out",
                  str(out), *options]) == 0
     if certificate:
-        assert main(["hq", "pki", "issue", "--role", "device", "--id", device, "--ca", str(hq / "pki"), "--out",
+        assert main(["hq", "pki", "issue", "--role", "device", "--id", device, "--ca-dir", str(hq / "pki"), "--out",
                      str(out / "tls")]) == 0
     return out / "edge.toml"
 
@@ -49,7 +49,7 @@ def test_provisioned_edge_toml_passes_check(hq: Path, tmp_path: Path, capsys: py
     code, _, err = check(config, capsys)
     assert code == 2 and "settings valid" in err and "'link.cert':" in err and "edge hq pki issue" in err
     assert "'device.signing_key'" not in err  # the keys provision wrote are there
-    provision_tls = ["hq", "pki", "issue", "--role", "device", "--id", "cam-01", "--ca", str(hq / "pki"), "--out",
+    provision_tls = ["hq", "pki", "issue", "--role", "device", "--id", "cam-01", "--ca-dir", str(hq / "pki"), "--out",
                      str(config.parent / "tls")]
     assert main(provision_tls) == 0
     code, out, _ = check(config, capsys)

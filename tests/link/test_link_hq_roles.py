@@ -23,7 +23,7 @@ def test_issue_records_hq_roles_and_the_acl_follows(tmp_path: Path, capsys: pyte
 
     def issue(ident: str, *roles: str) -> int:
         extra = [a for role in roles for a in ("--hq-role", role)]
-        return main(["hq", "pki", "issue", "--role", "hq", "--id", ident, *extra, "--ca", str(ca), "--out",
+        return main(["hq", "pki", "issue", "--role", "hq", "--id", ident, *extra, "--ca-dir", str(ca), "--out",
                      str(certs), "--registry", str(registry)])
 
     assert issue("ops") != 0  # its id names no role, and none given: refused before a certificate is made

@@ -71,7 +71,7 @@ def test_substitution_staleness_and_a_wiped_device_on_a_real_fleet(trial_fleet: 
     v1 = fleet.build_watchlist([DEVICE], demo_dir, PEOPLE, 1, fleet.hq / "v1.bundle")
     v2 = fleet.build_watchlist([DEVICE], demo_dir, PEOPLE, 2, fleet.hq / "v2.bundle")
     config = fleet.device_config(DEVICE, clip, 0)
-    fleet.run("watchlist", "install", v1, "--device", config)  # the device runs the fleet's list, version 1
+    fleet.run("watchlist", "install", v1, "--config", config)  # the device runs the fleet's list, version 1
     broker = fleet.broker()
     broker.start()
     ingest = subprocess.Popen([sys.executable, "-m", "edge", *fleet.ingest_command(broker.port)],
@@ -118,7 +118,7 @@ def test_substitution_staleness_and_a_wiped_device_on_a_real_fleet(trial_fleet: 
 
         # (c) the watchlist folder wiped, an older list installed by hand: HQ flags the version that went down
         shutil.rmtree(fleet.state_dir(DEVICE) / "watchlist")
-        fleet.run("watchlist", "install", v1, "--device", config)
+        fleet.run("watchlist", "install", v1, "--config", config)
         run_device(config)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and "WATCHLIST VERSION WENT DOWN" not in (

@@ -21,7 +21,7 @@ def test_install_without_state_dir_names_the_folder(tmp_path: Path, keys: Keys, 
                       '[embedder]\nmodel = "mobilefacenet_192"\n[watchlist]\nfollow = ["wl"]\n')
     bundle = tmp_path / "wl.bundle"
     bundle.write_bytes(make_bundle())
-    assert main(["watchlist", "install", str(bundle), "--device", str(device)]) == 0
+    assert main(["watchlist", "install", str(bundle), "--config", str(device)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("installed:") and f"(in {state / 'watchlist'})" in out
     assert (state / "watchlist").is_dir()
