@@ -9,7 +9,7 @@ from edge.audit.records import CountersBody
 
 logger = logging.getLogger(__name__)
 
-FIELDS = ("frames", "faces_seen", "faces_discarded", "tracks_ended_without_match", "alerts")
+FIELDS = ("frames", "faces_seen", "faces_discarded", "tracks_ended_without_match", "alerts", "messages_refused")
 
 
 class MinuteCounters:
@@ -30,9 +30,10 @@ class MinuteCounters:
         self._counts = dict.fromkeys(FIELDS, 0)
 
     def add(self, *, frames: int = 0, faces_seen: int = 0, faces_discarded: int = 0,
-            tracks_ended_without_match: int = 0, alerts: int = 0) -> None:
+            tracks_ended_without_match: int = 0, alerts: int = 0, messages_refused: int = 0) -> None:
         deltas = {"frames": frames, "faces_seen": faces_seen, "faces_discarded": faces_discarded,
-                  "tracks_ended_without_match": tracks_ended_without_match, "alerts": alerts}
+                  "tracks_ended_without_match": tracks_ended_without_match, "alerts": alerts,
+                  "messages_refused": messages_refused}
         if min(deltas.values()) < 0:
             raise ValueError(f"counters only grow: {deltas}")
         with self._lock:
@@ -62,7 +63,8 @@ class MinuteCounters:
         if self._start is None:
             return
         if any(self._counts.values()):
-            body = CountersBody(minute_start=self._start, minute_end=self._due, **self._counts)
+            counts = {**self._counts, "messages_refused": self._counts["messages_refused"] or None}
+            body = CountersBody(minute_start=self._start, minute_end=self._due, **counts)
             try:
                 self._emit(body)
             except Exception:

@@ -195,7 +195,7 @@ class AdjudicationBody(_Body):
         return data
 
 
-class CountersBody(_Body):
+class CountersBody(_GrownBody):
     """What was seen and let go in [minute_start, minute_end): non-retention shown, not just claimed."""
 
     minute_start: NonNegativeInt
@@ -205,6 +205,10 @@ class CountersBody(_Body):
     faces_discarded: NonNegativeInt = 0
     tracks_ended_without_match: NonNegativeInt = 0
     alerts: NonNegativeInt = 0
+    # Inbound messages refused in the minute (malformed, forged, oversized, unpaired, dropped for a full disk):
+    # an attack on the device's link leaves its trace in the chain, as a count, never the messages themselves.
+    messages_refused: NonNegativeInt | None = None
+    added_later = ("messages_refused",)  # with the inbound rule; absent from older records
 
     @model_validator(mode="after")
     def _whole_minutes(self) -> "CountersBody":

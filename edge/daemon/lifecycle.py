@@ -74,7 +74,8 @@ class Device:
             on_pairing=lambda data: self.control.on_pairing(data),
             on_adjudication=lambda topic, data: self.control.on_adjudication(topic, data),
             on_timestamp=lambda data: self.control.on_timestamp(data),
-            software=f"edge {__version__}", max_bundle_bytes=cfg.watchlist.max_bundle_bytes))
+            software=f"edge {__version__}", max_bundle_bytes=cfg.watchlist.max_bundle_bytes,
+            on_refused=lambda code: self.minutes.add(messages_refused=1)))
         if self.uplink.device_id != self.device_id:
             raise EdgeError(f"device.id is {self.device_id!r} but the link certificate {cfg.link.cert} is for "
                             f"{self.uplink.device_id!r}: provision the device again or fix the config")

@@ -50,10 +50,11 @@ class CounterTotals(StrictModel):
     faces_discarded: int = 0
     tracks_ended_without_match: int = 0
     alerts: int = 0
+    messages_refused: int = 0  # inbound messages the device refused (absent from older records: 0)
 
     def add(self, body: "CountersBody | CounterTotals") -> None:
         for name in FIELDS:
-            setattr(self, name, getattr(self, name) + getattr(body, name))
+            setattr(self, name, getattr(self, name) + (getattr(body, name) or 0))
 
 
 class Outcomes(StrictModel):
@@ -281,7 +282,9 @@ def render_markdown(report: DeploymentReport) -> str:
         f"Totals: {t.alerts} alerts, {t.confirmed} confirmed, {t.rejected} rejected, {t.unsure} unsure, "
         f"{t.pending} pending.",
         f"Counters: {c.frames} frames, {c.faces_seen} faces seen, {c.faces_discarded} faces discarded without a "
-        f"match, {c.tracks_ended_without_match} tracks ended without a match.",
+        f"match, {c.tracks_ended_without_match} tracks ended without a match"
+        + (f", {c.messages_refused} inbound messages refused (malformed, forged, oversized…)." if c.messages_refused
+           else "."),
     ]
     for p in report.periods:
         extra = [f"operator {p.operator}"] if p.operator else []

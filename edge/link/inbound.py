@@ -44,9 +44,11 @@ class InboundGate:
     """Runs a client's handler on each message and acknowledges it by the rule above. Thread-safe."""
 
     def __init__(self, ack: Callable[[Incoming], bool], max_bytes: int, max_held: int = MAX_HELD,
-                 max_tries: int = MAX_TRIES) -> None:
-        """`ack`: the client's acknowledgement (MqttClient.ack); `max_bytes`: larger payloads are refused unread."""
+                 max_tries: int = MAX_TRIES, on_refused: Callable[[str], None] | None = None) -> None:
+        """`ack`: the client's acknowledgement (MqttClient.ack); `max_bytes`: larger payloads are refused unread;
+        `on_refused(code)`: told of each refusal (the device counts them into its audited minutes)."""
         self._ack = ack
+        self._on_refused = on_refused
         self._max_bytes = max_bytes
         self._max_held = max_held
         self._max_tries = max_tries
@@ -76,10 +78,16 @@ class InboundGate:
         self._settle(message)
         return "acted"
 
-    def _refuse(self, message: Incoming, what: str, code: str, why: str) -> Outcome:
+    def note_refusal(self, what: str, topic: str, code: str, why: str) -> None:
+        """Count and log a refusal (also of a message acknowledged before it was handled, e.g. a bundle)."""
         with self._lock:
             self._refused[code] += 1
-        log.warning("refused %s on %s (%s): %s", what, message.topic, code, why[:300])
+        log.warning("refused %s on %s (%s): %s", what, topic, code, why[:300])
+        if self._on_refused is not None:
+            self._on_refused(code)
+
+    def _refuse(self, message: Incoming, what: str, code: str, why: str) -> Outcome:
+        self.note_refusal(what, message.topic, code, why)
         self._settle(message)
         return "refused"
 
@@ -104,6 +112,8 @@ class InboundGate:
                      "already held")
         with self._lock:
             self._refused["dropped_local_failure"] += 1
+        if self._on_refused is not None:
+            self._on_refused("dropped_local_failure")
         self._settle(message)
         return "dropped"
 

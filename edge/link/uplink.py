@@ -100,13 +100,14 @@ class Uplink:
         software: str = "",
         on_timestamp: Callable[[bytes], None] | None = None,
         max_bundle_bytes: int = WatchlistConfig().max_bundle_bytes,
+        on_refused: Callable[[str], None] | None = None,
     ) -> None:
         """`on_bundle(bundle)`: a complete watchlist bundle, spooled in `config.bundle_spool`; `on_pairing(payload)`:
         the retained HQ-signed pairing record on `devices/<id>/pairing` (again on every reconnect);
         `on_adjudication(topic, payload)`: an officer's signed decision from a paired handheld. Verifying them is
         the caller's job. `on_timestamp(payload)`: HQ's retained freshness statement beside a bundle
         (`<bundle prefix>/timestamp`, edge.watchlist.timestamp). `max_bundle_bytes` (watchlist.max_bundle_mb)
-        bounds what the spool takes in."""
+        bounds what the spool takes in. `on_refused(code)`: told of each inbound message refused."""
         identity = read_identity(config.cert)
         if identity.role != "device":
             raise LinkError(f"certificate {config.cert} is for {identity.name}, not a device-<id> identity")
@@ -134,7 +135,7 @@ class Uplink:
             on_connect=self._publish_status,
             manual_ack=True,
         )
-        self._gate = InboundGate(self._client.ack, config.max_message_bytes)
+        self._gate = InboundGate(self._client.ack, config.max_message_bytes, on_refused=on_refused)
         self._publisher = OutboxPublisher(config, self._outbox, self._client, self._key)
         self._threads: list[threading.Thread] = []
         if on_bundle is not None or on_pairing is not None or on_adjudication is not None:
@@ -333,5 +334,7 @@ class Uplink:
                 continue
             try:
                 delivery.handler()
-            except Exception:  # a bundle, already acknowledged: the retained copy comes again on reconnect
+            except Refused as exc:  # a bundle or freshness statement, acknowledged when it arrived
+                self._gate.note_refusal(delivery.what, "", exc.code, str(exc))
+            except Exception:  # the retained copy comes again on reconnect
                 log.exception("handler failed for %s", delivery.what)

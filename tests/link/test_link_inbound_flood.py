@@ -10,12 +10,17 @@ import logging
 import os
 import queue
 import time
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from link_helpers import Broker, connect, wait
 
+from edge.audit.counters import MinuteCounters
+from edge.audit.log import AuditLog
+from edge.audit.records import AuditRecord, CountersBody
+from edge.audit.verify import verify_file
 from edge.bench.synthetic import synthetic_match
 from edge.link.chunks import chunk_topic, manifest_topic, publish_bundle
 from edge.link.inbound import MAX_HELD
@@ -55,7 +60,7 @@ def flood(client: MqttClient, messages: list[tuple[str, bytes, bool]]) -> None:
         assert acks.get(timeout=30).ok
 
 
-def test_thousand_hostile_messages_do_not_stop_bundles_pairing_or_decisions(broker: Broker) -> None:
+def test_thousand_hostile_messages_do_not_stop_bundles_pairing_or_decisions(broker: Broker, tmp_path: Path) -> None:
     hq_key, h1_key, forger = (Ed25519PrivateKey.generate() for _ in range(3))
     peer = HandheldPeer(id="h1", signing_key=raw_b64(h1_key.public_key()),
                         encryption_key=raw_b64(X25519PrivateKey.generate().public_key()))
@@ -79,10 +84,15 @@ def test_thousand_hostile_messages_do_not_stop_bundles_pairing_or_decisions(brok
     def on_bundle(bundle: Bundle) -> None:
         bundles.put(bundle.path.read_bytes().decode())
 
+    audit_key = Ed25519PrivateKey.generate()
+    audit = AuditLog.open(tmp_path / "audit.log", audit_key, 100, device_id="a")
+    minutes = MinuteCounters(lambda body: audit.append("counters", body))  # as the daemon wires it
+
     def uplink() -> Uplink:
         config = broker.config("device-a", max_message_bytes=DEVICE_MAX_BYTES, chunk_bytes=1 << 17)
         link = Uplink(config, broker.fleet.signing_key("a"), fleet="north", on_bundle=on_bundle,
-                      on_pairing=on_pairing, on_adjudication=on_adjudication)
+                      on_pairing=on_pairing, on_adjudication=on_adjudication,
+                      on_refused=lambda code: minutes.add(messages_refused=1))
         link.start()
         link.wait_connected(5)
         return link
@@ -117,6 +127,13 @@ def test_thousand_hostile_messages_do_not_stop_bundles_pairing_or_decisions(brok
         assert decisions.get(timeout=10).adjudication_id == genuine.adjudication_id
         assert time.monotonic() - started < 10
         assert device.refusals["malformed"] >= 2 and device.refusals["oversized"] >= 1
+        minutes.flush()  # each refusal is in the audit chain as a count, none of the messages themselves
+        audit.close()
+        lines = (tmp_path / "audit.log").read_bytes().splitlines()
+        bodies = [AuditRecord.model_validate_json(line).body for line in lines]
+        counted = [b for b in bodies if isinstance(b, CountersBody)]
+        assert sum(r.messages_refused or 0 for r in counted) >= 1003
+        assert verify_file(tmp_path / "audit.log", [audit_key.public_key()]).ok
     finally:
         device.stop()
         hq.stop()
