@@ -4,6 +4,7 @@ Everything about a face that matches no one stays inside this module's tracks an
 track ends; the only outputs are alerts (matches) and counts.
 """
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -13,11 +14,14 @@ import numpy as np
 from edge.capture.base import Frame
 from edge.config.quality import QualityConfig
 from edge.config.track import TrackConfig
+from edge.runtime.gallery_trt import MAX_ROWS, TensorRTRowSearch
 from edge.track.decision import Alert, Threshold, decide
 from edge.track.tracker import Evidence, Track, Tracker
 from edge.vision.quality import assess
 from edge.vision.stack import VisionStack
-from edge.watchlist.match import Gallery, MatchResult, match
+from edge.watchlist.match import INT8_MIN_ROWS, Gallery, MatchResult, RowSearch, match
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,6 +55,8 @@ class Pipeline:
         self.counters = FaceCounters()
         self.gallery = gallery
         self.threshold = threshold
+        self._gpu: TensorRTRowSearch | None = None  # the GPU pass over a large gallery, made when first needed
+        self._gpu_unusable = False  # it could not be made: the CPU scans, said once in the log
 
     def swap_watchlist(self, gallery: Gallery, threshold: Threshold) -> None:
         """Install a new watchlist between frames; live tracks are re-judged against it from now on.
@@ -81,6 +87,24 @@ class Pipeline:
         finally:
             self._forget(self.tracker.close())
 
+    def _gallery_search(self) -> RowSearch | None:
+        """The GPU's pass over a large gallery when the embedder runs on TensorRT (its CUDA context), holding the
+        current gallery (loaded on the first frame after a swap); None: the CPU's 8-bit scan."""
+        rows = len(self.gallery.owner)
+        if self._gpu_unusable or rows < INT8_MIN_ROWS or not self.stack.embedder_on_gpu():
+            return None
+        try:
+            if self._gpu is None or self._gpu.dim != self.gallery.dim:
+                self._gpu = TensorRTRowSearch(self.gallery.dim, self.stack.engine_dir)
+            if not self._gpu.holds(self.gallery) and rows <= MAX_ROWS:
+                self._gpu.load(self.gallery.rows, rows, self.gallery)
+        except Exception as exc:  # no engine can be built, out of GPU memory: matching goes on, on the CPU
+            log.warning("the GPU gallery scan is unavailable (%s: %s); the CPU scans the watchlist",
+                        type(exc).__name__, exc)
+            self._gpu_unusable = True
+            return None
+        return self._gpu
+
     def _detect_and_decide(self, frame: Frame, min_evidence: int) -> list[Alert]:
         det = self.stack.detector(frame.image)
         self.counters.detections += len(det)
@@ -93,7 +117,7 @@ class Pipeline:
         crops = np.stack([c for _, c, _ in todo])
         embeddings = self.stack.embedder.embed(crops)
         self.counters.embeddings += len(todo)
-        results = match(self.gallery, embeddings, self.clock(), k=2)
+        results = match(self.gallery, embeddings, self.clock(), k=2, search=self._gallery_search())
         del embeddings
         alerts = []
         for (track, crop, q), res in zip(todo, results, strict=True):

@@ -20,6 +20,7 @@ class VisionStack:
     manifest: Manifest
     embedder_sha256: str
     detector_sha256: str
+    engine_dir: Path  # where built TensorRT engines live (also the GPU gallery's, edge.runtime.gallery_trt)
 
     @classmethod
     def open(cls, detector: DetectorConfig | None = None, embedder: EmbedderConfig | None = None,
@@ -39,6 +40,7 @@ class VisionStack:
             manifest,
             manifest.spec(embedder.model).sha256,
             manifest.spec(detector.model).sha256,
+            engine_dir or manifest.folder,
         )
 
     def switch_embedder(self, embedder: EmbedderConfig, runtime: RuntimeConfig | None = None) -> None:
@@ -50,6 +52,10 @@ class VisionStack:
         old, self.embedder = self.embedder, opened
         self.embedder_sha256 = self.manifest.spec(embedder.model).sha256
         old.runtime.close()
+
+    def embedder_on_gpu(self) -> bool:
+        """Whether the embedder runs on TensorRT: then a large gallery is scanned on the GPU too."""
+        return self.embedder.runtime.name.startswith("tensorrt:")
 
     def runtimes(self) -> str:
         """What each model runs on, with the reason where it is not TensorRT (for the device's status)."""

@@ -5,12 +5,14 @@ float32 product. A large one is scanned as int8 (per-row scale, a quarter of flo
 integer kernel; each score is then known within a bound, and only the subjects that could still be among the top
 k are re-scored exactly from the stored rows, so every reported score is the exact one. A gallery may be stored as
 bfloat16 (the upper half of each float32): half the memory, scores within about 1e-3 of float32.
-Match a frame's faces together: the pass over the gallery costs about the same for one probe or eight.
+Match a frame's faces together: the pass over the gallery costs about the same for one probe or eight. On a
+Jetson whose embedder runs on TensorRT, the pass is the GPU's (edge.runtime.gallery_trt), proven or redone here.
 """
 
 import itertools
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Protocol
 
 import numpy as np
 
@@ -257,11 +259,13 @@ class MatchResult:
         return self.candidates[0].score - runner_up
 
 
-def match(gallery: Gallery, probes: np.ndarray, now: float, k: int = 2) -> list[MatchResult]:
+def match(gallery: Gallery, probes: np.ndarray, now: float, k: int = 2,
+          search: "RowSearch | None" = None) -> list[MatchResult]:
     """Score each probe (N, D, L2-normalised) against every subject (best cosine of its embeddings).
 
     Subjects whose own expiry has passed are masked out and can never be returned. Every score returned is exact
-    (as the stored rows give it), whichever kernel found the candidates.
+    (as the stored rows give it), whichever kernel found the candidates: `search` (the GPU's pass, holding this
+    gallery) for a large gallery where its result is proven, else the CPU's 8-bit scan.
     """
     probes = np.ascontiguousarray(probes, dtype=np.float32)
     live = gallery.expires > now
@@ -273,12 +277,49 @@ def match(gallery: Gallery, probes: np.ndarray, now: float, k: int = 2) -> list[
         scores[:, ~live] = -np.inf
         top = _top(scores, k)
         return [_result(gallery, idx, row) for idx, row in zip(top, np.take_along_axis(scores, top, 1), strict=True)]
-    results = []
-    for probe, subjects in zip(probes, gallery._int8.candidates(probes, k, live), strict=True):
+    found = _searched(gallery, probes, k, live, search) if search is not None else [None] * len(probes)
+    rest = [i for i, r in enumerate(found) if r is None]
+    if rest:
+        for i, subjects in zip(rest, gallery._int8.candidates(probes[rest], k, live), strict=True):
+            exact = _exact(gallery, probes[i], subjects)
+            order = np.lexsort((subjects, -exact))[:k]
+            found[i] = _result(gallery, subjects[order], exact[order])
+    return [r for r in found if r is not None]
+
+
+class RowSearch(Protocol):
+    """A faster pass over a large gallery's rows (edge.runtime.gallery_trt on a Jetson's GPU): each probe's best
+    rows by an approximate score, within `error_bound` of the exact one."""
+
+    error_bound: float
+    max_probes: int
+
+    def holds(self, owner: object) -> bool: ...
+
+    def top_rows(self, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def _searched(gallery: Gallery, probes: np.ndarray, k: int, live: np.ndarray,
+              search: RowSearch) -> list[MatchResult | None]:
+    """Results from `search`'s best rows where they provably are the k best subjects, else None (the CPU scans).
+
+    Every row left out scored at most the last one returned, so its exact score is at most that plus the error
+    bound; when the k-th best of the re-scored subjects is above that, none left out could rank higher."""
+    if not search.holds(gallery) or len(probes) > search.max_probes:
+        return [None] * len(probes)
+    scores, rows = search.top_rows(probes)
+    out: list[MatchResult | None] = []
+    for probe, approx, index in zip(probes, scores, rows, strict=True):
+        owners = gallery.owner[index]
+        subjects = np.unique(owners[live[owners]])
+        if len(subjects) < k:
+            out.append(None)
+            continue
         exact = _exact(gallery, probe, subjects)
         order = np.lexsort((subjects, -exact))[:k]
-        results.append(_result(gallery, subjects[order], exact[order]))
-    return results
+        proven = exact[order[-1]] > approx[-1] + search.error_bound
+        out.append(_result(gallery, subjects[order], exact[order]) if proven else None)
+    return out
 
 
 def _exact(gallery: Gallery, probe: np.ndarray, subjects: np.ndarray) -> np.ndarray:
