@@ -22,7 +22,7 @@ from edge.config.base import StrictModel
 
 ProblemKind = Literal[
     "edited", "missing", "inserted", "reordered", "relinked", "malformed", "truncated", "bad_signature",
-    "unknown_key", "unsigned", "cut",
+    "unknown_key", "unsigned", "cut", "line_endings",
 ]
 SHOW = 8  # seqs listed in one reorder message
 _HEX = re.compile(r"[0-9a-f]{64}")

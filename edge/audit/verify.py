@@ -73,9 +73,18 @@ def verify_file(path: Path, keys: Sequence[Ed25519PublicKey] = (), anchor: Ancho
     a head it announced, which the log must still hold."""
     by_id = {key_id(k): k for k in keys}
     chain, problems = Chain(in_file=True), []
+    # A file whose first line ends in CR LF was copied as text (to or from Windows): said once, and its lines read
+    # without the CRs, rather than every record named as edited. A CR LF line in a file that starts with LF is an
+    # edit of that line.
+    crlf, as_text = 0, None
     try:
         with path.open("rb") as log:
             for number, raw in enumerate(log, 1):
+                if as_text is None:
+                    as_text = raw.endswith(b"\r\n")
+                if as_text and raw.endswith(b"\r\n"):
+                    crlf += 1
+                    raw = raw[:-2] + b"\n"
                 if raw.endswith(b"\n"):
                     row = _parse(raw[:-1], number, by_id, problems)
                     if row is not None:
@@ -94,6 +103,12 @@ def verify_file(path: Path, keys: Sequence[Ed25519PublicKey] = (), anchor: Ancho
                 ))
     except OSError as exc:
         raise EdgeError(f"cannot read audit log {path}: {exc.strerror}: give the path of a device's audit log") from exc
+    if crlf:
+        problems.append(Problem(
+            kind="line_endings",
+            message=f"{crlf} line(s) end in CR LF, not LF as the device writes: the file was copied as text (e.g. "
+                    "to or from Windows), so its bytes are not the device's; the other findings are of the records "
+                    "read without the CRs. Verify a copy made in binary mode (or `dos2unix` this one)"))
     return _report(str(path), chain, problems, bool(keys), anchor)
 
 

@@ -273,3 +273,18 @@ def test_empty_log_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     empty.write_bytes(b"")
     rc, problems, _ = verify(capsys, empty)
     assert rc == 1 and problems == ["no audit records: a device's log starts with a checkpoint"]
+
+
+def test_a_log_copied_as_text_is_one_finding_and_edits_inside_it_still_show(
+        log: Path, pub_pem: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """CR LF line endings (a copy to or from Windows) are said once, not as every record edited; an edit made
+    in such a copy is still named."""
+    lines = read_lines(log)
+    log.write_bytes(b"".join(raw.replace(b"\n", b"\r\n") for raw in lines))
+    rc, problems, _ = verify(capsys, log, pub_pem)
+    assert rc == 1 and len(problems) == 1 and problems[0].startswith(f"{len(lines)} line(s) end in CR LF")
+    i = next(i for i, raw in enumerate(lines) if b'"frames":1505' in raw)
+    lines[i] = lines[i].replace(b'"frames":1505', b'"frames":1905')
+    log.write_bytes(b"".join(raw.replace(b"\n", b"\r\n") for raw in lines))
+    rc, problems, _ = verify(capsys, log, pub_pem)
+    assert rc == 1 and f"record seq {json.loads(lines[i])['seq']} edited (hash mismatch) at line {i + 1}" in problems
