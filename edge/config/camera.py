@@ -10,3 +10,6 @@ class CameraConfig(StrictModel):
     source: str = Field("csi://0", description="csi://N, /dev/edge/camera-N, v4l2:///dev/videoN, rtsp://…, file")
     queue: int = Field(4, ge=1, le=64, description="frames buffered; the oldest is dropped (counted) when full")
     max_backoff: float = Field(30.0, gt=0, description="seconds between reopen attempts of a dropped source")
+    stall_s: float = Field(30.0, gt=0, le=3600, allow_inf_nan=False,
+                           description="seconds without a frame after which the camera counts as silent: logged, "
+                                       "in the status (seconds_without_frame), and the systemd watchdog starves")

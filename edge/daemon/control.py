@@ -236,14 +236,16 @@ class DeviceControl:
 
     # --- status ---------------------------------------------------------------------------------------
 
-    def report_status(self, counters: FaceCounters, dropped_frames: int, fps: RateMeter) -> str:
-        """Update the device's status message on the link; returns its one-line summary for systemd."""
+    def report_status(self, counters: FaceCounters, dropped_frames: int, fps: RateMeter,
+                      seconds_without_frame: int = 0) -> str:
+        """Update the device's status message on the link; returns its one-line summary for systemd.
+        `seconds_without_frame`: since the last frame was processed (a silent camera shows here at HQ)."""
         state = self.store.state(datetime.now(timezone.utc))
         self._status_changed(state)  # e.g. the watchlist expired, or went stale, while installed: say so
         c = counters
         values = {"frames": c.frames, "faces_seen": c.faces_seen, "faces_discarded": c.faces_discarded,
                   "alerts": c.alerts, "dropped_frames": dropped_frames, "outbox_pending": self.uplink.pending,
-                  "fps_x10": round(fps.rate() * 10)}
+                  "fps_x10": round(fps.rate() * 10), "seconds_without_frame": seconds_without_frame}
         values.update({f"temp_mC_{k}": round(v * 1000) for k, v in temperatures().items()})
         self.uplink.set_status(watchlist=self._ref(), counters=values, reason=state.status)
         return f"{fps.rate():.1f} fps, {c.faces_seen} faces, {c.alerts} alerts, watchlist {state.status}"

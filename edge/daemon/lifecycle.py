@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 
 STATUS_EVERY = 10.0
 DRAIN_TIMEOUT = 15.0  # seconds to wait at stop for the broker to acknowledge the outbox
-STALL_AFTER = 30.0  # seconds without a frame (none captured, or none finishing) before the watchdog starves
 WATCHLIST_WAIT = 10.0  # seconds a device with no watchlist waits at start for the retained one
 
 
@@ -141,16 +140,20 @@ class Device:
         self.notifier.ready()  # models loaded and the source opening: systemd may count us as started
         reason = "shutdown"
         next_status = 0.0
+        silent = False  # the camera delivered nothing for camera.stall_s: said once until a frame comes
         while not self.stop_event.wait(1.0 if self.notifier.watchdog_interval is None
                                        else min(1.0, self.notifier.watchdog_interval)):
             if not infer.is_alive():
                 reason = "source_ended" if self._failure is None else "error"
                 break
-            if time.monotonic() - self._heartbeat < STALL_AFTER:
+            if time.monotonic() - self._heartbeat < self.cfg.camera.stall_s:
                 self.notifier.watchdog()  # a stalled pipeline stops the feed and systemd restarts us
-            else:
+                silent = False
+            elif not silent:
+                silent = True
                 log.error("camera %s: no frame processed for %.0f s (camera silent or inference stuck); not "
-                          "feeding the watchdog, systemd restarts edge", self.cfg.camera.id, STALL_AFTER)
+                          "feeding the watchdog (under systemd, edge is restarted)", self.cfg.camera.id,
+                          self.cfg.camera.stall_s)
             self.minutes.tick()
             if time.monotonic() >= next_status:
                 self._report_status()
@@ -198,7 +201,8 @@ class Device:
     def _report_status(self) -> None:
         if self._stack is not None:
             self.uplink.set_runtime(self._stack.runtimes())
-        self.notifier.status(self.control.report_status(self._counters, self.queue.dropped, self._fps))
+        self.notifier.status(self.control.report_status(self._counters, self.queue.dropped, self._fps,
+                                                        int(time.monotonic() - self._heartbeat)))
 
     def _audit_config_changes(self) -> None:
         """Record in the chain every key whose value differs from the configuration of the previous start."""
