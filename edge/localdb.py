@@ -99,9 +99,19 @@ def _open(path: Path, schema: str, synchronous: str) -> sqlite3.Connection:
 
 def _owner_only(path: Path) -> None:
     """Create `path` (or narrow an existing one) to 0600 before SQLite opens it: these files hold alerts with face
-    crops, and SQLite gives its -wal and -shm files the main file's permissions."""
+    crops, and SQLite gives its -wal and -shm files the main file's permissions, but keeps using those a killed
+    process left (an older version made them 0644): they are narrowed too."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         os.fchmod(fd, 0o600)
     finally:
         os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        try:
+            fd = os.open(f"{path}{suffix}", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)

@@ -6,8 +6,10 @@ These arrive on the link's delivery thread while frames flow on the inference th
 share passes through a lock or a single reference swap, and every change the device accepts is audited.
 """
 
+import collections
 import logging
 import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
@@ -40,6 +42,11 @@ from edge.watchlist.store import WatchlistStore
 
 log = logging.getLogger(__name__)
 
+# Officers decide on this device's alerts a few times a minute at most. A handheld sending more (a runaway one, or
+# its stolen key) would otherwise have every distinct signed decision audited and queued for HQ until the disk is
+# full, and then the alerts themselves depend on the reserve: past this many an hour its decisions are refused.
+DECISIONS_PER_HOUR = 600
+
 
 class DeviceControl:
     """The device's side of pairing, adjudication, watchlist install and swap, and status reporting."""
@@ -63,6 +70,7 @@ class DeviceControl:
         self._status_lock = threading.Lock()
         self._stopped = False  # matching stopped for stale freshness statements (watchlist.stale_stops_matching)
         self.seen = seen
+        self._decided: dict[str, collections.deque[float]] = {}  # per handheld: when its decisions were audited
 
     # --- pairing and adjudication ------------------------------------------------------------------
 
@@ -96,7 +104,15 @@ class DeviceControl:
             log.info("decision %s on %s is already in the audit log; not audited again", decision.adjudication_id,
                      topic)
             return
+        recent = self._decided.setdefault(decision.handheld, collections.deque())
+        now = time.monotonic()
+        while recent and now - recent[0] > 3600:
+            recent.popleft()
+        if len(recent) >= DECISIONS_PER_HOUR:
+            raise Refused("rate_limited", f"handheld {decision.handheld} sent more than {DECISIONS_PER_HOUR} "
+                                          "decisions within an hour: not audited (a runaway or stolen handheld?)")
         self.audit.append("adjudication", audit_body(decision))  # raises: left unacknowledged, redelivered
+        recent.append(now)
         try:
             self.seen.add(decision.adjudication_id)
         except EdgeError as exc:  # audited: acknowledge it all the same

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 STATUS_EVERY = 10.0
 DRAIN_TIMEOUT = 15.0  # seconds to wait at stop for the broker to acknowledge the outbox
+INBOUND_TIMEOUT = 30.0  # seconds to wait at stop for the message being handled (a bundle installing)
 WATCHLIST_WAIT = 10.0  # seconds a device with no watchlist waits at start for the retained one
 
 
@@ -185,9 +186,13 @@ class Device:
         return 0
 
     def _close(self) -> None:
-        """The audit log first (its closing checkpoint goes to the outbox like every record), then the link,
-        once the broker has taken what it has subscribers for, or after DRAIN_TIMEOUT (the rest waits in the
-        outbox for the next start)."""
+        """What HQ and the handhelds send stops first (a decision or bundle handled after the audit log closed
+        would be refused for it and never come again), then the audit log (its closing checkpoint goes to the
+        outbox like every record), then the link, once the broker has taken what it has subscribers for, or
+        after DRAIN_TIMEOUT (the rest waits in the outbox for the next start)."""
+        if not self.uplink.stop_inbound(INBOUND_TIMEOUT):
+            log.error("the link's delivery thread did not finish within %.0f s (a large watchlist still "
+                      "installing?); what it handles now may not be audited", INBOUND_TIMEOUT)
         try:
             self.audit.close()
         except EdgeError as exc:

@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         raise EdgeError("give --config handheld.toml (make one with `edge handheld provision`)")
     forbid_core_dumps()  # before the first key, crop or decision is in memory
     loaded = HandheldFile.load(args.config)
+    _owner_only(args.config)
     overrides = {k: v for k, v in (("bind", args.bind), ("port", args.port)) if v is not None}
     config = HandheldConfig.model_validate(loaded.handheld.model_dump() | overrides)
     app = HandheldApp(config, loaded.link)
@@ -94,6 +95,14 @@ def run(args: argparse.Namespace) -> int:
         server.stop()
         app.stop()
     return 0
+
+
+def _owner_only(config: Path) -> None:
+    """handheld.toml holds the officers' PIN hashes: one an older version wrote 0644 is narrowed to 0600."""
+    mode = config.stat().st_mode & 0o777
+    if mode & 0o077:
+        config.chmod(0o600)
+        log.warning("%s was readable by others (mode %o; it holds the PIN hashes): narrowed to 0600", config, mode)
 
 
 def _loopback(bind: str) -> bool:

@@ -5,12 +5,15 @@ Why: the page runs under one access token, so without PINs whoever holds the han
 configured officer, and the two-officer rule would need only one person.
 """
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edge.config.pin import PinHash
+from edge.config.pin import PIN_DIGITS, PinHash, check_pin
+
+log = logging.getLogger(__name__)
 
 MAX_TRIES = 5  # wrong PINs in a row for one officer before a lockout
 LOCKOUT_S = 60.0  # the first lockout; each later one (no correct PIN in between) lasts twice as long
@@ -45,7 +48,7 @@ class PinGuard:
             until = self._until.get(officer_id, 0.0)
             if now < until:
                 return Verdict(ok=False, checked=False, locked_s=until - now)
-            if stored.matches(pin):
+            if _accepted(pin) and stored.matches(pin):
                 self._wrong.pop(officer_id, None)
                 self._until.pop(officer_id, None)
                 return Verdict(ok=True)
@@ -56,3 +59,15 @@ class PinGuard:
             lockout = min(LOCKOUT_S * 2 ** min(wrong - MAX_TRIES, 8), MAX_LOCKOUT_S)
             self._until[officer_id] = now + lockout
             return Verdict(ok=False, locked_s=lockout)
+
+
+def _accepted(pin: str) -> bool:
+    """Whether `pin` has the form a PIN must have now: a hash made before PINs were 6 digits still matches its
+    short PIN, which falls to that hash offline in minutes, so a short one never counts (and counts as wrong)."""
+    try:
+        check_pin(pin)
+    except ValueError:
+        log.warning("a PIN shorter than %d digits was entered: it never matches (one set under an older rule "
+                    "must be replaced: `edge handheld hash-pin`)", PIN_DIGITS[0])
+        return False
+    return True

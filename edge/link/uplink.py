@@ -156,6 +156,18 @@ class Uplink:
         for thread in self._threads:
             thread.start()
 
+    def stop_inbound(self, timeout: float) -> bool:
+        """Finish the message being handled and hand no more to the handlers; True once the delivery thread ended.
+
+        What arrives from now on stays unacknowledged (a decision, a pairing record) or is retained (bundles,
+        freshness statements): the broker delivers it again after the next start. The daemon calls this before
+        it closes its audit log, so nothing is handled that could no longer be audited."""
+        self._deliveries.put(None)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout)
+        return not any(thread.is_alive() for thread in self._threads)
+
     def stop(self, timeout: float = 5.0) -> None:
         """Say offline (retained), stop the threads and disconnect. Unacknowledged messages stay in the outbox."""
         if self._client.connected:

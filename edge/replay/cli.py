@@ -10,6 +10,7 @@ from edge.capture.open import URI_HELP, open_source
 from edge.cliargs import add_model_args, stack_from_args
 from edge.config.match import MatchConfig
 from edge.errors import ConfigError, SourceError
+from edge.hardening import forbid_core_dumps
 from edge.models import Manifest
 from edge.pipeline import Pipeline
 from edge.replay.run import fpir_text, replay
@@ -84,6 +85,7 @@ def load_gallery(args: argparse.Namespace, stack: VisionStack) -> Gallery:
 
 
 def run_replay(args: argparse.Namespace) -> int:
+    forbid_core_dumps()  # footage, face crops, a decrypted watchlist and the device's key: as `edge run`
     if (args.enroll is None) == (args.watchlist is None):
         raise ConfigError("give exactly one of --enroll <photo folder> or --watchlist <bundle> --encryption-key "
                           "<device_encryption.key>")

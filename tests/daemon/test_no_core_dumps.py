@@ -38,3 +38,22 @@ def test_a_started_device_has_no_core_limit(make_fleet, demo_dir: Path) -> None:
     finally:
         device.kill()
         device.wait()
+
+
+def test_edge_replay_has_no_core_limit_either(demo_dir: Path, tmp_path: Path) -> None:
+    """`edge replay` holds the same as a device: footage, face crops, a decrypted watchlist and the device key."""
+    (tmp_path / "people").mkdir()
+    (tmp_path / "people" / "Lin-Manuel Miranda.png").write_bytes((demo_dir / "lin-manuel-miranda.png").read_bytes())
+    replay = edge("replay", "--source", str(demo_dir / "short_hamilton_clip.mp4"), "--enroll", str(tmp_path / "people"))
+    try:
+        deadline = time.monotonic() + 60
+        limits = ""
+        while replay.poll() is None and time.monotonic() < deadline:  # models, enrolment, then the clip
+            limits = Path(f"/proc/{replay.pid}/limits").read_text()
+            if "Max core file size        0                    0" in limits:
+                break
+            time.sleep(0.05)
+        assert "Max core file size        0                    0" in limits, limits
+    finally:
+        replay.kill()
+        replay.wait()

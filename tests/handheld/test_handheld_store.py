@@ -52,3 +52,30 @@ def test_store_files_are_readable_by_their_owner_only_whatever_the_umask(tmp_pat
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_wal_left_0644_by_an_older_version_is_narrowed_before_new_crops_go_into_it(tmp_path: Path) -> None:
+    """A handheld killed (battery out) under an older version leaves its -wal and -shm 0644; SQLite keeps using
+    that very file, so every alert kept after the upgrade would go into a world-readable file."""
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "handheld.sqlite"
+        running = Inbox(path)
+        assert running.add_alert(make_alert("cam01", "h1"), time.time())
+        crashed = tmp_path / "crashed"
+        crashed.mkdir()
+        for suffix in ("", "-wal", "-shm"):  # the files as a killed process leaves them, as an older one made them
+            copy = crashed / f"handheld.sqlite{suffix}"
+            copy.write_bytes(Path(f"{path}{suffix}").read_bytes())
+            copy.chmod(0o644)
+        running.close()
+        store = Inbox(crashed / "handheld.sqlite")
+        try:
+            assert store.add_alert(make_alert("cam01", "h1", label="After the upgrade"), time.time())
+            for suffix in ("", "-wal", "-shm"):
+                file = crashed / f"handheld.sqlite{suffix}"
+                assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
+        finally:
+            store.close()
+    finally:
+        os.umask(old)
