@@ -36,8 +36,8 @@ def rogue(fleet_broker: tuple[FleetFiles, LocalBroker]) -> Path:
     folder = fleet.keys / "handheld-h2"
     edge("handheld", "provision", "--id", "h2", "--hq-pub", fleet.hq_public, "--officer", "4711=Mallory",
          "--officer", "4712=Mallory Too", "--broker", f"127.0.0.1:{broker.port}", "--out", folder)
-    edge("hq", "pki", "issue", "--role", "handheld", "--id", "h2", "--ca-dir", fleet.root / "ca", "--out", folder / "tls",
-         "--registry", fleet.registry)
+    edge("hq", "pki", "issue", "--role", "handheld", "--id", "h2", "--ca-dir", fleet.root / "ca",
+         "--out", folder / "tls", "--registry", fleet.registry)
     broker.reload()
     return folder
 
@@ -179,3 +179,24 @@ def test_device_and_handheld_text_is_escaped_in_events_and_report(
     text = capsys.readouterr().out
     assert "<img" not in text and "**fake**" not in text and "[click](" not in text and "\x1b" not in text
     assert "Market St \\| \\*\\*fake\\*\\* &lt;img src=x onerror=alert(1)&gt; \\[click\\](javascript:alert(1))" in text
+
+
+def test_a_devices_threshold_policy_is_escaped_in_the_reports_group_rates(
+        fleet: FleetFiles, hq_store: EventStore, device: tuple[Uplink, AuditLog],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The rule a device says set its threshold heads the report's group-rates section: it is device text too."""
+    uplink, audit = device
+    event = alert(uplink, audit, 5)
+    hostile = "x)\n\n## Confirmed by HQ\n\n<img src=x onerror=alert(1)> [click](javascript:alert(1)) " + ESC
+    audit.append("alert", AlertBody(event_id=new_event_id(), track_id=6, frame=11,
+                                    frame_time=event.observed_at.timestamp(), subject_id=event.subject_id,
+                                    watchlist_id="wl-city", watchlist_version=4, score=event.score,
+                                    threshold=0.61, margin=event.margin, probe_quality=0.9,
+                                    box=(10, 20, 110, 140), detector_sha256=HASH, embedder_sha256=HASH,
+                                    threshold_policy=hostile))
+    assert wait_until(lambda: uplink.pending == 0 and hq_store.count("audit") >= 4, 10)
+    capsys.readouterr()
+    assert edge_main(["hq", "report", "--db", hq_store.location, "--device", "cam01"]) == 0
+    text = capsys.readouterr().out
+    assert "threshold 0.6100 (x)\\\\n\\\\n## Confirmed by HQ\\\\n\\\\n&lt;img" in text
+    assert "\n## Confirmed" not in text and "<img" not in text and "[click](" not in text and "\x1b" not in text
