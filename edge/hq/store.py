@@ -142,9 +142,10 @@ INSERT INTO events_by_kind SELECT event_id, kind, device, occurred_at, received_
 DROP TABLE events;
 ALTER TABLE events_by_kind RENAME TO events;
 """
-_POSTGRES_OLD_KEY = ("SELECT COUNT(*) FROM information_schema.key_column_usage "
-                     "WHERE table_name = 'events' AND constraint_name = 'events_pkey'")
-_POSTGRES_MIGRATE = "ALTER TABLE events DROP CONSTRAINT events_pkey, ADD PRIMARY KEY (kind, event_id)"
+# The primary key of the `events` table the store's unqualified name resolves to (another schema may have one).
+_POSTGRES_KEY = ("SELECT c.conname, a.attname FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid "
+                 "AND a.attnum = ANY(c.conkey) WHERE c.conrelid = to_regclass('events') AND c.contype = 'p'")
+_POSTGRES_MIGRATE = 'ALTER TABLE events DROP CONSTRAINT "{}", ADD PRIMARY KEY (kind, event_id)'
 
 
 class EventStore:
@@ -185,9 +186,10 @@ class EventStore:
         try:
             db = psycopg.connect(url)
             with db.cursor() as cur:
-                cur.execute(_POSTGRES_OLD_KEY)
-                if cur.fetchone()[0] == 1:
-                    cur.execute(_POSTGRES_MIGRATE)
+                cur.execute(_POSTGRES_KEY)
+                key = cur.fetchall()
+                if [r[1] for r in key] == ["event_id"]:
+                    cur.execute(_POSTGRES_MIGRATE.format(key[0][0].replace('"', '""')))
                 for statement in _TABLES.format(serial="BIGSERIAL PRIMARY KEY", blob="BYTEA").split(";"):
                     if statement.strip():
                         cur.execute(statement)

@@ -132,3 +132,28 @@ def test_audit_heads_going_backwards_are_recorded(tmp_path: Path) -> None:
     assert [(r.noticed_at, r.before, r.after) for r in store.regressions("a")] == [
         ("t3", Head(17, h[1]), Head(7, h[2])), ("t5", Head(9, h[3]), Head(9, h[0]))]
     assert store.head("b") is None and store.regressions("b") == []
+
+
+def test_old_postgres_store_is_migrated_beside_another_schemas_events_table(postgres_url: str) -> None:
+    """A PostgreSQL database shared with something else: another schema's `events` table (its key also named
+    `events_pkey`, as PostgreSQL names every such key) must not hide that HQ's own store still has the old key."""
+    import psycopg
+
+    t1 = "2025-01-01T10:00:00.000Z"
+    with psycopg.connect(postgres_url) as db:
+        db.execute("DROP TABLE IF EXISTS events")
+        db.execute("DROP SCHEMA IF EXISTS other CASCADE")
+        db.execute("CREATE SCHEMA other")
+        db.execute("CREATE TABLE other.events (id BIGINT PRIMARY KEY, what TEXT)")
+        db.execute(OLD_EVENTS)
+        db.execute("INSERT INTO events VALUES ('e1', 'match', 'a', %s, %s, '{}')", (t1, t1))
+    try:
+        store = EventStore.open(postgres_url)
+        decision = Event("e1", "adjudication", "a", t1, t1, "{}")
+        assert store.write(Batch(events=[decision])) == 1  # before the fix: no migration, every write failed
+        assert sorted((e.event_id, e.kind) for e in store.events()) == [("e1", "adjudication"), ("e1", "match")]
+        store.close()
+        assert EventStore.open(postgres_url).count() == 2
+    finally:
+        with psycopg.connect(postgres_url) as db:
+            db.execute("DROP SCHEMA other CASCADE")
