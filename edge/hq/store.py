@@ -122,6 +122,12 @@ CREATE TABLE IF NOT EXISTS audit_heads (
     hash TEXT NOT NULL,
     announced_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS audit_heads_seen (
+    device TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (device, seq, hash)
+);
 CREATE TABLE IF NOT EXISTS audit_head_regressions (
     id {serial},
     device TEXT NOT NULL,
@@ -146,6 +152,9 @@ ALTER TABLE events_by_kind RENAME TO events;
 _POSTGRES_KEY = ("SELECT c.conname, a.attname FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid "
                  "AND a.attnum = ANY(c.conkey) WHERE c.conrelid = to_regclass('events') AND c.contype = 'p'")
 _POSTGRES_MIGRATE = 'ALTER TABLE events DROP CONSTRAINT "{}", ADD PRIMARY KEY (kind, event_id)'
+
+
+_HEADS_KEPT = 100_000  # announced heads remembered below the latest, in seqs: far more than any worker lags
 
 
 class EventStore:
@@ -246,7 +255,17 @@ class EventStore:
 
     def _head(self, cur: Any, device: str, head: Head, at: str) -> None:
         """Keep the latest head announced; one below the head before it (or another hash at the same seq) is also
-        kept as a regression, once: the head then follows the device's new chain."""
+        kept as a regression, once: the head then follows the device's new chain.
+
+        A head announced before is no news: a late copy of an older status (each of several ingest workers gets
+        every status, and they write at their own pace) neither moves the head back nor counts as a regression.
+        A device that restarts on a cut log always announces a new one (its `open` checkpoint comes first)."""
+        cur.execute(self._sql("INSERT INTO audit_heads_seen (device, seq, hash) VALUES (?, ?, ?) "
+                              "ON CONFLICT (device, seq, hash) DO NOTHING"), (device, head.seq, head.hash))
+        if cur.rowcount == 0:
+            return
+        cur.execute(self._sql("DELETE FROM audit_heads_seen WHERE device = ? AND seq < ?"),
+                    (device, head.seq - _HEADS_KEPT))
         cur.execute(self._sql("SELECT seq, hash FROM audit_heads WHERE device = ?"), (device,))
         row = cur.fetchone()
         if row is not None and (head.seq < row[0] or (head.seq == row[0] and head.hash != row[1])):
@@ -327,6 +346,11 @@ class EventStore:
         """The audit head `device` announced last in its status."""
         rows = self._query("SELECT seq, hash FROM audit_heads WHERE device = ?", [device])
         return Head(int(rows[0][0]), rows[0][1]) if rows else None
+
+    def heads_seen(self, device: str) -> list[Head]:
+        """Every head `device` announced (the last 100,000 seqs of them), by seq."""
+        rows = self._query("SELECT seq, hash FROM audit_heads_seen WHERE device = ? ORDER BY seq, hash", [device])
+        return [Head(int(r[0]), r[1]) for r in rows]
 
     def regressions(self, device: str) -> list[Regression]:
         """Each time `device` announced an audit head below the highest before it, oldest first."""
