@@ -310,9 +310,11 @@ class EventStore:
         )
         return [Rejection(r[0], r[1], r[2], bytes(r[3])) for r in rows]
 
-    def refused(self) -> list[tuple[int, Rejection]]:
-        """Every refusal kept, oldest first, with its row id (for `accept_refused`)."""
-        rows = self._query("SELECT id, received_at, topic, reason, payload FROM rejected ORDER BY id", [])
+    def refused(self, after: int = 0, limit: int | None = None) -> list[tuple[int, Rejection]]:
+        """Refusals kept with a row id above `after` (at most `limit`), oldest first, with their row id (for
+        `accept_refused`). A flood of refused messages can be far larger than memory: page through it."""
+        rows = self._query("SELECT id, received_at, topic, reason, payload FROM rejected WHERE id > ? ORDER BY id"
+                           + ("" if limit is None else f" LIMIT {int(limit)}"), [after])
         return [(int(r[0]), Rejection(r[1], r[2], r[3], bytes(r[4]))) for r in rows]
 
     def accept_refused(self, row_id: int, batch: Batch) -> int:
