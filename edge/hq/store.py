@@ -257,17 +257,19 @@ class EventStore:
         """Keep the latest head announced; one below the head before it (or another hash at the same seq) is also
         kept as a regression, once: the head then follows the device's new chain.
 
-        A head announced before is no news: a late copy of an older status (each of several ingest workers gets
-        every status, and they write at their own pace) neither moves the head back nor counts as a regression.
-        A device that restarts on a cut log always announces a new one (its `open` checkpoint comes first)."""
+        Statuses are ordered by when the device said them (`at`, which sorts), not by when they arrive: a late
+        copy of an older one (each of several ingest workers gets every status and writes at its own pace; paho
+        sends the statuses queued during an outage after the one `on_connect` says) is no news. A device whose
+        clock went back is then not heard until it catches up; every head it announced is kept
+        (`heads_seen`), and one that is not the record HQ holds at its seq still shows (`edge.hq.heads`)."""
         cur.execute(self._sql("INSERT INTO audit_heads_seen (device, seq, hash) VALUES (?, ?, ?) "
                               "ON CONFLICT (device, seq, hash) DO NOTHING"), (device, head.seq, head.hash))
-        if cur.rowcount == 0:
-            return
         cur.execute(self._sql("DELETE FROM audit_heads_seen WHERE device = ? AND seq < ?"),
                     (device, head.seq - _HEADS_KEPT))
-        cur.execute(self._sql("SELECT seq, hash FROM audit_heads WHERE device = ?"), (device,))
+        cur.execute(self._sql("SELECT seq, hash, announced_at FROM audit_heads WHERE device = ?"), (device,))
         row = cur.fetchone()
+        if row is not None and at < row[2]:
+            return
         if row is not None and (head.seq < row[0] or (head.seq == row[0] and head.hash != row[1])):
             cur.execute(self._sql("INSERT INTO audit_head_regressions (device, noticed_at, from_seq, from_hash, "
                                   "to_seq, to_hash) VALUES (?, ?, ?, ?, ?, ?)"),
