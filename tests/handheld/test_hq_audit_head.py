@@ -133,3 +133,31 @@ def test_a_log_cut_and_written_on_past_an_announced_head_is_flagged(tmp_path: Pa
     assert "**Integrity: the audit chain has problems" in text
     assert (f"1 audit head(s) the device announced are not the records HQ holds at those seqs (first: seq "
             f"{announced.seq}, {announced.hash[:12]}…)") in text
+
+
+def test_statuses_queued_while_offline_do_not_cry_cut_log(fleet_broker: tuple[FleetFiles, LocalBroker],
+                                                          hq_store: EventStore, tmp_path: Path) -> None:
+    """A device says its status every 10 s, connected or not; paho sends what it queued while offline after the
+    status `on_connect` says, so HQ once read the older heads as the head going backwards on every reconnect."""
+    fleet, broker = fleet_broker
+    uplink, audit = start(fleet, tmp_path, "cam02")
+    try:
+        uplink.wait_connected(5)
+        uplink.set_status()
+        assert wait_until(lambda: hq_store.head("cam02") == Head(*audit.head), 10)
+        before = len(hq_store.regressions("cam02"))  # (this fleet's cam02 may have run another log before)
+        broker.stop()
+        for minute in range(5):
+            audit.append("counters", CountersBody(minute_start=60 * minute, minute_end=60 * minute + 60, frames=1))
+            uplink.set_status()  # queued in paho until the broker is back
+        last = audit.head
+        broker.start()
+        uplink.wait_connected(15)
+        assert wait_until(lambda: hq_store.head("cam02") == Head(*last), 15)
+        time.sleep(1)  # the queued ones, too
+        assert len(hq_store.regressions("cam02")) == before
+        assert hq_store.head("cam02") == Head(*last)
+    finally:
+        if not broker.running:
+            broker.start()
+        stop(uplink, audit)
