@@ -9,6 +9,7 @@ from pydantic import Field
 
 from edge.config.base import StrictModel
 from edge.errors import ConfigError
+from edge.hq.text import markdown
 from edge.watchlist.calibration import Calibration
 from edge.watchlist.demographics import GENDERS, RACES, Demographics, GroupRate
 
@@ -110,7 +111,8 @@ def render(entries: list[GroupRatesInForce]) -> list[str]:
     lines = ["", "## Error rates by demographic group at the thresholds used", ""]
     for e in entries:
         name = e.embedder or f"embedder {e.embedder_sha256[:12]}"
-        lines.append(f"### {name}, threshold {e.threshold:.4f} ({e.policy or 'policy not recorded'})")
+        policy = markdown(e.policy) if e.policy else "policy not recorded"  # the device's text
+        lines.append(f"### {name}, threshold {e.threshold:.4f} ({policy})")
         if not e.measured:
             lines += ["", "**Not measured**: HQ has no per-group table for this model; its rates per group are "
                           "unknown. Run `edge eval demographics --write-calibration` for it.", ""]

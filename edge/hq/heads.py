@@ -12,9 +12,11 @@ from edge.audit.records import AuditRecord
 from edge.hq.store import Head, Regression
 
 
-def head_findings(records: Sequence[AuditRecord], head: Head | None,
-                  regressions: Sequence[Regression]) -> tuple[list[str], list[str]]:
-    """(integrity problems, notes) about one device's announced audit heads and its `records` HQ holds."""
+def head_findings(records: Sequence[AuditRecord], head: Head | None, regressions: Sequence[Regression],
+                  seen: Sequence[Head] = ()) -> tuple[list[str], list[str]]:
+    """(integrity problems, notes) about one device's announced audit heads and its `records` HQ holds; `seen`:
+    every head it announced, so a log cut and written on past an earlier head shows even when the head did not go
+    backwards in between (the records cut off had not reached HQ)."""
     problems = [f"audit head went backwards (noticed {r.noticed_at}): the device announced seq {r.after.seq} after "
                 f"it had announced seq {r.before.seq}: its log's end was cut off (or an older copy put back, or, "
                 "under audit.fsync = \"checkpoint\", records lost in a power cut); "
@@ -23,6 +25,14 @@ def head_findings(records: Sequence[AuditRecord], head: Head | None,
     problems += [f"audit head replaced (noticed {r.noticed_at}): the device announced seq {r.after.seq} with "
                  f"hash {r.after.hash[:12]}…, where it had announced {r.before.hash[:12]}…: its log was rewritten"
                  for r in regressions if r.after.seq >= r.before.seq]
+    by_seq: dict[int, set[str]] = {}
+    for r in records:
+        by_seq.setdefault(r.seq, set()).add(r.hash)
+    lost = [h for h in seen if h.seq in by_seq and h.hash not in by_seq[h.seq] and h != head]
+    if lost:
+        problems.append(f"{len(lost)} audit head(s) the device announced are not the records HQ holds at those seqs "
+                        f"(first: seq {lost[0].seq}, {lost[0].hash[:12]}…): its log was cut and written again from "
+                        f"there or earlier; `edge audit verify LOG --anchor {lost[0].seq}:{lost[0].hash}`")
     notes: list[str] = []
     if head is None:
         return problems, notes

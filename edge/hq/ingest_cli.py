@@ -248,7 +248,8 @@ def _device_report(store: EventStore, device: str, keys: PublicKeys | None, sinc
         raise EdgeError(f"no public key for device {device!r}: expected {expected}")
     report = build_report(records, hq_outcomes(decisions, rule), [key] if key is not None else [], since=since,
                           calibrations=calibrations, rule=rule)
-    problems, notes = head_findings(records, store.head(device), store.regressions(device))
+    problems, notes = head_findings(records, store.head(device), store.regressions(device),
+                                     store.heads_seen(device))
     report.integrity_problems.extend(problems)
     report.notes.extend(notes)
     if unpaired:

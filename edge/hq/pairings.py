@@ -7,8 +7,11 @@ at the decision's time (the last one issued at or before it): a handheld that ha
 paired with that device (or was unpaired before) cannot add, undo or outvote officers' decisions.
 
 The decision's time is the handheld's own clock, as it signed it: a handheld that was once paired could
-backdate a decision into its pairing. Only the ACL (which stops delivering alerts to it once unpaired) and
-the audit record on the device (which notes when the device received it) bound that.
+backdate a decision into its pairing (and so undo its officers' rejects after it was unpaired, e.g. once
+stolen). So ingest also refuses a decision from a handheld that is no longer paired with the device when the
+decision arrives (`paired_now`): once HQ holds the record that unpaired it, nothing it sends counts, whatever
+date it carries. The cost: a decision taken while paired but delivered only after the unpairing is refused
+too (kept with the refusals, for review).
 """
 
 import datetime as dt
@@ -56,6 +59,10 @@ class PairingHistory:
             current = record
         return current is not None and any(h.id == handheld for h in current.handhelds)
 
+    def paired_now(self, handheld: str) -> bool:
+        """Whether `handheld` is in the latest record (no record: not paired)."""
+        return bool(self.records) and any(h.id == handheld for h in self.records[-1].handhelds)
+
     def check(self, handheld: str, at: dt.datetime, what: str) -> None:
         """Refuse (`not_paired`) unless `handheld` was paired with the device at `at`."""
         if not self.paired(handheld, at):
@@ -65,3 +72,8 @@ class PairingHistory:
                                             f"handheld was paired with it at {when}; pair with `edge hq pair`")
             raise Refused("not_paired", f"{what}: handheld {handheld} was not paired with device {self.device} at "
                                         f"{when} (per the HQ-signed pairing records); its decision does not count")
+        if not self.paired_now(handheld):
+            since = self.records[-1].issued_at.isoformat()
+            raise Refused("not_paired", f"{what}: handheld {handheld} is no longer paired with device {self.device} "
+                                        f"(unpaired by the HQ-signed record of {since}); a decision it sends now "
+                                        "does not count, whatever date it carries")

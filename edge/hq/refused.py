@@ -11,8 +11,10 @@ leaves `rejected` in the same transaction, one that fails again stays with its f
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from edge.hq.store import Batch, EventStore
+from edge.hq.store import Batch, EventStore, Rejection
 from edge.link.mqtt import Incoming
+
+_PAGE = 16  # refusals read at once: each may be a whole MQTT packet (1 MiB with the shipped broker config)
 
 
 @dataclass
@@ -31,14 +33,24 @@ class RetryResult:
 def retry_refused(store: EventStore, check: Callable[[list[Incoming]], Batch]) -> RetryResult:
     """Check each kept refusal again with `check` (an ingest worker's `recheck`), one message at a time so each
     outcome is its own; accepted ones move to the events in one transaction each."""
-    result = RetryResult()
-    for row_id, refusal in store.refused():
-        result.checked += 1
-        batch = check([Incoming(refusal.topic, refusal.payload, retain=False, mid=0, qos=1, generation=0)])
-        if batch.rejections:
-            reason = batch.rejections[0].reason
-            result.still_refused[reason] = result.still_refused.get(reason, 0) + 1
-            continue
-        store.accept_refused(row_id, batch)
-        result.accepted += 1
-    return result
+    result, after = RetryResult(), 0
+    while True:
+        page = store.refused(after, _PAGE)
+        if not page:
+            return result
+        for row_id, refusal in page:
+            _retry_one(store, check, row_id, refusal, result)
+        after = page[-1][0]
+        del page, refusal  # before the next page is read: one page in memory at a time
+
+
+def _retry_one(store: EventStore, check: Callable[[list[Incoming]], Batch], row_id: int, refusal: Rejection,
+               result: RetryResult) -> None:
+    result.checked += 1
+    batch = check([Incoming(refusal.topic, refusal.payload, retain=False, mid=0, qos=1, generation=0)])
+    if batch.rejections:
+        reason = batch.rejections[0].reason
+        result.still_refused[reason] = result.still_refused.get(reason, 0) + 1
+        return
+    store.accept_refused(row_id, batch)
+    result.accepted += 1

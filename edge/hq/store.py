@@ -122,6 +122,12 @@ CREATE TABLE IF NOT EXISTS audit_heads (
     hash TEXT NOT NULL,
     announced_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS audit_heads_seen (
+    device TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (device, seq, hash)
+);
 CREATE TABLE IF NOT EXISTS audit_head_regressions (
     id {serial},
     device TEXT NOT NULL,
@@ -142,9 +148,13 @@ INSERT INTO events_by_kind SELECT event_id, kind, device, occurred_at, received_
 DROP TABLE events;
 ALTER TABLE events_by_kind RENAME TO events;
 """
-_POSTGRES_OLD_KEY = ("SELECT COUNT(*) FROM information_schema.key_column_usage "
-                     "WHERE table_name = 'events' AND constraint_name = 'events_pkey'")
-_POSTGRES_MIGRATE = "ALTER TABLE events DROP CONSTRAINT events_pkey, ADD PRIMARY KEY (kind, event_id)"
+# The primary key of the `events` table the store's unqualified name resolves to (another schema may have one).
+_POSTGRES_KEY = ("SELECT c.conname, a.attname FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid "
+                 "AND a.attnum = ANY(c.conkey) WHERE c.conrelid = to_regclass('events') AND c.contype = 'p'")
+_POSTGRES_MIGRATE = 'ALTER TABLE events DROP CONSTRAINT "{}", ADD PRIMARY KEY (kind, event_id)'
+
+
+_HEADS_KEPT = 100_000  # announced heads remembered below the latest, in seqs: far more than any worker lags
 
 
 class EventStore:
@@ -185,9 +195,10 @@ class EventStore:
         try:
             db = psycopg.connect(url)
             with db.cursor() as cur:
-                cur.execute(_POSTGRES_OLD_KEY)
-                if cur.fetchone()[0] == 1:
-                    cur.execute(_POSTGRES_MIGRATE)
+                cur.execute(_POSTGRES_KEY)
+                key = cur.fetchall()
+                if [r[1] for r in key] == ["event_id"]:
+                    cur.execute(_POSTGRES_MIGRATE.format(key[0][0].replace('"', '""')))
                 for statement in _TABLES.format(serial="BIGSERIAL PRIMARY KEY", blob="BYTEA").split(";"):
                     if statement.strip():
                         cur.execute(statement)
@@ -244,9 +255,21 @@ class EventStore:
 
     def _head(self, cur: Any, device: str, head: Head, at: str) -> None:
         """Keep the latest head announced; one below the head before it (or another hash at the same seq) is also
-        kept as a regression, once: the head then follows the device's new chain."""
-        cur.execute(self._sql("SELECT seq, hash FROM audit_heads WHERE device = ?"), (device,))
+        kept as a regression, once: the head then follows the device's new chain.
+
+        Statuses are ordered by when the device said them (`at`, which sorts), not by when they arrive: a late
+        copy of an older one (each of several ingest workers gets every status and writes at its own pace; paho
+        sends the statuses queued during an outage after the one `on_connect` says) is no news. A device whose
+        clock went back is then not heard until it catches up; every head it announced is kept
+        (`heads_seen`), and one that is not the record HQ holds at its seq still shows (`edge.hq.heads`)."""
+        cur.execute(self._sql("INSERT INTO audit_heads_seen (device, seq, hash) VALUES (?, ?, ?) "
+                              "ON CONFLICT (device, seq, hash) DO NOTHING"), (device, head.seq, head.hash))
+        cur.execute(self._sql("DELETE FROM audit_heads_seen WHERE device = ? AND seq < ?"),
+                    (device, head.seq - _HEADS_KEPT))
+        cur.execute(self._sql("SELECT seq, hash, announced_at FROM audit_heads WHERE device = ?"), (device,))
         row = cur.fetchone()
+        if row is not None and at < row[2]:
+            return
         if row is not None and (head.seq < row[0] or (head.seq == row[0] and head.hash != row[1])):
             cur.execute(self._sql("INSERT INTO audit_head_regressions (device, noticed_at, from_seq, from_hash, "
                                   "to_seq, to_hash) VALUES (?, ?, ?, ?, ?, ?)"),
@@ -289,9 +312,11 @@ class EventStore:
         )
         return [Rejection(r[0], r[1], r[2], bytes(r[3])) for r in rows]
 
-    def refused(self) -> list[tuple[int, Rejection]]:
-        """Every refusal kept, oldest first, with its row id (for `accept_refused`)."""
-        rows = self._query("SELECT id, received_at, topic, reason, payload FROM rejected ORDER BY id", [])
+    def refused(self, after: int = 0, limit: int | None = None) -> list[tuple[int, Rejection]]:
+        """Refusals kept with a row id above `after` (at most `limit`), oldest first, with their row id (for
+        `accept_refused`). A flood of refused messages can be far larger than memory: page through it."""
+        rows = self._query("SELECT id, received_at, topic, reason, payload FROM rejected WHERE id > ? ORDER BY id"
+                           + ("" if limit is None else f" LIMIT {int(limit)}"), [after])
         return [(int(r[0]), Rejection(r[1], r[2], r[3], bytes(r[4]))) for r in rows]
 
     def accept_refused(self, row_id: int, batch: Batch) -> int:
@@ -325,6 +350,11 @@ class EventStore:
         """The audit head `device` announced last in its status."""
         rows = self._query("SELECT seq, hash FROM audit_heads WHERE device = ?", [device])
         return Head(int(rows[0][0]), rows[0][1]) if rows else None
+
+    def heads_seen(self, device: str) -> list[Head]:
+        """Every head `device` announced (the last 100,000 seqs of them), by seq."""
+        rows = self._query("SELECT seq, hash FROM audit_heads_seen WHERE device = ? ORDER BY seq, hash", [device])
+        return [Head(int(r[0]), r[1]) for r in rows]
 
     def regressions(self, device: str) -> list[Regression]:
         """Each time `device` announced an audit head below the highest before it, oldest first."""

@@ -76,8 +76,16 @@ def validate(raw: dict[str, Any], model: type[M], what: str) -> M:
 
 
 def problems(exc: ValidationError, most: int = 5) -> str:
-    """The first validation errors as `field.path: message`, for a one-line refusal."""
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:most])
+    """The first validation errors as `field.path: message`, for a one-line refusal. The path is the sender's
+    (an unexpected key) and a message may quote its value: what is not printable (escape sequences, bidi
+    overrides) is shown escaped, so the refusal is safe in every log and terminal it reaches."""
+    return "; ".join(f"{'.'.join(map(_shown, e['loc'])) or '<root>'}: {_shown(e['msg'])}"
+                     for e in exc.errors()[:most])
+
+
+def _shown(part: object) -> str:
+    text = str(part)
+    return text if text.isprintable() else ascii(text)[1:-1]
 
 
 def _unsigned(body: dict[str, Any]) -> bytes:

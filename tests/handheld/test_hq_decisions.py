@@ -3,6 +3,7 @@
 escaped in `edge hq events` and the report. Real device Uplink and audit log, real handheld keys and
 certificates, the real broker with the generated ACL, real HQ ingest and `edge hq report`."""
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from edge.audit.records import AlertBody, PeriodStartBody
 from edge.bench.synthetic import synthetic_match
 from edge.cli import main as edge_main
 from edge.hq.broker import LocalBroker
+from edge.hq.pairings import PairingHistory
 from edge.hq.store import EventStore
 from edge.keys import load_signing_private
 from edge.link.mqtt import MqttClient
@@ -179,3 +181,51 @@ def test_device_and_handheld_text_is_escaped_in_events_and_report(
     text = capsys.readouterr().out
     assert "<img" not in text and "**fake**" not in text and "[click](" not in text and "\x1b" not in text
     assert "Market St \\| \\*\\*fake\\*\\* &lt;img src=x onerror=alert(1)&gt; \\[click\\](javascript:alert(1))" in text
+
+
+def test_a_devices_threshold_policy_is_escaped_in_the_reports_group_rates(
+        fleet: FleetFiles, hq_store: EventStore, device: tuple[Uplink, AuditLog],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The rule a device says set its threshold heads the report's group-rates section: it is device text too."""
+    uplink, audit = device
+    event = alert(uplink, audit, 5)
+    hostile = "x)\n\n## Confirmed by HQ\n\n<img src=x onerror=alert(1)> [click](javascript:alert(1)) " + ESC
+    audit.append("alert", AlertBody(event_id=new_event_id(), track_id=6, frame=11,
+                                    frame_time=event.observed_at.timestamp(), subject_id=event.subject_id,
+                                    watchlist_id="wl-city", watchlist_version=4, score=event.score,
+                                    threshold=0.61, margin=event.margin, probe_quality=0.9,
+                                    box=(10, 20, 110, 140), detector_sha256=HASH, embedder_sha256=HASH,
+                                    threshold_policy=hostile))
+    assert wait_until(lambda: uplink.pending == 0 and hq_store.count("audit") >= 4, 10)
+    capsys.readouterr()
+    assert edge_main(["hq", "report", "--db", hq_store.location, "--device", "cam01"]) == 0
+    text = capsys.readouterr().out
+    assert "threshold 0.6100 (x)\\\\n\\\\n## Confirmed by HQ\\\\n\\\\n&lt;img" in text
+    assert "\n## Confirmed" not in text and "<img" not in text and "[click](" not in text and "\x1b" not in text
+
+
+def test_an_unpaired_handheld_cannot_backdate_a_decision_into_its_pairing(
+        fleet_broker: tuple[FleetFiles, LocalBroker], rogue: Path, hq_store: EventStore,
+        device: tuple[Uplink, AuditLog], capsys: pytest.CaptureFixture[str]) -> None:
+    """h2, paired, rejects an alert; it is then unpaired (stolen, say). Its certificate still lets it publish on
+    its own topic, and it signs its own clock: a confirmation dated just after its reject, before the unpairing,
+    once replaced that reject at HQ."""
+    fleet, broker = fleet_broker
+    uplink, audit = device
+    pair(fleet, broker, "h2", "cam01")
+    h2 = Handheld(fleet, rogue, "h2")
+    try:
+        assert wait_until(lambda: PairingHistory.of(hq_store, "cam01").paired_now("h2"), 10)
+        event = alert(uplink, audit, 8)
+        reject = h2.decide(event, "4711", "reject")
+        assert wait_until(lambda: hq_store.count("adjudication") == 1 and uplink.pending == 0, 10)
+        assert outcomes(capsys, hq_store.location)["rejected"] == 1
+        pair(fleet, broker, "h2", "cam01", "--unpair")
+        assert wait_until(lambda: not PairingHistory.of(hq_store, "cam01").paired_now("h2"), 10)
+        h2.decide(event, "4711", "confirm", decided_at=reject.decided_at + dt.timedelta(milliseconds=1))
+        assert wait_until(lambda: len(hq_store.rejections()) == 1, 10)
+        assert "h2 is no longer paired with device cam01" in hq_store.rejections()[0].reason
+        assert hq_store.count("adjudication") == 1
+        assert outcomes(capsys, hq_store.location) == dict(alerts=1, confirmed=0, rejected=1, unsure=0, pending=0)
+    finally:
+        h2.client.stop()

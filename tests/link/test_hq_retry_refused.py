@@ -2,17 +2,20 @@
 
 The device deletes what the broker acknowledged, so HQ's kept copy is the only one left."""
 
+import logging
 import shutil
 import signal
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 from link_helpers import Broker, wait
 
 from edge.bench.synthetic import synthetic_match
 from edge.hq.ingest import Ingest, PublicKeys
-from edge.hq.store import EventStore
+from edge.hq.refused import retry_refused
+from edge.hq.store import Batch, EventStore, Rejection
 from edge.link.mqtt import MqttClient
 from edge.link.uplink import Uplink
 from edge.protocol import topics
@@ -74,3 +77,27 @@ def test_refused_for_a_missing_key_are_accepted_once_it_is_there(broker: Broker,
         assert len(left) == 1 and left[0].payload == unsigned
     finally:
         store.close()
+
+
+def test_retrying_a_flood_of_refusals_does_not_load_them_all(broker: Broker, tmp_path: Path) -> None:
+    """A hostile device's flood leaves refused messages of up to a whole packet each (1 MiB): `--retry-refused`
+    once read every one into memory at once, so HQ could not start with it."""
+    store = EventStore.open(str(tmp_path / "hq.sqlite"))
+    junk = [Rejection("t", topics.match_events("a"), "unknown_sender", bytes([65 + i % 26]) * (1 << 20))
+            for i in range(48)]
+    store.write(Batch(rejections=junk))
+    del junk
+    worker = Ingest(broker.config("hq-ingest"), store, PublicKeys(tmp_path))  # not started: its checks only
+    quiet = logging.getLogger("edge.hq.ingest")  # pytest keeps every log record, and with it each payload
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    tracemalloc.start()
+    try:
+        result = retry_refused(store, worker.recheck)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        quiet.setLevel(level)
+        store.close()
+    assert (result.checked, result.accepted) == (48, 0)
+    assert peak < 24 << 20, f"{peak >> 20} MiB held at once"

@@ -123,12 +123,47 @@ def test_old_store_is_migrated_and_kinds_have_their_own_ids(backend: str, tmp_pa
     assert EventStore.open(target).count() == 3  # opening a migrated store again changes nothing
 
 
-def test_audit_heads_going_backwards_are_recorded(tmp_path: Path) -> None:
-    store = EventStore.open(str(tmp_path / "hq.sqlite"))
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_audit_heads_going_backwards_are_recorded(backend: str, tmp_path: Path, request) -> None:  # type: ignore[no-untyped-def]
+    target = str(tmp_path / "hq.sqlite") if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    if backend == "postgresql":
+        import psycopg
+
+        with psycopg.connect(target) as db:
+            for table in ("audit_heads", "audit_heads_seen", "audit_head_regressions"):
+                db.execute(f"DROP TABLE IF EXISTS {table}")
+    store = EventStore.open(target)
     h = ["0" * 63 + str(i) for i in range(4)]
-    for at, seq, digest in [("t1", 5, h[0]), ("t2", 17, h[1]), ("t3", 7, h[2]), ("t4", 9, h[3]), ("t5", 9, h[0])]:
+    # (a late copy of t1's status, from a slower worker or queued during an outage: no news, however new its head)
+    for at, seq, digest in [("t1", 5, h[0]), ("t2", 17, h[1]), ("t1", 5, h[0]), ("t1", 3, h[3]), ("t3", 7, h[2]),
+                            ("t4", 9, h[3]), ("t5", 9, h[0])]:
         store.write(Batch(statuses=[Status("a", True, at, "{}", Head(seq, digest))]))
     assert store.head("a") == Head(9, h[0])
     assert [(r.noticed_at, r.before, r.after) for r in store.regressions("a")] == [
         ("t3", Head(17, h[1]), Head(7, h[2])), ("t5", Head(9, h[3]), Head(9, h[0]))]
     assert store.head("b") is None and store.regressions("b") == []
+
+
+def test_old_postgres_store_is_migrated_beside_another_schemas_events_table(postgres_url: str) -> None:
+    """A PostgreSQL database shared with something else: another schema's `events` table (its key also named
+    `events_pkey`, as PostgreSQL names every such key) must not hide that HQ's own store still has the old key."""
+    import psycopg
+
+    t1 = "2025-01-01T10:00:00.000Z"
+    with psycopg.connect(postgres_url) as db:
+        db.execute("DROP TABLE IF EXISTS events")
+        db.execute("DROP SCHEMA IF EXISTS other CASCADE")
+        db.execute("CREATE SCHEMA other")
+        db.execute("CREATE TABLE other.events (id BIGINT PRIMARY KEY, what TEXT)")
+        db.execute(OLD_EVENTS)
+        db.execute("INSERT INTO events VALUES ('e1', 'match', 'a', %s, %s, '{}')", (t1, t1))
+    try:
+        store = EventStore.open(postgres_url)
+        decision = Event("e1", "adjudication", "a", t1, t1, "{}")
+        assert store.write(Batch(events=[decision])) == 1  # before the fix: no migration, every write failed
+        assert sorted((e.event_id, e.kind) for e in store.events()) == [("e1", "adjudication"), ("e1", "match")]
+        store.close()
+        assert EventStore.open(postgres_url).count() == 2
+    finally:
+        with psycopg.connect(postgres_url) as db:
+            db.execute("DROP SCHEMA other CASCADE")
