@@ -212,10 +212,16 @@ class EventStore:
 
     def write(self, batch: Batch) -> int:
         """Write a batch in one transaction; return how many events were new (the rest were duplicates)."""
+        return self._transaction(batch)
+
+    def _transaction(self, batch: Batch, *also: tuple[str, tuple[Any, ...]]) -> int:
+        """`batch` and the statements `also` (SQL, parameters) in one transaction; how many events were new."""
         with self._lock:
             cur = self._db.cursor()
             try:
                 new = self._write(cur, batch)
+                for sql, params in also:
+                    cur.execute(self._sql(sql), params)
                 self._db.commit()
             except Exception as exc:
                 self._db.rollback()
@@ -323,18 +329,7 @@ class EventStore:
         """Store what a second check of refusal `row_id` accepted and drop that refusal, in one transaction."""
         if batch.rejections:
             raise ValueError("a refusal is accepted with its events and statuses only")
-        with self._lock:
-            cur = self._db.cursor()
-            try:
-                new = self._write(cur, batch)
-                cur.execute(self._sql("DELETE FROM rejected WHERE id = ?"), (row_id,))
-                self._db.commit()
-            except Exception as exc:
-                self._db.rollback()
-                raise StoreError(f"cannot write to HQ store {self.location}: {exc}") from exc
-            finally:
-                cur.close()
-        return new
+        return self._transaction(batch, ("DELETE FROM rejected WHERE id = ?", (row_id,)))
 
     def devices(self, kind: str | None = None) -> list[str]:
         """Devices with accepted events (of `kind`, if given), sorted."""

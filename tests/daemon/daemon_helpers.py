@@ -14,6 +14,11 @@ from pathlib import Path
 import pytest
 
 from edge.demo.trial import TrialFleet
+from edge.keys import load_signing_private
+from edge.link.mqtt import MqttClient
+from edge.protocol import topics
+from edge.protocol.adjudication import Adjudication
+from edge.protocol.messages import new_event_id, utc_now
 
 
 def edge(*argv: str, **kw) -> subprocess.Popen:
@@ -42,6 +47,29 @@ def wait_for_hq_audit(fleet: TrialFleet, device: str, timeout: float = 30) -> li
         if len({r["seq"] for r in records}) >= want or time.monotonic() > deadline:
             return records
         time.sleep(0.5)
+
+
+def one_frame_folder(folder: Path, demo_dir: Path) -> Path:
+    """A source of one still (a short `edge run`: the device starts, takes what waits for it, and stops)."""
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes((demo_dir / "obama.jpg").read_bytes())
+    return folder
+
+
+def publish_decision(fleet: TrialFleet, port: int, handheld_folder: Path, device: str, handheld: str,
+                     retain: bool) -> Adjudication:
+    """Officer 4711's decision on a new alert id of `device`, signed by the paired handheld's own key."""
+    decision = Adjudication(adjudication_id=new_event_id(), event_id=new_event_id(), device=device, handheld=handheld,
+                            officer_id="4711", officer_name="Sgt. Able", decision="confirm", decided_at=utc_now())
+    signed = decision.signed(load_signing_private(handheld_folder / "handheld_signing.key"))
+    client = MqttClient(fleet.link(f"handheld-{handheld}", port, certs=handheld_folder / "tls"))
+    client.start()
+    try:
+        client.wait_connected(10)
+        assert client.publish_wait(topics.adjudications(handheld), signed, retain, 10).ok
+    finally:
+        client.stop()
+    return decision
 
 
 def run_device(config: Path, source: str | None = None, timeout: float = 240) -> subprocess.CompletedProcess:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from daemon_helpers import audit_lines, run_device
+from daemon_helpers import audit_lines, one_frame_folder, run_device
 
 from edge.demo.trial import TrialFleet
 from edge.keys import load_signing_private
@@ -44,9 +44,7 @@ def test_a_handheld_flooding_decisions_is_refused_past_the_hourly_limit(fleet: T
     try:
         folder = fleet.provision_handheld(HANDHELD, broker.port, "--officer", "4711=Sgt. Able")
         fleet.pair(HANDHELD, DEVICE, broker)
-        one_frame = tmp_path / "frame"
-        one_frame.mkdir()
-        (one_frame / "a.jpg").write_bytes((demo_dir / "obama.jpg").read_bytes())
+        one_frame = one_frame_folder(tmp_path / "frame", demo_dir)
         config = fleet.device_config(DEVICE, str(one_frame), broker.port)
         assert run_device(config).returncode == 0  # its session at the broker now queues what comes for it
 

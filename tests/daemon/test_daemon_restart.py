@@ -12,14 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from daemon_helpers import audit_lines, edge, run_device, wait_for_hq_audit
+from daemon_helpers import audit_lines, edge, one_frame_folder, publish_decision, run_device, wait_for_hq_audit
 
 from edge.demo.trial import TrialFleet
-from edge.keys import load_signing_private
-from edge.link.mqtt import MqttClient
-from edge.protocol import topics
-from edge.protocol.adjudication import Adjudication
-from edge.protocol.messages import new_event_id, utc_now
 
 DEVICE, HANDHELD = "cam-restart", "h1"
 
@@ -39,21 +34,6 @@ def hq_report(fleet: TrialFleet) -> dict:
                           "--device-keys", str(fleet.keys), "--json"], capture_output=True, text=True, check=True)
     [report] = json.loads(out.stdout)
     return report
-
-
-def publish_retained_decision(fleet: TrialFleet, port: int, folder: Path) -> Adjudication:
-    """Officer 4711's decision on one of the device's alerts, signed by the paired handheld, retained."""
-    decision = Adjudication(adjudication_id=new_event_id(), event_id=new_event_id(), device=DEVICE, handheld=HANDHELD,
-                            officer_id="4711", officer_name="Sgt. Able", decision="confirm", decided_at=utc_now())
-    signed = decision.signed(load_signing_private(folder / "handheld_signing.key"))
-    client = MqttClient(fleet.link(f"handheld-{HANDHELD}", port, certs=folder / "tls"))
-    client.start()
-    try:
-        client.wait_connected(10)
-        assert client.publish_wait(topics.adjudications(HANDHELD), signed, True, 10).ok
-    finally:
-        client.stop()
-    return decision
 
 
 def test_stop_delivers_every_record_and_a_restart_audits_a_retained_decision_once(fleet: TrialFleet, demo_dir: Path,
@@ -76,10 +56,8 @@ def test_stop_delivers_every_record_and_a_restart_audits_a_retained_decision_onc
         assert sorted({r["seq"] for r in at_hq}) == list(range(len(log))), "HQ lacks device audit records"
         assert {r["hash"] for r in at_hq} == {r["hash"] for r in log}  # the closing checkpoint included
 
-        decision = publish_retained_decision(fleet, broker.port, handheld)
-        one_frame = tmp_path / "frame"
-        one_frame.mkdir()
-        (one_frame / "a.jpg").write_bytes((demo_dir / "obama.jpg").read_bytes())
+        decision = publish_decision(fleet, broker.port, handheld, DEVICE, HANDHELD, retain=True)
+        one_frame = one_frame_folder(tmp_path / "frame", demo_dir)
         for start in range(2):  # audited on the first start after it was published, never again
             again = run_device(config, source=str(one_frame))
             assert_clean_stop(again)

@@ -15,14 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from daemon_helpers import audit_lines, run_device
+from daemon_helpers import audit_lines, one_frame_folder, publish_decision, run_device
 
 from edge.demo.trial import TrialFleet
-from edge.keys import load_signing_private
-from edge.link.mqtt import MqttClient
-from edge.protocol import topics
-from edge.protocol.adjudication import Adjudication
-from edge.protocol.messages import new_event_id, utc_now
 
 DEVICE, HANDHELD = "cam-stopping", "h1"
 
@@ -50,21 +45,6 @@ def fleet(make_fleet) -> TrialFleet:
     return make_fleet("stopping", DEVICE)
 
 
-def publish_decision(fleet: TrialFleet, port: int, folder: Path) -> Adjudication:
-    """Officer 4711's decision, signed by the paired handheld, not retained (delivered once, as queued)."""
-    decision = Adjudication(adjudication_id=new_event_id(), event_id=new_event_id(), device=DEVICE, handheld=HANDHELD,
-                            officer_id="4711", officer_name="Sgt. Able", decision="confirm", decided_at=utc_now())
-    signed = decision.signed(load_signing_private(folder / "handheld_signing.key"))
-    client = MqttClient(fleet.link(f"handheld-{HANDHELD}", port, certs=folder / "tls"))
-    client.start()
-    try:
-        client.wait_connected(10)
-        assert client.publish_wait(topics.adjudications(HANDHELD), signed, False, 10).ok
-    finally:
-        client.stop()
-    return decision
-
-
 def test_a_decision_arriving_while_the_device_stops_is_audited_not_lost(fleet: TrialFleet, demo_dir: Path,
                                                                        tmp_path: Path):
     broker = fleet.broker()
@@ -72,9 +52,7 @@ def test_a_decision_arriving_while_the_device_stops_is_audited_not_lost(fleet: T
     try:
         handheld = fleet.provision_handheld(HANDHELD, broker.port, "--officer", "4711=Sgt. Able")
         fleet.pair(HANDHELD, DEVICE, broker)
-        one_frame = tmp_path / "frame"
-        one_frame.mkdir()
-        (one_frame / "a.jpg").write_bytes((demo_dir / "obama.jpg").read_bytes())
+        one_frame = one_frame_folder(tmp_path / "frame", demo_dir)
         config = fleet.device_config(DEVICE, str(one_frame), broker.port)
         assert run_device(config).returncode == 0  # the pairing record is installed; the session exists
 
@@ -89,7 +67,7 @@ def test_a_decision_arriving_while_the_device_stops_is_audited_not_lost(fleet: T
             while not flag.exists() and device.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert flag.exists(), log.read_text()[-3000:]
-            decision = publish_decision(fleet, broker.port, handheld)
+            decision = publish_decision(fleet, broker.port, handheld, DEVICE, HANDHELD, retain=False)
             flag.with_suffix(".go").write_text("go")
             assert device.wait(60) == 0, log.read_text()[-3000:]
         finally:
