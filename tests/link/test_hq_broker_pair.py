@@ -88,3 +88,22 @@ def test_pair_without_a_broker_says_where_the_acl_went(trial: TrialFleet, capsys
 def test_broker_command_names_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["hq", "broker", "--dir", str(tmp_path)]) == 2
     assert f"edge hq pki init --out {tmp_path / 'pki'}" in capsys.readouterr().err
+
+
+def test_pair_refuses_a_stale_pid_file_naming_another_process(trial: TrialFleet, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A broker killed without removing its pid file: the pid may be another program's now, which SIGHUP ends."""
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        pid_file = tmp_path / "mosquitto.pid"
+        pid_file.write_text(f"{other.pid}\n")
+        before = trial.registry.read_text(), trial.acl.read_text()
+        assert main(["hq", "pair", "--handheld", "h1", "--device", "cam-01", "--registry", str(trial.registry),
+                     "--keys", str(trial.keys), "--hq-key", str(trial.hq_signing_key),
+                     "--broker-pid", str(pid_file)]) == 2
+        assert "not mosquitto" in capsys.readouterr().err
+        assert other.poll() is None, "the unrelated process must not be signalled"
+        assert (trial.registry.read_text(), trial.acl.read_text()) == before, "nothing changed"
+    finally:
+        other.kill()
+        other.wait()
