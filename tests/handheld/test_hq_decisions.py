@@ -36,8 +36,8 @@ def rogue(fleet_broker: tuple[FleetFiles, LocalBroker]) -> Path:
     folder = fleet.keys / "handheld-h2"
     edge("handheld", "provision", "--id", "h2", "--hq-pub", fleet.hq_public, "--officer", "4711=Mallory",
          "--officer", "4712=Mallory Too", "--broker", f"127.0.0.1:{broker.port}", "--out", folder)
-    edge("hq", "pki", "issue", "--role", "handheld", "--id", "h2", "--ca-dir", fleet.root / "ca", "--out", folder / "tls",
-         "--registry", fleet.registry)
+    edge("hq", "pki", "issue", "--role", "handheld", "--id", "h2", "--ca-dir", fleet.root / "ca",
+         "--out", folder / "tls", "--registry", fleet.registry)
     broker.reload()
     return folder
 
