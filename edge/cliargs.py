@@ -40,8 +40,14 @@ class _Renamed(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
                  option_string: str | None = None) -> None:
+        if values is None:  # used as what the name means elsewhere (`--json` the switch, `--version`): say so
+            parser.error(f"{option_string} alone is not an option of this command{_ELSEWHERE.get(option_string, '')}; "
+                         f"it takes {self.new} VALUE (formerly spelt {option_string} VALUE)")
         print(f"{parser.prog}: warning: {option_string} is now {self.new}; the old spelling will go", file=sys.stderr)
         setattr(namespace, self.dest, values)
+
+
+_ELSEWHERE = {"--json": " (the switch for JSON on stdout in others)", "--version": " (`edge --version` prints edge's)"}
 
 
 def add_renamed(parser: argparse.ArgumentParser, old: str, new: str, **kwargs: object) -> None:
@@ -52,8 +58,9 @@ def add_renamed(parser: argparse.ArgumentParser, old: str, new: str, **kwargs: o
         current.required = False
         target = parser.add_mutually_exclusive_group(required=True)
         target._group_actions.append(current)  # type: ignore[attr-defined]
+    # nargs "?": the old name alone, as meant elsewhere, is an error that says so, not "expected one argument"
     target.add_argument(old, dest=current.dest, action=_Renamed, new=new, help=argparse.SUPPRESS,  # type: ignore[arg-type]
-                        **kwargs)
+                        nargs="?", **kwargs)
 
 
 def add_report_arg(parser: argparse.ArgumentParser, help: str, required: bool = False, dest: str = "report") -> None:
