@@ -107,3 +107,28 @@ def test_pair_refuses_a_stale_pid_file_naming_another_process(trial: TrialFleet,
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_second_broker_on_the_same_folder_or_port_is_refused(trial: TrialFleet, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """It once printed a banner with its own pid, failed on the taken port, and took the running one's pid file."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "hq", "broker", "--dir", str(trial.root), "--port",
+                             str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert "on 127.0.0.1:" in (proc.stdout.readline() if proc.stdout else "")
+        pid_file = trial.root / "broker" / "mosquitto.pid"
+        pid = pid_file.read_text()
+        assert main(["hq", "broker", "--dir", str(trial.root), "--port", str(free_port())]) == 2
+        assert "already runs" in capsys.readouterr().err
+        other = tmp_path / "other"
+        (other / "pki").mkdir(parents=True)
+        for name in ("ca.crt", "broker.crt", "broker.key"):
+            (other / "pki" / name).write_bytes((trial.root / "pki" / name).read_bytes())
+        (other / "acl").write_text(trial.acl.read_text())
+        assert main(["hq", "broker", "--dir", str(other), "--port", str(port)]) == 2
+        assert f"127.0.0.1:{port} is taken" in capsys.readouterr().err
+        assert pid_file.read_text() == pid and proc.poll() is None, "the running broker is left as it was"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(_TIMEOUT_S) == 0
