@@ -97,12 +97,17 @@ def model_configs(args: argparse.Namespace) -> tuple[DetectorConfig, EmbedderCon
 
     `--stride` is left to the command: the pipeline takes it, the models do not.
     """
+    stride = {"stride": args.stride} if getattr(args, "stride", None) is not None else {}  # checked, not used
     try:
         long_side: int | str = args.long_side if args.long_side == "full" else int(args.long_side)
-        return (DetectorConfig(long_side=long_side), EmbedderConfig(model=args.embedder),
+        return (DetectorConfig(long_side=long_side, **stride), EmbedderConfig(model=args.embedder),
                 RuntimeConfig(threads=args.threads, backend=args.backend))
-    except ValueError as exc:  # pydantic's ValidationError is one
-        raise ConfigError(f"--long-side or --threads: {str(exc).splitlines()[-1]}") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]).replace("_", "-")
+        raise ConfigError(f"--{name} {getattr(args, name.replace('-', '_'))}: {first['msg']}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"--long-side {args.long_side!r}: give a number of pixels, or 'full'") from exc
 
 
 def stack_from_args(args: argparse.Namespace) -> VisionStack:
