@@ -129,6 +129,10 @@ def test_a_second_broker_on_the_same_folder_or_port_is_refused(trial: TrialFleet
         assert main(["hq", "broker", "--dir", str(other), "--port", str(port)]) == 2
         assert f"127.0.0.1:{port} is taken" in capsys.readouterr().err
         assert pid_file.read_text() == pid and proc.poll() is None, "the running broker is left as it was"
+        # a client added while it runs: the reload named is this broker's, not the system's mosquitto service
+        assert main(["hq", "pki", "issue", "--role", "device", "--id", "cam-09", "--ca-dir", str(trial.root / "pki"),
+                     "--out", str(tmp_path / "cam-09"), "--registry", str(trial.registry)]) == 0
+        assert f"reload the broker (kill -HUP $(cat {pid_file}))" in capsys.readouterr().out
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(_TIMEOUT_S) == 0
