@@ -51,6 +51,11 @@ class ImageFolderSource:
         self.uri = str(path)
         self._files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() \
             else [path]
+        others = sorted(p.name for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
+                        and p.suffix.lower() not in IMAGE_SUFFIXES) if path.is_dir() else []
+        if others:  # e.g. .gif or .heic photos: said, not silently left out of the review
+            log.warning("%s: %d file(s) not reviewed, not a photo format edge reads (%s): %s%s", path, len(others),
+                        " ".join(sorted(IMAGE_SUFFIXES)), ", ".join(others[:5]), " …" if len(others) > 5 else "")
         self._next = 0
         self._fps = fps
 

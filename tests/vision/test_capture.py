@@ -71,3 +71,13 @@ def test_a_source_waited_for_from_the_start_is_not_said_to_have_dropped(demo_dir
     assert "not available yet; waiting for it" in caplog.text
     assert "dropped" not in caplog.text, caplog.text
     assert "source up after" in caplog.text
+
+
+def test_a_photo_folder_names_the_files_it_does_not_review(demo_dir: Path, tmp_path: Path, caplog):
+    shutil.copy(demo_dir / "obama.jpg", tmp_path / "a.jpg")
+    (tmp_path / "b.gif").write_bytes(b"GIF89a")
+    (tmp_path / "c.heic").write_bytes(b"\0")
+    caplog.set_level(logging.WARNING)
+    source = open_source(str(tmp_path))
+    assert source.read() is not None and source.read() is None
+    assert "2 file(s) not reviewed" in caplog.text and "b.gif, c.heic" in caplog.text
