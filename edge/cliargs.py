@@ -40,8 +40,14 @@ class _Renamed(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
                  option_string: str | None = None) -> None:
+        if values is None:  # used as what the name means elsewhere (`--json` the switch, `--version`): say so
+            parser.error(f"{option_string} alone is not an option of this command{_ELSEWHERE.get(option_string, '')}; "
+                         f"it takes {self.new} VALUE (formerly spelt {option_string} VALUE)")
         print(f"{parser.prog}: warning: {option_string} is now {self.new}; the old spelling will go", file=sys.stderr)
         setattr(namespace, self.dest, values)
+
+
+_ELSEWHERE = {"--json": " (the switch for JSON on stdout in others)", "--version": " (`edge --version` prints edge's)"}
 
 
 def add_renamed(parser: argparse.ArgumentParser, old: str, new: str, **kwargs: object) -> None:
@@ -52,8 +58,9 @@ def add_renamed(parser: argparse.ArgumentParser, old: str, new: str, **kwargs: o
         current.required = False
         target = parser.add_mutually_exclusive_group(required=True)
         target._group_actions.append(current)  # type: ignore[attr-defined]
+    # nargs "?": the old name alone, as meant elsewhere, is an error that says so, not "expected one argument"
     target.add_argument(old, dest=current.dest, action=_Renamed, new=new, help=argparse.SUPPRESS,  # type: ignore[arg-type]
-                        **kwargs)
+                        nargs="?", **kwargs)
 
 
 def add_report_arg(parser: argparse.ArgumentParser, help: str, required: bool = False, dest: str = "report") -> None:
@@ -90,12 +97,17 @@ def model_configs(args: argparse.Namespace) -> tuple[DetectorConfig, EmbedderCon
 
     `--stride` is left to the command: the pipeline takes it, the models do not.
     """
+    stride = {"stride": args.stride} if getattr(args, "stride", None) is not None else {}  # checked, not used
     try:
         long_side: int | str = args.long_side if args.long_side == "full" else int(args.long_side)
-        return (DetectorConfig(long_side=long_side), EmbedderConfig(model=args.embedder),
+        return (DetectorConfig(long_side=long_side, **stride), EmbedderConfig(model=args.embedder),
                 RuntimeConfig(threads=args.threads, backend=args.backend))
-    except ValueError as exc:  # pydantic's ValidationError is one
-        raise ConfigError(f"--long-side or --threads: {str(exc).splitlines()[-1]}") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]).replace("_", "-")
+        raise ConfigError(f"--{name} {getattr(args, name.replace('-', '_'))}: {first['msg']}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"--long-side {args.long_side!r}: give a number of pixels, or 'full'") from exc
 
 
 def stack_from_args(args: argparse.Namespace) -> VisionStack:

@@ -235,3 +235,19 @@ def test_old_spellings_still_work_and_name_the_new_one(argv, dest, new, capsys):
     old = next(a for a in argv if a.startswith("--") and a not in ("--lfw", "--pairs", "--role", "--id", "--out"))
     assert getattr(args, dest) == Path(argv[argv.index(old) + 1])
     assert f"warning: {old} is now {new}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, old, new", [
+    (["eval", "verify", "--lfw", "x", "--pairs", "y", "--json"], "--json", "--report"),
+    (["demo", "--json"], "--json", "--report"),
+    (["bench", "--json"], "--json", "--report"),
+    (["watchlist", "build", "--photos", "p", "--entries", "e", "--hq-key", "k", "--recipients", "r",
+      "--watchlist-id", "w", "--out", "o", "--version"], "--version", "--list-version"),
+])
+def test_an_old_spelling_given_alone_says_what_it_is_now(argv, old, new, capsys):
+    """`--json` as the switch it is elsewhere, or `--version` after a command, is not "expected one argument"."""
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args(argv)
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and f"{old} alone is not an option of this command" in err and new in err, err
+    assert "expected one argument" not in err

@@ -66,3 +66,20 @@ def test_with_apt_get_mosquitto_is_installed_first(bare: Path) -> None:
     assert result.returncode == 100, result.stdout + result.stderr
     assert log.read_text().splitlines() == ["update -qq", "install -y -qq --no-install-recommends mosquitto"]
     assert not (bare / "repo" / ".venv").exists(), "a failed install stops the set-up"
+
+
+def test_an_unusable_venv_is_named_not_a_pip_traceback(tmp_path: Path) -> None:
+    """A .venv left by an earlier attempt (here: made without pip) stops the set-up saying what to do with it."""
+    (tmp_path / "repo" / "scripts").mkdir(parents=True)
+    shutil.copy2(REPO / "scripts" / "setup", tmp_path / "repo" / "scripts" / "setup")
+    (tmp_path / "bin").mkdir()
+    for tool in TOOLS:
+        (tmp_path / "bin" / tool).symlink_to(shutil.which(tool) or tool)
+    (tmp_path / "bin" / "mosquitto").write_text("#!/bin/sh\nexit 0\n")  # present: nothing to install
+    (tmp_path / "bin" / "mosquitto").chmod(0o755)
+    subprocess.run(["python3", "-m", "venv", "--without-pip", str(tmp_path / "repo" / ".venv")], check=True)
+    result = subprocess.run([str(tmp_path / "repo" / "scripts" / "setup"), "--no-demo"], text=True, capture_output=True,
+                            cwd=tmp_path, env={"PATH": str(tmp_path / "bin"), "HOME": str(tmp_path)}, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert ".venv exists but cannot be used" in result.stderr and "mv .venv .venv.old" in result.stderr
+    assert "No module named pip" not in result.stderr

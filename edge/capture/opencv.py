@@ -51,6 +51,11 @@ class ImageFolderSource:
         self.uri = str(path)
         self._files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() \
             else [path]
+        others = sorted(p.name for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
+                        and p.suffix.lower() not in IMAGE_SUFFIXES) if path.is_dir() else []
+        if others:  # e.g. .gif or .heic photos: said, not silently left out of the review
+            log.warning("%s: %d file(s) not reviewed, not a photo format edge reads (%s): %s%s", path, len(others),
+                        " ".join(sorted(IMAGE_SUFFIXES)), ", ".join(others[:5]), " …" if len(others) > 5 else "")
         self._next = 0
         self._fps = fps
 
@@ -84,6 +89,7 @@ class VideoSource:
         self._target = target
         self._max_backoff = max_backoff
         self._wait = wait
+        self._up = True  # whether it ever opened: a camera waited for from the start has not dropped
         try:
             self._cap = self._open()
         except SourceError:
@@ -92,6 +98,7 @@ class VideoSource:
             # A camera unplugged at start is a camera to wait for, not a reason to exit and restart in a loop.
             log.warning("%s: not available yet; waiting for it", uri)
             self._cap = cv2.VideoCapture()
+            self._up = False
         self._index = 0
         self._fps = self._cap.get(cv2.CAP_PROP_FPS) or 30.0
         self._started = time.monotonic()
@@ -129,7 +136,8 @@ class VideoSource:
     def _reopen(self) -> None:
         lost = time.monotonic()
         delay = 0.5
-        log.warning("%s: source dropped; reopening", self.uri)
+        if self._up:
+            log.warning("%s: source dropped; reopening", self.uri)
         while True:
             self._cap.release()
             time.sleep(delay)
@@ -138,7 +146,11 @@ class VideoSource:
             except SourceError:
                 delay = min(delay * 2, self._max_backoff)
                 continue
-            log.warning("%s: source back after a %.1f s gap", self.uri, time.monotonic() - lost)
+            if self._up:
+                log.warning("%s: source back after a %.1f s gap", self.uri, time.monotonic() - lost)
+            else:
+                log.warning("%s: source up after %.1f s of waiting", self.uri, time.monotonic() - self._started)
+            self._up = True
             return
 
     def close(self) -> None:

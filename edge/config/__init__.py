@@ -77,7 +77,8 @@ def _is_type_tag(part: object) -> bool:
 def load_config(path: Path) -> EdgeConfig:
     """Read and validate a config file; any problem is a ConfigError naming the key."""
     if not path.is_file():
-        raise ConfigError(f"config file {path} not found: create it from deploy/edge.toml.example")
+        raise ConfigError(f"config file {path} not found: `edge device provision --out DIR …` writes a complete one "
+                          "(DIR/edge.toml) with the device's keys; every key: deploy/edge.toml.example")
     try:
         raw = load_toml(path)
     except Exception as exc:  # tomllib.TOMLDecodeError; tomli's on Python 3.10

@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from edge.config.base import StrictModel
 
@@ -19,3 +19,11 @@ class DetectorConfig(StrictModel):
     nms_iou: float = Field(0.4, gt=0.0, lt=1.0)
     max_faces: int = Field(64, ge=1, le=512)
     stride: int = Field(3, ge=1, le=30, description="detect every Nth frame; the tracker carries boxes between")
+
+    @field_validator("long_side")
+    @classmethod
+    def _a_size_faces_fit_in(cls, value: int | str) -> int | str:
+        # below 32 px the detector's input is 32 x 32 whatever the frame: no face is ever found, silently
+        if isinstance(value, int) and not 32 <= value <= 8192:
+            raise ValueError(f"{value} px: give 32 to 8192 (a multiple of 32 is used as is), or 'full'")
+        return value

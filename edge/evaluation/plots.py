@@ -31,7 +31,7 @@ def roc_plot(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title
     operating thresholds, one labelled marker each (FAR 0, which a log scale cannot show, drawn at `far_zero`)."""
     plt = _pyplot()
     fig = roc_figure(plt, curves, marks, far_zero)
-    return _finish(plt, fig, fig.axes[0], path, title, legend="lower right")
+    return _finish(plt, fig, fig.axes[0], path, title)  # "best": the legend clear of the markers
 
 
 def roc_figure(plt: Any, curves: dict[str, tuple[np.ndarray, np.ndarray]], marks: Sequence[tuple[str, float, float]],
@@ -46,7 +46,7 @@ def roc_figure(plt: Any, curves: dict[str, tuple[np.ndarray, np.ndarray]], marks
     ax.set_xscale("log")
     ax.set_xlim(min(1e-4, far_zero), 1)
     zero = f", FAR 0 drawn at {far_zero:.1e}" if any(far == 0 for _, far, _ in marks) else ""
-    ax.set_xlabel("false accept rate (FAR)" + (f"; markers: the device's thresholds{zero}" if marks else ""))
+    ax.set_xlabel("false accept rate (FAR)" + (f"\nmarkers: the device's thresholds{zero}" if marks else ""))
     ax.set_ylabel("true accept rate (TAR)")
     return fig
 

@@ -7,6 +7,7 @@ production ones. It listens on 127.0.0.1 only and runs until Ctrl-C or SIGTERM.
 
 import argparse
 import signal
+import socket
 import threading
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def broker_command(args: argparse.Namespace) -> int:
         write_acl(Registry.load(registry), acl)
     if not 0 < args.port < 65536:
         raise EdgeError(f"--port {args.port}: give a port between 1 and 65535")
+    _refuse_a_second_broker(folder / "broker" / "mosquitto.pid", args.port)
     broker = LocalBroker(folder / "broker", tls, acl, port=args.port)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -67,3 +69,22 @@ def broker_command(args: argparse.Namespace) -> int:
     finally:
         broker.stop()
     return 0
+
+
+def _refuse_a_second_broker(pid_file: Path, port: int) -> None:
+    """Before anything in DIR/broker is touched: a broker already running from DIR (its pid file would be taken
+    over, then removed), or anything on the port (clients would reach it, not this one), stops the command."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        running = "mosquitto" in Path(f"/proc/{pid}/comm").read_text()
+    except (OSError, ValueError):
+        running = False
+    if running:
+        raise EdgeError(f"a broker from this folder already runs (pid {pid}, {pid_file}): use it, or stop it first")
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise EdgeError(f"127.0.0.1:{port} is taken ({exc.strerror}): stop what listens there, or give another "
+                            "--port") from exc

@@ -129,10 +129,21 @@ def _broker_pid(pid_file: Path | None) -> int | None:
     if pid_file is None:
         return None
     try:
-        return int(pid_file.read_text().strip())
+        pid = int(pid_file.read_text().strip())
     except (OSError, ValueError) as exc:
         raise EdgeError(f"cannot read a pid from {pid_file}: {exc}; nothing changed. Give the running broker's "
                         "pid file, or leave --broker-pid out and reload the broker yourself") from exc
+    # A pid file outlives a broker that was killed; its pid may be another program's now, which SIGHUP would end.
+    if Path("/proc/self").is_dir():
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            name = ""
+        if "mosquitto" not in name:
+            raise EdgeError(f"{pid_file} names pid {pid}, which is {f'{name!r}' if name else 'not running'}, not "
+                            "mosquitto (a broker that stopped without removing it?); nothing changed. Give the "
+                            "running broker's pid file, or leave --broker-pid out and reload the broker yourself")
+    return pid
 
 
 def _acl_path(given: Path | None, pid: int | None, registry: Path) -> Path:

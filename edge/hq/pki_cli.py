@@ -1,6 +1,7 @@
 """`edge hq pki init | issue`: the fleet CA, the broker certificate and per-identity client certificates."""
 
 import argparse
+import shlex
 from pathlib import Path
 
 from edge.cliargs import Commands, add_renamed
@@ -75,5 +76,7 @@ def _issue(args: argparse.Namespace) -> int:
         registry.save(args.registry)
         acl = args.acl or args.registry.with_name("acl")
         write_acl(registry, acl)
-        print(f"registered in {args.registry}; ACL written to {acl}: reload the broker (systemctl reload mosquitto)")
+        local = args.registry.with_name("broker") / "mosquitto.pid"  # `edge hq broker --dir` beside the registry
+        how = f"kill -HUP $(cat {shlex.quote(str(local))})" if local.is_file() else "systemctl reload mosquitto"
+        print(f"registered in {args.registry}; ACL written to {acl}: reload the broker ({how})")
     return 0

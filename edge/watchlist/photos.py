@@ -35,6 +35,16 @@ def person_photos(folder: Path) -> Iterator[tuple[str, list[Path]]]:
     yield from people.items()
 
 
+def not_photos(folder: Path) -> list[Path]:
+    """Files in `folder` and its person sub-folders that person_photos leaves out: not a format edge reads."""
+    found: list[Path] = []
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        for item in sorted(path.iterdir()) if path.is_dir() else [path]:
+            if item.is_file() and not item.name.startswith(".") and item.suffix.lower() not in IMAGE_SUFFIXES:
+                found.append(item)
+    return found
+
+
 def label_for(person: str) -> str:
     """`lin-manuel-miranda` -> `Lin Manuel Miranda`; names with capitals are kept as written."""
     words = re.split(r"[-_\s]+", person)
@@ -46,7 +56,9 @@ def gallery_from_photos(folder: Path | list[tuple[str, list[Path]]], enroller: E
     """Enroll every usable photo; a person's photos all become their embeddings. Rejects say why."""
     people = list(person_photos(folder)) if isinstance(folder, Path) else folder
     subjects: list[tuple[str, str, np.ndarray]] = []
-    rejected: list[Rejected] = []
+    # listed with the rest, so a person whose only photo is a .gif or .heic is not left off without a word
+    rejected = [Rejected(p, "not a photo format edge reads") for p in not_photos(folder)] \
+        if isinstance(folder, Path) else []
     bar = progress_bar(total=sum(len(p) for _, p in people), desc="enrolling", unit="photo", enabled=progress)
     for person, photos in people:
         good: list[Enrollment] = []

@@ -32,7 +32,9 @@ def test_bad_config_is_named(tmp_path, capsys, toml, expected):
 
 def test_missing_config_says_where_to_start(tmp_path, capsys):
     assert main(["run", "--config", str(tmp_path / "nope.toml")]) == 2
-    assert "deploy/edge.toml.example" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "deploy/edge.toml.example" in err
+    assert "edge device provision" in err, "the command that writes a complete, valid edge.toml is named first"
 
 
 def test_the_shipped_example_config_is_accepted():

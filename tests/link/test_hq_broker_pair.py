@@ -88,3 +88,51 @@ def test_pair_without_a_broker_says_where_the_acl_went(trial: TrialFleet, capsys
 def test_broker_command_names_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["hq", "broker", "--dir", str(tmp_path)]) == 2
     assert f"edge hq pki init --out {tmp_path / 'pki'}" in capsys.readouterr().err
+
+
+def test_pair_refuses_a_stale_pid_file_naming_another_process(trial: TrialFleet, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A broker killed without removing its pid file: the pid may be another program's now, which SIGHUP ends."""
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        pid_file = tmp_path / "mosquitto.pid"
+        pid_file.write_text(f"{other.pid}\n")
+        before = trial.registry.read_text(), trial.acl.read_text()
+        assert main(["hq", "pair", "--handheld", "h1", "--device", "cam-01", "--registry", str(trial.registry),
+                     "--keys", str(trial.keys), "--hq-key", str(trial.hq_signing_key),
+                     "--broker-pid", str(pid_file)]) == 2
+        assert "not mosquitto" in capsys.readouterr().err
+        assert other.poll() is None, "the unrelated process must not be signalled"
+        assert (trial.registry.read_text(), trial.acl.read_text()) == before, "nothing changed"
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_second_broker_on_the_same_folder_or_port_is_refused(trial: TrialFleet, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """It once printed a banner with its own pid, failed on the taken port, and took the running one's pid file."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "hq", "broker", "--dir", str(trial.root), "--port",
+                             str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert "on 127.0.0.1:" in (proc.stdout.readline() if proc.stdout else "")
+        pid_file = trial.root / "broker" / "mosquitto.pid"
+        pid = pid_file.read_text()
+        assert main(["hq", "broker", "--dir", str(trial.root), "--port", str(free_port())]) == 2
+        assert "already runs" in capsys.readouterr().err
+        other = tmp_path / "other"
+        (other / "pki").mkdir(parents=True)
+        for name in ("ca.crt", "broker.crt", "broker.key"):
+            (other / "pki" / name).write_bytes((trial.root / "pki" / name).read_bytes())
+        (other / "acl").write_text(trial.acl.read_text())
+        assert main(["hq", "broker", "--dir", str(other), "--port", str(port)]) == 2
+        assert f"127.0.0.1:{port} is taken" in capsys.readouterr().err
+        assert pid_file.read_text() == pid and proc.poll() is None, "the running broker is left as it was"
+        # a client added while it runs: the reload named is this broker's, not the system's mosquitto service
+        assert main(["hq", "pki", "issue", "--role", "device", "--id", "cam-09", "--ca-dir", str(trial.root / "pki"),
+                     "--out", str(tmp_path / "cam-09"), "--registry", str(trial.registry)]) == 0
+        assert f"reload the broker (kill -HUP $(cat {pid_file}))" in capsys.readouterr().out
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(_TIMEOUT_S) == 0

@@ -102,3 +102,17 @@ def test_an_enrolment_without_anyone_is_an_error(tmp_path: Path, data_dir: Path,
     (nobody / "dogs.jpg").unlink()
     assert main(["replay", "--source", source, "--enroll", str(nobody)]) == 2
     assert "no photos in it" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, value, says", [
+    ("--stride", "0", "--stride 0: Input should be greater than or equal to 1"),  # was a ZeroDivisionError
+    ("--threads", "0", "--threads 0: Input should be greater than or equal to 1"),
+    ("--long-side", "0", "--long-side 0: "),  # was every photo refused: a 32 x 32 detector input finds no face
+    ("--long-side", "big", "--long-side 'big': give a number of pixels, or 'full'"),
+])
+def test_model_options_out_of_range_are_named(option: str, value: str, says: str, people: Path, demo_dir: Path,
+                                              capsys) -> None:
+    code = main(["replay", "--source", str(demo_dir / "short_hamilton_clip.mp4"), "--enroll", str(people),
+                 option, value])
+    err = capsys.readouterr().err
+    assert code == 2 and says in err and "no one enrolled" not in err, err

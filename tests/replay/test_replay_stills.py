@@ -73,3 +73,14 @@ def test_a_threshold_outside_floor_to_one_is_refused(stills, capsys, value):
     assert main(["replay", "--source", str(photos), "--enroll", str(enroll), "--threshold", text]) == 2
     out, err = capsys.readouterr()
     assert out == "" and f"--threshold {float(text)}: give a cosine from the floor {floor} of {DEFAULT_EMBEDDER}" in err
+
+
+def test_a_listed_person_whose_photo_edge_cannot_read_is_named_not_dropped(stills, capsys):
+    """A person whose only enrolment photo is a .gif or .heic was left off the list without a word."""
+    enroll, photos = stills
+    (enroll / "Yoko_Ono.gif").write_bytes(b"GIF89a")
+    (enroll / "Zinedine_Zidane").mkdir()
+    (enroll / "Zinedine_Zidane" / "portrait.heic").write_bytes(b"\0")
+    _, err = replay_json(enroll, photos, capsys)
+    assert f"not enrolled: {enroll / 'Yoko_Ono.gif'}: not a photo format edge reads" in err, err
+    assert f"not enrolled: {enroll / 'Zinedine_Zidane' / 'portrait.heic'}: not a photo format edge reads" in err

@@ -1,6 +1,8 @@
 """Frame sources: files end cleanly, folders skip what they cannot read, a live source comes back after a drop."""
 
 import logging
+import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -52,3 +54,30 @@ def test_a_live_source_missing_at_start_is_waited_for(uri: str, caplog):
     assert source.live
     source.close()
     assert "not available yet" in caplog.text
+
+
+def test_a_source_waited_for_from_the_start_is_not_said_to_have_dropped(demo_dir: Path, tmp_path: Path, caplog):
+    """Waiting for a camera that was never there: no "source dropped; reopening", and it says when it comes up."""
+    caplog.set_level(logging.WARNING)
+    target = tmp_path / "camera.mp4"  # appears a moment later, as a camera plugged in after start
+    source = VideoSource(str(target), "test://late", live=True, max_backoff=0.5)
+    timer = threading.Timer(1.0, shutil.copy, (demo_dir / "short_hamilton_clip.mp4", target))
+    timer.start()
+    try:
+        assert source.read() is not None
+    finally:
+        timer.cancel()
+        source.close()
+    assert "not available yet; waiting for it" in caplog.text
+    assert "dropped" not in caplog.text, caplog.text
+    assert "source up after" in caplog.text
+
+
+def test_a_photo_folder_names_the_files_it_does_not_review(demo_dir: Path, tmp_path: Path, caplog):
+    shutil.copy(demo_dir / "obama.jpg", tmp_path / "a.jpg")
+    (tmp_path / "b.gif").write_bytes(b"GIF89a")
+    (tmp_path / "c.heic").write_bytes(b"\0")
+    caplog.set_level(logging.WARNING)
+    source = open_source(str(tmp_path))
+    assert source.read() is not None and source.read() is None
+    assert "2 file(s) not reviewed" in caplog.text and "b.gif, c.heic" in caplog.text
