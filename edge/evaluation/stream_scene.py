@@ -132,7 +132,7 @@ class Scene:
                       p.seconds_per_crossing[1])
         frames = max(2, round(seconds * p.fps))
         y_share = float(rng.uniform(0.25, 0.55))
-        return Crossing(i, walker, int(rng.integers(0, max(1, self.frames - frames // 2))), frames,
+        return Crossing(i, walker, int(rng.integers(0, max(1, self.frames - frames + 1))), frames,
                         bool(rng.integers(0, 2)), y_share, size, growth, float(rng.uniform(*p.gain)),
                         tuple(int(c) for c in rng.integers(20, 200, 3)))  # type: ignore[arg-type]
 

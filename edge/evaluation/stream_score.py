@@ -134,8 +134,9 @@ def decision_scores(looks: list[Look], min_evidence: int) -> dict[int, dict[str,
     for look in looks:
         if look.subject_id is not None:
             scores[look.track][look.subject_id].append(look.score)
-    return {t: {s: sorted(v, reverse=True)[min_evidence - 1] for s, v in subj.items() if len(v) >= min_evidence}
-            for t, subj in scores.items()}
+    decisions = {t: {s: sorted(v, reverse=True)[min_evidence - 1] for s, v in subj.items() if len(v) >= min_evidence}
+                 for t, subj in scores.items()}
+    return {t: d for t, d in decisions.items() if d}
 
 
 def curve(crossings: list[CrossingTruth], owner: dict[int, int | None], decisions: dict[int, dict[str, float]],
