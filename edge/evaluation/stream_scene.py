@@ -161,6 +161,8 @@ class Scene:
         velocity = self.offsets[index] - self.offsets[max(index - 1, 0)]
         for crossing, box in order:
             self._draw(frame, crossing, box, index, velocity)
+        in_view = {c.id for c, _ in order}
+        self._heads = {k: v for k, v in self._heads.items() if k in in_view}  # a long run holds only who is in view
         light = 1.0 + self.profile.drift * math.sin(2 * math.pi * index / (self.profile.drift_seconds
                                                                           * self.profile.fps) + self.drift_phase)
         frame = cv2.convertScaleAbs(frame, alpha=light)
