@@ -26,6 +26,7 @@ from edge.evaluation.embedcache import EmbedCache
 from edge.evaluation.identify import FLIP_NOTES, Protocol, build_protocol, det_curve, identify_report
 from edge.evaluation.lfw import parse_pairs
 from edge.evaluation.resolution import LEVELS, PER_CLASS, Condition, lfw_protocol, resolution_report
+from edge.evaluation.stream_cli import add_parser as add_stream_parser
 from edge.evaluation.verify import roc_curve, verify_report
 from edge.watchlist.calibration import calibration_path, load_calibration
 
@@ -100,6 +101,8 @@ def register(commands) -> None:
                         "reads them)")
     _common(p)
     p.set_defaults(func=run_demographics)
+
+    add_stream_parser(group)
 
 
 def _protocol_args(p: argparse.ArgumentParser, required: bool = True) -> None:

@@ -139,3 +139,22 @@ def _finish(plt: Any, fig: Any, ax: Any, path: Path, title: str, legend: str = "
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def stream_plot(path: Path, report: dict[str, Any]) -> Path:
+    """`edge eval stream`: track FNIR against false alerts per 1000 passers-by as the threshold moves; the run's
+    own threshold marked."""
+    plt = _pyplot()
+    rows = [r for r in report["curve"] if r["false_alerts_per_1000_passers"] is not None]
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
+    ax.plot([r["false_alerts_per_1000_passers"] for r in rows], [r["track_fnir"] for r in rows], marker=".",
+            label="as the threshold moves")
+    at = next((r for r in rows if r["threshold"] == report["settings"]["threshold"]), None)
+    if at is not None:
+        ax.plot([at["false_alerts_per_1000_passers"]], [at["track_fnir"]], "o", color="red",
+                label=f"device threshold {at['threshold']:.3f}")
+    ax.set_xlabel("false alerts per 1000 passers-by")
+    ax.set_ylabel("track FNIR (listed crossings never alerted)")
+    s = report["settings"]
+    return _finish(plt, fig, ax, path, f"{s['profile']['name']}: {s['enrolled']} listed, "
+                                       f"{report['passer_tracks']} passers, {s['embedder']}")
