@@ -1,4 +1,4 @@
-"""[camera] section: where frames come from."""
+"""[camera] section (one camera) or [[cameras]] tables (several, one device): where frames come from."""
 
 from pydantic import Field
 

@@ -65,9 +65,10 @@ def check(cfg: EdgeConfig) -> CheckResult:
             problems.append(Finding(key, f"{exc} (made by `edge device provision`)"))
     problems += _tls(cfg)
     problems += _writable("device.state_dir", device.state_dir)
-    source = cfg.camera.source
-    if "://" not in source and not Path(source).exists():
-        notes.append(Finding("camera.source", f"{source} does not exist now; `edge run` waits for it to appear"))
+    for camera in cfg.all_cameras:
+        if "://" not in camera.source and not Path(camera.source).exists():
+            notes.append(Finding(f"camera {camera.id} source", f"{camera.source} does not exist now; `edge run` "
+                                 "waits for it to appear (a missing file: that camera stays off, the others run)"))
     return CheckResult(problems, notes, summary)
 
 

@@ -9,7 +9,9 @@ from edge.capture.base import Frame
 class FrameQueue:
     """Capture never waits for inference: a slow pipeline sees the newest frames, and drops are counted."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, wake: threading.Event | None = None) -> None:
+        """`wake` is set on every put and at close: one thread serving several queues waits on it."""
+        self._wake = wake
         self._frames: deque[Frame] = deque()
         self._size = size
         self._cond = threading.Condition()
@@ -23,6 +25,8 @@ class FrameQueue:
                 self.dropped += 1
             self._frames.append(frame)
             self._cond.notify()
+        if self._wake is not None:
+            self._wake.set()
 
     def get(self, timeout: float) -> Frame | None:
         """The oldest queued frame, or None after `timeout` seconds or once closed and empty."""
@@ -39,6 +43,8 @@ class FrameQueue:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        if self._wake is not None:
+            self._wake.set()
 
     @property
     def closed(self) -> bool:
