@@ -9,12 +9,14 @@ import threading
 import time
 
 from edge.audit.counters import MinuteCounters
+from edge.capture.base import Frame
 from edge.capture.open import open_source
 from edge.config.camera import CameraConfig
 from edge.daemon.framequeue import FrameQueue
 from edge.daemon.health import RateMeter
 from edge.errors import EdgeError
-from edge.pipeline import FaceCounters, Pipeline
+from edge.pipeline import FaceCounters, Pipeline, process_together
+from edge.track.decision import Alert
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +56,8 @@ class CameraFeed:
         try:
             while not self._stop.is_set() and (frame := source.read()) is not None:
                 self.queue.put(frame)
-                if not source.live:  # a file is read at the pace inference takes it, not dropped
-                    while len(self.queue) >= self.cfg.queue and not self._stop.is_set():
-                        time.sleep(0.002)
+                if not source.live:
+                    self.queue.wait_for_room()  # the device's stop closes the queue
         finally:
             source.close()
             self.queue.close()
@@ -98,6 +99,29 @@ class CameraFeed:
                   "dropped_frames": self.queue.dropped, "fps_x10": round(self.fps.rate() * 10),
                   "seconds_without_frame": self.seconds_without_frame(now), "source_failed": int(bool(self.failure))}
         return {f"cam.{self.id}.{k}": v for k, v in values.items()}
+
+
+def take_frames(feeds: list[CameraFeed], wake: threading.Event, timeout: float) -> list[tuple[CameraFeed, Frame]]:
+    """The oldest frame of each camera that has one (every camera served in turn, none starving the others);
+    none within `timeout` seconds: an empty list. `wake` is the event every feed's queue sets."""
+    wake.clear()  # before looking: a frame queued after the look sets it again
+    work = [(feed, frame) for feed in feeds if (frame := feed.queue.get(timeout=0)) is not None]
+    if not work:
+        wake.wait(timeout)
+    return work
+
+
+def process_frames(work: list[tuple[CameraFeed, Frame]]) -> list[tuple[CameraFeed, list[Alert]]]:
+    """Each camera's frame through its own pipeline, the faces of all embedded in one batch; counted per camera."""
+    now = time.monotonic()
+    befores = [feed.before() for feed, _ in work]
+    pairs = [(feed.pipeline, frame) for feed, frame in work]
+    assert all(pipeline is not None for pipeline, _ in pairs)
+    results = process_together(pairs)  # type: ignore[arg-type]
+    for (feed, _), before in zip(work, befores, strict=True):
+        feed.heartbeat = now  # only a frame counts: a silent camera shows, and alone starves the watchdog
+        feed.processed(before)
+    return [(feed, alerts) for (feed, _), alerts in zip(work, results, strict=True)]
 
 
 def total(feeds: list[CameraFeed]) -> FaceCounters:

@@ -33,7 +33,17 @@ class FrameQueue:
         with self._cond:
             if not self._frames and not self._closed:
                 self._cond.wait(timeout)
-            return self._frames.popleft() if self._frames else None
+            if not self._frames:
+                return None
+            self._cond.notify_all()  # a file's capture waiting for room
+            return self._frames.popleft()
+
+    def wait_for_room(self) -> None:
+        """Until the queue has room or is closed: a file is read at the pace inference takes it, not dropped (a
+        condition, not polling: several cameras' capture threads would take the GIL from inference)."""
+        with self._cond:
+            while len(self._frames) >= self._size and not self._closed:
+                self._cond.wait()
 
     def __len__(self) -> int:
         with self._cond:

@@ -24,9 +24,8 @@ from edge.audit.anchor import HeadAnchor
 from edge.audit.counters import MinuteCounters
 from edge.audit.log import AuditLog
 from edge.audit.records import ConfigChange, ConfigChangedBody, PeriodStartBody, PeriodStopBody
-from edge.capture.base import Frame
 from edge.config import EdgeConfig
-from edge.daemon.cameras import CameraFeed, total
+from edge.daemon.cameras import CameraFeed, process_frames, take_frames, total
 from edge.daemon.control import DeviceControl
 from edge.daemon.delivery import AlertDelivery
 from edge.daemon.embedders import MatchingModels
@@ -38,10 +37,9 @@ from edge.fsio import write_atomic
 from edge.keys import load_encryption_private, load_signing_private, load_signing_public
 from edge.link.uplink import Uplink
 from edge.models import ENGINES_DIR, Manifest
-from edge.pipeline import Pipeline, process_together
+from edge.pipeline import Pipeline
 from edge.protocol.pairing import DevicePairing, load_record
 from edge.vision.stack import VisionStack
-from edge.watchlist.installed import InstalledWatchlist
 from edge.watchlist.match import Gallery
 from edge.watchlist.store import WatchlistStore
 
@@ -258,13 +256,13 @@ class Device:
             self._models_ready.set()
             while not all(feed.queue.closed for feed in self.feeds):
                 installed = self.control.swap_into(pipelines) or installed
-                self._wake.clear()  # before looking: a frame queued after the look sets it again
-                work = [(feed, frame) for feed in self.feeds if (frame := feed.queue.get(timeout=0)) is not None]
+                work = take_frames(self.feeds, self._wake, 0.5)
                 if not work:
-                    self._wake.wait(0.5)
                     continue
                 self.delivery.deliver_pending()
-                self._process(work, installed)
+                for feed, alerts in process_frames(work):
+                    for alert in alerts:
+                        self.delivery.emit(alert, installed, feed.id, feed.minutes)
             for feed, pipeline in zip(self.feeds, pipelines, strict=True):
                 before = feed.before()
                 pipeline.finish()
@@ -281,18 +279,6 @@ class Device:
                     stack.close()
                 except Exception:
                     log.exception("closing the models failed")
-
-    def _process(self, work: list[tuple[CameraFeed, Frame]], installed: InstalledWatchlist | None) -> None:
-        """One frame of each camera that has one: its own tracker, the faces of all embedded together."""
-        now = time.monotonic()
-        befores = [feed.before() for feed, _ in work]
-        results = process_together([(feed.pipeline, frame) for feed, frame in work])  # type: ignore[misc]
-        for (feed, _), alerts, before in zip(work, results, befores, strict=True):
-            feed.heartbeat = now  # only a frame counts: a silent camera shows, and alone starves the watchdog
-            for alert in alerts:
-                self.delivery.emit(alert, installed, feed.id, feed.minutes)
-            feed.processed(before)
-
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
