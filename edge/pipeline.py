@@ -39,12 +39,23 @@ class FaceCounters:
         return asdict(self)
 
 
+@dataclass
+class GpuGallery:
+    """The GPU's pass over a large gallery: made when first needed, loaded once per gallery; shared by the
+    pipelines of one VisionStack (every camera's), which all match against the same gallery."""
+
+    search: TensorRTRowSearch | None = None
+    unusable: bool = False  # it could not be made: the CPU scans, said once in the log
+
+
 class Pipeline:
     """One camera's face pipeline. Not thread-safe: one inference thread owns it (and the CUDA context)."""
 
     def __init__(self, stack: VisionStack, gallery: Gallery, threshold: Threshold,
                  quality: QualityConfig | None = None, track: TrackConfig | None = None, stride: int = 1,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, gpu: "GpuGallery | None" = None) -> None:
+        """`gpu`: the GPU gallery scan shared with the other cameras' pipelines on the same VisionStack (one copy
+        of the watchlist in GPU memory, not one per camera)."""
         self.stack = stack
         self.quality = quality or QualityConfig()
         self._resolved: tuple[str, QualityConfig] | None = None  # (embedder sha256, its resolved quality settings)
@@ -55,8 +66,7 @@ class Pipeline:
         self.counters = FaceCounters()
         self.gallery = gallery
         self.threshold = threshold
-        self._gpu: TensorRTRowSearch | None = None  # the GPU pass over a large gallery, made when first needed
-        self._gpu_unusable = False  # it could not be made: the CPU scans, said once in the log
+        self._gpu = gpu or GpuGallery()
 
     def swap_watchlist(self, gallery: Gallery, threshold: Threshold) -> None:
         """Install a new watchlist between frames; live tracks are re-judged against it from now on.
@@ -91,19 +101,20 @@ class Pipeline:
         """The GPU's pass over a large gallery when the embedder runs on TensorRT (its CUDA context), holding the
         current gallery (loaded on the first frame after a swap); None: the CPU's 8-bit scan."""
         rows = len(self.gallery.owner)
-        if self._gpu_unusable or rows < INT8_MIN_ROWS or not self.stack.embedder_on_gpu():
+        gpu = self._gpu
+        if gpu.unusable or rows < INT8_MIN_ROWS or not self.stack.embedder_on_gpu():
             return None
         try:
-            if self._gpu is None or self._gpu.dim != self.gallery.dim:
-                self._gpu = TensorRTRowSearch(self.gallery.dim, self.stack.engine_dir)
-            if not self._gpu.holds(self.gallery) and rows <= MAX_ROWS:
-                self._gpu.load(self.gallery.rows, rows, self.gallery)
+            if gpu.search is None or gpu.search.dim != self.gallery.dim:
+                gpu.search = TensorRTRowSearch(self.gallery.dim, self.stack.engine_dir)
+            if not gpu.search.holds(self.gallery) and rows <= MAX_ROWS:
+                gpu.search.load(self.gallery.rows, rows, self.gallery)
         except Exception as exc:  # no engine can be built, out of GPU memory: matching goes on, on the CPU
             log.warning("the GPU gallery scan is unavailable (%s: %s); the CPU scans the watchlist",
                         type(exc).__name__, exc)
-            self._gpu_unusable = True
+            gpu.unusable = True
             return None
-        return self._gpu
+        return gpu.search
 
     def _detect_and_decide(self, frame: Frame, min_evidence: int) -> list[Alert]:
         todo = self._look(frame)

@@ -28,7 +28,7 @@ from edge.config.camera import CameraConfig
 from edge.config.detector import DetectorConfig
 from edge.daemon.cameras import CameraFeed, process_frames, take_frames
 from edge.errors import ConfigError, EdgeError
-from edge.pipeline import Pipeline
+from edge.pipeline import GpuGallery, Pipeline
 from edge.vision.stack import VisionStack
 from edge.watchlist.match import Gallery
 
@@ -81,8 +81,9 @@ def _one_pass(stack: VisionStack, gallery: Gallery, clip: Path, n: int, stride: 
     wake, stop = threading.Event(), threading.Event()
     feeds = [CameraFeed(CameraConfig(id=f"stream{i}", source=str(clip)), MinuteCounters(lambda body: None), wake,
                         stop) for i in range(n)]  # counted, but no audit log is written
+    gpu = GpuGallery()
     for feed in feeds:
-        feed.pipeline = Pipeline(stack, gallery, _threshold(stack), stride=stride)
+        feed.pipeline = Pipeline(stack, gallery, _threshold(stack), stride=stride, gpu=gpu)
     ended: dict[str, float] = {}
     alerts: dict[str, int] = {feed.id: 0 for feed in feeds}
     start = time.perf_counter()

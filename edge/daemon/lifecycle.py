@@ -37,7 +37,7 @@ from edge.fsio import write_atomic
 from edge.keys import load_encryption_private, load_signing_private, load_signing_public
 from edge.link.uplink import Uplink
 from edge.models import ENGINES_DIR, Manifest
-from edge.pipeline import Pipeline
+from edge.pipeline import GpuGallery, Pipeline
 from edge.protocol.pairing import DevicePairing, load_record
 from edge.vision.stack import VisionStack
 from edge.watchlist.match import Gallery
@@ -247,9 +247,10 @@ class Device:
             log.info("models: %s", stack.runtimes())
             gallery = current.gallery if current else Gallery.empty(stack.embedder.dim)
             threshold = self.models.for_watchlist(current).for_gallery(gallery.size)
-            for feed in self.feeds:  # one tracker per camera, one set of models for all
+            gpu = GpuGallery()
+            for feed in self.feeds:  # one tracker per camera, one set of models (and GPU gallery) for all
                 feed.pipeline = Pipeline(stack, gallery, threshold, self.cfg.quality, self.cfg.track,
-                                         self.cfg.detector.stride)
+                                         self.cfg.detector.stride, gpu=gpu)
                 feed.heartbeat = time.monotonic()
             pipelines = [feed.pipeline for feed in self.feeds]
             installed = current  # the watchlist the pipelines match against: alerts refer to it
