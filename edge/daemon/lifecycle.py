@@ -158,7 +158,8 @@ class Device:
             elif not all_silent:
                 all_silent = True
                 log.error("every camera silent: not feeding the watchdog (under systemd, edge is restarted)")
-            self.minutes.tick()
+            for minutes in (self.minutes, *(feed.minutes for feed in self.feeds)):
+                minutes.tick()  # a minute ends even when its camera has stopped delivering
             if time.monotonic() >= next_status:
                 self._report_status()
                 self.reserve.hold()  # again, once space was freed after the disk filled
