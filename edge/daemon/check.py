@@ -51,7 +51,8 @@ def check(cfg: EdgeConfig) -> CheckResult:
     policy = models.for_embedder(cfg.embedder.model)
     at = policy.for_gallery(_GALLERY)
     summary = (f"device {cfg.device.id}, embedder {cfg.embedder.model}, match mode {cfg.match.mode}: threshold "
-               f"{at.value:.3f} for a list of {_GALLERY}, floor {policy.floor:.3f}")
+               f"{at.value:.3f} for a list of {_GALLERY}, floor {policy.floor:.3f}; cameras "
+               f"{', '.join(c.id for c in cfg.all_cameras)}")
     device = cfg.device
     loaders: list[tuple[str, Path, Callable[[Path], object]]] = [
         ("device.signing_key", device.signing_key, load_signing_private),
