@@ -6,7 +6,7 @@ track ends; the only outputs are alerts (matches) and counts.
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -17,7 +17,7 @@ from edge.config.track import TrackConfig
 from edge.runtime.gallery_trt import MAX_ROWS, TensorRTRowSearch
 from edge.track.decision import Alert, Threshold, decide
 from edge.track.tracker import Evidence, Track, Tracker
-from edge.vision.quality import assess
+from edge.vision.quality import Quality, assess
 from edge.vision.stack import VisionStack
 from edge.watchlist.match import INT8_MIN_ROWS, Gallery, MatchResult, RowSearch, match
 
@@ -39,12 +39,23 @@ class FaceCounters:
         return asdict(self)
 
 
+@dataclass
+class GpuGallery:
+    """The GPU's pass over a large gallery: made when first needed, loaded once per gallery; shared by the
+    pipelines of one VisionStack (every camera's), which all match against the same gallery."""
+
+    search: TensorRTRowSearch | None = None
+    unusable: bool = False  # it could not be made: the CPU scans, said once in the log
+
+
 class Pipeline:
     """One camera's face pipeline. Not thread-safe: one inference thread owns it (and the CUDA context)."""
 
     def __init__(self, stack: VisionStack, gallery: Gallery, threshold: Threshold,
                  quality: QualityConfig | None = None, track: TrackConfig | None = None, stride: int = 1,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, gpu: "GpuGallery | None" = None) -> None:
+        """`gpu`: the GPU gallery scan shared with the other cameras' pipelines on the same VisionStack (one copy
+        of the watchlist in GPU memory, not one per camera)."""
         self.stack = stack
         self.quality = quality or QualityConfig()
         self._resolved: tuple[str, QualityConfig] | None = None  # (embedder sha256, its resolved quality settings)
@@ -55,8 +66,7 @@ class Pipeline:
         self.counters = FaceCounters()
         self.gallery = gallery
         self.threshold = threshold
-        self._gpu: TensorRTRowSearch | None = None  # the GPU pass over a large gallery, made when first needed
-        self._gpu_unusable = False  # it could not be made: the CPU scans, said once in the log
+        self._gpu = gpu or GpuGallery()
 
     def swap_watchlist(self, gallery: Gallery, threshold: Threshold) -> None:
         """Install a new watchlist between frames; live tracks are re-judged against it from now on.
@@ -91,31 +101,40 @@ class Pipeline:
         """The GPU's pass over a large gallery when the embedder runs on TensorRT (its CUDA context), holding the
         current gallery (loaded on the first frame after a swap); None: the CPU's 8-bit scan."""
         rows = len(self.gallery.owner)
-        if self._gpu_unusable or rows < INT8_MIN_ROWS or not self.stack.embedder_on_gpu():
+        gpu = self._gpu
+        if gpu.unusable or rows < INT8_MIN_ROWS or not self.stack.embedder_on_gpu():
             return None
         try:
-            if self._gpu is None or self._gpu.dim != self.gallery.dim:
-                self._gpu = TensorRTRowSearch(self.gallery.dim, self.stack.engine_dir)
-            if not self._gpu.holds(self.gallery) and rows <= MAX_ROWS:
-                self._gpu.load(self.gallery.rows, rows, self.gallery)
+            if gpu.search is None or gpu.search.dim != self.gallery.dim:
+                gpu.search = TensorRTRowSearch(self.gallery.dim, self.stack.engine_dir)
+            if not gpu.search.holds(self.gallery) and rows <= MAX_ROWS:
+                gpu.search.load(self.gallery.rows, rows, self.gallery)
         except Exception as exc:  # no engine can be built, out of GPU memory: matching goes on, on the CPU
             log.warning("the GPU gallery scan is unavailable (%s: %s); the CPU scans the watchlist",
                         type(exc).__name__, exc)
-            self._gpu_unusable = True
+            gpu.unusable = True
             return None
-        return self._gpu
+        return gpu.search
 
     def _detect_and_decide(self, frame: Frame, min_evidence: int) -> list[Alert]:
+        todo = self._look(frame)
+        if not todo:
+            return []
+        return self._judge(frame, todo, self.stack.embedder.embed(np.stack([c for _, c, _ in todo])), min_evidence)
+
+    def _look(self, frame: Frame) -> list[tuple[Track, np.ndarray, Quality]]:
+        """Detect and track; the faces worth embedding now (none while the watchlist is empty)."""
         det = self.stack.detector(frame.image)
         self.counters.detections += len(det)
         seen, dead = self.tracker.update(det, frame.index)
         self._forget(dead)
         self.counters.faces_seen += sum(1 for t, _ in seen if t.hits == 1)
         todo = self._worth_embedding(frame, seen)
-        if not todo or self.gallery.size == 0:
-            return []
-        crops = np.stack([c for _, c, _ in todo])
-        embeddings = self.stack.embedder.embed(crops)
+        return todo if self.gallery.size else []
+
+    def _judge(self, frame: Frame, todo: list[tuple[Track, np.ndarray, Quality]], embeddings: np.ndarray,
+               min_evidence: int) -> list[Alert]:
+        """Match the embeddings of `todo`'s faces and decide per track."""
         self.counters.embeddings += len(todo)
         results = match(self.gallery, embeddings, self.clock(), k=2, search=self._gallery_search())
         del embeddings
@@ -132,7 +151,7 @@ class Pipeline:
                 alerts.append(self._alert(track, frame, decided[0], decided[1], res))
         return alerts
 
-    def _worth_embedding(self, frame: Frame, seen: list[tuple[Track, int]]):
+    def _worth_embedding(self, frame: Frame, seen: list[tuple[Track, int]]) -> list[tuple[Track, np.ndarray, Quality]]:
         """Tracks whose face now is usable and new, clearly better, or due for another look."""
         cfg = self.track_cfg
         gate = self._gate()
@@ -191,3 +210,29 @@ class Pipeline:
     def finish(self) -> None:
         """End of source: every track ends, and whatever they held is dropped."""
         self._forget(self.tracker.close())
+
+
+def process_together(work: Sequence[tuple[Pipeline, Frame]]) -> list[list[Alert]]:
+    """One frame from each of several cameras, each pipeline (its own tracker) detecting and tracking its own;
+    the faces of all of them are embedded in one call, so the embedder's batch serves every camera.
+
+    The pipelines share one VisionStack (the models are loaded once). The detector takes one frame per call:
+    its engines have one static shape per frame size, and cameras may differ in size.
+    """
+    looks = []
+    for pipeline, frame in work:
+        pipeline.counters.frames += 1
+        looks.append(pipeline._look(frame) if frame.index % pipeline.stride == 0 else [])
+    crops = [crop for todo in looks for _, crop, _ in todo]
+    if not crops:
+        return [[] for _ in work]
+    stacks = {id(pipeline.stack) for pipeline, _ in work}
+    if len(stacks) != 1:
+        raise ValueError("process_together needs pipelines sharing one VisionStack")
+    embeddings = work[0][0].stack.embedder.embed(np.stack(crops))
+    out, at = [], 0
+    for (pipeline, frame), todo in zip(work, looks, strict=True):
+        out.append(pipeline._judge(frame, todo, embeddings[at:at + len(todo)], pipeline.track_cfg.min_evidence)
+                   if todo else [])
+        at += len(todo)
+    return out

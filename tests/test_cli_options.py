@@ -125,6 +125,7 @@ MEANINGS: dict[str, tuple[str, str, str | None]] = {
     "--status": ("switch", "list device statuses instead", None),
     "--storage": ("text", "gallery storage type", r"storage"),
     "--stream-runs": ("int", "passes over the clip", None),
+    "--streams": ("int", "cameras (video streams) run at once", r"cameras at once"),
     "--stride": ("int", "detect every Nth frame", r"every Nth frame"),
     "--sync": ("text", "SQLite sync mode", None),
     "--threads": ("int", "inference threads", r"threads"),

@@ -21,8 +21,11 @@ class MinuteCounters:
     and go out with the next minute's, the record then spanning both.
     """
 
-    def __init__(self, emit: Callable[[CountersBody], object], clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, emit: Callable[[CountersBody], object], clock: Callable[[], float] = time.time,
+                 camera: str | None = None) -> None:
+        """`camera`: the camera whose frames these are (None: the device's own counts, e.g. refused messages)."""
         self._emit = emit
+        self._camera = camera
         self._clock = clock
         self._lock = threading.Lock()
         self._start: int | None = None  # first minute of the counts held
@@ -64,7 +67,7 @@ class MinuteCounters:
             return
         if any(self._counts.values()):
             counts = {**self._counts, "messages_refused": self._counts["messages_refused"] or None}
-            body = CountersBody(minute_start=self._start, minute_end=self._due, **counts)
+            body = CountersBody(minute_start=self._start, minute_end=self._due, camera=self._camera, **counts)
             try:
                 self._emit(body)
             except Exception:

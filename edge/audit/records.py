@@ -98,8 +98,10 @@ class PeriodStartBody(_GrownBody):
     threshold_policy: Text | None = Field(None, description="which rule set the threshold (None in records written "
                                                             "before it was recorded)")
     embedder_sha256: Sha256Hex | None = Field(None, description="embedder the threshold was calibrated for")
+    cameras: list[Text] | None = Field(None, description="every camera of the period when the device serves "
+                                                         "several (`camera` is then the first); None: one camera")
 
-    added_later = ("threshold_policy", "embedder_sha256")  # with the group policy
+    added_later = ("threshold_policy", "embedder_sha256", "cameras")  # with the group policy; several cameras
 
 
 class PeriodStopBody(_Body):
@@ -167,8 +169,10 @@ class AlertBody(_GrownBody):
     detector_sha256: Sha256Hex
     embedder_sha256: Sha256Hex
     crop_sha256: Sha256Hex | None = None
+    camera: Text | None = Field(None, description="the camera that saw the face (None in records written before "
+                                                  "a device served several cameras)")
 
-    added_later = ("threshold_policy",)  # with the group policy
+    added_later = ("threshold_policy", "camera")  # with the group policy; with several cameras
 
 
 class AdjudicationBody(_Body):
@@ -208,7 +212,9 @@ class CountersBody(_GrownBody):
     # Inbound messages refused in the minute (malformed, forged, oversized, unpaired, dropped for a full disk):
     # an attack on the device's link leaves its trace in the chain, as a count, never the messages themselves.
     messages_refused: NonNegativeInt | None = None
-    added_later = ("messages_refused",)  # with the inbound rule; absent from older records
+    camera: Text | None = Field(None, description="the camera whose frames are counted; None: the device's own "
+                                                  "counts (refused messages), and records written before it")
+    added_later = ("messages_refused", "camera")  # with the inbound rule; with several cameras
 
     @model_validator(mode="after")
     def _whole_minutes(self) -> "CountersBody":

@@ -1,8 +1,8 @@
-"""`edge bench [link | watchlist | audit]`: the benchmarks behind the figures in the docs, as one command.
+"""`edge bench [link | watchlist | audit | streams]`: the benchmarks behind the figures in the docs, as one command.
 
 `edge bench` alone (with its options) is the vision benchmark, as it always was; `edge bench link`,
-`edge bench watchlist` and `edge bench audit` are the MQTT path, the watchlist at scale and verifying a year's
-audit log. Each workload's code is imported only when it runs.
+`edge bench watchlist`, `edge bench audit` and `edge bench streams` are the MQTT path, the watchlist at scale,
+verifying a year's audit log and several cameras on one device. Each workload's code is imported only when it runs.
 """
 
 import argparse
@@ -35,8 +35,11 @@ def register(commands: Commands) -> None:
     _register_link(sub)
     _register_watchlist(sub)
     _register_audit(sub)
+    _register_streams(sub)
     for name, parser in sub.choices.items():
-        parser.set_defaults(func=_own_options_only(name, parser.get_default("func"), vision))
+        own = {a.dest for a in parser._actions}  # options it shares with the vision benchmark are its own
+        parser.set_defaults(func=_own_options_only(name, parser.get_default("func"),
+                                                   {k: v for k, v in vision.items() if k not in own}))
 
 
 def _own_options_only(name: str, run: Callable[[argparse.Namespace], int],
@@ -89,6 +92,20 @@ def _register_audit(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.set_defaults(func=_audit)
 
 
+def _register_streams(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    text = ("N copies of the demo clip at once through the device's multi-camera path: frames per second per stream "
+            "and together, against one stream in the same run")
+    p = sub.add_parser("streams", help=text, description=f"{text[0].upper()}{text[1:]}.")
+    p.add_argument("--streams", type=int, default=4, help="cameras at once (default %(default)s)")
+    p.add_argument("--runs", type=int, default=3, help="passes of each, the best reported (default %(default)s)")
+    p.add_argument("--clip", help="video each camera plays (default: the shared demo clip)")
+    p.add_argument("--gallery-size", type=int, default=1000, help="watchlist size the matcher searches")
+    add_model_args(p, stride="detect every Nth frame", threads_help="inference (and OpenCV) threads")
+    p.add_argument("--data", type=Path, help="shared data folder (default $EDGE_TEST_DATA or ../shared/data)")
+    add_report_arg(p, "also write the figures (JSON) here")
+    p.set_defaults(func=_streams)
+
+
 def _vision(args: argparse.Namespace) -> int:
     from edge.bench.vision import run_bench
 
@@ -111,3 +128,9 @@ def _audit(args: argparse.Namespace) -> int:
     from edge.bench.audit import run_audit_bench
 
     return run_audit_bench(args)
+
+
+def _streams(args: argparse.Namespace) -> int:
+    from edge.bench.streams import run_streams_bench
+
+    return run_streams_bench(args)

@@ -20,12 +20,16 @@ from edge.config.track import TrackConfig
 from edge.config.watchlist import WatchlistConfig
 from edge.errors import ConfigError
 
+MAX_CAMERAS = 16  # the inference thread serves them all; more belong on another device
+
 
 class EdgeConfig(StrictModel):
     """Everything `edge run` reads. Each section is documented in its own module."""
 
     device: DeviceConfig
-    camera: CameraConfig = Field(default_factory=CameraConfig)
+    camera: CameraConfig | None = Field(None, description="one camera; [[cameras]] for several (not both)")
+    cameras: list[CameraConfig] | None = Field(None, min_length=1, max_length=MAX_CAMERAS,
+                                               description="several cameras served by this one device")
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
@@ -45,6 +49,28 @@ class EdgeConfig(StrictModel):
             self.runtime = self.runtime.model_copy(update={"engine_cache": self.device.state_dir / ENGINES_SUBDIR})
         return self
 
+    @model_validator(mode="after")
+    def _one_camera_list(self) -> "EdgeConfig":
+        """A [camera] table is a list of one; [[cameras]] lists several, each named by a distinct id (events,
+        status and audit records name the camera by it)."""
+        if self.camera is not None and self.cameras is not None:
+            raise ValueError("both [camera] and [[cameras]] given: keep [camera] for one camera, or list every "
+                             "camera as a [[cameras]] table (each with its own id), not both")
+        if self.cameras is None and self.camera is None:
+            self.camera = CameraConfig()
+        ids = [c.id for c in self.all_cameras]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"cameras.id {', '.join(map(repr, twice))} given to more than one [[cameras]] table: "
+                             "give each camera its own id")
+        return self
+
+    @property
+    def all_cameras(self) -> list[CameraConfig]:
+        """Every camera this device serves, in the order configured."""
+        if self.cameras is not None:
+            return list(self.cameras)
+        return [self.camera or CameraConfig()]
 
 # Keys renamed between versions: an old config names the key it now needs instead of just failing.
 RENAMED = {"embedder.enrol_flip": "embedder.enroll_flip"}

@@ -1,4 +1,4 @@
-"""[camera] section: where frames come from."""
+"""[camera] section (one camera) or [[cameras]] tables (several, one device): where frames come from."""
 
 from pydantic import Field
 
@@ -12,4 +12,5 @@ class CameraConfig(StrictModel):
     max_backoff: float = Field(30.0, gt=0, description="seconds between reopen attempts of a dropped source")
     stall_s: float = Field(30.0, gt=0, le=3600, allow_inf_nan=False,
                            description="seconds without a frame after which the camera counts as silent: logged, "
-                                       "in the status (seconds_without_frame), and the systemd watchdog starves")
+                                       "in the status (seconds_without_frame); once every camera is silent, "
+                                       "the systemd watchdog starves")

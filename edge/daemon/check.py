@@ -51,7 +51,8 @@ def check(cfg: EdgeConfig) -> CheckResult:
     policy = models.for_embedder(cfg.embedder.model)
     at = policy.for_gallery(_GALLERY)
     summary = (f"device {cfg.device.id}, embedder {cfg.embedder.model}, match mode {cfg.match.mode}: threshold "
-               f"{at.value:.3f} for a list of {_GALLERY}, floor {policy.floor:.3f}")
+               f"{at.value:.3f} for a list of {_GALLERY}, floor {policy.floor:.3f}; cameras "
+               f"{', '.join(c.id for c in cfg.all_cameras)}")
     device = cfg.device
     loaders: list[tuple[str, Path, Callable[[Path], object]]] = [
         ("device.signing_key", device.signing_key, load_signing_private),
@@ -65,9 +66,10 @@ def check(cfg: EdgeConfig) -> CheckResult:
             problems.append(Finding(key, f"{exc} (made by `edge device provision`)"))
     problems += _tls(cfg)
     problems += _writable("device.state_dir", device.state_dir)
-    source = cfg.camera.source
-    if "://" not in source and not Path(source).exists():
-        notes.append(Finding("camera.source", f"{source} does not exist now; `edge run` waits for it to appear"))
+    for camera in cfg.all_cameras:
+        if "://" not in camera.source and not Path(camera.source).exists():
+            notes.append(Finding(f"camera {camera.id} source", f"{camera.source} does not exist now; `edge run` "
+                                 "waits for it to appear (a missing file: that camera stays off, the others run)"))
     return CheckResult(problems, notes, summary)
 
 

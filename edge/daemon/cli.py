@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from edge.config import EdgeConfig, load_config
+from edge.errors import ConfigError
 from edge.hardening import forbid_core_dumps
 
 
@@ -22,7 +23,11 @@ def register(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     if args.source:
-        cfg = cfg.model_copy(update={"camera": cfg.camera.model_copy(update={"source": args.source})})
+        if cfg.cameras is not None and len(cfg.cameras) > 1:
+            raise ConfigError(f"{args.config}: --source replaces the one camera's source, but [[cameras]] lists "
+                              f"{len(cfg.cameras)}: set each camera's source in the file instead")
+        camera = cfg.all_cameras[0].model_copy(update={"source": args.source})
+        cfg = cfg.model_copy(update={"camera": camera, "cameras": None})
     if args.check:
         return _check(cfg, args.config)
     forbid_core_dumps()  # before the first key or frame is in memory

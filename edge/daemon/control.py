@@ -10,6 +10,7 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
@@ -26,7 +27,7 @@ from edge.audit.records import (
     WatchlistRefusedBody,
 )
 from edge.daemon.embedders import MatchingModels
-from edge.daemon.health import RateMeter, temperatures
+from edge.daemon.health import temperatures
 from edge.daemon.seen import SeenDecisions
 from edge.errors import EdgeError
 from edge.link.uplink import Bundle, Uplink
@@ -178,38 +179,43 @@ class DeviceControl:
         if old is not None:  # at start the daemon has just said what is installed (publish_state_now)
             self.publish_state_now()
 
-    def swap_into(self, pipeline: Pipeline) -> InstalledWatchlist | None:
-        """On the inference thread, between frames: move `pipeline` to a newly installed watchlist, if any;
+    def swap_into(self, pipelines: Sequence[Pipeline]) -> InstalledWatchlist | None:
+        """On the inference thread, between frames: move the cameras' `pipelines` (sharing one VisionStack) to a
+        newly installed watchlist, if any;
         match nobody while the store says its freshness statements are stale and that stops matching.
 
         Returns the watchlist alerts now refer to when it changed, or None when nothing changed.
         """
         with self._swap_lock:
             wl, self._pending = self._pending, None
-        wl = self._swap_new(pipeline, wl)
+        wl = self._swap_new(pipelines, wl)
         stopped = self.store.matching_stopped()
         if stopped and (not self._stopped or wl is not None):
-            pipeline.swap_watchlist(Gallery.empty(pipeline.gallery.dim), pipeline.threshold)
+            for pipeline in pipelines:
+                pipeline.swap_watchlist(Gallery.empty(pipeline.gallery.dim), pipeline.threshold)
             log.warning("watchlist freshness is stale: matching nobody until HQ's next statement arrives")
         elif self._stopped and not stopped and (current := self.store.current) is not None:
-            pipeline.swap_watchlist(current.gallery, self.models.for_watchlist(current).for_gallery(
-                current.gallery.size))
+            threshold = self.models.for_watchlist(current).for_gallery(current.gallery.size)
+            for pipeline in pipelines:
+                pipeline.swap_watchlist(current.gallery, threshold)
             log.info("watchlist freshness restored: matching against %s again", current.header.watchlist_id)
             wl = current
         self._stopped = stopped
         return wl
 
-    def _swap_new(self, pipeline: Pipeline, wl: InstalledWatchlist | None) -> InstalledWatchlist | None:
+    def _swap_new(self, pipelines: Sequence[Pipeline], wl: InstalledWatchlist | None) -> InstalledWatchlist | None:
         if wl is not None:
             try:  # a list enrolled with another model: embed with that one
-                self.models.switch(pipeline.stack, wl)
+                self.models.switch(pipelines[0].stack, wl)
             except EdgeError as exc:  # checked at install; the file changed since: keep matching as before
                 log.critical("cannot open %s for watchlist %s version %d (%s); still matching against the list "
                              "loaded before it", wl.header.embedder.name, wl.header.watchlist_id,
                              wl.header.version, exc)
                 self._give_up(wl, f"its embedder {wl.header.embedder.name} would not open: {exc}")
                 return None
-            pipeline.swap_watchlist(wl.gallery, self.models.for_watchlist(wl).for_gallery(wl.gallery.size))
+            threshold = self.models.for_watchlist(wl).for_gallery(wl.gallery.size)
+            for pipeline in pipelines:
+                pipeline.swap_watchlist(wl.gallery, threshold)
             log.info("now matching against watchlist %s version %d", wl.header.watchlist_id, wl.header.version)
         return wl
 
@@ -252,16 +258,17 @@ class DeviceControl:
 
     # --- status ---------------------------------------------------------------------------------------
 
-    def report_status(self, counters: FaceCounters, dropped_frames: int, fps: RateMeter,
-                      seconds_without_frame: int = 0) -> str:
+    def report_status(self, counters: FaceCounters, dropped_frames: int, fps: float,
+                      seconds_without_frame: int = 0, cameras: Mapping[str, int] | None = None) -> str:
         """Update the device's status message on the link; returns its one-line summary for systemd.
-        `seconds_without_frame`: since the last frame was processed (a silent camera shows here at HQ)."""
+        The figures are the device's (all cameras); `seconds_without_frame` that of its most silent camera (a
+        silent camera shows here at HQ); `cameras`: the same figures per camera (`cam.<id>.<figure>`)."""
         state = self.store.state(datetime.now(timezone.utc))
         self._status_changed(state)  # e.g. the watchlist expired, or went stale, while installed: say so
         c = counters
         values = {"frames": c.frames, "faces_seen": c.faces_seen, "faces_discarded": c.faces_discarded,
                   "alerts": c.alerts, "dropped_frames": dropped_frames, "outbox_pending": self.uplink.pending,
-                  "fps_x10": round(fps.rate() * 10), "seconds_without_frame": seconds_without_frame}
+                  "fps_x10": round(fps * 10), "seconds_without_frame": seconds_without_frame, **(cameras or {})}
         values.update({f"temp_mC_{k}": round(v * 1000) for k, v in temperatures().items()})
         self.uplink.set_status(watchlist=self._ref(), counters=values, reason=state.status)
-        return f"{fps.rate():.1f} fps, {c.faces_seen} faces, {c.alerts} alerts, watchlist {state.status}"
+        return f"{fps:.1f} fps, {c.faces_seen} faces, {c.alerts} alerts, watchlist {state.status}"

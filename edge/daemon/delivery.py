@@ -52,22 +52,20 @@ class AlertDelivery:
     Not thread-safe: the inference thread owns it, and the main thread takes it over once that thread ended.
     """
 
-    def __init__(self, *, device_id: str, camera_id: str, probe_crop: bool, detector_sha256: str,
+    def __init__(self, *, device_id: str, probe_crop: bool, detector_sha256: str,
                  signing_key: Ed25519PrivateKey, uplink: Uplink, audit: AuditLog,
-                 minutes: MinuteCounters, pairing: Callable[[], DevicePairing | None], reserve: DiskReserve,
+                 pairing: Callable[[], DevicePairing | None], reserve: DiskReserve,
                  place: str = "") -> None:
         """`pairing()` returns the device's current pairing record (it changes while the daemon runs);
         `reserve` is released when a write fails for want of space; `place` (device.place) is shown to the officer
         with each alert."""
         self.device_id = device_id
         self.place = place
-        self.camera_id = camera_id
         self.probe_crop = probe_crop
         self.detector_sha256 = detector_sha256
         self.signing_key = signing_key
         self.uplink = uplink
         self.audit = audit
-        self.minutes = minutes
         self.pairing = pairing
         self.reserve = reserve
         self._undelivered: list[PendingAlert] = []  # alerts with a delivery step still to do, oldest first
@@ -77,18 +75,19 @@ class AlertDelivery:
         """Alerts with a step not yet done (lost if the process ends now)."""
         return len(self._undelivered)
 
-    def emit(self, alert: Alert, wl: InstalledWatchlist | None) -> None:
+    def emit(self, alert: Alert, wl: InstalledWatchlist | None, camera: str, minutes: MinuteCounters) -> None:
         """Turn an alert into its match event and deliver it; a failed step is kept and retried, never dropped.
 
         `wl` is the watchlist the pipeline matched against when it raised the alert, with the embedder it
-        was enrolled with (the one the pipeline embedded the probe with).
+        was enrolled with (the one the pipeline embedded the probe with); `camera` saw the face, and its
+        `minutes` count the alert.
         """
         assert wl is not None  # an alert needs a watchlist
         subject = wl.subject(alert.subject_index)
         crop_jpeg = _jpeg(alert.crop)
         hq_crop = crop_jpeg if self.probe_crop else None
         event = messages.MatchEvent(
-            event_id=messages.new_event_id(), device=self.device_id, camera=self.camera_id,
+            event_id=messages.new_event_id(), device=self.device_id, camera=camera,
             track=alert.track_id, observed_at=messages.utc_now(), subject_id=alert.subject_id,
             label=alert.label, category=subject.category, case_ref=subject.case_reference,
             score=alert.score, threshold=alert.threshold.value, threshold_policy=alert.threshold.policy,
@@ -106,10 +105,10 @@ class AlertDelivery:
             margin=alert.margin,
             probe_quality=min(1.0, alert.quality.score), box=alert.box, detector_sha256=self.detector_sha256,
             embedder_sha256=wl.header.embedder.sha256,
-            crop_sha256=hashlib.sha256(crop_jpeg).hexdigest() if crop_jpeg else None)
-        self.minutes.add(alerts=1)
-        log.info("alert: track %d %s score %.3f (threshold %.3f: %s)", alert.track_id, alert.label, alert.score,
-                 alert.threshold.value, alert.threshold.policy)
+            crop_sha256=hashlib.sha256(crop_jpeg).hexdigest() if crop_jpeg else None, camera=camera)
+        minutes.add(alerts=1)
+        log.info("alert: camera %s track %d %s score %.3f (threshold %.3f: %s)", camera, alert.track_id,
+                 alert.label, alert.score, alert.threshold.value, alert.threshold.policy)
         self._undelivered.append(PendingAlert(event, audit, alert, crop_jpeg, subject))
         self.deliver_pending()
 

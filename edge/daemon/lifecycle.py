@@ -1,8 +1,12 @@
 """The device daemon's lifecycle: start, the threads, the watchdog, a clean stop. The wiring of every package.
 
-Threads: capture → bounded drop-oldest queue → one inference thread (owns the models, and on a Jetson the
-CUDA context) → alerts → outbox (durable) → publisher. Watchlist bundles arrive on the link's delivery
+Threads: one capture thread per camera → its bounded drop-oldest queue → one inference thread (owns the models,
+and on a Jetson the CUDA context; one tracker per camera, every camera's faces embedded in one batch) → alerts →
+outbox (durable) → publisher. Watchlist bundles arrive on the link's delivery
 thread and are swapped in between frames. The main thread handles signals, status and the watchdog.
+The systemd watchdog is fed while at least one camera delivers frames: a restart cannot mend one unplugged camera
+and would interrupt the others; a silent camera is logged and shows in the status under its id. When every camera
+is silent (or inference is stuck) the feed stops and systemd restarts the device.
 What leaves the device with an alert is `delivery`'s job; what HQ and the handhelds send it is `control`'s.
 """
 
@@ -20,13 +24,11 @@ from edge.audit.anchor import HeadAnchor
 from edge.audit.counters import MinuteCounters
 from edge.audit.log import AuditLog
 from edge.audit.records import ConfigChange, ConfigChangedBody, PeriodStartBody, PeriodStopBody
-from edge.capture.open import open_source
 from edge.config import EdgeConfig
+from edge.daemon.cameras import CameraFeed, process_frames, take_frames, total
 from edge.daemon.control import DeviceControl
 from edge.daemon.delivery import AlertDelivery
 from edge.daemon.embedders import MatchingModels
-from edge.daemon.framequeue import FrameQueue
-from edge.daemon.health import RateMeter
 from edge.daemon.notify import Notifier
 from edge.daemon.reserve import RESERVE_FILE, DiskReserve
 from edge.daemon.seen import SEEN_FILE, SeenDecisions
@@ -35,7 +37,7 @@ from edge.fsio import write_atomic
 from edge.keys import load_encryption_private, load_signing_private, load_signing_public
 from edge.link.uplink import Uplink
 from edge.models import ENGINES_DIR, Manifest
-from edge.pipeline import FaceCounters, Pipeline
+from edge.pipeline import GpuGallery, Pipeline
 from edge.protocol.pairing import DevicePairing, load_record
 from edge.vision.stack import VisionStack
 from edge.watchlist.match import Gallery
@@ -50,7 +52,8 @@ WATCHLIST_WAIT = 10.0  # seconds a device with no watchlist waits at start for t
 
 
 class Device:
-    """One camera's daemon. `run()` returns when the source ends (files) or on SIGTERM/SIGINT."""
+    """The device's daemon, serving each configured camera. `run()` returns when every source has ended (files) or
+    failed, or on SIGTERM/SIGINT."""
 
     def __init__(self, cfg: EdgeConfig, config_path: Path | None = None) -> None:
         self.cfg = cfg
@@ -91,13 +94,13 @@ class Device:
             cfg.device.encryption_key), hq_public=self.hq_public,
             embedders=self.models.embedders, config=cfg.watchlist)
         self.models.check_startable(self.store.current)
-        self.queue = FrameQueue(cfg.camera.queue)
-        self.notifier = Notifier()
+        self._wake = threading.Event()  # a frame (or a source's end) for the inference thread
         self.stop_event = threading.Event()
+        self.feeds = [CameraFeed(camera, MinuteCounters(lambda body: self.audit.append("counters", body),
+                                                        camera=camera.id), self._wake, self.stop_event)
+                      for camera in cfg.all_cameras]
+        self.notifier = Notifier()
         self.period_id = str(uuid.uuid4())
-        self._heartbeat = time.monotonic()
-        self._fps = RateMeter()
-        self._counters = FaceCounters()
         self._failure: BaseException | None = None
         self._stack: VisionStack | None = None  # the inference thread's; read for the status
         self.config_path = config_path
@@ -107,9 +110,9 @@ class Device:
             uplink=self.uplink, audit=self.audit, store=self.store, models=self.models,
             seen=SeenDecisions(state / SEEN_FILE))
         self.delivery = AlertDelivery(  # the inference thread's, until it ends
-            device_id=self.device_id, camera_id=cfg.camera.id, probe_crop=cfg.alerts.probe_crop,
+            device_id=self.device_id, probe_crop=cfg.alerts.probe_crop,
             detector_sha256=self.detector_sha256,
-            signing_key=self.signing_key, uplink=self.uplink, audit=self.audit, minutes=self.minutes,
+            signing_key=self.signing_key, uplink=self.uplink, audit=self.audit,
             pairing=lambda: self.control.pairing, reserve=self.reserve, place=cfg.device.place)
 
     # --- lifecycle ------------------------------------------------------------------------------------
@@ -120,7 +123,8 @@ class Device:
         policy = self.models.for_watchlist(installed)
         threshold = policy.for_gallery(installed.gallery.size if installed else 0)
         self.audit.append("period_start", PeriodStartBody(
-            period_id=self.period_id, place=self.cfg.device.place, camera=self.cfg.camera.id,
+            period_id=self.period_id, place=self.cfg.device.place, camera=self.feeds[0].id,
+            cameras=[feed.id for feed in self.feeds] if len(self.feeds) > 1 else None,
             watchlist_id=installed.header.watchlist_id if installed else None,
             watchlist_version=installed.header.version if installed else None,
             watchlist_size=installed.gallery.size if installed else 0, threshold=threshold.value,
@@ -132,36 +136,37 @@ class Device:
         if self.store.current is None:  # a fresh device: the retained watchlist usually arrives within seconds
             log.info("no watchlist installed yet; waiting up to %.0f s for one from HQ", WATCHLIST_WAIT)
             self.control.bundle_seen.wait(WATCHLIST_WAIT)
-        capture = threading.Thread(target=self._capture, name="edge-capture", daemon=True)
         infer = threading.Thread(target=self._infer, name="edge-inference", daemon=True)
         infer.start()
         while not self._models_ready.wait(0.5) and infer.is_alive() and not self.stop_event.is_set():
             pass
-        capture.start()
-        self.notifier.ready()  # models loaded and the source opening: systemd may count us as started
+        for feed in self.feeds:
+            feed.start()
+        self.notifier.ready()  # models loaded and the sources opening: systemd may count us as started
         reason = "shutdown"
         next_status = 0.0
-        silent = False  # the camera delivered nothing for camera.stall_s: said once until a frame comes
+        all_silent = False  # every camera delivered nothing for its stall_s: said once until a frame comes
         while not self.stop_event.wait(1.0 if self.notifier.watchdog_interval is None
                                        else min(1.0, self.notifier.watchdog_interval)):
             if not infer.is_alive():
                 reason = "source_ended" if self._failure is None else "error"
                 break
-            if time.monotonic() - self._heartbeat < self.cfg.camera.stall_s:
+            now = time.monotonic()
+            if not all([feed.check_silent(now) for feed in self.feeds]):  # each camera says it went silent
                 self.notifier.watchdog()  # a stalled pipeline stops the feed and systemd restarts us
-                silent = False
-            elif not silent:
-                silent = True
-                log.error("camera %s: no frame processed for %.0f s (camera silent or inference stuck); not "
-                          "feeding the watchdog (under systemd, edge is restarted)", self.cfg.camera.id,
-                          self.cfg.camera.stall_s)
-            self.minutes.tick()
+                all_silent = False
+            elif not all_silent:
+                all_silent = True
+                log.error("every camera silent: not feeding the watchdog (under systemd, edge is restarted)")
+            for minutes in (self.minutes, *(feed.minutes for feed in self.feeds)):
+                minutes.tick()  # a minute ends even when its camera has stopped delivering
             if time.monotonic() >= next_status:
                 self._report_status()
                 self.reserve.hold()  # again, once space was freed after the disk filled
                 next_status = time.monotonic() + STATUS_EVERY
         self.stop_event.set()
-        self.queue.close()
+        for feed in self.feeds:
+            feed.queue.close()
         infer.join(30)
         self.notifier.stopping()
         self.delivery.deliver_pending()  # the inference thread has ended: its queue is ours now
@@ -170,6 +175,8 @@ class Device:
             log.critical("%d alerts could not be queued or audited before stopping (see the errors above); "
                          "they are lost with this process: %s", self.delivery.undelivered, lost)
         try:
+            for feed in self.feeds:
+                feed.minutes.flush()
             self.minutes.flush()
             self.audit.append("period_stop", PeriodStopBody(period_id=self.period_id, reason=reason))
         except EdgeError as exc:
@@ -206,8 +213,12 @@ class Device:
     def _report_status(self) -> None:
         if self._stack is not None:
             self.uplink.set_runtime(self._stack.runtimes())
-        self.notifier.status(self.control.report_status(self._counters, self.queue.dropped, self._fps,
-                                                        int(time.monotonic() - self._heartbeat)))
+        now = time.monotonic()
+        per_camera = {k: v for feed in self.feeds for k, v in feed.status(now).items()}
+        self.notifier.status(self.control.report_status(
+            total(self.feeds), sum(feed.queue.dropped for feed in self.feeds),
+            sum(feed.fps.rate() for feed in self.feeds),
+            max(feed.seconds_without_frame(now) for feed in self.feeds), per_camera))
 
     def _audit_config_changes(self) -> None:
         """Record in the chain every key whose value differs from the configuration of the previous start."""
@@ -229,24 +240,6 @@ class Device:
 
     # --- threads --------------------------------------------------------------------------------------
 
-    def _capture(self) -> None:
-        try:
-            source = open_source(self.cfg.camera.source, max_backoff=self.cfg.camera.max_backoff)
-        except EdgeError as exc:
-            log.error("camera %s: %s", self.cfg.camera.id, exc)
-            self._failure = exc
-            self.queue.close()
-            return
-        try:
-            while not self.stop_event.is_set() and (frame := source.read()) is not None:
-                self.queue.put(frame)
-                if not source.live:  # a file is read at the pace inference takes it, not dropped
-                    while len(self.queue) >= self.cfg.camera.queue and not self.stop_event.is_set():
-                        time.sleep(0.002)
-        finally:
-            source.close()
-            self.queue.close()
-
     def _infer(self) -> None:
         stack: VisionStack | None = None
         try:
@@ -254,25 +247,31 @@ class Device:
             stack = self._stack = self.models.stack_for(current)
             log.info("models: %s", stack.runtimes())
             gallery = current.gallery if current else Gallery.empty(stack.embedder.dim)
-            pipeline = Pipeline(stack, gallery, self.models.for_watchlist(current).for_gallery(gallery.size),
-                                self.cfg.quality, self.cfg.track, self.cfg.detector.stride)
-            installed = current  # the watchlist the pipeline matches against: alerts refer to it
-            self._heartbeat = time.monotonic()
+            threshold = self.models.for_watchlist(current).for_gallery(gallery.size)
+            gpu = GpuGallery()
+            for feed in self.feeds:  # one tracker per camera, one set of models (and GPU gallery) for all
+                feed.pipeline = Pipeline(stack, gallery, threshold, self.cfg.quality, self.cfg.track,
+                                         self.cfg.detector.stride, gpu=gpu)
+                feed.heartbeat = time.monotonic()
+            pipelines = [feed.pipeline for feed in self.feeds]
+            installed = current  # the watchlist the pipelines match against: alerts refer to it
             self._models_ready.set()
-            while not self.queue.closed:
-                installed = self.control.swap_into(pipeline) or installed
-                frame = self.queue.get(timeout=0.5)
-                if frame is None:
+            while not all(feed.queue.closed for feed in self.feeds):
+                installed = self.control.swap_into(pipelines) or installed
+                work = take_frames(self.feeds, self._wake, 0.5)
+                if not work:
                     continue
-                self._heartbeat = time.monotonic()  # only a frame counts: a silent camera starves the watchdog
-                before = pipeline.counters.faces_discarded, pipeline.counters.faces_seen
                 self.delivery.deliver_pending()
-                for alert in pipeline.process(frame):
-                    self.delivery.emit(alert, installed)
-                self._count(pipeline, before)
-            before = pipeline.counters.faces_discarded, pipeline.counters.faces_seen
-            pipeline.finish()
-            self._count(pipeline, before, frames=0)
+                for feed, alerts in process_frames(work):
+                    for alert in alerts:
+                        self.delivery.emit(alert, installed, feed.id, feed.minutes)
+            for feed, pipeline in zip(self.feeds, pipelines, strict=True):
+                before = feed.before()
+                pipeline.finish()
+                feed.processed(before, frames=0)
+            failed = [feed for feed in self.feeds if feed.failure is not None]
+            if failed and len(failed) == len(self.feeds):  # with no camera left, the device stops in error
+                self._failure = failed[0].failure
         except Exception as exc:  # the daemon reports, audits the stop, and systemd restarts it
             log.exception("inference thread failed")
             self._failure = exc
@@ -282,16 +281,6 @@ class Device:
                     stack.close()
                 except Exception:
                     log.exception("closing the models failed")
-
-    def _count(self, pipeline: Pipeline, before: tuple[int, int], frames: int = 1) -> None:
-        c = pipeline.counters
-        discarded, seen = c.faces_discarded - before[0], c.faces_seen - before[1]
-        self.minutes.add(frames=frames, faces_seen=seen, faces_discarded=discarded,
-                         tracks_ended_without_match=discarded)
-        self._counters = FaceCounters(**c.as_dict())
-        if frames:
-            self._fps.tick()
-
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}

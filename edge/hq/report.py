@@ -235,7 +235,8 @@ def build_report(records: Iterable[AuditRecord], outcomes: Mapping[str, Outcome]
 def _period(start: float, body: PeriodStartBody) -> PeriodReport:
     first = WatchlistUse(watchlist_id=body.watchlist_id, version=body.watchlist_version, size=body.watchlist_size,
                          since=start)
-    return PeriodReport(period_id=body.period_id, start=start, place=body.place, camera=body.camera,
+    return PeriodReport(period_id=body.period_id, start=start, place=body.place,
+                        camera=", ".join(body.cameras) if body.cameras else body.camera,
                         operator=body.operator, purpose=body.purpose, threshold=body.threshold,
                         threshold_policy=body.threshold_policy, watchlists=[first],
                         outcomes=Outcomes(), counters=CounterTotals())

@@ -154,3 +154,30 @@ def test_a_list_installed_mid_period_reports_the_threshold_it_brought(tmp_path: 
     text = render_markdown(report)
     assert "with wl-city v8: 0.4839 (constant FPIR 0.001 at 117 people)" in text
     assert "threshold 0.4839 (constant FPIR 0.001 at 117 people)" in text.split("## Error rates")[1]
+
+
+def test_records_of_several_cameras_verify_beside_older_ones_and_report(tmp_path: Path,
+                                                                         device_key: Ed25519PrivateKey) -> None:
+    """A device that gained cameras: its older records (no camera named) hash as written, the newer ones name their
+    camera, all verify together, and the report lists a period's cameras and adds up every camera's counts."""
+    path = tmp_path / "audit.log"
+    clock = FakeClock()
+    with AuditLog.open(path, device_key, 10, device_id=DEVICE, clock=clock) as log:
+        log.append("period_start", period_start("p1"))
+        log.append("alert", alert("ev-old"))
+        log.append("counters", counters(int(T0), frames=100))
+        log.append("period_stop", PeriodStopBody(period_id="p1", reason="shutdown"))
+        clock.t = T0 + 120
+        log.append("period_start", period_start("p2").model_copy(update={"camera": "front",
+                                                                         "cameras": ["front", "rear"]}))
+        log.append("alert", alert("ev-new").model_copy(update={"camera": "rear"}))
+        for camera in ("front", "rear"):
+            log.append("counters", counters(int(T0) + 120, frames=50).model_copy(update={"camera": camera}))
+    records = [r for r in map(json.loads, read_lines(path)) if r["kind"] != "checkpoint"]
+    old, new = records[:4], records[4:]
+    assert "cameras" not in old[0]["body"] and "camera" not in old[1]["body"] and "camera" not in old[2]["body"]
+    assert [r["body"]["camera"] for r in new if r["kind"] in ("alert", "counters")] == ["rear", "front", "rear"]
+    report = build_report(ingest(path), keys=[device_key.public_key()])
+    assert report.integrity_problems == []
+    assert [(p.period_id, p.camera, p.counters.frames) for p in report.periods] == [
+        ("p1", "cam-01/front", 100), ("p2", "front, rear", 100)]

@@ -98,3 +98,18 @@ def test_each_watchlist_figure_is_held_to_the_target_set_for_its_size() -> None:
     assert lone["target"] is None and lone["met"] is None and "no target" in lone["target_rule"]
     peak = watchlist_bench.figure("install_peak_mb", 700.0, 1_000_000, common)
     assert (peak["target"], peak["met"], peak["machine"], peak["threads"]) == (1100.0, True, "here", 1)
+
+
+def test_bench_streams_runs_copies_of_the_clip_at_once(data_dir: Path, short_clip: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "streams.json"
+    assert main(["bench", "streams", "--streams", "2", "--runs", "1", "--clip", str(short_clip), "--gallery-size",
+                 "50", "--data", str(data_dir), "--report", str(out)]) == 0
+    r = json.loads(out.read_text())
+    one, two = r["one_stream"], r["streams"]
+    assert [p["frames"] for p in one["per_stream"]] == [8] and [p["frames"] for p in two["per_stream"]] == [8, 8]
+    assert two["frames"] == 16 and two["aggregate_fps"] > 0 and one["aggregate_fps"] > 0
+    assert r["ratio"] == round(two["aggregate_fps"] / one["aggregate_fps"], 3) and r["target"] == 0.9
+    assert r["threads"] == 1 and "cpus" in r["cpu"]
+    printed = capsys.readouterr().out
+    assert "2 stream(s): 16 frames" in printed and "ratio" in printed

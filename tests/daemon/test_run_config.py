@@ -20,6 +20,11 @@ from edge.cli import main
     ('[device]\nid = "cam-1"\n[embedder]\nmodel = "faceres_1024"\n', "faceres_1024 has no calibration table"),
     ('[device]\nid = "cam-1"\n[match]\nthreshold = true\n', "must be a number"),
     ('[device]\nid = "cam-1"\n[match]\nfloor = -1.0\nthreshold = 0.0\n', "'match.floor'"),
+    ('[device]\nid = "cam-1"\n[camera]\nid = "a"\n[[cameras]]\nid = "b"\n',
+     "both [camera] and [[cameras]] given"),
+    ('[device]\nid = "cam-1"\n[[cameras]]\nid = "a"\n[[cameras]]\nid = "a"\n',
+     "cameras.id 'a' given to more than one [[cameras]] table"),
+    ('[device]\nid = "cam-1"\n[[cameras]]\nid = "a"\nqueue = 0\n', "'cameras.0.queue'"),
 ])
 def test_bad_config_is_named(tmp_path, capsys, toml, expected):
     path = tmp_path / "edge.toml"
