@@ -79,6 +79,7 @@ VELOCITY_SMOOTHING = 0.5  # weight of the newest displacement in a track's veloc
 MAX_CENTRE_SHIFT = 1.0  # second pass: centres at most this many face widths apart (after camera motion)
 MAX_SIZE_RATIO = 1.6  # second pass: widths at most this ratio apart
 SHIFT_SEARCH = 3.0  # the camera's motion between two rounds: looked for up to this many face widths
+MAX_SHIFT_CANDIDATES = 24  # shifts tried (each against every track and face): bounds a crowd's cost
 
 
 class Tracker:
@@ -164,17 +165,20 @@ def _centres(boxes: np.ndarray) -> np.ndarray:
 
 def _camera_shift(predicted: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """The camera's own motion since the predictions: the shift of face centres that most tracks agree on (at
-    least two, each then within half a face width of a detection), from the candidate shifts of every track to
-    every detection within SHIFT_SEARCH face widths; zero when no two agree (one face moving is just a walker)."""
+    least two, each then within half a face width of a detection), from the candidate shift of each track to its
+    nearest detection within SHIFT_SEARCH face widths; zero when no two agree (one face moving is just a walker)."""
     none = np.zeros(4, np.float32)
     if len(predicted) < 2 or len(boxes) < 2:
         return none
     width = np.maximum(predicted[:, 2] - predicted[:, 0], 1.0)
     offsets = _centres(boxes)[None] - _centres(predicted)[:, None]  # (tracks, detections, 2)
-    near = np.linalg.norm(offsets, axis=2) <= SHIFT_SEARCH * width[:, None]
-    candidates = offsets[near]
+    gaps = np.linalg.norm(offsets, axis=2)
+    nearest = gaps.argmin(axis=1)  # one candidate per track (its nearest face): a crowd costs tracks^2 x faces
+    near = gaps[np.arange(len(gaps)), nearest] <= SHIFT_SEARCH * width
+    candidates = offsets[np.arange(len(gaps)), nearest][near]
     if len(candidates) == 0:
         return none
+    candidates = candidates[::-(-len(candidates) // MAX_SHIFT_CANDIDATES)]  # a crowd: an even sample of them
     # for each candidate shift, how many tracks land within half their width of some detection
     landed = np.linalg.norm(offsets[None] - candidates[:, None, None], axis=3) <= 0.5 * width[None, :, None]
     support = landed.any(axis=2).sum(axis=1)
