@@ -2,15 +2,18 @@
 spool past its largest-bundle setting; a genuine bundle still arrives after them."""
 
 import hashlib
+import json
 import os
 import queue
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
-from link_helpers import Broker, connect
+from link_helpers import Broker
 
+from edge.config.link import LinkConfig
 from edge.link.chunks import chunk_topic, manifest_topic, publish_bundle
-from edge.link.mqtt import Ack
 from edge.link.uplink import Bundle, Uplink
 from edge.protocol import topics
 from edge.protocol.canonical import encode
@@ -18,6 +21,38 @@ from edge.protocol.messages import BundleChunk, BundleManifest, utc_now
 
 MAX_BUNDLE = 4 << 20  # the device's watchlist.max_bundle_mb here
 PIECE = 900 << 10  # each hostile chunk (the broker's max_packet_size is 1 MiB)
+
+# The attacker publishes from its own process, so that the device's memory is measured alone (a publisher's
+# outgoing queue of 105 MiB in the same process would be counted too).
+PUBLISH = """
+import json, queue, sys
+from pathlib import Path
+from edge.config.link import LinkConfig
+from edge.link.mqtt import MqttClient
+config, folder = LinkConfig.model_validate_json(sys.argv[1]), Path(sys.argv[2])
+client = MqttClient(config)
+client.start()
+client.wait_connected(10)
+acks = queue.Queue()
+topics = json.loads((folder / "topics.json").read_text())
+for n, topic in enumerate(topics):
+    client.publish(topic, (folder / str(n)).read_bytes(), False, acks.put)
+assert all(acks.get(timeout=60).ok for _ in topics)
+client.stop()
+"""
+
+
+def prepare(messages: list[tuple[str, bytes]], folder: Path) -> Path:
+    """The messages as files for PUBLISH to send."""
+    folder.mkdir()
+    (folder / "topics.json").write_text(json.dumps([topic for topic, _ in messages]))
+    for n, (_, data) in enumerate(messages):
+        (folder / str(n)).write_bytes(data)
+    return folder
+
+
+def publish_elsewhere(config: LinkConfig, folder: Path) -> None:
+    subprocess.run([sys.executable, "-c", PUBLISH, config.model_dump_json(), str(folder)], check=True, timeout=120)
 
 
 def rss_mib() -> float:
@@ -34,7 +69,7 @@ def disk_mib(folder: Path) -> float:
     return total / (1 << 20)
 
 
-def test_chunks_of_unknown_and_huge_bundles_stay_within_the_bundle_limit(broker: Broker) -> None:
+def test_chunks_of_unknown_and_huge_bundles_stay_within_the_bundle_limit(broker: Broker, tmp_path: Path) -> None:
     got: queue.Queue[bytes] = queue.Queue()
     config = broker.config("device-a")
     spool = config.outbox.parent / config.bundle_spool
@@ -51,24 +86,22 @@ def test_chunks_of_unknown_and_huge_bundles_stay_within_the_bundle_limit(broker:
     device = Uplink(config, broker.fleet.signing_key("a"), on_bundle=on_bundle, max_bundle_bytes=MAX_BUNDLE)
     device.start()
     device.wait_connected(5)
-    hq = connect(broker, "hq-publisher")
     prefix = topics.device_bundle("a")
-    acks: queue.Queue[Ack] = queue.Queue()
     sampler = threading.Thread(target=sample)
     sampler.start()
+    piece = os.urandom(PIECE)
+    digest = hashlib.sha256(piece).hexdigest()
+    huge = BundleManifest(sha256="ab" * 32, size=1 << 40, chunks=1 << 20, chunk_bytes=PIECE, published_at=utc_now())
+    attack = [(manifest_topic(prefix), encode(huge.body()))]  # announced: 1 TiB
+    for n in range(120):  # 105 MiB of chunks: of one unknown 1 TiB bundle, then of ten small unknown ones
+        count, sha = (1 << 20, "cd" * 32) if n < 60 else (5, hashlib.sha256(bytes([n % 10])).hexdigest())
+        header = BundleChunk(sha256=sha, index=n % count if n < 60 else n % 4, count=count, digest=digest)
+        attack.append((chunk_topic(prefix, n), encode(header.body()) + b"\n" + piece))
+    folder = prepare(attack, tmp_path / "attack")
+    del attack, piece
     try:
         before = rss_mib()
-        piece = os.urandom(PIECE)
-        digest = hashlib.sha256(piece).hexdigest()
-        huge = BundleManifest(sha256="ab" * 32, size=1 << 40, chunks=1 << 20, chunk_bytes=PIECE,
-                              published_at=utc_now())
-        hq.publish(manifest_topic(prefix), encode(huge.body()), False, acks.put)  # announced: 1 TiB
-        for n in range(120):  # 105 MiB of chunks: of one unknown 1 TiB bundle, then of ten small unknown ones
-            count, sha = (1 << 20, "cd" * 32) if n < 60 else (5, hashlib.sha256(bytes([n % 10])).hexdigest())
-            header = BundleChunk(sha256=sha, index=n % count if n < 60 else n % 4, count=count, digest=digest)
-            hq.publish(chunk_topic(prefix, n), encode(header.body()) + b"\n" + piece, False, acks.put)
-        for _ in range(121):
-            assert acks.get(timeout=30).ok
+        publish_elsewhere(broker.config("hq-publisher"), folder)
         wanted = b"the genuine bundle" * 100_000  # 1.7 MiB, under the limit
         publish_bundle(broker.config("hq-publisher"), prefix, wanted)
         assert got.get(timeout=30) == wanted
@@ -81,5 +114,4 @@ def test_chunks_of_unknown_and_huge_bundles_stay_within_the_bundle_limit(broker:
     finally:
         done.set()
         sampler.join()
-        hq.stop()
         device.stop()
