@@ -1,13 +1,15 @@
-"""What a test's MQTT client received (pass a Collector as its on_message), and waiting for what a test expects.
+"""What a test's MQTT client received (pass a Collector as its on_message), waiting for what a test expects, and
+publishing many messages at once (`flood`).
 
 Shared by tests/link and tests/handheld; pytest puts tests/ on sys.path for tests/conftest.py, so test
 modules and area helpers import it as `mqtt_collector`.
 """
 
+import queue
 import threading
 from collections.abc import Callable
 
-from edge.link.mqtt import Incoming
+from edge.link.mqtt import Ack, Incoming, MqttClient
 
 
 class Collector:
@@ -41,3 +43,12 @@ class Collector:
             found = first()
         assert found is not None, f"no matching message in {timeout} s; got topics {[m.topic for m in self.messages]}"
         return found
+
+
+def flood(client: MqttClient, messages: list[tuple[str, bytes, bool]]) -> None:
+    """Publish (topic, payload, retain) at QoS 1 and wait until the broker took every one."""
+    acks: queue.Queue[Ack] = queue.Queue()
+    for topic, data, retain in messages:
+        client.publish(topic, data, retain, acks.put)
+    for _ in messages:
+        assert acks.get(timeout=30).ok

@@ -80,9 +80,12 @@ class InboundGate:
 
     def note_refusal(self, what: str, topic: str, code: str, why: str) -> None:
         """Count and log a refusal (also of a message acknowledged before it was handled, e.g. a bundle)."""
+        self._count(code)
+        log.warning("refused %s on %s (%s): %s", what, topic, code, why[:300])
+
+    def _count(self, code: str) -> None:
         with self._lock:
             self._refused[code] += 1
-        log.warning("refused %s on %s (%s): %s", what, topic, code, why[:300])
         if self._on_refused is not None:
             self._on_refused(code)
 
@@ -110,10 +113,7 @@ class InboundGate:
                      "sender must send it again", what, message.topic, exc,
                      f"it failed {tries} times" if tries >= self._max_tries else f"{self._max_held} messages are "
                      "already held")
-        with self._lock:
-            self._refused["dropped_local_failure"] += 1
-        if self._on_refused is not None:
-            self._on_refused("dropped_local_failure")
+        self._count("dropped_local_failure")
         self._settle(message)
         return "dropped"
 

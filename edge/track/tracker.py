@@ -99,9 +99,8 @@ class Tracker:
         live = list(self.tracks.values())
         predicted = np.array([t.predicted(self._round) for t in live], np.float32).reshape(-1, 4)
         pairs = _by_overlap(iou_matrix(predicted, det.boxes), self.iou)
-        shift = _camera_shift(predicted, det.boxes)
         coasting = {i for i, t in enumerate(live) if t.missed}  # unseen last round: only a box overlap continues it
-        pairs += _by_distance(predicted, det.boxes, shift, {t for t, _ in pairs} | coasting, {d for _, d in pairs})
+        pairs += _by_distance(predicted, det.boxes, {t for t, _ in pairs} | coasting, {d for _, d in pairs})
         seen: list[tuple[Track, int]] = []
         for ti, di in pairs:
             track = live[ti]
@@ -189,15 +188,15 @@ def _camera_shift(predicted: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.array([dx, dy, dx, dy], np.float32)
 
 
-def _by_distance(predicted: np.ndarray, boxes: np.ndarray, shift: np.ndarray, used_t: set[int],
-                 used_d: set[int]) -> list[tuple[int, int]]:
+def _by_distance(predicted: np.ndarray, boxes: np.ndarray, used_t: set[int], used_d: set[int]) -> list[tuple[int, int]]:
     """Pairs of the tracks and detections left, by centre distance in face widths (at most MAX_CENTRE_SHIFT, sizes
     within MAX_SIZE_RATIO), nearest first: a face that moved further than its box between two rounds, on its own
-    or with the camera (`shift`), whichever is nearer."""
+    or with the camera (`_camera_shift`, sought only when something is left to pair), whichever is nearer."""
     tracks = [t for t in range(len(predicted)) if t not in used_t]
     dets = [d for d in range(len(boxes)) if d not in used_d]
     if not tracks or not dets:
         return []
+    shift = _camera_shift(predicted, boxes)
     width_t = np.maximum(predicted[tracks, 2] - predicted[tracks, 0], 1.0)
     width_d = np.maximum(boxes[dets, 2] - boxes[dets, 0], 1.0)
     gap = np.minimum(*(np.linalg.norm(_centres(p[tracks])[:, None] - _centres(boxes[dets])[None], axis=2)

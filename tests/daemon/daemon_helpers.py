@@ -1,5 +1,6 @@
 """What the daemon's end-to-end tests share: `edge` as a subprocess, HQ's view of a device, its audit log."""
 
+import contextlib
 import errno
 import json
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from edge.demo.trial import TrialFleet
+from edge.hq.broker import LocalBroker
 from edge.keys import load_signing_private
 from edge.link.mqtt import MqttClient
 from edge.protocol import topics
@@ -56,6 +58,17 @@ def one_frame_folder(folder: Path, demo_dir: Path) -> Path:
     return folder
 
 
+def paired_device_once_run(fleet: TrialFleet, broker: LocalBroker, demo_dir: Path, folder: Path, device: str,
+                           handheld: str) -> tuple[Path, Path]:
+    """A handheld provisioned and paired with `device`, which has run once on one still (its pairing record is
+    installed and its broker session exists, so what comes for it now is queued): (handheld folder, edge.toml)."""
+    handheld_folder = fleet.provision_handheld(handheld, broker.port, "--officer", "4711=Sgt. Able")
+    fleet.pair(handheld, device, broker)
+    config = fleet.device_config(device, str(one_frame_folder(folder / "frame", demo_dir)), broker.port)
+    assert run_device(config).returncode == 0
+    return handheld_folder, config
+
+
 def publish_decision(fleet: TrialFleet, port: int, handheld_folder: Path, device: str, handheld: str,
                      retain: bool) -> Adjudication:
     """Officer 4711's decision on a new alert id of `device`, signed by the paired handheld's own key."""
@@ -70,6 +83,34 @@ def publish_decision(fleet: TrialFleet, port: int, handheld_folder: Path, device
     finally:
         client.stop()
     return decision
+
+
+class NotifiedDevice:
+    """`edge run` under a systemd notify socket with a 1 s watchdog: what it tells systemd, with the time."""
+
+    def __init__(self, config: Path, folder: Path, timeout: float) -> None:
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(folder / "notify"))
+        self.notify.settimeout(timeout)
+        self.notes: list[tuple[float, str]] = []
+        env = {**os.environ, "NOTIFY_SOCKET": str(folder / "notify"), "WATCHDOG_USEC": "1000000"}
+        self.process = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config)], env=env,
+                                        stderr=subprocess.PIPE, text=True)
+
+    def receive(self) -> None:
+        """Wait (at most the timeout) for one notification and keep it."""
+        with contextlib.suppress(TimeoutError):
+            self.notes.append((time.monotonic(), self.notify.recv(4096).decode()))
+
+    def ready_at(self) -> float | None:
+        return next((t for t, n in self.notes if "READY=1" in n), None)
+
+    def stop(self) -> str:
+        """SIGTERM, wait for the exit; its standard error."""
+        self.process.send_signal(signal.SIGTERM)
+        _, err = self.process.communicate(timeout=60)
+        self.notify.close()
+        return err
 
 
 def run_device(config: Path, source: str | None = None, timeout: float = 240) -> subprocess.CompletedProcess:

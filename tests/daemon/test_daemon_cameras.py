@@ -2,18 +2,14 @@
 delivers. The other's alerts still reach HQ naming their camera, and it alone keeps the systemd watchdog fed; the
 status HQ receives shows the failing or silent one; the audit chain names the camera of every alert and count."""
 
-import contextlib
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import cv2
-from daemon_helpers import audit_lines, hq_events, run_device
+from daemon_helpers import NotifiedDevice, audit_lines, hq_events, run_device
 
 from edge.demo.trial import TrialFleet
 from edge.link.mqtt import MqttClient
@@ -109,34 +105,26 @@ def test_one_silent_camera_is_shown_and_logged_while_the_other_feeds_the_watchdo
     fleet: TrialFleet = make_fleet("cams", DEVICE)
     broker = fleet.broker()
     broker.start()
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(tmp_path / "notify"))
-    notify.settimeout(0.2)
     config = fleet.device_config(DEVICE, "", broker.port)
     _two_cameras(config, str(_long_clip(demo_dir, tmp_path / "long.avi")), "/dev/video97")  # rear: never there
-    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "1000000"}
-    device = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config)], env=env,
-                              stderr=subprocess.PIPE, text=True)
-    notes: list[tuple[float, str]] = []
+    device = NotifiedDevice(config, tmp_path, 0.2)
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and device.poll() is None:
-            with contextlib.suppress(TimeoutError):
-                notes.append((time.monotonic(), notify.recv(4096).decode()))
-            ready = [t for t, n in notes if "READY=1" in n]
-            if ready and time.monotonic() - ready[0] > 8:  # the front clip has ended; rear is still awaited
+        while time.monotonic() < deadline and device.process.poll() is None:
+            device.receive()
+            ready = device.ready_at()
+            if ready and time.monotonic() - ready > 8:  # the front clip has ended; rear is still awaited
                 break
     finally:
-        device.send_signal(signal.SIGTERM)
-        _, err = device.communicate(timeout=60)
-        notify.close()
+        err = device.stop()
     try:
         status = _retained_status(fleet, broker.port)
     finally:
         broker.stop()
-    assert device.returncode == 0, err[-3000:]
-    ready_at = next(t for t, n in notes if "READY=1" in n)
-    fed = [t for t, n in notes if "WATCHDOG=1" in n]
+    assert device.process.returncode == 0, err[-3000:]
+    ready_at = device.ready_at()
+    assert ready_at is not None, "edge run never told systemd it was ready"
+    fed = [t for t, n in device.notes if "WATCHDOG=1" in n]
     assert any(t > ready_at + 2.5 for t in fed), "the watchdog starved while the front camera delivered frames"
     assert err.count("camera rear: no frame processed for 1 s") == 1, err[-3000:]
     assert "camera front: no frame processed" not in err and "every camera silent" not in err, err[-3000:]

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from daemon_helpers import audit_lines, one_frame_folder, run_device
+from daemon_helpers import audit_lines, paired_device_once_run
 
 from edge.demo.trial import TrialFleet
 from edge.keys import load_signing_private
@@ -42,11 +42,7 @@ def test_a_handheld_flooding_decisions_is_refused_past_the_hourly_limit(fleet: T
     broker = fleet.broker()
     broker.start()
     try:
-        folder = fleet.provision_handheld(HANDHELD, broker.port, "--officer", "4711=Sgt. Able")
-        fleet.pair(HANDHELD, DEVICE, broker)
-        one_frame = one_frame_folder(tmp_path / "frame", demo_dir)
-        config = fleet.device_config(DEVICE, str(one_frame), broker.port)
-        assert run_device(config).returncode == 0  # its session at the broker now queues what comes for it
+        folder, config = paired_device_once_run(fleet, broker, demo_dir, tmp_path, DEVICE, HANDHELD)
 
         key = load_signing_private(folder / "handheld_signing.key")
         client = MqttClient(fleet.link(f"handheld-{HANDHELD}", broker.port, certs=folder / "tls"))

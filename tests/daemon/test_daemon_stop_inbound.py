@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from daemon_helpers import audit_lines, one_frame_folder, publish_decision, run_device
+from daemon_helpers import audit_lines, paired_device_once_run, publish_decision, run_device
 
 from edge.demo.trial import TrialFleet
 
@@ -50,11 +50,7 @@ def test_a_decision_arriving_while_the_device_stops_is_audited_not_lost(fleet: T
     broker = fleet.broker()
     broker.start()
     try:
-        handheld = fleet.provision_handheld(HANDHELD, broker.port, "--officer", "4711=Sgt. Able")
-        fleet.pair(HANDHELD, DEVICE, broker)
-        one_frame = one_frame_folder(tmp_path / "frame", demo_dir)
-        config = fleet.device_config(DEVICE, str(one_frame), broker.port)
-        assert run_device(config).returncode == 0  # the pairing record is installed; the session exists
+        handheld, config = paired_device_once_run(fleet, broker, demo_dir, tmp_path, DEVICE, HANDHELD)
 
         flag = tmp_path / "closing.flag"
         log = tmp_path / "device.log"

@@ -4,30 +4,22 @@ arrive within seconds. Left unacknowledged, a hundred of them would fill the bro
 
 import logging
 import os
-import queue
 import time
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from handheld_helpers import DeviceSim, FleetFiles, pair, running_handheld, wait_until
+from mqtt_collector import flood
 from sample_alerts import make_alert
 
 from edge.hq.broker import LocalBroker
 from edge.link.inbound import MAX_HELD
-from edge.link.mqtt import Ack, MqttClient
+from edge.link.mqtt import MqttClient
 from edge.protocol.alert import seal
 from edge.protocol.topics import handheld_inbox, handheld_pairing
 
 TOO_BIG = 1_000_100  # over the handheld's link.max_message_bytes, under the broker's max_packet_size
-
-
-def flood(client: MqttClient, messages: list[tuple[str, bytes, bool]]) -> None:
-    acks: queue.Queue[Ack] = queue.Queue()
-    for topic, data, retain in messages:
-        client.publish(topic, data, retain, acks.put)
-    for _ in messages:
-        assert acks.get(timeout=30).ok
 
 
 def test_thousand_hostile_messages_do_not_stop_alerts_or_pairing(

@@ -16,6 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from link_helpers import Broker, connect, wait
+from mqtt_collector import flood
 
 from edge.audit.counters import MinuteCounters
 from edge.audit.log import AuditLog
@@ -24,7 +25,6 @@ from edge.audit.verify import verify_file
 from edge.bench.synthetic import synthetic_match
 from edge.link.chunks import chunk_topic, manifest_topic, publish_bundle
 from edge.link.inbound import MAX_HELD
-from edge.link.mqtt import Ack, MqttClient
 from edge.link.uplink import Bundle, Uplink
 from edge.protocol import topics
 from edge.protocol.adjudication import Adjudication, verify_adjudication
@@ -49,15 +49,6 @@ def poison(n: int, forger: Ed25519PrivateKey, alert: HandheldAlert) -> bytes:
     if n % 100 == 99:
         return b"[" * (DEVICE_MAX_BYTES + 1)  # refused unread
     return kinds[n % len(kinds)]()
-
-
-def flood(client: MqttClient, messages: list[tuple[str, bytes, bool]]) -> None:
-    """Publish at QoS 1 and wait until the broker took every one."""
-    acks: queue.Queue[Ack] = queue.Queue()
-    for topic, data, retain in messages:
-        client.publish(topic, data, retain, acks.put)
-    for _ in messages:
-        assert acks.get(timeout=30).ok
 
 
 def test_thousand_hostile_messages_do_not_stop_bundles_pairing_or_decisions(broker: Broker, tmp_path: Path) -> None:
