@@ -124,7 +124,7 @@ class Pipeline:
 
     def _look(self, frame: Frame) -> list[tuple[Track, np.ndarray, Quality]]:
         """Detect and track; the faces worth embedding now (none while the watchlist is empty)."""
-        det = self.stack.detector(frame.image)
+        det = self.stack.detector(frame.image, frame.device)
         self.counters.detections += len(det)
         seen, dead = self.tracker.update(det, frame.index)
         self._forget(dead)

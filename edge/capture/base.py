@@ -7,13 +7,27 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class DeviceImage:
+    """Where the GPU sees a frame's pixels: HxWx3 uint8 BGR, rows packed, at `pointer` (a mapped buffer)."""
+
+    pointer: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
 class Frame:
-    """One decoded frame: HxWx3 uint8 BGR, its index and its time in the source (seconds); a photo's file name."""
+    """One decoded frame: HxWx3 uint8 BGR, its index and its time in the source (seconds); a photo's file name.
+
+    `device`: the same pixels as the GPU addresses them (jetson_utils capture: `image` is a view of that mapped
+    memory, valid while this frame lives), so the detector's letterbox runs on the GPU; None for CPU sources.
+    """
 
     image: np.ndarray
     index: int
     timestamp: float
     name: str | None = None
+    device: DeviceImage | None = None
 
 
 class FrameSource(Protocol):

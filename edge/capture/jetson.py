@@ -3,8 +3,10 @@ RTSP (rtsp://…) and files (file://…), decoded and colour-converted on the GP
 
 Every one of those sources delivers YUV (NV12/I420/YUY2), and jetson-utils converts YUV to RGB/RGBA only
 (cuda/cudaColorspace.h: "The YUV formats don't support BGR/BGRA"): frames are captured as rgb8 and turned
-into BGR by cudaConvertColor into a preallocated mapped buffer, on this source's own non-blocking CUDA
-stream, which is the only stream it waits for (inference runs on its own streams meanwhile).
+into BGR by cudaConvertColor into a mapped buffer, on this source's own non-blocking CUDA stream, which is the
+only stream it waits for (inference runs on its own streams meanwhile). The buffer is lent to the frame
+(edge.capture.pool): its pixels are read where the GPU wrote them, by the CPU for alignment and by TensorRT for
+the detector's letterbox (`Frame.device`), never copied.
 jetson-utils parses v4l2:// with sscanf("/dev/video%i") (network/URI.cpp), so a udev name such as
 /dev/edge/camera-0 is resolved to its /dev/videoN at every open and reopen.
 
@@ -25,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.capture.base import Frame
+from edge.capture.base import DeviceImage, Frame
+from edge.capture.pool import FramePool
 from edge.errors import SourceError
 
 log = logging.getLogger(__name__)
@@ -133,7 +136,9 @@ class JetsonSource:
     def __init__(self, uri: str, *, width: int | None = None, height: int | None = None,
                  framerate: float | None = None, codec: str | None = None, latency_ms: int | None = None,
                  capture_timeout_ms: int = 1000, stall_seconds: float = 5.0, backoff: Backoff | None = None,
-                 wait: bool = True) -> None:
+                 wait: bool = True, frame_buffers: int = 7) -> None:
+        """`frame_buffers`: mapped buffers lent to frames (the consumer's queue, the frame being detected, the
+        one being captured, and one more); beyond them frames are copied."""
         if uri.startswith("/dev/"):
             uri = f"v4l2://{uri}"  # /dev/edge/camera-0 and /dev/videoN as the udev rules name them
         if not uri.startswith(SCHEMES):
@@ -155,7 +160,9 @@ class JetsonSource:
         self._framerate = 0.0
         self._source: object | None = None
         self._stream: int | None = None
-        self._bgr: Any = None  # mapped BGR buffer, reallocated when the size changes
+        self._pool = FramePool(self._allocate, frame_buffers)
+        self._spare: Any = None  # the buffer a frame is converted into when all the pool's are in use
+        self._pool_warned = False
         self._first_pts: int | None = None
         try:
             self._source = self._open()
@@ -225,22 +232,36 @@ class JetsonSource:
             return self._frame(image, now)
         return None
 
-    def _to_bgr(self, image: Any) -> Any:
-        """RGB -> BGR on the GPU into the preallocated mapped buffer, queued on this source's stream."""
+    def _to_bgr(self, image: Any) -> tuple[np.ndarray, DeviceImage | None]:
+        """RGB -> BGR on the GPU, on this source's stream, into a mapped buffer lent to the frame: the frame's
+        pixels are that memory (no copy); when every buffer is still in use, into a spare one that is copied."""
         utils = self._utils
-        if self._bgr is None or (self._bgr.width, self._bgr.height) != (image.width, image.height):
-            self._bgr = utils.cudaAllocMapped(width=image.width, height=image.height, format=FRAME_FORMAT)
-        utils.cudaConvertColor(input=image, output=self._bgr, stream=self._stream)
-        return self._bgr
+        buffer = self._pool.take(image.width, image.height)
+        if buffer is None:
+            if self._spare is None or (self._spare.width, self._spare.height) != (image.width, image.height):
+                self._spare = self._allocate(image.width, image.height)
+            if not self._pool_warned:
+                self._pool_warned = True
+                log.warning("%s: all %d frame buffers are in use (frames are held downstream); copying frames",
+                            self.uri, self._pool.limit)
+            buffer = self._spare
+        utils.cudaConvertColor(input=image, output=buffer, stream=self._stream)
+        # Capture and the conversion run asynchronously on our stream; wait for it alone, never the device
+        # (TensorRT's work on other streams keeps running).
+        utils.cudaStreamSynchronize(self._stream)
+        view = utils.cudaToNumpy(buffer)  # wraps the mapped memory, keeping the buffer alive
+        if view.ndim != 3 or view.shape[2] != 3:
+            raise SourceError(f"{self.uri}: expected an HxWx3 frame, jetson_utils gave {view.shape}")
+        if buffer is self._spare:
+            return np.array(view, dtype=np.uint8, copy=True), None
+        self._pool.lend(view, buffer)
+        return view, DeviceImage(int(buffer.ptr), int(image.width), int(image.height))
+
+    def _allocate(self, width: int, height: int) -> Any:
+        return self._utils.cudaAllocMapped(width=width, height=height, format=FRAME_FORMAT)
 
     def _frame(self, image: Any, now: float) -> Frame:
-        bgr = self._to_bgr(image)
-        # Capture and the conversion run asynchronously on our stream; wait for it alone, never the device
-        # (TensorRT's work on other streams keeps running), then copy out of the reused buffer.
-        self._utils.cudaStreamSynchronize(self._stream)
-        array = np.array(self._utils.cudaToNumpy(bgr), dtype=np.uint8, copy=True)
-        if array.ndim != 3 or array.shape[2] != 3:
-            raise SourceError(f"{self.uri}: expected an HxWx3 frame, jetson_utils gave {array.shape}")
+        array, device = self._to_bgr(image)
         self._last_frame = now
         gap = self._outage.resumed(now)
         if gap is not None:
@@ -249,7 +270,7 @@ class JetsonSource:
                         reason, attempts)
         index = self._index
         self._index += 1
-        return Frame(image=array, index=index, timestamp=self._timestamp(image, index, now))
+        return Frame(image=array, index=index, timestamp=self._timestamp(image, index, now), device=device)
 
     def _timestamp(self, image: Any, index: int, now: float) -> float:
         """A file's frames carry their stream time from its first frame (the buffer PTS in ns: exact at 29.97
@@ -271,4 +292,4 @@ class JetsonSource:
         stream, self._stream = self._stream, None
         if stream is not None:
             self._utils.cudaStreamDestroy(stream)
-        self._bgr = None
+        self._spare = None

@@ -16,11 +16,13 @@ def jetson_utils_available() -> bool:
     return importlib.util.find_spec("jetson_utils") is not None
 
 
-def open_source(uri: str, prefer_jetson: bool = True, max_backoff: float = 30.0, wait: bool = True) -> FrameSource:
+def open_source(uri: str, prefer_jetson: bool = True, max_backoff: float = 30.0, wait: bool = True,
+                held: int = 4) -> FrameSource:
     """Open a source. Image folders always use OpenCV; cameras and streams use jetson_utils when present.
 
     `wait`: a live source missing at start, or dropped, is waited for (the daemon); without it, a missing one
-    is a SourceError now and a drop ends the source (replay).
+    is a SourceError now and a drop ends the source (replay). `held`: how many frames the consumer may hold at
+    once (its queue): a jetson_utils source keeps that many mapped frame buffers and a few more.
 
     jetson_utils takes CSI, V4L2 and RTSP (hardware decode, zero copy); OpenCV takes what it does not
     (rtsps://, http(s)://) and everything on a machine without it.
@@ -33,7 +35,7 @@ def open_source(uri: str, prefer_jetson: bool = True, max_backoff: float = 30.0,
     if prefer_jetson and jetson_utils_available() and not path.is_file() and not JETSON_UNSUPPORTED.match(uri):
         from edge.capture.jetson import Backoff, JetsonSource
 
-        return JetsonSource(uri, backoff=Backoff(maximum=max_backoff), wait=wait)
+        return JetsonSource(uri, backoff=Backoff(maximum=max_backoff), wait=wait, frame_buffers=held + 3)
     if path.is_file():
         return VideoSource(str(path), uri, live=False)
     if uri.startswith("csi://"):

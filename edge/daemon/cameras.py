@@ -47,7 +47,7 @@ class CameraFeed:
 
     def _capture(self) -> None:
         try:
-            source = open_source(self.cfg.source, max_backoff=self.cfg.max_backoff)
+            source = open_source(self.cfg.source, max_backoff=self.cfg.max_backoff, held=self.cfg.queue)
         except EdgeError as exc:
             log.error("camera %s: %s", self.id, exc)
             self.failure = exc

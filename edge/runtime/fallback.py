@@ -35,6 +35,11 @@ class ShapeFallback:
         self.fallback_shapes: list[dict[str, Shape]] = []
 
     @property
+    def primary(self) -> Runtime:
+        """The engine (for work that runs on the GPU beside it, e.g. the letterbox)."""
+        return self._primary
+
+    @property
     def name(self) -> str:
         if not self.fallback_shapes:
             return self._primary.name

@@ -9,7 +9,7 @@ inference worker that owns the runtime pushes it around each call, so any single
 import functools
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,11 +118,40 @@ def engine_path_for(manifest: Manifest, model: str, engine_dir: Path | None = No
 
 @dataclass
 class _Buffer:
-    """A tensor's page-locked host memory and device memory, grown when a larger shape comes."""
+    """A tensor's page-locked host memory and its device memory, grown when a larger shape comes.
+
+    `mapped`: one allocation seen by both (a Jetson's GPU shares the CPU's memory: TensorRT reads the inputs and
+    writes the outputs where the CPU has them, nothing is copied); else device memory with copies both ways.
+    """
 
     host: np.ndarray
-    device: Any
+    device: int
     nbytes: int
+    mapped: bool
+    allocation: Any  # what must be freed: the device allocation, or the mapped host allocation
+
+    def free(self) -> None:
+        self.allocation.free()
+
+
+def zero_copy(cuda: ModuleType) -> bool:
+    """Whether this GPU shares the CPU's memory and can map page-locked host memory (every Jetson): then
+    TensorRT's inputs and outputs live in mapped memory instead of being copied to and from the GPU."""
+    device = cuda.Device(0)
+    return bool(device.get_attribute(cuda.device_attribute.INTEGRATED)
+                and device.get_attribute(cuda.device_attribute.CAN_MAP_HOST_MEMORY))
+
+
+def allocate(cuda: ModuleType, count: int, dtype: np.dtype, mapped: bool) -> _Buffer:
+    """`count` elements of `dtype` for a tensor: mapped page-locked memory, or page-locked host + device."""
+    nbytes = max(count, 1) * dtype.itemsize
+    if mapped:
+        host = cuda.pagelocked_empty(max(count, 1), dtype, mem_flags=cuda.host_alloc_flags.DEVICEMAP)
+        return _Buffer(host=host, device=int(host.base.get_device_pointer()), nbytes=nbytes, mapped=True,
+                       allocation=host.base)
+    allocation = cuda.mem_alloc(nbytes)
+    return _Buffer(host=cuda.pagelocked_empty(max(count, 1), dtype), device=int(allocation), nbytes=nbytes,
+                   mapped=False, allocation=allocation)
 
 
 class TensorRTRuntime:
@@ -161,6 +190,7 @@ class TensorRTRuntime:
             self._dtypes = {n: np.dtype(trt.nptype(self._engine.get_tensor_dtype(n))) for n in names}
             self._profiles = [self._profile(index) for index in range(self._engine.num_optimization_profiles)]
             self._active_profile = 0
+            self.zero_copy = zero_copy(cuda)
         except BaseException:
             self._cuda.Context.pop()
             self._context_cuda.detach()
@@ -168,6 +198,16 @@ class TensorRTRuntime:
         self._cuda.Context.pop()
         log.info("loaded %s (%s, %d profiles) for %s", engine_path.name, meta.precision, len(self._profiles),
                  spec.name)
+
+    @contextmanager
+    def context(self) -> Iterator[None]:
+        """This runtime's CUDA context, current on this thread, for work sharing its memory (the letterbox)."""
+        with self._lock:
+            self._context_cuda.push()
+            try:
+                yield
+            finally:
+                self._cuda.Context.pop()
 
     @property
     def profiles(self) -> list[Profile]:
@@ -183,13 +223,11 @@ class TensorRTRuntime:
 
     def _buffer(self, name: str, count: int) -> _Buffer:
         dtype = self._dtypes[name]
-        nbytes = max(count, 1) * dtype.itemsize
         buffer = self._buffers.get(name)
-        if buffer is None or buffer.nbytes < nbytes:
+        if buffer is None or buffer.nbytes < max(count, 1) * dtype.itemsize:
             if buffer is not None:
-                buffer.device.free()
-            buffer = _Buffer(host=self._cuda.pagelocked_empty(max(count, 1), dtype),
-                             device=self._cuda.mem_alloc(nbytes), nbytes=nbytes)
+                buffer.free()
+            buffer = allocate(self._cuda, count, dtype, self.zero_copy)
             self._buffers[name] = buffer
         return buffer
 
@@ -203,21 +241,43 @@ class TensorRTRuntime:
             finally:
                 self._cuda.Context.pop()
 
-    def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run_filled(self, name: str, shape: tuple[int, ...], fill: Callable[[int, Any], None]) -> dict[str, np.ndarray]:
+        """Run with the input `name` of `shape` written on the GPU by `fill(device pointer, stream)`, queued on
+        this runtime's stream before the model (the frame's letterbox, edge.runtime.letterbox_trt): the input
+        never passes through the CPU."""
+        if [name] != self._inputs:
+            raise ModelError(f"{self.name} takes inputs {self._inputs}, was given {name!r}")
+        with self._lock:
+            self._context_cuda.push()
+            try:
+                return self._run({}, (name, shape, fill))
+            finally:
+                self._cuda.Context.pop()
+
+    def _run(self, inputs: dict[str, np.ndarray],
+             filled: tuple[str, tuple[int, ...], Callable[[int, Any], None]] | None = None) -> dict[str, np.ndarray]:
         cuda, context, stream = self._cuda, self._context, self._stream
         arrays = {n: np.ascontiguousarray(a, dtype=self._dtypes[n]) for n, a in inputs.items()}
-        profile = pick_profile(self._profiles, {n: tuple(a.shape) for n, a in arrays.items()})
+        shapes_in = {n: tuple(a.shape) for n, a in arrays.items()}
+        if filled is not None:
+            shapes_in[filled[0]] = tuple(filled[1])
+        profile = pick_profile(self._profiles, shapes_in)
         if profile != self._active_profile:
             context.set_optimization_profile_async(profile, stream.handle)
             self._active_profile = profile
-        for name, array in arrays.items():
-            if not context.set_input_shape(name, array.shape):
-                raise ModelError(f"{self.name} rejected input {name} of shape {array.shape}")
-            buffer = self._buffer(name, array.size)
-            host = buffer.host[:array.size]
-            host[:] = array.ravel()
-            cuda.memcpy_htod_async(buffer.device, host, stream)
-            context.set_tensor_address(name, int(buffer.device))
+        for name, shape in shapes_in.items():
+            if not context.set_input_shape(name, shape):
+                raise ModelError(f"{self.name} rejected input {name} of shape {shape}")
+            buffer = self._buffer(name, int(np.prod(shape)))
+            if name in arrays:
+                array = arrays[name]
+                host = buffer.host[:array.size]
+                host[:] = array.ravel()
+                if not buffer.mapped:
+                    cuda.memcpy_htod_async(buffer.device, host, stream)
+            elif filled is not None:
+                filled[2](buffer.device, stream)
+            context.set_tensor_address(name, buffer.device)
         unresolved = context.infer_shapes()
         if unresolved:
             raise ModelError(f"{self.name} cannot infer the shapes of {list(unresolved)}")
@@ -225,13 +285,14 @@ class TensorRTRuntime:
         for name in self._outputs:
             shape = tuple(context.get_tensor_shape(name))
             shapes[name] = shape
-            context.set_tensor_address(name, int(self._buffer(name, int(np.prod(shape))).device))
+            context.set_tensor_address(name, self._buffer(name, int(np.prod(shape))).device)
         if not context.execute_async_v3(stream.handle):
             raise ModelError(f"{self.name}: TensorRT execution failed (see its log)")
         views = {}
         for name, shape in shapes.items():
             view = self._buffers[name].host[:int(np.prod(shape))]
-            cuda.memcpy_dtoh_async(view, self._buffers[name].device, stream)
+            if not self._buffers[name].mapped:
+                cuda.memcpy_dtoh_async(view, self._buffers[name].device, stream)
             views[name] = view
         stream.synchronize()
         return {name: view.reshape(shapes[name]).copy() for name, view in views.items()}
@@ -241,7 +302,7 @@ class TensorRTRuntime:
             self._context_cuda.push()
             try:
                 for buffer in self._buffers.values():
-                    buffer.device.free()
+                    buffer.free()
                 self._buffers.clear()
                 del self._context, self._engine, self._runtime
             finally:

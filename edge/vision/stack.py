@@ -8,6 +8,7 @@ from edge.config.embedder import EmbedderConfig
 from edge.config.runtime import RuntimeConfig
 from edge.models import ENGINES_DIR, Manifest
 from edge.runtime import open_runtime
+from edge.runtime.letterbox_trt import gpu_letterbox
 from edge.runtime.select import describe
 from edge.vision.detect import Detector
 from edge.vision.embed import Embedder
@@ -35,7 +36,7 @@ class VisionStack:
         long_side = None if detector.long_side == "full" else detector.long_side
         return cls(
             Detector(det_rt, manifest.spec(detector.model), long_side, detector.min_score, detector.nms_iou,
-                     detector.max_faces),
+                     detector.max_faces, gpu_letterbox(det_rt, engine_dir or manifest.folder)),
             Embedder(emb_rt, manifest.spec(embedder.model), embedder.max_batch),
             manifest,
             manifest.spec(embedder.model).sha256,
@@ -62,5 +63,7 @@ class VisionStack:
         return f"detector {describe(self.detector.runtime)}; embedder {describe(self.embedder.runtime)}"
 
     def close(self) -> None:
+        if self.detector.gpu is not None:
+            self.detector.gpu.close()
         self.detector.runtime.close()
         self.embedder.runtime.close()

@@ -10,6 +10,10 @@ comes from (jetson-utils at 4152d8a, the commit deploy/container pins, and at he
   `nonblocking=` (default blocking) at head.
 - GetFrameRate returns an integer (video/videoSource.h:308, uint32_t; PyVideo.cpp:409).
 - A captured image's timestamp is its buffer's PTS in nanoseconds (codec/gstBufferManager.cpp:281).
+- cudaAllocMapped memory is mapped: one pointer (`.ptr`, PyCUDA.cpp PyCudaMemory_GetPtr) for the CPU and the
+  GPU; cudaToNumpy wraps it without copying and keeps the image alive as the array's base (PyNumpy.cpp
+  cudaToNumpy, lines 116-137 at head: "needs to use CUDA mapped memory", PyArray_SimpleNewFromData,
+  PyArray_SetBaseObject).
 
 Frames are decoded from a real clip with OpenCV (the picture a hardware decoder would give) and handed
 out as RGB, the way the library's YUV->RGB conversion hands them out.
@@ -39,6 +43,10 @@ class Image:
         return int(self.array.shape[1])
 
     @property
+    def ptr(self) -> int:
+        return int(self.array.ctypes.data)
+
+    @property
     def height(self) -> int:
         return int(self.array.shape[0])
 
@@ -53,6 +61,7 @@ class Calls:
     capture_streams: list[int] = field(default_factory=list)
     device_synchronize: int = 0
     opened: list[str] = field(default_factory=list)
+    views: list[int] = field(default_factory=list)
 
 
 def make_module(clip: str, *, head: bool, fps: Fraction = Fraction(30000, 1001)) -> tuple[ModuleType, Calls]:
@@ -126,7 +135,9 @@ def make_module(clip: str, *, head: bool, fps: Fraction = Fraction(30000, 1001))
         output.timestamp = input.timestamp
 
     def cudaToNumpy(image: Image) -> np.ndarray:
-        return image.array
+        view = image.array.view()  # no copy: the array's memory is the image's
+        calls.views.append(view.ctypes.data)
+        return view
 
     for value in (videoSource, cudaStreamCreate, cudaStreamSynchronize, cudaStreamDestroy, cudaDeviceSynchronize,
                   cudaAllocMapped, cudaConvertColor, cudaToNumpy):

@@ -141,3 +141,32 @@ def test_udev_name_that_is_not_a_video_node_is_explained(tmp_path: Path) -> None
     with pytest.raises(SourceError, match="does not exist"):
         v4l2_uri(f"v4l2://{tmp_path / 'camera-9'}")
     assert v4l2_uri("csi://0") == "csi://0"
+
+
+def test_frames_are_the_mapped_buffers_and_none_is_rewritten_while_held(monkeypatch: pytest.MonkeyPatch,
+                                                                        clip: Path) -> None:
+    """A frame's pixels are the mapped buffer the GPU converted into (no copy; `Frame.device` points at them for
+    the GPU letterbox). A buffer is lent to one frame until that frame is dropped: frames held downstream keep
+    their pictures; with every buffer out the next frame is a plain copy; dropped frames give theirs back."""
+    _with_rules(monkeypatch, clip, head=True)
+    source = JetsonSource(f"file://{clip}", frame_buffers=3)
+    reference = cv2.VideoCapture(str(clip))
+    expected = [reference.read()[1] for _ in range(8)]
+    try:
+        held = [source.read() for _ in range(4)]
+        assert all(f is not None for f in held)
+        lent = [f for f in held[:3] if f is not None]
+        assert all(f.device is not None and f.device.pointer == f.image.ctypes.data for f in lent)
+        assert len({f.device.pointer for f in lent if f.device}) == 3  # three buffers, one per frame
+        copied = held[3]
+        assert copied is not None and copied.device is None and copied.image.flags.owndata  # all lent: a copy
+        for i, frame in enumerate(held):
+            assert frame is not None and np.array_equal(frame.image, expected[i])  # nothing overwritten
+        pointers = {f.device.pointer for f in lent if f.device}
+        del held, lent, copied, frame
+        again = [source.read() for _ in range(3)]
+        assert {f.device.pointer for f in again if f is not None and f.device} == pointers  # given back, reused
+        for i, frame in enumerate(again, start=4):
+            assert frame is not None and np.array_equal(frame.image, expected[i])
+    finally:
+        source.close()

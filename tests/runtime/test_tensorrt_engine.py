@@ -138,3 +138,36 @@ def test_int8_embedder_calibrated_on_aligned_faces_stays_close_to_onnx_runtime(
         f"{manifest.spec(model).sha256[:16]}-trt{meta.tensorrt}-faces.calib-cache"]
     comparison = verify_engine(manifest, model, result.path, meta.profiles, data_dir, 32, "int8", aligner.photo_face)
     assert comparison.ok, comparison.summary()
+
+
+def test_gpu_letterbox_reads_the_frame_from_gpu_memory_and_finds_what_the_cpu_finds(
+        sdks: None, manifest: Manifest, data_dir: Path, tmp_path: Path) -> None:
+    """A 720p frame in GPU memory (as a camera's mapped buffer holds it) is letterboxed on the GPU into the
+    detector engine: the same faces as the CPU's letterbox into the same engine (edge.runtime.letterbox_trt)."""
+    from edge.capture.base import DeviceImage
+    from edge.runtime.build import BuildOptions, build_engine
+    from edge.runtime.letterbox_trt import GpuLetterbox
+    from edge.runtime.tensorrt import TensorRTRuntime, import_tensorrt
+    from edge.track.tracker import iou_matrix
+    from edge.vision.detect import Detector
+
+    spec = manifest.spec("retinaface_mnet025")
+    result = build_engine(manifest, spec.name, BuildOptions(engine_dir=tmp_path, detector_sizes=((512, 288),)))
+    engine = TensorRTRuntime(result.path, spec)
+    gpu = GpuLetterbox(engine, tmp_path)
+    _, cuda = import_tensorrt()
+    frame = np.ascontiguousarray(cv2.resize(cv2.imread(str(data_dir / "bbt" / "bbt1.jpg")), (1280, 720)))
+    try:
+        with engine.context():
+            memory = cuda.mem_alloc(frame.nbytes)
+            cuda.memcpy_htod(memory, frame)
+        cpu = Detector(engine, spec, 512)(frame)
+        found = Detector(engine, spec, 512, gpu=gpu)(frame, DeviceImage(int(memory), 1280, 720))
+        assert len(found) == len(cpu) >= 4
+        assert (iou_matrix(cpu.boxes, found.boxes).max(axis=1) > 0.95).all()
+        assert list(tmp_path.glob("letterbox-*.plan"))  # built once, kept beside the engines
+    finally:
+        with engine.context():
+            memory.free()
+        gpu.close()
+        engine.close()
