@@ -4,8 +4,8 @@ A crossing is one person walking through once. Each tracker track is given to th
 overlaps (IoU >= MIN_IOU) in most of the frames it was detected in; a track that overlaps none is a ghost. An
 alert belongs to its track's crossing: on a listed person's crossing it is correct when it names them and a
 wrong-person alert otherwise; on a passer's crossing, or on a ghost, it is a false alert. The curve replays the
-decision rule at every threshold from each track's embeddings (the best candidate and score of each look), so it
-comes from the same run.
+decision rule in use at every threshold from each track's looks (the best candidate and score of each embedding and
+of the track's aggregate after it), so it comes from the same run.
 """
 
 import statistics
@@ -13,6 +13,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import numpy as np
+
+from edge.config.track import DecisionRule
 
 MIN_IOU = 0.3
 
@@ -37,12 +39,15 @@ class Sighting:
 
 @dataclass(frozen=True)
 class Look:
-    """One embedding of a track's face: the best candidate on the list (None: empty list) and its score."""
+    """One embedding of a track's face: the best candidate on the list (None: empty list) and its score, and the
+    best candidate and score of the track's aggregate after it (None: the `votes` rule, no aggregate)."""
 
     track: int
     frame: int
     subject_id: str | None
     score: float
+    pooled_subject_id: str | None = None
+    pooled_score: float = -1.0
 
 
 @dataclass(frozen=True)
@@ -127,15 +132,35 @@ def score(crossings: list[CrossingTruth], sightings: list[Sighting],
     }
 
 
-def decision_scores(looks: list[Look], min_evidence: int) -> dict[int, dict[str, float]]:
-    """Per track, per subject: the highest threshold at which the decision rule would have alerted on them (the
-    `min_evidence`-th best score among the track's looks whose best candidate was that subject)."""
+def decision_scores(looks: list[Look], min_evidence: int, rule: DecisionRule) -> dict[int, dict[str, float]]:
+    """Per track, per subject: the highest threshold at which the decision rule in use would have alerted on them.
+
+    `votes`: the `min_evidence`-th best score among the track's looks whose best candidate was that subject.
+    `aggregate`: the best aggregate score naming that subject after a look that named them too, once
+    `min_evidence` looks from distinct frames were pooled (`edge.track.decision.decide_aggregate`, at every
+    threshold at once).
+    """
+    if rule == "aggregate":
+        return _aggregate_scores(looks, min_evidence)
     scores: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for look in looks:
         if look.subject_id is not None:
             scores[look.track][look.subject_id].append(look.score)
     decisions = {t: {s: sorted(v, reverse=True)[min_evidence - 1] for s, v in subj.items() if len(v) >= min_evidence}
                  for t, subj in scores.items()}
+    return {t: d for t, d in decisions.items() if d}
+
+
+def _aggregate_scores(looks: list[Look], min_evidence: int) -> dict[int, dict[str, float]]:
+    frames: dict[int, set[int]] = defaultdict(set)
+    decisions: dict[int, dict[str, float]] = defaultdict(dict)
+    for look in sorted(looks, key=lambda lk: lk.frame):
+        frames[look.track].add(look.frame)
+        subject = look.pooled_subject_id
+        if subject is None or subject != look.subject_id or len(frames[look.track]) < min_evidence:
+            continue
+        known = decisions[look.track]
+        known[subject] = max(known.get(subject, -1.0), look.pooled_score)
     return {t: d for t, d in decisions.items() if d}
 
 

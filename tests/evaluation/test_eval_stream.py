@@ -133,7 +133,7 @@ def test_scoring_a_hand_made_run() -> None:
     looks = [Look(1, 3, "ann", 0.62), Look(1, 6, "ann", 0.6), Look(2, 33, "ann", 0.9), Look(2, 36, "ann", 0.7),
              Look(3, 9, "ann", 0.55), Look(3, 12, "ann", 0.5), Look(4, 42, "bob", 0.55), Look(4, 45, "bob", 0.6),
              Look(5, 3, "bob", 0.99)]  # track 5 had one look only: the rule never fires on it
-    decisions = decision_scores(looks, min_evidence=2)
+    decisions = decision_scores(looks, min_evidence=2, rule="votes")
     assert decisions[2] == {"ann": 0.7} and 5 not in decisions
     owner, _ = assign(sightings, truth)
     rows = {r["threshold"]: r for r in curve(crossings, owner, decisions, np.array([0.4, 0.52, 0.8]))}
