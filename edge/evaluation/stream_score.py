@@ -168,8 +168,10 @@ def curve(crossings: list[CrossingTruth], owner: dict[int, int | None], decision
           thresholds: np.ndarray) -> list[dict[str, float]]:
     """track_fnir, false alerts per 1000 passers and wrong-person alerts at each threshold, from one run.
 
-    An approximation below the run's own threshold: there a track that alerted stopped looking, so it may have
-    gathered fewer looks than it would have at the lower threshold (the curve is exact at and above it).
+    A track takes its periodic looks only until it alerts. So a track's first alert is replayed exactly at and
+    below the run's own threshold (until then it had every look it would have had); above it, a track that
+    alerted stopped looking and might have reached the higher threshold later, so there the curve may count too
+    few alerts (correct and false), and below it too few further alerts after a track's first.
     """
     by_id = {c.id: c for c in crossings}
     n_listed = sum(1 for c in crossings if c.subject_id is not None)
