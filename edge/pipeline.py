@@ -150,8 +150,10 @@ class Pipeline:
             best, pooled_best = res.best, pooled.best if pooled else None
             if track.evidence and track.evidence[-1].score < self.threshold.value:
                 track.evidence[-1].crop = None  # no longer the latest look, and never a candidate on its own
+            keep = pooled is not None or (best is not None and best.score >= self.threshold.value)
             track.evidence.append(Evidence(
-                frame.index, q, best.subject_index if best else None, best.score if best else -1.0, res.margin, crop,
+                frame.index, q, best.subject_index if best else None, best.score if best else -1.0, res.margin,
+                crop if keep else None,
                 pooled_best.subject_index if pooled_best else None, pooled_best.score if pooled_best else -1.0,
                 pooled.margin if pooled else 0.0))
             track.last_embed_frame = frame.index

@@ -21,8 +21,8 @@ class Evidence:
     """One embedding of a track's face and what the watchlist said about it, and about the track's aggregate then.
 
     The aligned crop is kept only while the face could become part of an alert: when it scored at or above the
-    threshold, or while it is the track's latest look (the aggregate rule alerts on it); it lives as long as the
-    track at most and is never written anywhere unless an alert carries it.
+    threshold, or, under the `aggregate` rule, while it is the track's latest look (that rule alerts on it); it
+    lives as long as the track at most and is never written anywhere unless an alert carries it.
     """
 
     frame: int

@@ -100,6 +100,8 @@ def test_embeddings_go_when_the_watchlist_changes_or_the_track_ends(stack: Visio
     track = face_track(pipeline)
     assert track.pooled is not None and len(track.evidence) == 3
     assert sum(ev.crop is not None for ev in track.evidence) == 1  # only the latest look's face, none below it
+    voted = face_track(walk(stack, gallery, looks, NEVER, "votes")[0])
+    assert voted.pooled is None and all(ev.crop is None for ev in voted.evidence)  # votes keeps neither
 
     pipeline.swap_watchlist(gallery, pipeline.threshold)
     assert track.pooled is None and track.evidence == []
