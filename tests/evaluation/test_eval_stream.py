@@ -143,6 +143,19 @@ def test_scoring_a_hand_made_run() -> None:
     assert rows[0.8]["track_fnir"] == 1.0 and rows[0.8]["wrong_person_alerts"] == 0
 
 
+def test_the_aggregate_rule_replayed_by_hand() -> None:
+    """A track alerts on the aggregate's person at its best aggregate score after a look that named them too, from
+    its second look on; the votes rule on the same looks needs two looks at the threshold."""
+    looks = [Look(1, 3, "ann", 0.44, "ann", 0.44), Look(1, 6, "ann", 0.43, "ann", 0.52),  # each short, the mean not
+             Look(1, 9, "bob", 0.30, "ann", 0.58),  # the mean still names Ann, this look does not: no alert here
+             Look(2, 3, "bob", 0.9, "bob", 0.9),  # one look only
+             Look(3, 3, "cy", 0.5, "cy", 0.5), Look(3, 6, "bob", 0.35, "cy", 0.41)]
+    assert decision_scores(looks, min_evidence=2, rule="aggregate") == {1: {"ann": 0.52}}
+    assert decision_scores(looks, min_evidence=2, rule="votes") == {1: {"ann": 0.43}}
+    assert decision_scores(looks, min_evidence=1, rule="aggregate") == {1: {"ann": 0.52}, 2: {"bob": 0.9},
+                                                                         3: {"cy": 0.5}}
+
+
 def test_stream_end_to_end_on_a_slice(lfw_slice: Path, tmp_path: Path, listed: tuple[str, ...]) -> None:
     out, plot = tmp_path / "stream.json", tmp_path / "stream.png"
     assert main(["eval", "stream", "--people", str(lfw_slice), "--listed", "5", "--seconds", "8",
