@@ -71,12 +71,12 @@ class Pipeline:
     def swap_watchlist(self, gallery: Gallery, threshold: Threshold) -> None:
         """Install a new watchlist between frames; live tracks are re-judged against it from now on.
 
-        Evidence refers to the old list's subjects and is dropped; who a track already alerted on is kept
-        (by subject id), so an update never raises a second alert on the same person.
+        Evidence (and the aggregate) refers to the old list's subjects and is dropped; who a track already alerted
+        on is kept (by subject id), so an update never raises a second alert on the same person.
         """
         self.gallery, self.threshold = gallery, threshold
         for track in self.tracker.tracks.values():
-            track.evidence.clear()
+            track.drop_looks()
             track.best_quality = 0.0
             track.last_embed_frame = -(10**9)
 
@@ -134,21 +134,33 @@ class Pipeline:
 
     def _judge(self, frame: Frame, todo: list[tuple[Track, np.ndarray, Quality]], embeddings: np.ndarray,
                min_evidence: int) -> list[Alert]:
-        """Match the embeddings of `todo`'s faces and decide per track."""
+        """Match the embeddings of `todo`'s faces (and, for the `aggregate` rule, each track's aggregate with them
+        in the same pass) and decide per track."""
         self.counters.embeddings += len(todo)
-        results = match(self.gallery, embeddings, self.clock(), k=2, search=self._gallery_search())
-        del embeddings
+        rule, n = self.track_cfg.decision, len(todo)
+        probes = embeddings
+        if rule == "aggregate":
+            probes = np.concatenate([embeddings, np.stack([t.pool(e, q.score) for (t, _, q), e in zip(todo, embeddings,
+                                                                                                    strict=True)])])
+        results = match(self.gallery, probes, self.clock(), k=2, search=self._gallery_search())
+        del embeddings, probes
         alerts = []
-        for (track, crop, q), res in zip(todo, results, strict=True):
-            best = res.best
-            candidate = best is not None and best.score >= self.threshold.value
-            track.evidence.append(Evidence(frame.index, q, best.subject_index if best else None,
-                                           best.score if best else -1.0, res.margin, crop if candidate else None))
+        for i, (track, crop, q) in enumerate(todo):
+            res, pooled = results[i], results[n + i] if rule == "aggregate" else None
+            best, pooled_best = res.best, pooled.best if pooled else None
+            if track.evidence and track.evidence[-1].score < self.threshold.value:
+                track.evidence[-1].crop = None  # no longer the latest look, and never a candidate on its own
+            keep = pooled is not None or (best is not None and best.score >= self.threshold.value)
+            track.evidence.append(Evidence(
+                frame.index, q, best.subject_index if best else None, best.score if best else -1.0, res.margin,
+                crop if keep else None,
+                pooled_best.subject_index if pooled_best else None, pooled_best.score if pooled_best else -1.0,
+                pooled.margin if pooled else 0.0))
             track.last_embed_frame = frame.index
             track.best_quality = max(track.best_quality, q.score)
-            decided = decide(track, self.threshold.value, min_evidence, self.gallery.subject_ids)
+            decided = decide(track, self.threshold.value, min_evidence, self.gallery.subject_ids, rule)
             if decided is not None:
-                alerts.append(self._alert(track, frame, decided[0], decided[1], res))
+                alerts.append(self._alert(track, frame, decided[0], decided[1], pooled or res))
         return alerts
 
     def _worth_embedding(self, frame: Frame, seen: list[tuple[Track, int]]) -> list[tuple[Track, np.ndarray, Quality]]:
@@ -177,11 +189,16 @@ class Pipeline:
         return self._resolved[1]
 
     def _alert(self, track: Track, frame: Frame, subject: int, agreeing: list[int], res: MatchResult) -> Alert:
-        """The alert shows the agreeing face that scored highest: its crop, quality and score belong together."""
+        """The alert shows the agreeing face that scored highest (its crop and quality); its score, margin and
+        runner-up are that face's under the `votes` rule and the aggregate's (`res`) under the `aggregate` rule."""
         track.alerted.add(self.gallery.subject_ids[subject])
         self.counters.alerts += 1
-        best = max((track.evidence[i] for i in agreeing), key=lambda ev: ev.score)
-        assert best.crop is not None  # kept for every face at or above the threshold
+        kept = (track.evidence[i] for i in agreeing if track.evidence[i].crop is not None)
+        shown = max(kept, key=lambda ev: ev.score)
+        assert shown.crop is not None  # kept for every face at or above the threshold, and for the latest look
+        pooled = self.track_cfg.decision == "aggregate"
+        score, margin = (track.evidence[-1].pooled_score, track.evidence[-1].pooled_margin) if pooled else \
+            (shown.score, shown.margin)
         runner = next((c.subject_id for c in res.candidates if c.subject_index != subject), None)
         labels = self.gallery.labels
         return Alert(
@@ -191,13 +208,13 @@ class Pipeline:
             subject_index=subject,
             subject_id=self.gallery.subject_ids[subject],
             label=labels[subject] if labels else self.gallery.subject_ids[subject],
-            score=round(best.score, 4),
+            score=round(score, 4),
             threshold=self.threshold,
-            margin=round(best.margin, 4),
+            margin=round(margin, 4),
             runner_up=runner,
-            quality=best.probe,
+            quality=shown.probe,
             box=tuple(round(float(v), 1) for v in track.box),
-            crop=best.crop,
+            crop=shown.crop,
             evidence=len(agreeing),
         )
 
@@ -205,7 +222,7 @@ class Pipeline:
         for track in dead:
             if not track.matched:
                 self.counters.faces_discarded += 1
-            track.evidence.clear()
+            track.drop_looks()
 
     def finish(self) -> None:
         """End of source: every track ends, and whatever they held is dropped."""

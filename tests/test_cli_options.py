@@ -37,6 +37,7 @@ MEANINGS: dict[str, tuple[str, str, str | None]] = {
     "--days": ("int", "certificate validity in days", r"days"),
     "--data": ("path", "the shared evaluation data folder ($EDGE_TEST_DATA)", r"EDGE_TEST_DATA"),
     "--db": ("text", "the HQ event store: SQLite file or postgresql:// URL", r"SQLite"),
+    "--decision": ("text", "the per-track decision rule ([track] decision)", r"aggregate"),
     "--demographics": ("path", "the demographics data folder", r"demographics"),
     "--detector-size": ("text", "detector engine input size", None),
     "--dir": ("path", "the folder a command works in", None),

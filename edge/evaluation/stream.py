@@ -28,6 +28,7 @@ from edge.evaluation.stream_scene import FRAME_H, FRAME_W, Profile, Scene, Walke
 from edge.evaluation.stream_score import CrossingTruth, Look, Raised, Sighting, assign, curve, decision_scores, score
 from edge.pipeline import Pipeline
 from edge.runtime.progress import progress
+from edge.track.tracker import Track
 from edge.vision.detect import Detections
 from edge.vision.enroll import Enroller
 from edge.vision.stack import VisionStack
@@ -105,15 +106,26 @@ def cast(people: Path, listed: int, crossings: int, enroller: Enroller, seed: in
     return Cast(gallery, [walkers[i] for i in order], sorted(n for n, _ in candidates if n not in enrolled))
 
 
+def looks_at(track: Track, frame: int, subject_ids: tuple[str, ...]) -> list[Look]:
+    """The track's looks (embeddings) taken at `frame`, as the scorer replays them."""
+    def named(index: int | None) -> str | None:
+        return subject_ids[index] if index is not None else None
+
+    return [Look(track.id, frame, named(ev.subject_index), ev.score, named(ev.pooled_subject), ev.pooled_score)
+            for ev in track.evidence if ev.frame == frame]
+
+
 def run_stream(stack: VisionStack, people: Path, profile: Profile, listed: int, seconds: float, seed: int,
-               stride: int, scene_background: tuple[np.ndarray, str], show_progress: bool = True) -> dict[str, Any]:
-    """Everything `edge eval stream` reports, from one pass over `seconds` of generated video."""
+               stride: int, scene_background: tuple[np.ndarray, str], show_progress: bool = True,
+               track: TrackConfig | None = None) -> dict[str, Any]:
+    """Everything `edge eval stream` reports, from one pass over `seconds` of generated video; `track`: the
+    [track] settings (default: the device's)."""
     start = time.perf_counter()
     cast_ = cast(people, listed, crossings_for(profile, seconds), Enroller(stack), seed)
     spec = stack.embedder.spec
     policy = load_policy(MatchConfig(), stack.manifest.folder, spec.name, spec.sha256)
     threshold = policy.for_gallery(cast_.gallery.size)
-    track_cfg = TrackConfig()
+    track_cfg = track or TrackConfig()
     pipeline = Pipeline(stack, cast_.gallery, threshold, QualityConfig(), track_cfg, stride)
     scene = Scene(cast_.walkers, scene_background[0], profile, seconds, seed)
     subject_ids = cast_.gallery.subject_ids
@@ -134,8 +146,7 @@ def run_stream(stack: VisionStack, people: Path, profile: Profile, listed: int, 
         for track in pipeline.tracker.tracks.values():
             if track.missed == 0:
                 sightings.append(Sighting(i, track.id, tuple(float(v) for v in track.box)))  # type: ignore[arg-type]
-            looks += [Look(track.id, i, subject_ids[ev.subject_index] if ev.subject_index is not None else None,
-                           ev.score) for ev in track.evidence if ev.frame == i]
+            looks += looks_at(track, i, subject_ids)
     pipeline.finish()
     crossings = [CrossingTruth(c.id, c.walker.subject_id, c.start) for c in scene.crossings]
     figures = score(crossings, sightings, truth, alerts, profile.fps)
@@ -156,7 +167,8 @@ def run_stream(stack: VisionStack, people: Path, profile: Profile, listed: int, 
             "fpir": threshold.fpir, "track": track_cfg.model_dump(), "quality": QualityConfig().model_dump(),
             "machine": f"{platform.machine()} {platform.processor() or platform.system()}, {os.cpu_count()} CPUs",
         },
-        "curve": curve(crossings, owner, decision_scores(looks, track_cfg.min_evidence), thresholds),
+        "curve": curve(crossings, owner, decision_scores(looks, track_cfg.min_evidence, track_cfg.decision),
+                       thresholds),
         "counters": pipeline.counters.as_dict(),
     }
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.cliargs import add_model_args, add_report_arg, data_root, stack_from_args
+from edge.config.track import TrackConfig
 from edge.errors import ConfigError
 from edge.evaluation.plots import stream_plot
 from edge.evaluation.stream import background, run_stream
@@ -30,6 +31,9 @@ def add_parser(group: Any) -> None:
     p.add_argument("--listed", type=int, default=50, help="watchlist size: the first N people (default %(default)s)")
     p.add_argument("--seconds", type=float, default=60.0, help="seconds of video to generate (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed for who walks, how, and the camera's motion")
+    p.add_argument("--decision", choices=("aggregate", "votes"), default=TrackConfig().decision,
+                   help="per-track decision rule, as [track] decision: aggregate (the quality-weighted mean of a "
+                        "track's embeddings) or votes (each look on its own) (default %(default)s, as the device)")
     add_model_args(p, threads=2, stride="detect every Nth frame; the tracker carries boxes between (default "
                                         "%(default)s, as the device)")
     p.set_defaults(func=run)
@@ -42,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--people {args.people}: not a folder; give one with a sub-folder of photos per person")
     stack = stack_from_args(args)
     report = run_stream(stack, args.people, PROFILES[args.profile], args.listed, args.seconds, args.seed,
-                        args.stride, background(data_root(), args.people, stack.detector))
+                        args.stride, background(data_root(), args.people, stack.detector),
+                        track=TrackConfig(decision=args.decision))
     report["settings"]["threads"] = args.threads
     for key in SUMMARY:
         print(f"{key}: {report[key]}")

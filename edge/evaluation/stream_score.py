@@ -4,8 +4,8 @@ A crossing is one person walking through once. Each tracker track is given to th
 overlaps (IoU >= MIN_IOU) in most of the frames it was detected in; a track that overlaps none is a ghost. An
 alert belongs to its track's crossing: on a listed person's crossing it is correct when it names them and a
 wrong-person alert otherwise; on a passer's crossing, or on a ghost, it is a false alert. The curve replays the
-decision rule at every threshold from each track's embeddings (the best candidate and score of each look), so it
-comes from the same run.
+decision rule in use at every threshold from each track's looks (the best candidate and score of each embedding and
+of the track's aggregate after it), so it comes from the same run.
 """
 
 import statistics
@@ -13,6 +13,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import numpy as np
+
+from edge.config.track import DecisionRule
 
 MIN_IOU = 0.3
 
@@ -37,12 +39,15 @@ class Sighting:
 
 @dataclass(frozen=True)
 class Look:
-    """One embedding of a track's face: the best candidate on the list (None: empty list) and its score."""
+    """One embedding of a track's face: the best candidate on the list (None: empty list) and its score, and the
+    best candidate and score of the track's aggregate after it (None: the `votes` rule, no aggregate)."""
 
     track: int
     frame: int
     subject_id: str | None
     score: float
+    pooled_subject_id: str | None = None
+    pooled_score: float = -1.0
 
 
 @dataclass(frozen=True)
@@ -127,9 +132,16 @@ def score(crossings: list[CrossingTruth], sightings: list[Sighting],
     }
 
 
-def decision_scores(looks: list[Look], min_evidence: int) -> dict[int, dict[str, float]]:
-    """Per track, per subject: the highest threshold at which the decision rule would have alerted on them (the
-    `min_evidence`-th best score among the track's looks whose best candidate was that subject)."""
+def decision_scores(looks: list[Look], min_evidence: int, rule: DecisionRule) -> dict[int, dict[str, float]]:
+    """Per track, per subject: the highest threshold at which the decision rule in use would have alerted on them.
+
+    `votes`: the `min_evidence`-th best score among the track's looks whose best candidate was that subject.
+    `aggregate`: the best aggregate score naming that subject after a look that named them too, once
+    `min_evidence` looks from distinct frames were pooled (`edge.track.decision.decide_aggregate`, at every
+    threshold at once).
+    """
+    if rule == "aggregate":
+        return _aggregate_scores(looks, min_evidence)
     scores: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for look in looks:
         if look.subject_id is not None:
@@ -139,12 +151,27 @@ def decision_scores(looks: list[Look], min_evidence: int) -> dict[int, dict[str,
     return {t: d for t, d in decisions.items() if d}
 
 
+def _aggregate_scores(looks: list[Look], min_evidence: int) -> dict[int, dict[str, float]]:
+    frames: dict[int, set[int]] = defaultdict(set)
+    decisions: dict[int, dict[str, float]] = defaultdict(dict)
+    for look in sorted(looks, key=lambda lk: lk.frame):
+        frames[look.track].add(look.frame)
+        subject = look.pooled_subject_id
+        if subject is None or subject != look.subject_id or len(frames[look.track]) < min_evidence:
+            continue
+        known = decisions[look.track]
+        known[subject] = max(known.get(subject, -1.0), look.pooled_score)
+    return {t: d for t, d in decisions.items() if d}
+
+
 def curve(crossings: list[CrossingTruth], owner: dict[int, int | None], decisions: dict[int, dict[str, float]],
           thresholds: np.ndarray) -> list[dict[str, float]]:
     """track_fnir, false alerts per 1000 passers and wrong-person alerts at each threshold, from one run.
 
-    An approximation below the run's own threshold: there a track that alerted stopped looking, so it may have
-    gathered fewer looks than it would have at the lower threshold (the curve is exact at and above it).
+    A track takes its periodic looks only until it alerts. So a track's first alert is replayed exactly at and
+    below the run's own threshold (until then it had every look it would have had); above it, a track that
+    alerted stopped looking and might have reached the higher threshold later, so there the curve may count too
+    few alerts (correct and false), and below it too few further alerts after a track's first.
     """
     by_id = {c.id: c for c in crossings}
     n_listed = sum(1 for c in crossings if c.subject_id is not None)

@@ -1,9 +1,18 @@
-"""Debounced decision per track: an alert only when enough embeddings from distinct frames agree."""
+"""The decision per track: whom a track alerts on, from its looks (embeddings) so far.
+
+Two rules (`[track] decision`). `votes`: `min_evidence` looks from distinct frames each name the same subject at or
+above the threshold. `aggregate` (the default): the quality-weighted mean of the track's embeddings names the
+subject at or above the threshold, after at least `min_evidence` looks from distinct frames, the latest of which
+names that subject too. Noise of single looks (blur, a turned head, a bad frame) averages out of the mean, so a
+person whose looks each fall just short is still found; measured in docs/evaluation.md, "Decisions over a whole
+track".
+"""
 
 from dataclasses import dataclass
 
 import numpy as np
 
+from edge.config.track import DecisionRule
 from edge.track.tracker import Track
 from edge.vision.quality import Quality
 
@@ -43,13 +52,39 @@ class Alert:
     evidence: int
 
 
-def decide(track: Track, threshold: float, min_evidence: int,
-           subject_ids: tuple[str, ...]) -> tuple[int, list[int]] | None:
-    """The subject this track now alerts on, with the indices of agreeing evidence, or None.
+def decide(track: Track, threshold: float, min_evidence: int, subject_ids: tuple[str, ...],
+           rule: DecisionRule = "aggregate") -> tuple[int, list[int]] | None:
+    """The subject this track now alerts on, with the indices of the looks behind it, or None.
 
-    A subject counts when an embedding's best candidate is that subject at or above the threshold;
-    `min_evidence` such embeddings (from distinct frames) must agree, and each subject alerts once per track
-    (by subject id, so a watchlist update does not alert again on a person already alerted).
+    Each subject alerts once per track (by subject id, so a watchlist update does not alert again on a person
+    already alerted).
+    """
+    if rule == "votes":
+        return decide_votes(track, threshold, min_evidence, subject_ids)
+    return decide_aggregate(track, threshold, min_evidence, subject_ids)
+
+
+def decide_aggregate(track: Track, threshold: float, min_evidence: int,
+                     subject_ids: tuple[str, ...]) -> tuple[int, list[int]] | None:
+    """The subject the track's aggregate (after its latest look) names at or above the threshold, once
+    `min_evidence` looks from distinct frames are pooled and the latest look's own best candidate is that subject
+    (a face that no longer looks like them, e.g. another walker taken over by the track, does not alert); with
+    the looks that named the subject."""
+    if not track.evidence:
+        return None
+    latest = track.evidence[-1]
+    subject = latest.pooled_subject
+    if (subject is None or latest.pooled_score < threshold or latest.subject_index != subject
+            or subject_ids[subject] in track.alerted or len({ev.frame for ev in track.evidence}) < min_evidence):
+        return None
+    return subject, [i for i, ev in enumerate(track.evidence) if ev.subject_index == subject]
+
+
+def decide_votes(track: Track, threshold: float, min_evidence: int,
+                 subject_ids: tuple[str, ...]) -> tuple[int, list[int]] | None:
+    """The subject that `min_evidence` looks from distinct frames each name at or above the threshold, with them.
+
+    A subject counts when a look's best candidate is that subject at or above the threshold.
     """
     votes: dict[int, list[int]] = {}
     for i, ev in enumerate(track.evidence):

@@ -18,10 +18,11 @@ from edge.vision.quality import Quality
 
 @dataclass
 class Evidence:
-    """One embedding of a track's face and what the watchlist said about it.
+    """One embedding of a track's face and what the watchlist said about it, and about the track's aggregate then.
 
-    The aligned crop is kept only when the face scored at or above the threshold, i.e. could become part of
-    an alert; it lives as long as the track and is never written anywhere unless an alert carries it.
+    The aligned crop is kept only while the face could become part of an alert: when it scored at or above the
+    threshold, or, under the `aggregate` rule, while it is the track's latest look (that rule alerts on it); it
+    lives as long as the track at most and is never written anywhere unless an alert carries it.
     """
 
     frame: int
@@ -30,6 +31,10 @@ class Evidence:
     score: float
     margin: float
     crop: np.ndarray | None
+    pooled_subject: int | None = None
+    """The aggregate's best candidate after this look (None: no aggregate, the `votes` rule)."""
+    pooled_score: float = -1.0
+    pooled_margin: float = 0.0
 
 
 @dataclass
@@ -50,11 +55,24 @@ class Track:
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
     """Box change per detection round (x1, y1, x2, y2), smoothed: where the face will be next round."""
     evidence: list[Evidence] = field(default_factory=list)
+    pooled: np.ndarray | None = None
+    """Quality-weighted sum of the track's embeddings (the `aggregate` rule): memory only, dropped with the looks."""
     alerted: set[str] = field(default_factory=set)
 
     @property
     def matched(self) -> bool:
         return bool(self.alerted)
+
+    def pool(self, embedding: np.ndarray, weight: float) -> np.ndarray:
+        """Add a unit embedding to the aggregate with `weight` (its probe quality); the aggregate, re-normalised."""
+        added = np.asarray(embedding, np.float32) * max(weight, 1e-3)
+        self.pooled = added if self.pooled is None else self.pooled + added
+        return self.pooled / max(float(np.linalg.norm(self.pooled)), 1e-12)
+
+    def drop_looks(self) -> None:
+        """Forget every embedding, crop and match result (the track ended, or the watchlist they refer to did)."""
+        self.evidence.clear()
+        self.pooled = None
 
     def predicted(self, round_: int) -> np.ndarray:
         """The box expected at detection round `round_`."""

@@ -305,8 +305,12 @@ def _searched(gallery: Gallery, probes: np.ndarray, k: int, live: np.ndarray,
 
     Every row left out scored at most the last one returned, so its exact score is at most that plus the error
     bound; when the k-th best of the re-scored subjects is above that, none left out could rank higher."""
-    if not search.holds(gallery) or len(probes) > search.max_probes:
+    if not search.holds(gallery):
         return [None] * len(probes)
+    if len(probes) > search.max_probes:  # a crowd, or a frame's faces with their tracks' aggregates: in slices
+        step = search.max_probes
+        return [r for at in range(0, len(probes), step)
+                for r in _searched(gallery, probes[at:at + step], k, live, search)]
     scores, rows = search.top_rows(probes)
     out: list[MatchResult | None] = []
     for probe, approx, index in zip(probes, scores, rows, strict=True):

@@ -133,7 +133,7 @@ def test_scoring_a_hand_made_run() -> None:
     looks = [Look(1, 3, "ann", 0.62), Look(1, 6, "ann", 0.6), Look(2, 33, "ann", 0.9), Look(2, 36, "ann", 0.7),
              Look(3, 9, "ann", 0.55), Look(3, 12, "ann", 0.5), Look(4, 42, "bob", 0.55), Look(4, 45, "bob", 0.6),
              Look(5, 3, "bob", 0.99)]  # track 5 had one look only: the rule never fires on it
-    decisions = decision_scores(looks, min_evidence=2)
+    decisions = decision_scores(looks, min_evidence=2, rule="votes")
     assert decisions[2] == {"ann": 0.7} and 5 not in decisions
     owner, _ = assign(sightings, truth)
     rows = {r["threshold"]: r for r in curve(crossings, owner, decisions, np.array([0.4, 0.52, 0.8]))}
@@ -141,6 +141,19 @@ def test_scoring_a_hand_made_run() -> None:
                          "wrong_person_alerts": 1}
     assert rows[0.52]["false_alerts_per_1000_passers"] == 0.0 and rows[0.52]["wrong_person_alerts"] == 1
     assert rows[0.8]["track_fnir"] == 1.0 and rows[0.8]["wrong_person_alerts"] == 0
+
+
+def test_the_aggregate_rule_replayed_by_hand() -> None:
+    """A track alerts on the aggregate's person at its best aggregate score after a look that named them too, from
+    its second look on; the votes rule on the same looks needs two looks at the threshold."""
+    looks = [Look(1, 3, "ann", 0.44, "ann", 0.44), Look(1, 6, "ann", 0.43, "ann", 0.52),  # each short, the mean not
+             Look(1, 9, "bob", 0.30, "ann", 0.58),  # the mean still names Ann, this look does not: no alert here
+             Look(2, 3, "bob", 0.9, "bob", 0.9),  # one look only
+             Look(3, 3, "cy", 0.5, "cy", 0.5), Look(3, 6, "bob", 0.35, "cy", 0.41)]
+    assert decision_scores(looks, min_evidence=2, rule="aggregate") == {1: {"ann": 0.52}}
+    assert decision_scores(looks, min_evidence=2, rule="votes") == {1: {"ann": 0.43}}
+    assert decision_scores(looks, min_evidence=1, rule="aggregate") == {1: {"ann": 0.52}, 2: {"bob": 0.9},
+                                                                         3: {"cy": 0.5}}
 
 
 def test_stream_end_to_end_on_a_slice(lfw_slice: Path, tmp_path: Path, listed: tuple[str, ...]) -> None:

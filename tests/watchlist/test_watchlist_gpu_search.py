@@ -66,6 +66,18 @@ def test_a_search_that_finds_the_best_rows_gives_the_exact_top_k_and_is_used() -
                                [[c.score for c in r.candidates] for r in exact], atol=1e-6)
 
 
+def test_more_probes_than_the_engine_takes_are_searched_in_slices() -> None:
+    """A crowd's faces with their tracks' aggregates can pass MAX_PROBES: the search takes them in slices rather
+    than leaving the whole frame to the CPU's scan."""
+    gallery, probes, owner = gallery_and_probes()
+    many = np.concatenate([probes] * (MAX_PROBES // len(probes) + 1))
+    assert len(many) > MAX_PROBES
+    search = Float16Search(gallery)
+    results = match(gallery, many, now=0.0, k=2, search=search)
+    assert search.calls == 2 and "_int8" not in gallery.__dict__
+    assert [[c.subject_index for c in r.candidates] for r in results] == exact_top(gallery, owner, many, 2)
+
+
 @pytest.mark.parametrize("crowd", ["one subject's many rows", "near-identical subjects"])
 def test_where_the_best_rows_prove_nothing_the_cpu_scans(crowd: str) -> None:
     """The GPU's TOP_ROWS rows all belong to one subject (no runner-up among them), or to subjects tied closer than
