@@ -5,12 +5,14 @@ of the mated probes kept, at a fixed threshold, plotted against the fraction of 
 that predicts nothing gives a flat curve; the ideal factor rejects the misses first, so its FNIR falls along
 (FNIR - r) / (1 - r) to 0 at r = FNIR.
 
-The limit is chosen by one rule for every factor. Rejecting a further slice of faces (`SLICE` of them, the worst
-left) changes the FNIR of those kept by (F - m) / (1 - r) per unit rejected, where m is the slice's own miss rate
-and F the FNIR of the faces kept: the relative fall of FNIR outweighs the relative loss of faces while m > 2F.
-The limit is where that stops holding (a slice of faces that misses at most twice as often as the faces kept),
-never rejecting more than `MAX_REJECT`. A factor whose first slice already fails the rule does not predict error
-on these faces.
+The limit is chosen by one rule for every factor: rejecting more is worth it while it lowers FNIR by more, in
+relative terms, than it costs in faces rejected. Rejecting a little more (dr) changes the FNIR F of the faces kept
+by (F - m) dr / (1 - r), m being the miss rate of the faces just rejected, so the relative fall of F outweighs
+the relative loss of faces, dr / (1 - r), exactly while m > 2F; that is, while (1 - r) / F, faces kept per unit
+of their FNIR, still rises. The limit is where (1 - r) / F is highest on the curve (read at every 1 % rejected,
+up to `MAX_REJECT`; the least rejection among equals), so one noisy stretch neither stops the rule early nor
+carries it on. A factor whose best point beats keeping every face by no more than `MARGIN` does not predict
+error on these faces (a factor drawn at random, on 1,500 faces with FNIR 21 %, passes 1 % about once in 1,000).
 """
 
 import math
@@ -18,8 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SLICE = 0.05  # fraction of the faces taken off per step of the rule
-GAIN = 2.0  # a slice is worth rejecting while it misses more than GAIN x as often as the faces kept
+MARGIN = 0.01  # the least gain in (kept / FNIR kept) that counts as the factor predicting error
 MAX_REJECT = 0.5  # no gate that throws away more than half the faces is worth having
 STEPS = tuple(round(0.01 * i, 2) for i in range(91))  # rejected fractions at which a curve is reported
 
@@ -73,39 +74,33 @@ def ideal(fnir: float, rejected: float) -> float:
 
 @dataclass(frozen=True)
 class Choice:
-    """What the rule picked: the limit (None: reject nothing), what it rejects and the FNIR of the faces kept;
-    `slices`: the miss rate of each slice taken off and of the faces kept after it, as the rule saw them."""
+    """What the rule picked: the limit (None: reject nothing), what it rejects, the FNIR of the faces kept, and
+    `gain`: its (kept / FNIR kept) over that of keeping every face."""
 
     limit: float | None
     rejected: float
     fnir_kept: float | None
-    slices: list[tuple[float, float]]
+    gain: float
 
     @property
     def predicts_error(self) -> bool:
         return self.limit is not None
 
 
-def choose(values: np.ndarray, errors: np.ndarray, higher_is_better: bool = True, slice_frac: float = SLICE,
-           gain: float = GAIN, max_reject: float = MAX_REJECT) -> Choice:
+def _worth(p: Point) -> float:
+    """Faces kept per unit of their FNIR: rises with rejecting exactly while the faces rejected miss more than twice
+    as often as those kept."""
+    return math.inf if not p.fnir else (1 - p.rejected) / p.fnir
+
+
+def choose(values: np.ndarray, errors: np.ndarray, higher_is_better: bool = True, max_reject: float = MAX_REJECT,
+           margin: float = MARGIN) -> Choice:
     """The limit this factor's curve supports, by the rule in the module's docstring."""
-    q, e = _oriented(values, higher_is_better), np.asarray(errors, bool)
-    order = np.argsort(q, kind="stable")
-    qs, es = q[order], e[order]
-    n, cut, slices = len(qs), 0, []
-    step = max(1, math.ceil(slice_frac * n))
-    while True:
-        end = cut + step
-        while 0 < end < n and qs[end] == qs[end - 1]:  # a slice ends between two different values
-            end += 1
-        if end >= n or end / n > max_reject:
-            break
-        m, f = float(es[cut:end].mean()), float(es[end:].mean())
-        slices.append((round(m, 4), round(f, 4)))
-        if m <= gain * f:
-            break
-        cut = end
-    if cut == 0:
-        return Choice(None, 0.0, float(e.mean()) if n else None, slices)
-    limit = float(qs[cut]) if higher_is_better else -float(qs[cut])
-    return Choice(limit, cut / n, float(es[cut:].mean()), slices)
+    points = [p for p in edc(values, errors, higher_is_better) if p.rejected <= max_reject and p.fnir is not None]
+    if not points:
+        return Choice(None, 0.0, None, 1.0)
+    base, best = points[0], max(points, key=_worth)  # the first of equals: the least rejection
+    gain = 1.0 if math.isinf(_worth(base)) else _worth(best) / _worth(base)
+    if best.rejected == 0 or gain <= 1 + margin:
+        return Choice(None, 0.0, base.fnir, round(gain, 4))
+    return Choice(best.limit, best.rejected, best.fnir, round(gain, 4))

@@ -175,7 +175,7 @@ def edc_plot(path: Path, report: dict[str, Any]) -> Path:
         rule = f["rule"]
         if rule["predicts_error"]:
             ax.plot([rule["rejected"]], [rule["fnir_kept"]], _MARKERS[i % len(_MARKERS)], color=line.get_color(),
-                    ms=6, label=f"{name} limit {rule['limit']:g}")
+                    ms=6, label=f"{name} limit {rule['limit']:.3g}")
     ax.set_xlim(0, 0.9)
     ax.set_ylim(0, max(0.05, 1.1 * base))
     ax.set_xlabel("fraction of the mated faces found rejected (worst first by the factor)")

@@ -160,7 +160,7 @@ def factor_report(f: Factor, v: np.ndarray, miss: dict[str, np.ndarray], alarm: 
         "curves": curves,
         "table": table,
         "rule": {"limit": _round(rule.limit), "rejected": round(rule.rejected, 4), "fnir_kept": _round(rule.fnir_kept),
-                 "predicts_error": rule.predicts_error, "slices_miss_vs_kept": rule.slices},
+                 "predicts_error": rule.predicts_error, "gain": rule.gain},
     }
 
 
@@ -248,9 +248,10 @@ def markdown(report: dict[str, Any]) -> str:
     lines.append("")
     for name, f in report["factors"].items():
         r = f["rule"]
-        pick = (f"{r['limit']:g} (rejects {_pct(r['rejected'])}, FNIR kept {_pct(r['fnir_kept'])})"
-                if r["predicts_error"] else "none: the worst faces by this factor miss no more than twice as often "
-                                            "as the rest (does not predict error here)")
+        pick = (f"{r['limit']:g} (rejects {_pct(r['rejected'])} %, FNIR kept {_pct(r['fnir_kept'])} %, "
+                f"gain {r['gain']:.3f})"
+                if r["predicts_error"] else "none: rejecting by this factor never gains 1 % in faces kept per FNIR "
+                                            "(does not predict error here)")
         lines.append(f"- {name}: rule's limit {pick}")
     return "\n".join(lines)
 

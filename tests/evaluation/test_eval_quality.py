@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edge.cli import main
-from edge.evaluation.edc import SLICE, choose, edc, ideal
+from edge.evaluation.edc import choose, edc, ideal
 from edge.evaluation.quality_eval import FACTORS
 
 
@@ -38,17 +38,18 @@ def test_lower_is_better_factors_reject_the_largest_values() -> None:
     yaw = 1 - good  # a large yaw is the bad end
     assert [p.fnir for p in edc(yaw, miss, higher_is_better=False)] == [p.fnir for p in edc(good, miss)]
     picked = choose(yaw, miss, higher_is_better=False)
-    assert 0.8 - SLICE - 0.02 <= picked.limit <= 0.82  # rejects yaw above about 0.8 (to within one slice)
+    assert picked.limit == pytest.approx(0.8, abs=0.02)  # rejects yaw above about 0.8
 
 
 def test_the_rule_stops_where_rejecting_more_stops_paying() -> None:
     good, noise, miss = _faces()
     picked = choose(good, miss)
-    # the bad faces end at 0.2: the rule stops there, or one slice later where a slice straddles the edge
-    assert picked.predicts_error and 0.18 <= picked.limit <= 0.2 + SLICE + 0.02
-    assert 0.18 <= picked.rejected <= 0.2 + SLICE + 0.02 and picked.fnir_kept < 0.08
+    # the bad faces end at 0.2: rejecting them pays, rejecting good ones after them does not
+    assert picked.predicts_error and picked.limit == pytest.approx(0.2, abs=0.02)
+    assert picked.rejected == pytest.approx(0.2, abs=0.02) and picked.fnir_kept < 0.08 and picked.gain > 2
     not_predictive = choose(noise, miss)
     assert not not_predictive.predicts_error and not_predictive.limit is None and not_predictive.rejected == 0
+    assert not_predictive.fnir_kept == pytest.approx(miss.mean())
 
 
 def test_the_rule_never_rejects_more_than_its_cap() -> None:
