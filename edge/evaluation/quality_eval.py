@@ -27,6 +27,7 @@ from edge.evaluation.resolution import (
     FRAME_H,
     FRAME_W,
     Condition,
+    Sample,
     draw,
     eye_distance,
     find,
@@ -98,6 +99,7 @@ def shots(sample_eyes: np.ndarray, seed: int) -> list[Shot]:
 
 
 def darken(frame: np.ndarray, gain: float) -> np.ndarray:
+    """A dim scene: every pixel times the gain, back to 8 bits (the detail a dark exposure loses is lost here too)."""
     return frame if gain == 1 else np.clip(np.round(frame.astype(np.float32) * gain), 0, 255).astype(np.uint8)
 
 
@@ -111,14 +113,15 @@ class Seen:
     crops: list[np.ndarray]
 
 
-def show(stack: VisionStack, probes: list[Any], landmarks: np.ndarray, centres: np.ndarray, plan: list[Shot],
-         quality: QualityConfig, bar: Any = None) -> Seen:
-    n = len(probes)
+def show(stack: VisionStack, sample: Sample, plan: list[Shot], quality: QualityConfig, bar: Any = None) -> Seen:
+    """Each probe in its own frame through the detector and `assess`, as `Pipeline` does; every face found is
+    kept for the embedder whatever the gate says (the curves need the faces the gate would refuse)."""
+    n = len(sample)
     found, passed = np.zeros(n, bool), np.zeros(n, bool)
     values = {f.name: np.full(n, np.nan) for f in FACTORS}
     crops = []
-    for i, probe in enumerate(probes):
-        frame, expected = render(read_image(probe.path), landmarks[i], plan[i].cond, centres[i])
+    for i, probe in enumerate(sample.probes):
+        frame, expected = render(read_image(probe.path), sample.landmarks[i], plan[i].cond, sample.centres[i])
         frame = darken(frame, plan[i].gain)
         det = stack.detector(frame)
         j = find(det, expected, plan[i].cond.eye_distance)
@@ -184,7 +187,7 @@ def quality_report(cache: EmbedCache, protocol: Protocol, per_class: int = PER_C
     sample = draw(cache, protocol, per_class, seed, MIN_PHOTO_EYE)
     plan = shots(np.array([eye_distance(lm) for lm in sample.landmarks]), seed)
     with progress(total=len(sample), desc=f"frames ({cache.embedder})", unit="frame", enabled=cache.progress) as bar:
-        seen = show(stack, sample.probes, sample.landmarks, sample.centres, plan, quality, bar)
+        seen = show(stack, sample, plan, quality, bar)
     scores, correct = np.full(len(sample), -np.inf), np.zeros(len(sample), bool)
     if seen.crops:
         where = np.flatnonzero(seen.found)

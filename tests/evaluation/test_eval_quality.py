@@ -9,7 +9,7 @@ import pytest
 
 from edge.cli import main
 from edge.evaluation.edc import choose, edc, ideal
-from edge.evaluation.quality_eval import FACTORS
+from edge.evaluation.quality_eval import FACTORS, GAIN_RANGE, MAX_BLUR, SIZE_RANGE, darken, shots
 
 
 def _faces(n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -57,6 +57,20 @@ def test_the_rule_never_rejects_more_than_its_cap() -> None:
     miss = ranks < 300  # the worst 30 % all miss, the rest never: each slice of them is worth rejecting
     assert choose(ranks, miss).rejected == pytest.approx(0.3)
     assert choose(ranks, miss, max_reject=0.2).rejected == pytest.approx(0.2)
+
+
+def test_each_probe_gets_its_own_seeded_camera_condition() -> None:
+    eyes = np.full(400, 40.0)
+    plan = shots(eyes, seed=3)
+    assert plan == shots(eyes, seed=3) and plan != shots(eyes, seed=4)
+    sizes = np.array([s.cond.eye_distance for s in plan])
+    blurs, gains = np.array([s.cond.blur for s in plan]), np.array([s.gain for s in plan])
+    assert SIZE_RANGE[0] <= sizes.min() and sizes.max() <= SIZE_RANGE[1] and sizes.std() > 5  # the factors vary
+    assert 0.3 < (blurs == 0).mean() < 0.5 and blurs.max() <= MAX_BLUR
+    assert 0.3 < (gains == 1).mean() < 0.5 and gains.min() >= GAIN_RANGE[0]
+    assert max(s.cond.eye_distance for s in shots(np.full(50, 20.0), seed=3)) <= 20  # never above the photo's own
+    frame = np.full((4, 4, 3), 200, np.uint8)
+    assert darken(frame, 0.25).max() == 50 and darken(frame, 1.0) is frame
 
 
 def test_quality_report_and_plot_on_a_slice(lfw_slice: Path, eval_cache: Path, tmp_path: Path,
