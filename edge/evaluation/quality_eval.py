@@ -20,6 +20,7 @@ import numpy as np
 from edge.capture.opencv import read_image
 from edge.config.quality import QualityConfig
 from edge.errors import EdgeError
+from edge.evaluation import edc as edc_module
 from edge.evaluation.edc import MAX_REJECT, choose, edc, ideal, kept_by
 from edge.evaluation.embedcache import EmbedCache
 from edge.evaluation.identify import Protocol, best_matches, enroll
@@ -205,7 +206,7 @@ def quality_report(cache: EmbedCache, protocol: Protocol, per_class: int = PER_C
     factors = {f.name: factor_report(f, seen.values[f.name][mated], miss, alarm, seen.values[f.name][non],
                                      getattr(quality, f.key) if f.key else None) for f in FACTORS}
     return {
-        "protocol": __doc__.split("\n\n")[1].replace("\n", " "),
+        "protocol": " ".join((__doc__ or "").split("\n\n")[1].split()),
         "rule": _rule_text(),
         "gallery": gallery_note,
         "embedder": cache.embedder,
@@ -232,9 +233,8 @@ def quality_report(cache: EmbedCache, protocol: Protocol, per_class: int = PER_C
 
 
 def _rule_text() -> str:
-    from edge.evaluation import edc as module
-
-    return " ".join((module.__doc__ or "").split("\n\n")[1].split())
+    """The rule the limits follow, as `edc.py` states it, for the report."""
+    return " ".join((edc_module.__doc__ or "").split("\n\n")[2].split())
 
 
 def markdown(report: dict[str, Any]) -> str:
