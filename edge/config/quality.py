@@ -1,8 +1,8 @@
 """[quality] section: when a face is good enough to embed and to decide on.
 
-How small and how blurred a face may be depends on the embedder (SFace holds up at 12 px between the eyes where
-MobileFaceNet needs 14), so those two limits default to the embedder's measured gate; a value set here applies
-to whichever embedder runs.
+How small and how blurred a face may be worth embedding depends on the embedder (its error-versus-reject curves,
+`edge eval quality`, put SFace's size limit at 18 px between the eyes and MobileFaceNet's at 14), so those two
+limits default to the embedder's measured gate; a value set here applies to whichever embedder runs.
 """
 
 import math
