@@ -43,7 +43,7 @@ class ModelSpec(StrictModel):
     outputs: list[str]
     embedding_output: str | None = None
     dim: int | None = None
-    quality_gate: QualityGate | None = None  # embedders: measured by `edge eval resolution`
+    quality_gate: QualityGate | None = None  # embedders: from `edge eval quality`
     description: str
     provenance: str
     licence: str

@@ -103,6 +103,7 @@ MEANINGS: dict[str, tuple[str, str, str | None]] = {
     "--port": ("int", "the handheld page's TCP port", r"port"),
     "--precision": ("text", "engine precision", None),
     "--probes": ("path", "probe photo folder, one sub-folder per person", r"per person"),
+    "--probes-per-class": ("int", "mated probes, and as many non-mated", None),
     "--probes-per-level": ("int", "probes per level", None),
     "--pub": ("path", "a device's audit public key (PEM)", r"public key"),
     "--recipients": ("text", "the devices a bundle is sealed for", None),

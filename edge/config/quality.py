@@ -1,8 +1,8 @@
 """[quality] section: when a face is good enough to embed and to decide on.
 
-How small and how blurred a face may be depends on the embedder (SFace holds up at 12 px between the eyes where
-MobileFaceNet needs 14), so those two limits default to the embedder's measured gate; a value set here applies
-to whichever embedder runs.
+How small and how blurred a face may be worth embedding depends on the embedder (its error-versus-reject curves,
+`edge eval quality`, put SFace's size limit at 18 px between the eyes and MobileFaceNet's at 14), so those two
+limits default to the embedder's measured gate; a value set here applies to whichever embedder runs.
 """
 
 import math
@@ -14,15 +14,16 @@ from edge.config.base import StrictModel
 
 
 class QualityGate(StrictModel):
-    """The smallest and blurriest face an embedder still embeds well enough, measured with `edge eval resolution`
-    (engines/models.toml `quality_gate`, docs/evaluation.md#face-size-and-the-quality-gate)."""
+    """The smallest and blurriest face worth embedding for an embedder, read off its error-versus-reject curves
+    (`edge eval quality`; engines/models.toml `quality_gate`; docs/evaluation.md, "The quality gate from
+    error-versus-reject curves")."""
 
     min_eye_distance: float = Field(ge=4.0)
     min_sharpness: float = Field(ge=0.0)
 
 
-# For an embedder with no measured gate: MobileFaceNet's, the stricter of the two measured.
-UNMEASURED_GATE = QualityGate(min_eye_distance=14.0, min_sharpness=30.0)
+# For an embedder with no measured gate: the stricter of the two measured in each limit (SFace's).
+UNMEASURED_GATE = QualityGate(min_eye_distance=18.0, min_sharpness=4.0)
 
 
 class QualityConfig(StrictModel):
@@ -34,8 +35,10 @@ class QualityConfig(StrictModel):
     good_sharpness: float = Field(150.0, ge=1.0)
     max_yaw: float = Field(0.45, gt=0.0, le=1.0, description="nose offset from the eye midline / eye distance")
     max_pitch: float = Field(0.45, gt=0.0, le=1.0)
-    min_brightness: float = Field(40.0, ge=0.0, le=255.0, description="mean grey level of the aligned crop")
-    min_score: float = Field(0.8, ge=0.0, le=1.0, description="detection confidence needed to embed")
+    # From `edge eval quality` (docs/evaluation.md#the-quality-gate-from-error-versus-reject-curves): pose and
+    # brightness did not predict error on its faces, so their limits are loose; detection confidence did.
+    min_brightness: float = Field(15.0, ge=0.0, le=255.0, description="mean grey level of the aligned crop")
+    min_score: float = Field(0.85, ge=0.0, le=1.0, description="detection confidence needed to embed")
 
     @field_validator("*", mode="before")
     @classmethod

@@ -11,6 +11,7 @@ from typing import Any
 
 from edge.cliargs import add_model_args, add_renamed, add_report_arg, data_root, stack_from_args
 from edge.errors import ConfigError, EdgeError
+from edge.evaluation import quality_cli
 from edge.evaluation.calibrate import FPIRS as CAL_FPIRS
 from edge.evaluation.calibrate import (
     SIZES,
@@ -101,6 +102,11 @@ def register(commands) -> None:
                         "reads them)")
     _common(p)
     p.set_defaults(func=run_demographics)
+
+    p = group.add_parser("quality", help=quality_cli.HELP, description=quality_cli.DESCRIPTION)
+    quality_cli.add_args(p)
+    _common(p)
+    p.set_defaults(func=run_quality)
 
     add_stream_parser(group)
 
@@ -322,6 +328,10 @@ def run_resolution(args: argparse.Namespace) -> int:
 
         resolution_plot(args.plot, report)
     return 0
+
+
+def run_quality(args: argparse.Namespace) -> int:
+    return quality_cli.run(args, _cache(args), _command())
 
 
 def run_demographics(args: argparse.Namespace) -> int:

@@ -158,3 +158,28 @@ def stream_plot(path: Path, report: dict[str, Any]) -> Path:
     s = report["settings"]
     return _finish(plt, fig, ax, path, f"{s['profile']['name']}: {s['enrolled']} listed, "
                                        f"{report['passer_tracks']} passers, {s['embedder']}")
+
+
+def edc_plot(path: Path, report: dict[str, Any]) -> Path:
+    """`edge eval quality`: FNIR of the faces kept against the fraction rejected, one line per quality factor at
+    the device's default threshold, the ideal (misses rejected first) dashed, each factor's chosen limit marked."""
+    plt = _pyplot()
+    key = report["rule_at"]
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
+    base = report["all_found"][key]["fnir"]
+    x = np.linspace(0, 0.9, 91)
+    ax.plot(x, [max(0.0, (base - r) / (1 - r)) for r in x], "--", color="black", label="ideal (misses first)")
+    for i, (name, f) in enumerate(report["factors"].items()):
+        pts = f["curves"][key]
+        line, = ax.plot([p["rejected"] for p in pts], [p["fnir"] for p in pts], label=name)
+        rule = f["rule"]
+        if rule["predicts_error"]:
+            ax.plot([rule["rejected"]], [rule["fnir_kept"]], _MARKERS[i % len(_MARKERS)], color=line.get_color(),
+                    ms=6, label=f"{name} limit {rule['limit']:.3g}")
+    ax.set_xlim(0, 0.9)
+    ax.set_ylim(0, max(0.05, 1.1 * base))
+    ax.set_xlabel("fraction of the mated faces found rejected (worst first by the factor)")
+    ax.set_ylabel(f"FNIR of the faces kept, threshold at {key.replace('_', ' ')}")
+    s = report["sample"]
+    return _finish(plt, fig, ax, path, f"{report['embedder']}: error versus reject, {s['found_mated']} mated faces "
+                                       f"found, detector {report['detector_long_side']}", legend="upper right")

@@ -17,7 +17,8 @@ from edge.vision.select import select_face
 from edge.vision.stack import VisionStack
 
 # Enrollment is stricter than a live probe: the gallery photo sets the bar for every later comparison.
-ENROLL_QUALITY = QualityConfig(min_eye_distance=20.0, min_sharpness=25.0, max_yaw=0.35, max_pitch=0.4)
+ENROLL_QUALITY = QualityConfig(min_eye_distance=20.0, min_sharpness=25.0, max_yaw=0.35, max_pitch=0.4,
+                               min_brightness=40.0, min_score=0.8)
 
 
 @dataclass(frozen=True)

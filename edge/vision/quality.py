@@ -47,6 +47,17 @@ def pose(landmarks: np.ndarray) -> tuple[float, float]:
     return float(abs(yaw)), float(abs(ref - frontal))
 
 
+def face_size(landmarks: np.ndarray) -> float:
+    """The size `min_eye_distance` is compared with, in eye distances (pixels) of the frame.
+
+    A turned head brings the eyes together without making the face smaller: size is judged on the larger of the
+    eye distance and the eye-to-mouth height (scaled to the template's eye distance), so a profile is refused as
+    a pose, not as too small."""
+    eye_distance = float(np.linalg.norm(landmarks[1] - landmarks[0]))
+    eye_to_mouth = float(np.linalg.norm((landmarks[3] + landmarks[4]) / 2 - (landmarks[0] + landmarks[1]) / 2))
+    return max(eye_distance, eye_to_mouth * TEMPLATE_EYE_DIST / TEMPLATE_EYE_TO_MOUTH)
+
+
 def assess(crop: np.ndarray, landmarks: np.ndarray, detection: float, cfg: QualityConfig) -> Quality:
     """Quality of a face from its aligned crop (BGR, any template size) and its frame landmarks (5, 2).
 
@@ -54,11 +65,7 @@ def assess(crop: np.ndarray, landmarks: np.ndarray, detection: float, cfg: Quali
     if cfg.min_eye_distance is None or cfg.min_sharpness is None:
         raise ValueError("quality gate not resolved: pass QualityConfig.for_embedder(spec.quality_gate)")
     eye_distance = float(np.linalg.norm(landmarks[1] - landmarks[0]))
-    # A turned head brings the eyes together without making the face smaller: size is judged on the larger of
-    # the eye distance and the eye-to-mouth height (scaled to the template's eye distance), so a profile is
-    # refused as a pose, not as too small.
-    eye_to_mouth = float(np.linalg.norm((landmarks[3] + landmarks[4]) / 2 - (landmarks[0] + landmarks[1]) / 2))
-    size = max(eye_distance, eye_to_mouth * TEMPLATE_EYE_DIST / TEMPLATE_EYE_TO_MOUTH)
+    size = face_size(landmarks)
     grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
     if grey.shape[0] != 112:
         grey = cv2.resize(grey, (112, 112), interpolation=cv2.INTER_AREA)
