@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tomllib
 
+from edge.config.tomlio import tomllib
 from edge.errors import ConfigError, EdgeError
 from edge.evaluation.embedcache import EmbedCache
 from edge.evaluation.identify import Flip, Protocol, search
