@@ -10,6 +10,7 @@ how this equivalence is checked on a machine without a GPU; the only difference 
 pixels to uint8, at most half a grey level.
 """
 
+import functools
 import hashlib
 
 import numpy as np
@@ -21,6 +22,7 @@ BLOB_OUTPUT = "blob"
 OPSET = 17  # TensorRT 10's ONNX parser takes opsets 9 to 20
 
 
+@functools.lru_cache(maxsize=16)  # asked for every frame: building and checking the graph costs ~1 ms of CPU
 def letterbox_model(frame: tuple[int, int], resized: tuple[int, int], size: tuple[int, int],
                     mean: tuple[float, float, float]) -> bytes:
     """The serialized graph: `frame` (1, H, W, 3) uint8 -> `blob` (1, 3, size H, size W) float32.

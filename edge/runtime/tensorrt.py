@@ -247,6 +247,8 @@ class TensorRTRuntime:
         never passes through the CPU."""
         if [name] != self._inputs:
             raise ModelError(f"{self.name} takes inputs {self._inputs}, was given {name!r}")
+        if self._dtypes[name] != np.float32:  # the letterbox writes float32: a float16 input is half the size
+            raise ModelError(f"{self.name} takes {name} as {self._dtypes[name]}, the GPU letterbox writes float32")
         with self._lock:
             self._context_cuda.push()
             try:
