@@ -21,7 +21,9 @@ class FramePool:
     def __init__(self, allocate: Callable[[int, int], Any], limit: int = 8) -> None:
         self._allocate = allocate
         self.limit = limit
-        self._lock = threading.Lock()
+        # Re-entrant: a lent frame in a reference cycle is given back whenever the GC runs, which can be inside
+        # take()'s locked region on this same thread.
+        self._lock = threading.RLock()
         self._size: tuple[int, int] | None = None
         self._free: list[Any] = []
         self._made = 0

@@ -170,3 +170,32 @@ def test_frames_are_the_mapped_buffers_and_none_is_rewritten_while_held(monkeypa
             assert frame is not None and np.array_equal(frame.image, expected[i])
     finally:
         source.close()
+
+
+def test_a_frame_collected_while_the_pool_is_locked_does_not_hang_capture() -> None:
+    """A lent frame caught in a reference cycle comes back when the cyclic GC runs, and that can be at any
+    allocation, also inside FramePool.take's locked region on the capture thread: the give-back must not wait
+    for the lock its own thread holds (a plain Lock hung capture there for good)."""
+    import threading
+    import weakref
+
+    from edge.capture.pool import FramePool
+
+    pool = FramePool(lambda w, h: np.zeros((h, w, 3), np.uint8), limit=2)
+    buffer = pool.take(8, 4)
+    view = buffer.view()
+    pool.lend(view, buffer)
+    gone = weakref.ref(view)
+    del buffer
+
+    def collected_inside_the_lock() -> None:
+        nonlocal view
+        with pool._lock:  # what take() holds when the GC runs there
+            view = None
+        assert gone() is None
+
+    worker = threading.Thread(target=collected_inside_the_lock, daemon=True)
+    worker.start()
+    worker.join(5)
+    assert not worker.is_alive(), "the frame's give-back waits for the lock its own thread holds"
+    assert pool.lent == 0 and pool.take(8, 4) is not None
