@@ -80,6 +80,11 @@ class GpuLetterbox:
                         image.height, size[0], size[1], type(exc).__name__, exc)
             return None
 
+    @property
+    def refused(self) -> int:
+        """How many frame sizes fell back to the CPU's letterbox (gpu-check requires none)."""
+        return len(self._unusable)
+
     def _engine(self, model: bytes, image: DeviceImage) -> _Engine:
         engine = self._engines.get(model)
         if engine is not None:

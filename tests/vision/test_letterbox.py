@@ -96,3 +96,24 @@ def test_the_graph_is_made_once_per_size_not_per_frame() -> None:
     for _ in range(5):
         assert letterbox_model(*args) is first
     assert letterbox_model.cache_info().hits == hits + 5
+
+
+def test_a_letterbox_the_gpu_refuses_is_counted_so_gpu_check_cannot_pass_on_the_cpu(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The detector falls back to the CPU's letterbox when the GPU's fails; gpu-check compares the two, so a
+    refused GPU letterbox would compare the CPU's with itself and pass: `refused` says it happened."""
+    from types import SimpleNamespace
+
+    from edge.errors import ModelError
+    from edge.runtime import letterbox_trt
+
+    monkeypatch.setattr(letterbox_trt, "import_tensorrt", lambda: (SimpleNamespace(), SimpleNamespace()))
+    gpu = letterbox_trt.GpuLetterbox(SimpleNamespace(), Path("/nonexistent"))
+
+    def no_engine(model: bytes, image: DeviceImage) -> None:
+        raise ModelError("TensorRT's ONNX parser rejected the letterbox graph")
+
+    monkeypatch.setattr(gpu, "_engine", no_engine)
+    assert gpu.refused == 0
+    assert gpu.run(DeviceImage(0, 1280, 720), "input", (640, 360), (640, 384), (104.0, 117.0, 123.0)) is None
+    assert gpu.refused == 1
