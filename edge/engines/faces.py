@@ -20,6 +20,10 @@ from edge.vision.detect import Detector
 from edge.vision.quality import assess
 from edge.vision.select import select_face
 
+# Calibration wants clean faces, whatever the live gate lets through (its sharpness limit is 4 since edge eval
+# quality, docs/evaluation.md): the size and sharpness limits the live gate had before, fixed here.
+CALIBRATION_QUALITY = QualityConfig(min_eye_distance=14.0, min_sharpness=30.0)
+
 
 class FaceAligner:
     """Frames and photos to aligned BGR crops. The detector opens on first use, so building only the detector
@@ -29,8 +33,7 @@ class FaceAligner:
                  quality: QualityConfig | None = None, threads: int | None = None) -> None:
         self.manifest = manifest
         self.config = detector or DetectorConfig()
-        # MobileFaceNet's gate, the stricter of the two measured: calibration wants clean faces
-        self.quality = (quality or QualityConfig()).for_embedder(None)
+        self.quality = (quality or CALIBRATION_QUALITY).for_embedder(None)
         self.threads = threads or os.cpu_count() or 1
         self._runtime: Runtime | None = None
         self._detector: Detector | None = None
