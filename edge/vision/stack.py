@@ -35,7 +35,7 @@ class VisionStack:
         long_side = None if detector.long_side == "full" else detector.long_side
         return cls(
             Detector(det_rt, manifest.spec(detector.model), long_side, detector.min_score, detector.nms_iou,
-                     detector.max_faces),
+                     detector.max_faces, detector.refine),
             Embedder(emb_rt, manifest.spec(embedder.model), embedder.max_batch),
             manifest,
             manifest.spec(embedder.model).sha256,
