@@ -84,6 +84,9 @@ def add_model_args(parser: argparse.ArgumentParser, *, threads: int = 1, stride:
     add_embedder_arg(parser)
     parser.add_argument("--long-side", default=str(DetectorConfig().long_side),
                         help="detector input long side, or 'full' for small, distant faces (default %(default)s)")
+    parser.add_argument("--no-refine", action="store_true",
+                        help="do not look again at small faces on the full-resolution frame ([detector] refine "
+                             "= false)")
     if stride is not None:
         parser.add_argument("--stride", type=int, default=DetectorConfig().stride, help=stride)
     parser.add_argument("--threads", type=int, default=threads, help=threads_help)
@@ -100,7 +103,8 @@ def model_configs(args: argparse.Namespace) -> tuple[DetectorConfig, EmbedderCon
     stride = {"stride": args.stride} if getattr(args, "stride", None) is not None else {}  # checked, not used
     try:
         long_side: int | str = args.long_side if args.long_side == "full" else int(args.long_side)
-        return (DetectorConfig(long_side=long_side, **stride), EmbedderConfig(model=args.embedder),
+        refine = not getattr(args, "no_refine", False)
+        return (DetectorConfig(long_side=long_side, refine=refine, **stride), EmbedderConfig(model=args.embedder),
                 RuntimeConfig(threads=args.threads, backend=args.backend))
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -17,11 +17,14 @@ from edge.config.track import TrackConfig
 from edge.runtime.gallery_trt import MAX_ROWS, TensorRTRowSearch
 from edge.track.decision import Alert, Threshold, decide
 from edge.track.tracker import Evidence, Track, Tracker
+from edge.vision.detect import Detections
 from edge.vision.quality import Quality, assess
 from edge.vision.stack import VisionStack
 from edge.watchlist.match import INT8_MIN_ROWS, Gallery, MatchResult, RowSearch, match
 
 log = logging.getLogger(__name__)
+
+REFINE_PER_FRAME = 8  # faces refined on the full-resolution frame per detection round, at most
 
 
 @dataclass
@@ -164,22 +167,59 @@ class Pipeline:
         return alerts
 
     def _worth_embedding(self, frame: Frame, seen: list[tuple[Track, int]]) -> list[tuple[Track, np.ndarray, Quality]]:
-        """Tracks whose face now is usable and new, clearly better, or due for another look."""
+        """Tracks whose face now is usable and new, clearly better, or due for another look.
+
+        Those that would be embedded now (by timing, or by their reduced search's quality) are first looked at
+        again on the full-resolution frame (`Detector.refine`, at most REFINE_PER_FRAME, most overdue first):
+        their refined landmarks and score are what is aligned, gated and kept on the track.
+        """
         cfg = self.track_cfg
         gate = self._gate()
-        todo = []
+        looks = []
         for track, _ in seen:
             crop = self.stack.embedder.crops(frame.image, track.landmarks[None])[0]
-            q = assess(crop, track.landmarks, track.score, gate)
+            looks.append((track, crop, assess(crop, track.landmarks, track.score, gate)))
+        looks = self._refined(frame, looks, gate)
+        todo = []
+        for track, crop, q in looks:
             if not q.ok:
                 continue
             first = not track.evidence
             better = q.score > track.best_quality * cfg.better_quality
-            due = (not track.matched and len(track.evidence) < cfg.max_embeddings
-                   and frame.index - track.last_embed_frame >= cfg.reembed_every)
+            due = self._due(track, frame)
             if first or better or due:
                 todo.append((track, crop, q))
         return todo
+
+    def _due(self, track: Track, frame: Frame) -> bool:
+        cfg = self.track_cfg
+        return (not track.matched and len(track.evidence) < cfg.max_embeddings
+                and frame.index - track.last_embed_frame >= cfg.reembed_every)
+
+    def _refined(self, frame: Frame, looks: list[tuple[Track, np.ndarray, Quality]],
+                 gate: QualityConfig) -> list[tuple[Track, np.ndarray, Quality]]:
+        """`looks` with the faces about to be embedded refined on the full-resolution frame."""
+        detector = self.stack.detector
+        if not detector.refines or not self.gallery.size:
+            return looks
+        wanted = [i for i, (track, _, q) in enumerate(looks)
+                  if not track.evidence or self._due(track, frame)
+                  or q.score > track.best_quality * self.track_cfg.better_quality]
+        wanted = sorted(wanted, key=lambda i: looks[i][0].last_embed_frame)[:REFINE_PER_FRAME]
+        if not wanted:
+            return looks
+        tracks = [looks[i][0] for i in wanted]
+        coarse = Detections(np.stack([t.box for t in tracks]).astype(np.float32),
+                            np.array([t.score for t in tracks], np.float32), np.stack([t.landmarks for t in tracks]))
+        fine = detector.refine(frame.image, coarse)
+        out = list(looks)
+        for k, (i, track) in enumerate(zip(wanted, tracks, strict=True)):
+            if fine.scores[k] == coarse.scores[k] and np.array_equal(fine.landmarks[k], coarse.landmarks[k]):
+                continue  # not refined: too large to gain, or its crop found nothing
+            track.landmarks, track.score = fine.landmarks[k], float(fine.scores[k])
+            crop = self.stack.embedder.crops(frame.image, track.landmarks[None])[0]
+            out[i] = (track, crop, assess(crop, track.landmarks, track.score, gate))
+        return out
 
     def _gate(self) -> QualityConfig:
         """The quality settings with the running embedder's gate, resolved again only when the embedder changes."""

@@ -86,6 +86,7 @@ MEANINGS: dict[str, tuple[str, str, str | None]] = {
     "--model": ("text", "a model name from models.toml", r"models\.toml"),
     "--name": ("text", "an extra DNS name of the broker", None),
     "--no-baseline": ("switch", "skip the face_recognition baseline", None),
+    "--no-refine": ("switch", "no full-resolution look at small faces", r"full-resolution"),
     "--no-signatures": ("switch", "check the chain only", None),
     "--no-stream": ("switch", "skip the stream workload", None),
     "--no-thumbnails": ("switch", "leave thumbnails out", None),

@@ -18,6 +18,9 @@ class DetectorConfig(StrictModel):
     min_score: float = Field(0.6, ge=0.05, le=0.99, description="detections below this are dropped")
     nms_iou: float = Field(0.4, gt=0.0, lt=1.0)
     max_faces: int = Field(64, ge=1, le=512)
+    refine: bool = Field(
+        True, description="look again at small faces on the full-resolution frame when it is searched reduced: "
+        "better landmarks and scores for the faces about to be embedded, and faces the reduced search barely saw")
     stride: int = Field(3, ge=1, le=30, description="detect every Nth frame; the tracker carries boxes between")
 
     @field_validator("long_side")

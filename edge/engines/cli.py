@@ -45,7 +45,8 @@ def register(commands: Commands) -> None:
                                                                      "to calibrate on (default 512)")
     build.add_argument("--detector-size", action="append", type=_size, metavar="WxH",
                        help="detector input size, one profile each (repeat; default: the sizes --config's "
-                            "detector.long_side gives 16:9 and 4:3 cameras, 512x288 and 512x384 without it)")
+                            "detector.long_side gives 16:9 and 4:3 cameras and detector.refine's 160x160 crop; "
+                            "512x288, 512x384 and 160x160 without it)")
     build.add_argument("--batch", type=_batch, default=DEFAULT_BATCH, metavar="MIN,OPT,MAX",
                        help="embedder batch sizes (default 1,8,32)")
     build.add_argument("--workspace-mib", type=int, default=1024, help="builder workspace (default 1024 MiB)")

@@ -45,13 +45,13 @@ class FaceAligner:
             self._runtime = open_runtime(self.manifest, cfg.model, "onnxruntime", self.threads)
             self._detector = Detector(self._runtime, self.manifest.spec(cfg.model),
                                       None if cfg.long_side == "full" else cfg.long_side, cfg.min_score,
-                                      cfg.nms_iou, cfg.max_faces)
+                                      cfg.nms_iou, cfg.max_faces, cfg.refine)
         return self._detector
 
     def frame_faces(self, frame: np.ndarray, size: int) -> list[np.ndarray]:
         """Every face of a camera frame that the device would embed: detected, aligned, and through the
         stricter measured quality gate; none for a frame without one."""
-        det = self.detector(frame)
+        det = self.detector.refine(frame, self.detector(frame))
         crops = align_faces(frame, det.landmarks, size)
         return [crop for crop, landmarks, score in zip(crops, det.landmarks, det.scores, strict=True)
                 if assess(crop, landmarks, float(score), self.quality).ok]
@@ -61,7 +61,9 @@ class FaceAligner:
         subject), aligned; none when the detector finds no face."""
         det = self.detector(photo)
         index, _ = select_face(det, photo.shape, "central")
-        return [] if index is None else list(align_faces(photo, det.landmarks[index:index + 1], size))
+        if index is None:
+            return []
+        return list(align_faces(photo, self.detector.refine(photo, det.take(np.array([index]))).landmarks, size))
 
     def close(self) -> None:
         if self._runtime is not None:

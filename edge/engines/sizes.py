@@ -7,7 +7,7 @@ works: its size runs on ONNX Runtime, with a warning (edge.runtime.fallback).
 """
 
 from edge.config.detector import DetectorConfig
-from edge.vision.detect import input_size_for
+from edge.vision.detect import REFINE_INPUT, input_size_for
 
 # (width, height) of the frames Jetson cameras deliver: 16:9 (720p, 1080p) and 4:3 (VGA, 960p).
 CAMERA_FRAMES: tuple[tuple[int, int], ...] = ((1280, 720), (1920, 1080), (640, 480), (1280, 960))
@@ -15,6 +15,11 @@ CAMERA_FRAMES: tuple[tuple[int, int], ...] = ((1280, 720), (1920, 1080), (640, 4
 
 def detector_sizes(detector: DetectorConfig,
                    frames: tuple[tuple[int, int], ...] = CAMERA_FRAMES) -> tuple[tuple[int, int], ...]:
-    """Every distinct detector input (W, H) of `frames` under this configuration, in order."""
+    """Every distinct detector input (W, H) of `frames` under this configuration, in order; then the
+    refinement's crop (edge.vision.detect.Detector.refine) when some frame is searched reduced."""
     long_side = None if detector.long_side == "full" else detector.long_side
-    return tuple(dict.fromkeys(input_size_for(w, h, long_side) for w, h in frames))
+    sizes = [input_size_for(w, h, long_side) for w, h in frames]
+    reduced = any(min(iw / w, ih / h) < 1.0 for (w, h), (iw, ih) in zip(frames, sizes, strict=True))
+    if detector.refine and reduced:
+        sizes.append((REFINE_INPUT, REFINE_INPUT))
+    return tuple(dict.fromkeys(sizes))

@@ -54,7 +54,8 @@ class EmbedCache:
         self.cache_dir = cache_dir
         self.progress = progress
         det = stack.detector
-        self.faces_key = _key(stack.detector_sha256, det.long_side, det.min_score, det.nms_iou, "central")
+        self.faces_key = _key(stack.detector_sha256, det.long_side, det.min_score, det.nms_iou, "central",
+                              *(("refine",) if det.refines else ()))
         self._faces: dict[str, Face] = self._load_faces()
         self._embeddings: dict[bool, dict[str, np.ndarray]] = {}
 
@@ -141,11 +142,13 @@ class EmbedCache:
         self._save_embeddings(flip, known)
 
     def detect(self, image: np.ndarray) -> Face:
-        det = self.stack.detector(image)
+        detector = self.stack.detector
+        det = detector(image)
         index, reason = select_face(det, image.shape, "central")
         if index is None:
             return Face(None, 0.0, reason)
-        return Face(det.landmarks[index].copy(), float(det.scores[index]), None)
+        face = detector.refine(image, det.take(np.array([index])))  # as the pipeline does before embedding
+        return Face(face.landmarks[0].copy(), float(face.scores[0]), None)
 
     # -- disk ------------------------------------------------------------------------------------------
 

@@ -6,9 +6,10 @@ fixed, seeded sample of mated and non-mated probe photos is then shown to a simu
 level: the photo is scaled (area averaging, as a sensor integrates light) so that the face's eye distance,
 from the detector's landmarks on the full photo, equals the level; optionally blurred (Gaussian, sigma in
 frame pixels); and pasted at a seeded position into a 1280x720 grey frame. The frame goes through what the
-pipeline does: the detector at its configured input size, the quality gate (`assess`), the embedder and
-`match`. Only photos whose own eye distance is at least the largest level are sampled, so that every level
-is a reduction, never an enlargement.
+pipeline does: the detector at its configured input size (with `[detector] refine`, the face found is
+looked at again on the full-resolution frame, as the pipeline does before embedding), the quality gate
+(`assess`), the embedder and `match`. Only photos whose own eye distance is at least the largest level are
+sampled, so that every level is a reduction, never an enlargement.
 
 Rates are per face shown to the camera: a mated probe is a miss unless its face is found (a detection whose
 landmarks lie within one eye distance of where the face was pasted), passes the gate where the gate applies,
@@ -153,9 +154,10 @@ def look(stack: VisionStack, gallery: Gallery, sample: Sample, cond: Condition, 
             bar.update()
         if j is None:
             continue
-        lm = det.landmarks[j]
+        face = stack.detector.refine(frame, det.take(np.array([j])))  # as Pipeline._worth_embedding does
+        lm = face.landmarks[0]
         crop = stack.embedder.crops(frame, lm[None])[0]
-        q = assess(crop, lm, float(det.scores[j]), quality)  # as Pipeline._worth_embedding does
+        q = assess(crop, lm, float(face.scores[0]), quality)
         found[i], passed[i] = True, q.ok
         reasons.update(q.reasons)
         sizes.append(q.eye_distance)
@@ -253,6 +255,7 @@ def resolution_report(cache: EmbedCache, protocol: Protocol, conditions: list[Co
         "embedder": cache.embedder,
         "embedder_sha256": stack.embedder_sha256,
         "detector_long_side": stack.detector.long_side or "full",
+        "detector_refine": stack.detector.refines,
         "frame": f"{FRAME_W}x{FRAME_H}",
         "quality_gate": quality.model_dump(),
         "gallery_size": gallery.size,

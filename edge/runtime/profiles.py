@@ -2,9 +2,9 @@
 
 The detector has dynamic H and W but runs at a fixed size per source (letterbox), so it gets one
 static profile per size the device configuration implies (edge.engines.sizes: 512x288 for 16:9 and
-512x384 for 4:3 at the default detector.long_side); kernels are tuned for exactly the shapes it will
-see, and a size without a profile runs on ONNX Runtime (edge.runtime.fallback). Embedders get one
-profile over the batch sizes a frame produces.
+512x384 for 4:3 at the default detector.long_side, and 160x160 for the refinement's crops); kernels are
+tuned for exactly the shapes it will see, and a size without a profile runs on ONNX Runtime
+(edge.runtime.fallback). Embedders get one profile over the batch sizes a frame produces.
 """
 
 import shlex
@@ -18,9 +18,10 @@ from edge.runtime.engine_file import Shape, ShapeRange
 Profile = dict[str, ShapeRange]
 Precision = Literal["fp32", "fp16", "int8"]
 
-# What detector.long_side = 512 (the default) makes of 16:9 and 4:3 frames; edge.engines.sizes derives the
-# sizes of any configuration (tests/jetson/test_engine_sizes.py keeps the two in step).
-DEFAULT_DETECTOR_SIZES: tuple[tuple[int, int], ...] = ((512, 288), (512, 384))
+# What detector.long_side = 512 (the default) makes of 16:9 and 4:3 frames, and the crop detector.refine searches
+# (edge.vision.detect.REFINE_INPUT); edge.engines.sizes derives the sizes of any configuration
+# (tests/jetson/test_engine_sizes.py keeps the two in step).
+DEFAULT_DETECTOR_SIZES: tuple[tuple[int, int], ...] = ((512, 288), (512, 384), (160, 160))
 DEFAULT_BATCH = (1, 8, 32)
 
 

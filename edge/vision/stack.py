@@ -36,7 +36,7 @@ class VisionStack:
         long_side = None if detector.long_side == "full" else detector.long_side
         return cls(
             Detector(det_rt, manifest.spec(detector.model), long_side, detector.min_score, detector.nms_iou,
-                     detector.max_faces, gpu_letterbox(det_rt, engine_dir or manifest.folder)),
+                     detector.max_faces, detector.refine, gpu_letterbox(det_rt, engine_dir or manifest.folder)),
             Embedder(emb_rt, manifest.spec(embedder.model), embedder.max_batch),
             manifest,
             manifest.spec(embedder.model).sha256,

@@ -46,7 +46,8 @@ def test_bench_reports_stages_and_fps(data_dir: Path, short_clip: Path, tmp_path
     assert cold["faces_detected"] == 2 and cold["faces_embedded"] == 2
     assert r["cold_frame"]["gallery_real_people"] == 2
     s = r["stream"]["edge"]
-    assert s["frames"] == 8 and s["fps"] > 0 and s["detector_calls"] == -(-8 // DetectorConfig().stride)
+    # one call per detection round, and one per face refined on the full-resolution frame ([detector] refine)
+    assert s["frames"] == 8 and s["fps"] > 0 and s["detector_calls"] >= -(-8 // DetectorConfig().stride)
     assert s["embeddings"] >= 1
     for section in (r["cold_frame"], r["stream"]):
         b = section["face_recognition"]

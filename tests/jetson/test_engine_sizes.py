@@ -13,12 +13,26 @@ from edge.config.detector import DetectorConfig
 from edge.engines.sizes import detector_sizes
 from edge.models import Manifest
 from edge.runtime.profiles import DEFAULT_DETECTOR_SIZES, build_profiles, find_profile
-from edge.vision.detect import Detector
+from edge.vision.detect import REFINE_INPUT, Detections, Detector
 
 
 def test_default_sizes_are_what_the_default_detector_runs() -> None:
-    assert detector_sizes(DetectorConfig()) == DEFAULT_DETECTOR_SIZES == ((512, 288), (512, 384))
+    assert detector_sizes(DetectorConfig()) == DEFAULT_DETECTOR_SIZES == ((512, 288), (512, 384), (160, 160))
+    assert (REFINE_INPUT, REFINE_INPUT) == (160, 160)
+    assert detector_sizes(DetectorConfig(refine=False)) == ((512, 288), (512, 384))
+    # searched at their own size, no frame is refined: no crop engine
     assert detector_sizes(DetectorConfig(long_side="full")) == ((1280, 736), (1920, 1088), (640, 480), (1280, 960))
+
+
+class _Shapes:
+    """A runtime that records the input shapes it is given and finds no face (the shapes are what is tested)."""
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[int, ...]] = []
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.shapes += [x.shape for x in feeds.values()]
+        return {"loc": np.zeros((1, 0, 4)), "conf": np.zeros((1, 0, 2)), "landmarks": np.zeros((1, 0, 10))}
 
 
 @pytest.mark.parametrize("long_side", [512, 640, "full"])
@@ -29,9 +43,16 @@ def test_every_camera_frame_hits_a_built_profile(manifest: Manifest, long_side: 
     detector_cfg = DetectorConfig(long_side=long_side)
     spec = manifest.spec(detector_cfg.model)
     profiles = build_profiles(spec, detector_sizes(detector_cfg))
-    detector = Detector(None, spec, None if long_side == "full" else long_side)  # type: ignore[arg-type]
-    blob, _ = detector.preprocess(np.zeros((*frame, 3), np.uint8))
-    assert find_profile(profiles, {spec.input: blob.shape}) is not None
+    runtime = _Shapes()
+    detector = Detector(runtime, spec, None if long_side == "full" else long_side)  # type: ignore[arg-type]
+    image = np.zeros((*frame, 3), np.uint8)
+    blob, _ = detector.preprocess(image)
+    small = Detections(np.array([[100, 100, 130, 136]], np.float32), np.array([0.9], np.float32),
+                       np.full((1, 5, 2), 115, np.float32))
+    detector.refine(image, small)  # a face small enough to be refined wherever the frame is searched reduced
+    assert len(runtime.shapes) == (1 if detector.letterbox(frame[1], frame[0]).scale < 1 else 0)
+    for shape in [blob.shape, *runtime.shapes]:
+        assert find_profile(profiles, {spec.input: shape}) is not None, shape
 
 
 def _config(tmp_path: Path, extra: str = "") -> Path:

@@ -67,5 +67,6 @@ def test_trtexec_line_builds_the_same_profiles(manifest: Manifest) -> None:
                                "fp32", 1024)
     detector_args = shlex.split(detector)
     assert [a for a in detector_args if a.startswith("--optShapes")] == [
-        "--optShapes=input:1x3x288x512", "--optShapes=input:1x3x384x512"]  # detector.long_side 512, 16:9 and 4:3
+        "--optShapes=input:1x3x288x512", "--optShapes=input:1x3x384x512",  # detector.long_side 512, 16:9 and 4:3
+        "--optShapes=input:1x3x160x160"]  # and detector.refine's crop
     assert "--fp16" not in detector_args

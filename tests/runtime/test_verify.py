@@ -103,7 +103,7 @@ def test_batches_are_full_and_calibration_folders_skip_unreadable_files(manifest
 def test_verification_inputs_cover_every_profile(manifest: Manifest, data_dir: Path, aligner: FaceAligner) -> None:
     detector = manifest.spec("retinaface_mnet025")
     shapes = [b.shape for b in verification_inputs(detector, build_profiles(detector), data_dir, 3)]
-    assert shapes == [(1, 3, 288, 512)] * 3 + [(1, 3, 384, 512)] * 3
+    assert shapes == [(1, 3, 288, 512)] * 3 + [(1, 3, 384, 512)] * 3 + [(1, 3, 160, 160)] * 3  # the refinement crop
     embedder = manifest.spec("mobilefacenet_192")
     shapes = [b.shape for b in verification_inputs(embedder, build_profiles(embedder, batch=(1, 4, 8)), data_dir, 9,
                                                    aligner.photo_face)]
@@ -133,7 +133,7 @@ def test_detector_is_compared_where_it_sees_faces_at_every_profile_size(manifest
                               verification_inputs(spec, build_profiles(spec), data_dir, 2), "fp16")
     assert result.ok, result.summary()
     assert [o.name for o in result.outputs] == ["loc", "conf", "landmarks"]
-    assert result.samples == 4
+    assert result.samples == 6  # two photos at each of 512x288, 512x384 and the refinement's 160x160
     shifted = compare_runtimes(spec, Wrong(reference, "shift"), reference,
                                verification_inputs(spec, build_profiles(spec), data_dir, 2), "fp16")
     assert not any(o.ok for o in shifted.outputs), shifted.summary()
