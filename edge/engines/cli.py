@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING
 
 from edge.cliargs import Commands, data_root
 from edge.config import EdgeConfig, load_config
+from edge.config.detector import DetectorConfig
 from edge.engines.check import Check, run_checks
 from edge.engines.faces import FaceAligner
-from edge.engines.sizes import detector_sizes
+from edge.engines.sizes import detector_sizes, frame_letterboxes
 from edge.errors import ConfigError, EdgeError, ModelError
-from edge.models import ENGINES_DIR, Manifest
+from edge.models import ENGINES_DIR, Manifest, ModelSpec
 from edge.runtime.engine_file import ShapeRange, calibration_cache_name, read_engine, rebuild_hint, timing_cache_name
 from edge.runtime.profiles import (
     DEFAULT_BATCH,
@@ -133,13 +134,14 @@ def run_build(args: argparse.Namespace) -> int:
                            face_crops=aligner.frame_faces)
     data = args.data or data_root()
     try:
-        return _build_all(manifest, models, engine_dir, options, aligner, data, args)
+        return _build_all(manifest, models, engine_dir, options, aligner, data, args,
+                          cfg.detector if cfg else DetectorConfig())
     finally:
         aligner.close()
 
 
 def _build_all(manifest: Manifest, models: list[str], engine_dir: Path, options: "BuildOptions",
-               aligner: FaceAligner, data: Path, args: argparse.Namespace) -> int:
+               aligner: FaceAligner, data: Path, args: argparse.Namespace, detector: DetectorConfig) -> int:
     from edge.runtime.build import build_engine
     from edge.runtime.tensorrt import engine_path_for
 
@@ -161,10 +163,30 @@ def _build_all(manifest: Manifest, models: list[str], engine_dir: Path, options:
             engine_dir / calibration_cache_name(spec.sha256, result.meta.tensorrt, spec.role == "embedder")))
         _verify(manifest, model, result.path, result.meta.profiles, result.meta.precision, data, aligner, args)
         took[model] = result.seconds
+        if spec.role == "detector":
+            _build_letterboxes(spec, engine_dir, detector)
     if took:
         print(f"built {len(took)} engine(s) in {sum(took.values()):.1f} s: "
               + ", ".join(f"{m} {s:.1f} s" for m, s in took.items()))
     return 0
+
+
+def _build_letterboxes(spec: ModelSpec, engine_dir: Path, detector: DetectorConfig) -> None:
+    """The GPU letterbox engines for the usual camera frames (edge.runtime.letterbox_trt), so that the daemon's
+    first frame of each size loads one instead of building it on the inference thread."""
+    from edge.runtime.letterbox import letterbox_model
+    from edge.runtime.letterbox_trt import build_plan, plan_path
+    from edge.runtime.tensorrt import import_tensorrt, primary_context
+
+    _, cuda = import_tensorrt()
+    mean = (float(spec.mean[0]), float(spec.mean[1]), float(spec.mean[2]))
+    with primary_context(cuda):
+        for (width, height), box in frame_letterboxes(detector):
+            model = letterbox_model((width, height), box.resized, box.size, mean)
+            path = plan_path(model, engine_dir)
+            if not path.is_file():
+                build_plan(model, path)
+            print(f"GPU letterbox {width}x{height} -> {box.size[0]}x{box.size[1]}: {path}")
 
 
 def _engine_readable(path: Path, model: str, engine_dir: Path, sha256: str) -> bool:

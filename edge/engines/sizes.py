@@ -7,7 +7,7 @@ works: its size runs on ONNX Runtime, with a warning (edge.runtime.fallback).
 """
 
 from edge.config.detector import DetectorConfig
-from edge.vision.detect import REFINE_INPUT, input_size_for
+from edge.vision.detect import REFINE_INPUT, Letterbox, input_size_for, letterbox_for
 
 # (width, height) of the frames Jetson cameras deliver: 16:9 (720p, 1080p) and 4:3 (VGA, 960p).
 CAMERA_FRAMES: tuple[tuple[int, int], ...] = ((1280, 720), (1920, 1080), (640, 480), (1280, 960))
@@ -23,3 +23,14 @@ def detector_sizes(detector: DetectorConfig,
     if detector.refine and reduced:
         sizes.append((REFINE_INPUT, REFINE_INPUT))
     return tuple(dict.fromkeys(sizes))
+
+
+Frames = tuple[tuple[int, int], ...]
+
+
+def frame_letterboxes(detector: DetectorConfig,
+                      frames: Frames = CAMERA_FRAMES) -> tuple[tuple[tuple[int, int], Letterbox], ...]:
+    """Each camera frame (W, H) with how it fits the detector's input: the GPU letterbox engines to build
+    (edge.runtime.letterbox_trt)."""
+    long_side = None if detector.long_side == "full" else detector.long_side
+    return tuple((frame, letterbox_for(*frame, long_side)) for frame in frames)

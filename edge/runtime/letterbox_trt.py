@@ -26,6 +26,31 @@ from edge.runtime.tensorrt import TensorRTRuntime, device_gpu, import_tensorrt, 
 log = logging.getLogger(__name__)
 
 
+def plan_path(model: bytes, engine_dir: Path) -> Path:
+    """Where the engine built from this letterbox graph lives, for this TensorRT and GPU."""
+    trt, cuda = import_tensorrt()
+    return engine_dir / f"letterbox-{model_digest(model)}-trt{trt.__version__}-{device_gpu(cuda)}.plan"
+
+
+def build_plan(model: bytes, path: Path) -> bytes:
+    """Build the letterbox graph into an engine (FP32, seconds) and keep it at `path`; in the current CUDA
+    context. `edge engines build` calls it for the usual frame sizes, so the daemon's first frame need not."""
+    trt, _ = import_tensorrt()
+    builder = trt.Builder(shared_logger())
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, shared_logger())
+    if not parser.parse(model):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ModelError(f"TensorRT's ONNX parser rejected the letterbox graph: {errors}")
+    plan = builder.build_serialized_network(network, builder.create_builder_config())
+    if plan is None:
+        raise ModelError("TensorRT could not build the letterbox engine (see its log)")
+    data = bytes(plan)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, data, mode=0o644)
+    return data
+
+
 class _Engine:
     """One letterbox engine and its execution context."""
 
@@ -89,33 +114,15 @@ class GpuLetterbox:
         engine = self._engines.get(model)
         if engine is not None:
             return engine
-        trt, cuda = self._trt, self._cuda
         with self._detector.context():
             if self._runtime is None:
-                self._runtime = trt.Runtime(shared_logger())
-            path = self._engine_dir / (f"letterbox-{model_digest(model)}-trt{trt.__version__}-"
-                                       f"{device_gpu(cuda)}.plan")
-            plan = path.read_bytes() if path.is_file() else self._build(model, path, image)
+                self._runtime = self._trt.Runtime(shared_logger())
+            path = plan_path(model, self._engine_dir)
+            if not path.is_file():  # `edge engines build` builds the usual frame sizes' plans beforehand
+                log.info("building the GPU letterbox for %dx%d frames (once, seconds)", image.width, image.height)
+            plan = path.read_bytes() if path.is_file() else build_plan(model, path)
             engine = self._engines[model] = _Engine(self._runtime, plan)
         return engine
-
-    def _build(self, model: bytes, path: Path, image: DeviceImage) -> bytes:
-        trt = self._trt
-        builder = trt.Builder(shared_logger())
-        network = builder.create_network(0)
-        parser = trt.OnnxParser(network, shared_logger())
-        if not parser.parse(model):
-            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise ModelError(f"TensorRT's ONNX parser rejected the letterbox graph: {errors}")
-        config = builder.create_builder_config()
-        log.info("building the GPU letterbox for %dx%d frames (once, seconds)", image.width, image.height)
-        plan = builder.build_serialized_network(network, config)
-        if plan is None:
-            raise ModelError("TensorRT could not build the letterbox engine (see its log)")
-        data = bytes(plan)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, data, mode=0o644)
-        return data
 
     def close(self) -> None:
         with self._detector.context():

@@ -88,6 +88,13 @@ class Letterbox:
     scale: float
 
 
+def letterbox_for(width: int, height: int, long_side: int | None) -> Letterbox:
+    """How a width x height frame fits the detector's input at this long side (None: the frame's own size)."""
+    in_w, in_h = input_size_for(width, height, long_side)
+    scale = min(in_w / width, in_h / height)
+    return Letterbox((in_w, in_h), (max(1, round(width * scale)), max(1, round(height * scale))), scale)
+
+
 class GpuLetterboxer(Protocol):
     """Letterboxes a frame on the GPU into the detector's input and runs it (edge.runtime.letterbox_trt)."""
 
@@ -119,9 +126,7 @@ class Detector:
         self._mean = np.array(spec.mean, np.float32)
 
     def letterbox(self, width: int, height: int) -> Letterbox:
-        in_w, in_h = input_size_for(width, height, self.long_side)
-        scale = min(in_w / width, in_h / height)
-        return Letterbox((in_w, in_h), (max(1, round(width * scale)), max(1, round(height * scale))), scale)
+        return letterbox_for(width, height, self.long_side)
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         """Letterbox the BGR frame into the input (top-left aligned, mean padding); returns blob and scale.

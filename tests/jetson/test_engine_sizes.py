@@ -10,7 +10,7 @@ from jetson_support import edge_cli
 
 from edge.config import EdgeConfig, load_config
 from edge.config.detector import DetectorConfig
-from edge.engines.sizes import detector_sizes
+from edge.engines.sizes import CAMERA_FRAMES, detector_sizes, frame_letterboxes
 from edge.models import Manifest
 from edge.runtime.profiles import DEFAULT_DETECTOR_SIZES, build_profiles, find_profile
 from edge.vision.detect import REFINE_INPUT, Detections, Detector
@@ -116,3 +116,18 @@ def test_unlisted_size_on_real_frames_runs_on_onnx_runtime(manifest: Manifest, d
     warnings = [r for r in caplog.records if "no profile for input 1x3x512x512" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
     assert runtime.name.startswith("onnxruntime:built-sizes") and "onnxruntime:fallback" in runtime.name
+
+
+@pytest.mark.parametrize("long_side", [512, 640, "full"])
+def test_the_letterbox_engines_built_beforehand_are_the_ones_the_detector_asks_for(manifest: Manifest,
+                                                                                  long_side: int | str) -> None:
+    """`edge engines build` builds a GPU letterbox engine for each usual camera frame (frame_letterboxes); the
+    detector asks for exactly that letterbox, so the daemon's first frame loads one instead of building it."""
+    detector_cfg = DetectorConfig(long_side=long_side)
+    spec = manifest.spec(detector_cfg.model)
+    detector = Detector(_Shapes(), spec, None if long_side == "full" else long_side)  # type: ignore[arg-type]
+    planned = frame_letterboxes(detector_cfg)
+    assert [frame for frame, _ in planned] == list(CAMERA_FRAMES)
+    for (width, height), box in planned:
+        assert box == detector.letterbox(width, height)
+        assert box.size in detector_sizes(detector_cfg)  # and the detector engine has that input's profile
