@@ -1,7 +1,7 @@
 """[quality] section: when a face is good enough to embed and to decide on.
 
 How small and how blurred a face may be worth embedding depends on the embedder (its error-versus-reject curves,
-`edge eval quality`, put SFace's size limit at 18 px between the eyes and MobileFaceNet's at 14), so those two
+`edge eval quality`, put SFace's size limit at 16 px between the eyes and MobileFaceNet's at 14), so those two
 limits default to the embedder's measured gate; a value set here applies to whichever embedder runs.
 """
 
@@ -23,7 +23,7 @@ class QualityGate(StrictModel):
 
 
 # For an embedder with no measured gate: the stricter of the two measured in each limit (SFace's).
-UNMEASURED_GATE = QualityGate(min_eye_distance=18.0, min_sharpness=4.0)
+UNMEASURED_GATE = QualityGate(min_eye_distance=16.0, min_sharpness=4.0)
 
 
 class QualityConfig(StrictModel):

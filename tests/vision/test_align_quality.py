@@ -60,7 +60,7 @@ def test_the_gate_is_the_embedders_unless_configured():
     manifest = Manifest.load()
     sface, mfn = (manifest.spec(n).quality_gate for n in ("sface_128", "mobilefacenet_192"))
     assert sface is not None and mfn is not None
-    assert QualityConfig().for_embedder(sface).min_eye_distance == 18.0
+    assert QualityConfig().for_embedder(sface).min_eye_distance == 16.0
     assert QualityConfig().for_embedder(mfn).min_eye_distance == 14.0
     assert QualityConfig(min_eye_distance=20).for_embedder(sface).min_eye_distance == 20.0
     unmeasured = QualityConfig().for_embedder(None)  # the stricter of the measured gates, limit by limit
