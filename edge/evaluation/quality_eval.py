@@ -23,18 +23,18 @@ from edge.errors import EdgeError
 from edge.evaluation import edc as edc_module
 from edge.evaluation.edc import MAX_REJECT, choose, edc, ideal, kept_by
 from edge.evaluation.embedcache import EmbedCache
-from edge.evaluation.identify import Protocol, best_matches, enroll
+from edge.evaluation.identify import Protocol, best_matches
 from edge.evaluation.resolution import (
     FRAME_H,
     FRAME_W,
     Condition,
     Sample,
+    camera_setup,
     draw,
     eye_distance,
     find,
     rate_key,
     render,
-    thresholds_for,
 )
 from edge.runtime.progress import progress
 from edge.vision.quality import Quality, assess, face_size
@@ -180,11 +180,9 @@ def quality_report(cache: EmbedCache, protocol: Protocol, per_class: int = PER_C
                    quality: QualityConfig | None = None, gallery_note: str = "") -> dict[str, Any]:
     start = time.perf_counter()
     stack = cache.stack
-    quality = (quality or QualityConfig()).for_embedder(stack.embedder.spec.quality_gate)
-    gallery, failed = enroll(cache, protocol, "enroll")
-    if gallery.size == 0:
-        raise EdgeError("no gallery photo had a usable face: nobody could be enrolled")
-    thresholds, about = thresholds_for(stack, gallery.size)
+    setup = camera_setup(cache, protocol, quality)
+    quality, gallery, failed, thresholds, about = (setup.quality, setup.gallery, setup.failed, setup.thresholds,
+                                                   setup.about)
     sample = draw(cache, protocol, per_class, seed, MIN_PHOTO_EYE)
     plan = shots(np.array([eye_distance(lm) for lm in sample.landmarks]), seed)
     with progress(total=len(sample), desc=f"frames ({cache.embedder})", unit="frame", enabled=cache.progress) as bar:

@@ -225,16 +225,35 @@ def thresholds_for(stack: VisionStack, gallery_size: int) -> tuple[dict[str, flo
     return values, about
 
 
+@dataclass(frozen=True)
+class CameraSetup:
+    """What both camera studies (this and edge.evaluation.quality_eval) start from: the gate resolved for the
+    embedder, the gallery enrolled as the device enrolls (and who failed), and the calibrated thresholds."""
+
+    quality: QualityConfig
+    gallery: Gallery
+    failed: dict[str, str]
+    thresholds: dict[str, float]
+    about: dict[str, Any]
+
+
+def camera_setup(cache: EmbedCache, protocol: Protocol, quality: QualityConfig | None) -> CameraSetup:
+    quality = (quality or QualityConfig()).for_embedder(cache.stack.embedder.spec.quality_gate)
+    gallery, failed = enroll(cache, protocol, "enroll")
+    if gallery.size == 0:
+        raise EdgeError("no gallery photo had a usable face: nobody could be enrolled")
+    thresholds, about = thresholds_for(cache.stack, gallery.size)
+    return CameraSetup(quality, gallery, failed, thresholds, about)
+
+
 def resolution_report(cache: EmbedCache, protocol: Protocol, conditions: list[Condition], per_class: int = PER_CLASS,
                       seed: int = 0, quality: QualityConfig | None = None, gallery_note: str = "",
                       on_level: Any = None) -> dict[str, Any]:
     start = time.perf_counter()
     stack = cache.stack
-    quality = (quality or QualityConfig()).for_embedder(stack.embedder.spec.quality_gate)
-    gallery, failed = enroll(cache, protocol, "enroll")
-    if gallery.size == 0:
-        raise EdgeError("no gallery photo had a usable face: nobody could be enrolled")
-    thresholds, about = thresholds_for(stack, gallery.size)
+    setup = camera_setup(cache, protocol, quality)
+    quality, gallery, failed, thresholds, about = (setup.quality, setup.gallery, setup.failed, setup.thresholds,
+                                                   setup.about)
     min_eye = max(c.eye_distance for c in conditions)
     sample = draw(cache, protocol, per_class, seed, min_eye)
     full = cache.embed([p.path for p in sample.probes], desc="probe photos")
